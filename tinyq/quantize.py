@@ -1,0 +1,231 @@
+"""Full-integer int8 post-training quantization with TFLiteConverter, and the check that it really is int8."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import balanced_indices
+from .errors import QuantizationError
+from .models import check_supported, input_shape
+
+
+class WeightGranularity(enum.Enum):
+    """Weight quantization: one scale per output channel (TFLite default) or one per tensor."""
+
+    PER_CHANNEL = "per_channel"
+    PER_TENSOR = "per_tensor"
+
+
+class IODtype(enum.Enum):
+    """Type of the model's input and output tensors."""
+
+    INT8 = "int8"
+    FLOAT32 = "float32"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to calibrate and convert; `input_range` is the value range the model was trained on."""
+
+    num_calibration_samples: int = 300
+    balanced: bool = True
+    granularity: WeightGranularity = WeightGranularity.PER_CHANNEL
+    io_dtype: IODtype = IODtype.INT8
+    input_range: tuple[float, float] = (0.0, 1.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_calibration_samples < 1:
+            raise QuantizationError(
+                f"num_calibration_samples must be >= 1, got {self.num_calibration_samples}")
+        if not isinstance(self.granularity, WeightGranularity):
+            raise QuantizationError(f"granularity must be a WeightGranularity, got {self.granularity!r}")
+        if not isinstance(self.io_dtype, IODtype):
+            raise QuantizationError(f"io_dtype must be an IODtype, got {self.io_dtype!r}")
+        lo, hi = self.input_range
+        if not lo < hi:
+            raise QuantizationError(f"input_range must be (low, high) with low < high, got {self.input_range}")
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """Shape, dtype and affine quantization of a model input or output (scale/zero point of index 0)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """A builtin op of the converted graph, with its version."""
+
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    """The int8 .tflite flatbuffer and the facts firmware needs about it."""
+
+    name: str
+    tflite: bytes
+    ops: tuple[OpInfo, ...]
+    input: TensorQuant
+    output: TensorQuant
+    config: QuantizeConfig
+    calibration_indices: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.tflite).hexdigest()
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """Distinct op names in first-use order."""
+        return tuple(dict.fromkeys(op.name for op in self.ops))
+
+
+def select_calibration(images: np.ndarray, labels: np.ndarray | None, config: QuantizeConfig) -> np.ndarray:
+    """Indices of the calibration samples: class-balanced when labels are given and asked for, else the first N."""
+    n = min(config.num_calibration_samples, len(images))
+    if labels is not None and config.balanced:
+        if len(labels) != len(images):
+            raise QuantizationError(f"calibration labels: {len(labels)} labels for {len(images)} images")
+        return balanced_indices(labels, n, config.seed)
+    return np.arange(n)
+
+
+def check_calibration(images: np.ndarray, shape: tuple[int, ...], config: QuantizeConfig) -> np.ndarray:
+    """Reject empty, non-finite, wrongly shaped or wrongly scaled calibration data; returns float32 samples."""
+    arr = np.asarray(images)
+    if arr.size == 0 or arr.shape[0] == 0:
+        raise QuantizationError("calibration data is empty: need at least one sample")
+    if tuple(arr.shape[1:]) != shape:
+        raise QuantizationError(
+            f"calibration data has per-sample shape {tuple(arr.shape[1:])}, model input expects {shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise QuantizationError(
+            f"calibration data is {arr.dtype}; give float samples preprocessed as for training "
+            f"(range {config.input_range[0]}..{config.input_range[1]})")
+    arr = arr.astype(np.float32)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(arr), -1).any(axis=1))[0][0])
+        raise QuantizationError(
+            f"calibration data has {int(bad.sum())} NaN/Inf values (first in sample {first})")
+    lo, hi = config.input_range
+    span = hi - lo
+    amin, amax = float(arr.min()), float(arr.max())
+    if amin < lo - 0.01 * span or amax > hi + 0.01 * span:
+        raise QuantizationError(
+            f"calibration data spans {amin:g}..{amax:g}, outside the model's input range {lo:g}..{hi:g} "
+            f"(were 0..255 pixels passed to a model trained on 0..1?)")
+    return arr
+
+
+def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
+    """A TFLiteConverter over a batch-1 concrete function, set up for full-integer int8."""
+    import tensorflow as tf
+
+    batch1 = tf.keras.Input(batch_shape=(1,) + shape, name="input")
+    wrapped = tf.keras.Model(batch1, model(batch1, training=False), name=model.name)
+    converter = tf.lite.TFLiteConverter.from_keras_model(wrapped)
+
+    def representative():
+        for sample in samples:
+            yield [sample[np.newaxis]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if config.io_dtype is IODtype.INT8:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    if config.granularity is WeightGranularity.PER_TENSOR:
+        converter._experimental_disable_per_channel = True
+    return converter
+
+
+def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = QuantizeConfig(),
+             labels: np.ndarray | None = None, name: str | None = None) -> QuantizedModel:
+    """Convert a Keras model to a full-integer int8 .tflite calibrated on preprocessed float samples."""
+    check_supported(model)
+    shape = input_shape(model)
+    samples = check_calibration(calibration_images, shape, config)
+    idx = select_calibration(samples, labels, config)
+    converter = _converter(model, shape, samples[idx], config)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
+            tflite = bytes(converter.convert())
+    except Exception as exc:  # noqa: BLE001 - the converter raises a zoo of types
+        raise QuantizationError(f"model {model.name!r}: TFLiteConverter failed: {exc}") from exc
+    return inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx))
+
+
+def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
+                   calibration_indices: tuple[int, ...] = ()) -> QuantizedModel:
+    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_content=tflite)
+    except Exception as exc:  # noqa: BLE001
+        raise QuantizationError(f"model {name!r}: LiteRT cannot load the .tflite: {exc}") from exc
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # noqa: SLF001 - the only public-enough view of the op list
+    problems = []
+    for op in ops:
+        for role, ids in (("input", op["inputs"]), ("output", op["outputs"])):
+            for tid in ids:
+                if tid < 0:
+                    continue
+                t = tensors[tid]
+                allowed = _allowed_dtypes(op["op_name"], role, t, config)
+                dtype = np.dtype(t["dtype"]).name
+                if dtype not in allowed:
+                    problems.append(
+                        f"op #{op['index']} {op['op_name']} {role} tensor {t['name']!r} is {dtype} "
+                        f"(allowed: {', '.join(sorted(allowed))})")
+    if problems:
+        raise QuantizationError(f"model {name!r} is not full-integer int8: " + "; ".join(problems))
+    inp = _tensor_quant(interp.get_input_details()[0])
+    out = _tensor_quant(interp.get_output_details()[0])
+    op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
+    return QuantizedModel(name, tflite, op_infos, inp, out, config, calibration_indices)
+
+
+_IO_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+def _allowed_dtypes(op_name: str, role: str, tensor: dict, config: QuantizeConfig) -> set[str]:
+    if op_name in _IO_OPS and config.io_dtype is IODtype.FLOAT32:
+        return {"int8", "float32"}
+    if role == "input" and op_name in {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                                       "TRANSPOSE_CONV"} and len(tensor["shape"]) == 1:
+        return {"int8", "int32"}  # the bias
+    if op_name == "RESHAPE" and role == "input":
+        return {"int8", "int32"}  # the new-shape operand
+    return {"int8"}
+
+
+def _tensor_quant(detail: dict) -> TensorQuant:
+    scale, zero_point = detail["quantization"]
+    return TensorQuant(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
+                       float(scale), int(zero_point))
+
+
+def _op_version(tflite: bytes, op_index: int) -> int:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(tflite, 0)
+    op = model.Subgraphs(0).Operators(op_index)
+    return int(model.OperatorCodes(op.OpcodeIndex()).Version())
