@@ -132,13 +132,34 @@ def check_calibration(images: np.ndarray, shape: tuple[int, ...], config: Quanti
     return arr
 
 
-def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
-    """A TFLiteConverter over a batch-1 concrete function, set up for full-integer int8."""
+def _batch1_converter(model, shape: tuple[int, ...]):
+    """A TFLiteConverter over the model with its batch fixed at 1, so no SHAPE/STRIDED_SLICE/PACK ops appear."""
     import tensorflow as tf
 
     batch1 = tf.keras.Input(batch_shape=(1,) + shape, name="input")
     wrapped = tf.keras.Model(batch1, model(batch1, training=False), name=model.name)
-    converter = tf.lite.TFLiteConverter.from_keras_model(wrapped)
+    return tf.lite.TFLiteConverter.from_keras_model(wrapped)
+
+
+def _convert(converter, what: str) -> bytes:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
+            return bytes(converter.convert())
+    except Exception as exc:  # noqa: BLE001 - the converter raises a zoo of types
+        raise QuantizationError(f"{what}: TFLiteConverter failed: {exc}") from exc
+
+
+def convert_float(model) -> bytes:
+    """The float32 .tflite of the model (batch 1), the baseline for size comparisons."""
+    check_supported(model)
+    return _convert(_batch1_converter(model, input_shape(model)), f"model {model.name!r} (float)")
+
+
+def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
+    """A batch-1 TFLiteConverter set up for full-integer int8 calibrated on `samples`."""
+    import tensorflow as tf
+
+    converter = _batch1_converter(model, shape)
 
     def representative():
         for sample in samples:
@@ -162,12 +183,7 @@ def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = Qua
     shape = input_shape(model)
     samples = check_calibration(calibration_images, shape, config)
     idx = select_calibration(samples, labels, config)
-    converter = _converter(model, shape, samples[idx], config)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
-            tflite = bytes(converter.convert())
-    except Exception as exc:  # noqa: BLE001 - the converter raises a zoo of types
-        raise QuantizationError(f"model {model.name!r}: TFLiteConverter failed: {exc}") from exc
+    tflite = _convert(_converter(model, shape, samples[idx], config), f"model {model.name!r}")
     return inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx))
 
 
@@ -185,11 +201,11 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
     problems = []
     for op in ops:
         for role, ids in (("input", op["inputs"]), ("output", op["outputs"])):
-            for tid in ids:
+            for pos, tid in enumerate(ids):
                 if tid < 0:
                     continue
                 t = tensors[tid]
-                allowed = _allowed_dtypes(op["op_name"], role, t, config)
+                allowed = _allowed_dtypes(op["op_name"], role, pos, config)
                 dtype = np.dtype(t["dtype"]).name
                 if dtype not in allowed:
                     problems.append(
@@ -206,14 +222,18 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
 _IO_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def _allowed_dtypes(op_name: str, role: str, tensor: dict, config: QuantizeConfig) -> set[str]:
+_BIAS_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+_INT32_OPERAND_OPS = {"RESHAPE", "MEAN", "PAD", "TRANSPOSE", "SUM", "REDUCE_MAX", "STRIDED_SLICE", "CONCATENATION"}
+
+
+def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConfig) -> set[str]:
+    """dtypes a full-integer int8 graph may have at this operand: int8 data, int32 bias and shape operands."""
     if op_name in _IO_OPS and config.io_dtype is IODtype.FLOAT32:
         return {"int8", "float32"}
-    if role == "input" and op_name in {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                                       "TRANSPOSE_CONV"} and len(tensor["shape"]) == 1:
-        return {"int8", "int32"}  # the bias
-    if op_name == "RESHAPE" and role == "input":
-        return {"int8", "int32"}  # the new-shape operand
+    if role == "input" and op_name in _BIAS_OPS and position == 2:
+        return {"int32"}
+    if role == "input" and op_name in _INT32_OPERAND_OPS and position >= 1:
+        return {"int8", "int32"}
     return {"int8"}
 
 

@@ -1,0 +1,217 @@
+"""Run one model through Keras float, LiteRT (reference and default kernels) and TFLM over a test set."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .data import preprocess
+from .errors import VerificationError
+from .models import input_shape
+from .quantize import QuantizedModel, TensorQuant, convert_float
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How two int8 runtimes agree over a test set: whole-vector identity, worst LSB gap, same argmax."""
+
+    bitexact: float
+    max_lsb: int
+    argmax: float
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Accuracies, agreement, sizes and memory of one model, plus the int8 tensors TFLM saw and produced."""
+
+    test_images: int
+    keras_float: float
+    litert_ref_int8: float
+    litert_int8: float
+    tflm_int8: float
+    tflm_vs_litert_ref: Agreement
+    per_class_float: tuple[float, ...]
+    per_class_tflm: tuple[float, ...]
+    float_tflite_bytes: int
+    int8_tflite_bytes: int
+    tflm_arena_bytes: int
+    params: int
+    macs: int
+    int8_inputs: np.ndarray
+    tflm_outputs: np.ndarray
+    labels: np.ndarray
+
+
+def quantize_input(x: np.ndarray, q: TensorQuant) -> np.ndarray:
+    """float -> int8 as TFLite's QUANTIZE does: round half away from zero, add the zero point, saturate."""
+    v = np.asarray(x, dtype=np.float32) / np.float32(q.scale)
+    rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.clip(rounded + q.zero_point, -128, 127).astype(np.int8)
+
+
+def dequantize(q8: np.ndarray, q: TensorQuant) -> np.ndarray:
+    """int8 -> float32: scale * (q - zero_point)."""
+    return (np.asarray(q8, dtype=np.int32) - q.zero_point).astype(np.float32) * np.float32(q.scale)
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of output vectors (any dtype) against labels."""
+    return float(np.mean(np.argmax(outputs.reshape(len(labels), -1), axis=1) == labels))
+
+
+def per_class_accuracy(outputs: np.ndarray, labels: np.ndarray) -> tuple[float, ...]:
+    """Top-1 accuracy for each class present in `labels`, in class order."""
+    pred = np.argmax(outputs.reshape(len(labels), -1), axis=1)
+    return tuple(float(np.mean(pred[labels == c] == c)) for c in np.unique(labels))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
+    """Agreement of two int8 output sets of the same shape (N, ...)."""
+    a2 = a.reshape(len(a), -1).astype(np.int32)
+    b2 = b.reshape(len(b), -1).astype(np.int32)
+    return Agreement(
+        bitexact=float(np.mean(np.all(a2 == b2, axis=1))),
+        max_lsb=int(np.max(np.abs(a2 - b2))) if a2.size else 0,
+        argmax=float(np.mean(np.argmax(a2, axis=1) == np.argmax(b2, axis=1))),
+    )
+
+
+def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
+    """int8 outputs of LiteRT, one sample a call (the batch is fixed at 1), reference or default kernels."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    interp = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    result = np.empty((len(inputs),) + tuple(out["shape"][1:]), dtype=out["dtype"])
+    for i, x in enumerate(inputs):
+        interp.set_tensor(inp["index"], x[np.newaxis])
+        interp.invoke()
+        result[i] = interp.get_tensor(out["index"])[0]
+    return result
+
+
+def _tflm(tflite: bytes, arena_size: int | None = None):
+    from tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size)
+
+
+def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
+    """int8 outputs of the TFLM Python interpreter, the kernels a device runs, one sample a call."""
+    interp = _tflm(tflite)
+    first = None
+    for i, x in enumerate(inputs):
+        interp.set_input(x[np.newaxis], 0)
+        interp.invoke()
+        y = interp.get_output(0)
+        if first is None:
+            first = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
+        first[i] = y[0]
+    return first if first is not None else np.empty((0,), np.int8)
+
+
+@contextlib.contextmanager
+def _quiet_native():
+    """Silence what native code prints on fd 1 and 2 (TFLM reports each failed allocation there)."""
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
+
+
+def _tflm_runs(tflite: bytes, arena_size: int, sample: np.ndarray) -> bool:
+    try:
+        interp = _tflm(tflite, arena_size)
+        interp.set_input(sample[np.newaxis], 0)
+        interp.invoke()
+        return True
+    except RuntimeError:
+        return False
+
+
+def tflm_arena_bytes(tflite: bytes, sample: np.ndarray) -> int:
+    """Smallest arena (bytes) with which TFLM allocates and invokes; checked: 16 bytes fewer fails."""
+    with _quiet_native():
+        hi = max(4096, len(tflite) * 10)
+        while not _tflm_runs(tflite, hi, sample):
+            hi *= 2
+            if hi > 1 << 30:
+                raise VerificationError("TFLM cannot run the model with any arena up to 1 GiB")
+        lo = 0  # lo fails, hi works
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _tflm_runs(tflite, mid, sample):
+                hi = mid
+            else:
+                lo = mid
+        tight = not _tflm_runs(tflite, hi - 16, sample)
+        works = _tflm_runs(tflite, hi, sample)
+    if not (works and tight):
+        raise VerificationError(f"TFLM arena search not monotonic around {hi} bytes")
+    return hi
+
+
+def count_macs(tflite: bytes) -> int:
+    """Multiply-accumulates of one inference, from the graph."""
+    from .graph import read_graph
+
+    return int(read_graph(tflite).macs())
+
+
+def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndarray,
+           progress: Progress | None = None) -> VerifyResult:
+    """Every runtime over the whole test set (uint8 images), with agreement, per-class accuracy and sizes."""
+    say = progress or (lambda _msg: None)
+    shape = input_shape(model)
+    x = preprocess(test_x, shape)
+    labels = np.asarray(test_y).astype(np.int64)
+    say(f"Keras float on {len(x)} images")
+    float_out = model.predict(x, batch_size=500, verbose=0)
+    if quantized.input.dtype != "int8":
+        raise VerificationError(f"model {quantized.name!r}: input is {quantized.input.dtype}; verify needs int8 I/O")
+    xq = quantize_input(x, quantized.input)
+    say("LiteRT int8, reference kernels")
+    ref = run_litert(quantized.tflite, xq, reference=True)
+    say("LiteRT int8, default kernels")
+    opt = run_litert(quantized.tflite, xq, reference=False)
+    say("TFLM int8")
+    try:
+        tflm = run_tflm(quantized.tflite, xq)
+    except RuntimeError as exc:
+        raise VerificationError(f"model {quantized.name!r}: TFLM cannot run it: {exc}") from exc
+    say("TFLM arena size")
+    arena = tflm_arena_bytes(quantized.tflite, xq[0])
+    return VerifyResult(
+        test_images=len(x),
+        keras_float=accuracy(float_out, labels),
+        litert_ref_int8=accuracy(ref, labels),
+        litert_int8=accuracy(opt, labels),
+        tflm_int8=accuracy(tflm, labels),
+        tflm_vs_litert_ref=agreement(tflm, ref),
+        per_class_float=per_class_accuracy(float_out, labels),
+        per_class_tflm=per_class_accuracy(tflm, labels),
+        float_tflite_bytes=len(convert_float(model)),
+        int8_tflite_bytes=len(quantized.tflite),
+        tflm_arena_bytes=arena,
+        params=int(model.count_params()),
+        macs=count_macs(quantized.tflite),
+        int8_inputs=xq,
+        tflm_outputs=tflm,
+        labels=labels,
+    )
