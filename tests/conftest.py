@@ -1,0 +1,82 @@
+"""Session fixtures: the dataset, the three demo models trained once, their int8 conversions and verifications."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tinyq import data, models, quantize, verify  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _data_path() -> str | None:
+    """$TINYQ_MNIST, else the shared data folder beside the checkout, else None (keras download)."""
+    env = os.environ.get(data.ENV_VAR)
+    if env:
+        return env
+    beside = REPO.parent / "shared" / "data" / "mnist"
+    return str(beside) if beside.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def dataset() -> data.Dataset:
+    return data.load_mnist(_data_path())
+
+
+def _trained(name, dataset):
+    return models.demo_model(name, dataset, use_cache=False)
+
+
+def _quantized(model, dataset):
+    x = data.preprocess(dataset.train_x, models.input_shape(model))
+    return quantize.quantize(model, x, quantize.QuantizeConfig(), labels=dataset.train_y)
+
+
+@pytest.fixture(scope="session")
+def cnn_keras(dataset):
+    return _trained("mnist_cnn", dataset)
+
+
+@pytest.fixture(scope="session")
+def mlp_keras(dataset):
+    return _trained("mnist_mlp", dataset)
+
+
+@pytest.fixture(scope="session")
+def dsres_keras(dataset):
+    return _trained("mnist_dsres", dataset)
+
+
+@pytest.fixture(scope="session")
+def cnn_q(cnn_keras, dataset):
+    return _quantized(cnn_keras, dataset)
+
+
+@pytest.fixture(scope="session")
+def mlp_q(mlp_keras, dataset):
+    return _quantized(mlp_keras, dataset)
+
+
+@pytest.fixture(scope="session")
+def dsres_q(dsres_keras, dataset):
+    return _quantized(dsres_keras, dataset)
+
+
+@pytest.fixture(scope="session")
+def cnn_verify(cnn_keras, cnn_q, dataset):
+    return verify.verify(cnn_keras, cnn_q, dataset.test_x, dataset.test_y)
+
+
+@pytest.fixture(scope="session")
+def mlp_verify(mlp_keras, mlp_q, dataset):
+    return verify.verify(mlp_keras, mlp_q, dataset.test_x, dataset.test_y)
+
+
+@pytest.fixture(scope="session")
+def dsres_verify(dsres_keras, dsres_q, dataset):
+    return verify.verify(dsres_keras, dsres_q, dataset.test_x, dataset.test_y)
