@@ -134,3 +134,147 @@ def write_files(files: list[GeneratedFile], out_dir: str | os.PathLike, overwrit
         shutil.rmtree(tmp, ignore_errors=True)
         raise EmitError(f"{out}: cannot write generated files: {exc}") from exc
     return [out / n for n in names]
+
+
+@dataclass(frozen=True)
+class TensorValues:
+    """A model input or output as the settings template prints it."""
+
+    dtype: str
+    shape: str
+    dims: int
+    bytes: int
+    scale: str
+    zero_point: int
+
+
+ARENA_MARGIN_BYTES = 1024
+CLASS_LABELS = tuple(str(d) for d in range(10))
+
+
+def c_float(value: float) -> str:
+    """A float32 literal that reads back as exactly the same float32."""
+    import numpy as np
+
+    text = np.format_float_positional(np.float32(value), unique=True, trim="0") if value else "0.0"
+    if "e" not in text and "." not in text:
+        text += ".0"
+    return text + "f"
+
+
+def _tensor_values(q) -> TensorValues:
+    import numpy as np
+
+    return TensorValues(q.dtype, ", ".join(str(d) for d in q.shape), len(q.shape), int(np.prod(q.shape)),
+                        c_float(q.scale), q.zero_point)
+
+
+def golden_indices(labels, count: int) -> list[int]:
+    """Up to `count` test-set indices: the first image of each class in class order, then the next images."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    chosen = []
+    for c in np.unique(labels):
+        if len(chosen) < count:
+            chosen.append(int(np.flatnonzero(labels == c)[0]))
+    for i in range(len(labels)):
+        if len(chosen) >= count:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return chosen
+
+
+def camel(ident: str) -> str:
+    """mnist_cnn -> MnistCnn, for C++ type names."""
+    return "".join(part[:1].upper() + part[1:] for part in ident.split("_"))
+
+
+@dataclass(frozen=True)
+class Emission:
+    """Every rendered firmware file of one model, and the C engine's figures when it was generated."""
+
+    files: tuple[GeneratedFile, ...]
+    engine: object | None
+
+
+def emit(quantized, verify_result, out_dir: str | os.PathLike, name: str = "mnist", golden_count: int = 10,
+         overwrite: bool = False, c_engine: bool = True, class_labels: tuple[str, ...] = CLASS_LABELS) -> list[Path]:
+    """Render every firmware file of one model into `out_dir` (all or nothing) and return their paths."""
+    emission = prepare(quantized, verify_result, name, golden_count, c_engine, class_labels)
+    return write_files(list(emission.files), out_dir, overwrite=overwrite)
+
+
+def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 10, c_engine: bool = True,
+            class_labels: tuple[str, ...] = CLASS_LABELS) -> Emission:
+    """Render every firmware file of one model in memory; raises before anything is written."""
+    import json
+
+    if golden_count < 1:
+        raise EmitError(f"golden_count must be >= 1, got {golden_count}")
+    ident = c_identifier(name)
+    macro = ident.upper()
+    banner = make_banner(quantized.name, quantized.sha256)
+    env = environment()
+    inp = _tensor_values(quantized.input)
+    out = _tensor_values(quantized.output)
+    if out.bytes != len(class_labels):
+        class_labels = tuple(str(i) for i in range(out.bytes))
+    common = dict(ident=ident, macro=macro)
+
+    def guard(fname: str) -> str:
+        return re.sub(r"[^0-9A-Za-z]", "_", fname).upper() + "_"
+
+    files = []
+    files.append(render(env, "model_data.h.j2", f"{ident}_model_data.h", banner,
+                        guard=guard(f"{ident}_model_data.h"), **common))
+    files.append(render(env, "model_data.c.j2", f"{ident}_model_data.c", banner, length=len(quantized.tflite),
+                        rows=byte_rows(quantized.tflite, 12), **common))
+    files.append(render(env, "model_settings.h.j2", f"{ident}_model_settings.h", banner,
+                        guard=guard(f"{ident}_model_settings.h"), input=inp, output=out, labels=class_labels,
+                        op_count=len(quantized.ops), op_list=", ".join(quantized.op_names),
+                        macs=verify_result.macs, arena_measured=verify_result.tflm_arena_bytes,
+                        arena_margin=ARENA_MARGIN_BYTES, **common))
+    from .tflm import resolver_values
+
+    resolver = resolver_values(quantized.tflite, ident)
+    files.append(render(env, "op_resolver.h.j2", f"{ident}_op_resolver.h", banner, **resolver))
+    idx = golden_indices(verify_result.labels, golden_count)
+    inputs = verify_result.int8_inputs.reshape(len(verify_result.int8_inputs), -1)
+    outputs = verify_result.tflm_outputs.reshape(len(verify_result.tflm_outputs), -1)
+    golden = dict(count=len(idx), input_bytes=inp.bytes, output_bytes=out.bytes, test_index=idx,
+                  labels=[int(verify_result.labels[i]) for i in idx],
+                  inputs=[int_rows(inputs[i], 16) for i in idx], outputs=[int_rows(outputs[i], 16) for i in idx])
+    files.append(render(env, "golden.h.j2", f"{ident}_golden.h", banner, guard=guard(f"{ident}_golden.h"),
+                        **golden, **common))
+    files.append(render(env, "golden.c.j2", f"{ident}_golden.c", banner, **golden, **common))
+    engine = None
+    if c_engine:
+        from .cengine import generate
+
+        engine = generate(quantized.tflite, ident, banner)
+        files.extend(engine.files)
+    files.append(render(env, "tinyq_stub.h.j2", "tinyq_stub.h", banner, has_c_engine=engine is not None,
+                        resolver_type=resolver["type_name"], **common))
+    manifest = {
+        "generated_by": f"tinyq {banner.tinyq_version}",
+        "versions": {"tinyq": banner.tinyq_version, "tensorflow": banner.tf_version,
+                     "tflite_micro": banner.tflm_version},
+        "model": {"name": quantized.name, "identifier": ident, "sha256": quantized.sha256,
+                  "tflite_bytes": len(quantized.tflite),
+                  "ops": [{"name": op.name, "version": op.version} for op in quantized.ops]},
+        "quantization": {
+            "input": {"shape": list(quantized.input.shape), "dtype": quantized.input.dtype,
+                      "scale": quantized.input.scale, "zero_point": quantized.input.zero_point},
+            "output": {"shape": list(quantized.output.shape), "dtype": quantized.output.dtype,
+                       "scale": quantized.output.scale, "zero_point": quantized.output.zero_point},
+        },
+        "arena_bytes": {"tflm_measured": verify_result.tflm_arena_bytes,
+                        "tflm_margin": ARENA_MARGIN_BYTES,
+                        "c_engine": engine.arena_bytes if engine else None},
+        "golden": {"count": len(idx), "test_index": idx},
+        "files": [{"name": f.name, "bytes": len(f.text.encode()), "sha256": f.sha256} for f in files],
+    }
+    files.append(GeneratedFile("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"))
+    return Emission(tuple(files), engine)

@@ -1,0 +1,139 @@
+"""The `tinyq` command: a thin layer over the API that prints progress, a summary, and one line per error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import TinyqError
+
+EXIT_ERROR = 2
+EXIT_INTERNAL = 3
+
+
+class _Progress:
+    """Prints each step with the seconds since start, to stderr so stdout stays the summary."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.start = time.monotonic()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
+    p.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
+    p.add_argument("--name", default="mnist", help="C identifier prefix of the generated files")
+    p.add_argument("--calibration-samples", type=int, default=300)
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    p.add_argument("--golden", type=int, default=10, help="golden test vectors in the firmware files")
+    p.add_argument("--no-c-engine", action="store_true", help="emit TFLM files only, skip the C engine")
+    p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
+    p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(prog="tinyq", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tinyq {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="train (or reuse) an MNIST demo model and run the whole chain")
+    _common(demo)
+    demo.add_argument("--model", default="mnist_cnn", help="mnist_cnn (default), mnist_mlp or mnist_dsres")
+    demo.add_argument("--no-cache", action="store_true", help="retrain instead of reusing a cached model")
+    conv = sub.add_parser("convert", help="run the whole chain on your own Keras model")
+    conv.add_argument("model", help="a .keras (or .h5) model taking MNIST-shaped input scaled to 0..1")
+    _common(conv)
+    return parser
+
+
+def _pipeline_config(args):
+    from .pipeline import PipelineConfig
+    from .quantize import QuantizeConfig, WeightGranularity
+
+    granularity = WeightGranularity.PER_TENSOR if args.per_tensor else WeightGranularity.PER_CHANNEL
+    return PipelineConfig(
+        name=args.name,
+        quantize=QuantizeConfig(num_calibration_samples=args.calibration_samples, granularity=granularity),
+        golden_count=args.golden,
+        c_engine=not args.no_c_engine,
+        sanitize=args.sanitize,
+        cortex_m=not args.no_cortex_m,
+        overwrite=args.force,
+    )
+
+
+def _run_chain(args, model, dataset, say) -> int:
+    from . import pipeline
+    from .report import summary_rows
+
+    result = pipeline.run(model, dataset, args.out, _pipeline_config(args), progress=say)
+    rows = summary_rows(result.report)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for note in result.report["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {result.out_dir}/ (report.json, report.md, model_int8.tflite, firmware/)")
+    return 0
+
+
+def cmd_demo(args, say) -> int:
+    from .data import load_mnist
+    from .models import demo_model
+
+    dataset = load_mnist(args.data)
+    say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
+    say(f"training or loading {args.model}")
+    model = demo_model(args.model, dataset, use_cache=not args.no_cache)
+    return _run_chain(args, model, dataset, say)
+
+
+def cmd_convert(args, say) -> int:
+    from .data import load_mnist
+    from .models import load_keras_model
+
+    model = load_keras_model(args.model)
+    dataset = load_mnist(args.data)
+    return _run_chain(args, model, dataset, say)
+
+
+COMMANDS = {"demo": cmd_demo, "convert": cmd_convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tinyq` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    say = _Progress(args.quiet)
+    try:
+        return COMMANDS[args.command](args, say)
+    except TinyqError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"tinyq: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tinyq: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for anything unexpected, traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"tinyq: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The whole chain in one call: quantize -> verify -> emit -> host C engine -> Cortex-M -> report, all or nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .data import Dataset, preprocess
+from .emit import prepare, write_files
+from .errors import BuildError, TinyqError
+from .models import input_shape
+from .quantize import QuantizeConfig, QuantizedModel, quantize
+from .report import CEngineFigures, CortexMFigures, report_dict, write_report
+from .verify import VerifyResult, accuracy, agreement, verify
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What to produce: C identifier for the files, quantization, golden vectors, which firmware checks run."""
+
+    name: str = "mnist"
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    golden_count: int = 10
+    c_engine: bool = True
+    sanitize: bool = False
+    cortex_m: bool = True
+    cortex_m_images: int = 1000
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Where everything went and what was measured."""
+
+    out_dir: Path
+    quantized: QuantizedModel
+    verify: VerifyResult
+    report: dict
+    files: tuple[Path, ...]
+
+
+def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
+        progress: Progress | None = None) -> PipelineResult:
+    """Run every stage into a temporary folder, then move it to `out_dir`; nothing half-written on error."""
+    say = progress or (lambda _msg: None)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise TinyqError(f"{out}: exists and is not empty (use --force / overwrite=True to replace it)")
+    say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
+    calib = preprocess(dataset.train_x, input_shape(model))
+    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y)
+    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    notes: list[str] = []
+    try:
+        (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
+        say("emitting firmware files")
+        fw = tmp / "firmware"
+        emission = prepare(quantized, result, config.name, config.golden_count, config.c_engine)
+        files = write_files(list(emission.files), fw)
+        rel = [str(p.relative_to(tmp)) for p in files]
+        c_fig = None
+        if emission.engine is not None:
+            c_fig = _host_c_engine(emission.engine, result, fw, tmp / "build", config, say)
+        m_fig = None
+        if config.cortex_m and config.c_engine:
+            try:
+                m_fig = _cortex_m(fw, tmp / "build", result, config, say)
+            except BuildError as exc:
+                notes.append(f"Cortex-M4 step skipped: {exc}")
+                say(f"Cortex-M4 step skipped: {exc}")
+        report = report_dict(quantized, result, rel, c_fig, m_fig, notes)
+        write_report(report, tmp)
+        shutil.rmtree(tmp / "build", ignore_errors=True)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
+    return PipelineResult(out, quantized, result, report, written)
+
+
+def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: PipelineConfig,
+                   say: Progress) -> CEngineFigures:
+    """Build the stub with the C engine on the host, push the whole test set through it, compare with TFLM."""
+    from . import firmware
+
+    say("building the C engine stub on the host")
+    exe = firmware.build_stub(fw, build / "host", target="host", backend="c", opt="-O2", sanitize=config.sanitize)
+    golden = firmware.run_golden(exe)
+    if not golden.passed:
+        raise BuildError(f"{exe}: golden vectors failed on the host: {golden.summary}")
+    say(f"running {result.test_images} test images through the C engine")
+    inputs = result.int8_inputs.reshape(result.test_images, -1)
+    outputs = firmware.run_batch(exe, inputs, result.tflm_outputs[0].size)
+    return CEngineFigures(
+        accuracy=accuracy(outputs, result.labels),
+        bitexact_vs_tflm=agreement(outputs, result.tflm_outputs).bitexact,
+        images=result.test_images,
+        arena_bytes=engine.arena_bytes,
+        lower_bound_bytes=engine.lower_bound_bytes,
+        const_bytes=engine.const_bytes,
+        code_bytes=firmware.code_bytes(exe),
+        sanitized=config.sanitize,
+    )
+
+
+def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig,
+              say: Progress) -> CortexMFigures:
+    """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions."""
+    from . import firmware
+
+    n = min(config.cortex_m_images, result.test_images)
+    say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
+    inputs = result.int8_inputs.reshape(result.test_images, -1)[:n]
+    expected = result.tflm_outputs.reshape(result.test_images, -1)[:n]
+    m = firmware.measure_cortex_m(fw, build / "cortex-m4", inputs, expected)
+    return CortexMFigures("cortex-m4", m.flash_bytes, m.ram_bytes, m.instructions_per_inference,
+                          m.bitexact_images, n)

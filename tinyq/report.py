@@ -1,0 +1,127 @@
+"""report.json and report.md: every measured figure of one run, under stable key names."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .emit import environment
+from .quantize import QuantizedModel
+from .verify import VerifyResult
+
+
+@dataclass(frozen=True)
+class CEngineFigures:
+    """The interpreter-free C engine measured on the host over the test set."""
+
+    accuracy: float
+    bitexact_vs_tflm: float
+    images: int
+    arena_bytes: int
+    lower_bound_bytes: int
+    const_bytes: int
+    code_bytes: int
+    sanitized: bool
+
+
+@dataclass(frozen=True)
+class CortexMFigures:
+    """The stub cross-compiled for a Cortex-M and run in QEMU."""
+
+    target: str
+    flash_bytes: int
+    ram_bytes: int
+    instructions_per_inference: int
+    bitexact_images: int
+    images: int
+
+
+def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str] | None = None,
+                c_engine: CEngineFigures | None = None, cortex_m: CortexMFigures | None = None,
+                notes: list[str] | None = None) -> dict:
+    """The nested report with the key names the issues fixed (`model.sha256` is report['model']['sha256'])."""
+    a = result.tflm_vs_litert_ref
+    report = {
+        "tinyq_version": __version__,
+        "model": {"name": quantized.name, "sha256": quantized.sha256, "params": result.params,
+                  "macs": result.macs},
+        "test_images": result.test_images,
+        "accuracy": {"keras_float": result.keras_float, "litert_ref_int8": result.litert_ref_int8,
+                     "litert_int8": result.litert_int8, "tflm_int8": result.tflm_int8},
+        "per_class_accuracy": {"keras_float": list(result.per_class_float),
+                               "tflm_int8": list(result.per_class_tflm)},
+        "agreement": {"tflm_vs_litert_ref_bitexact": a.bitexact, "tflm_vs_litert_ref_max_lsb": a.max_lsb,
+                      "tflm_vs_litert_ref_argmax": a.argmax},
+        "sizes": {"float_tflite_bytes": result.float_tflite_bytes, "int8_tflite_bytes": result.int8_tflite_bytes},
+        "arena_bytes": {"tflm": result.tflm_arena_bytes},
+        "ops": list(quantized.op_names),
+        "quantization": {
+            "calibration_samples": len(quantized.calibration_indices),
+            "balanced": quantized.config.balanced,
+            "granularity": quantized.config.granularity.value,
+            "input": {"scale": quantized.input.scale, "zero_point": quantized.input.zero_point},
+            "output": {"scale": quantized.output.scale, "zero_point": quantized.output.zero_point},
+        },
+        "notes": list(notes or []),
+    }
+    if files is not None:
+        report["emit"] = {"files": list(files)}
+    if c_engine is not None:
+        report["accuracy"]["c_int8"] = c_engine.accuracy
+        report["agreement"]["c_vs_tflm_bitexact"] = c_engine.bitexact_vs_tflm
+        report["agreement"]["c_vs_tflm_images"] = c_engine.images
+        report["arena_bytes"]["c"] = c_engine.arena_bytes
+        report["arena_bytes"]["lower_bound"] = c_engine.lower_bound_bytes
+        report["flash_bytes"] = {"c_weights": c_engine.const_bytes, "c_code": c_engine.code_bytes}
+    if cortex_m is not None:
+        report[cortex_m.target.replace("-", "_")] = {
+            "flash_bytes": cortex_m.flash_bytes, "ram_bytes": cortex_m.ram_bytes,
+            "instructions_per_inference": cortex_m.instructions_per_inference,
+            "bitexact_images": cortex_m.bitexact_images, "images": cortex_m.images}
+    return report
+
+
+def write_report(report: dict, out_dir: str | Path) -> list[Path]:
+    """Write report.json (sorted keys, stable) and report.md (rendered from templates/report.md.j2)."""
+    out = Path(out_dir)
+    json_path = out / "report.json"
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    md_path = out / "report.md"
+    md_path.write_text(environment().get_template("report.md.j2").render(r=report, pct=_pct))
+    return [json_path, md_path]
+
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.2f} %"
+
+
+def summary_rows(report: dict) -> list[tuple[str, str]]:
+    """The few lines a person reads first, as (label, value) pairs for the CLI table."""
+    acc, agr, ar = report["accuracy"], report["agreement"], report["arena_bytes"]
+    rows = [
+        ("model", f"{report['model']['name']} ({report['model']['params']} params, {report['model']['macs']} MACs)"),
+        ("test images", str(report["test_images"])),
+        ("Keras float accuracy", _pct(acc["keras_float"])),
+        ("LiteRT int8 (reference kernels)", _pct(acc["litert_ref_int8"])),
+        ("LiteRT int8 (default kernels)", _pct(acc["litert_int8"])),
+        ("TFLM int8", _pct(acc["tflm_int8"])),
+        ("TFLM vs LiteRT-ref bit-exact", f"{_pct(agr['tflm_vs_litert_ref_bitexact'])}"
+                                         f" (max {agr['tflm_vs_litert_ref_max_lsb']} LSB)"),
+        ("TFLM vs LiteRT-ref argmax", _pct(agr["tflm_vs_litert_ref_argmax"])),
+        (".tflite float / int8", f"{report['sizes']['float_tflite_bytes']} / {report['sizes']['int8_tflite_bytes']} B"),
+        ("TFLM arena", f"{ar['tflm']} B"),
+    ]
+    if "c_int8" in acc:
+        rows += [("C engine int8", _pct(acc["c_int8"])),
+                 ("C engine vs TFLM bit-exact", _pct(agr["c_vs_tflm_bitexact"])),
+                 ("C engine arena / lower bound", f"{ar['c']} / {ar['lower_bound']} B"),
+                 ("C engine weights / code", f"{report['flash_bytes']['c_weights']} / "
+                                             f"{report['flash_bytes']['c_code']} B")]
+    if "cortex_m4" in report:
+        m = report["cortex_m4"]
+        rows += [("Cortex-M4 flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B"),
+                 ("Cortex-M4 instructions/inference", str(m["instructions_per_inference"])),
+                 ("Cortex-M4 bit-exact (QEMU)", f"{m['bitexact_images']} / {m['images']}")]
+    return rows
