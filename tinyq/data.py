@@ -93,9 +93,10 @@ def _load_idx_dir(folder: Path) -> Dataset:
 def _load_npz(path: Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
+            if missing:
+                raise DataError(f"{path}: not a Keras mnist.npz: missing array {', '.join(repr(k) for k in missing)}")
             parts = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as exc:
-        raise DataError(f"{path}: not a Keras mnist.npz: missing array {exc}") from exc
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz file: {exc}") from exc
     train = _validate(parts["x_train"], parts["y_train"], f"{path} (x_train/y_train)")

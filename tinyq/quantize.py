@@ -200,19 +200,21 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
     ops = interp._get_ops_details()  # noqa: SLF001 - the only public-enough view of the op list
     problems = []
     for op in ops:
+        bad = []
         for role, ids in (("input", op["inputs"]), ("output", op["outputs"])):
             for pos, tid in enumerate(ids):
                 if tid < 0:
                     continue
                 t = tensors[tid]
-                allowed = _allowed_dtypes(op["op_name"], role, pos, config)
                 dtype = np.dtype(t["dtype"]).name
-                if dtype not in allowed:
-                    problems.append(
-                        f"op #{op['index']} {op['op_name']} {role} tensor {t['name']!r} is {dtype} "
-                        f"(allowed: {', '.join(sorted(allowed))})")
+                if dtype not in _allowed_dtypes(op["op_name"], role, pos, config):
+                    bad.append(f"{role} {t['name']!r} is {dtype}")
+        if bad:
+            problems.append(f"op #{op['index']} {op['op_name']}: " + ", ".join(bad))
     if problems:
-        raise QuantizationError(f"model {name!r} is not full-integer int8: " + "; ".join(problems))
+        raise QuantizationError(
+            f"model {name!r} is not full-integer int8 (allowed: int8 activations and weights, int32 biases and "
+            f"shape operands): " + "; ".join(problems))
     inp = _tensor_quant(interp.get_input_details()[0])
     out = _tensor_quant(interp.get_output_details()[0])
     op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
