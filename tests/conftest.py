@@ -23,6 +23,10 @@ def _data_path() -> str | None:
     return str(beside) if beside.is_dir() else None
 
 
+if _data_path() is not None:
+    os.environ.setdefault(data.ENV_VAR, _data_path())  # the CLI tests read it like a user's shell would
+
+
 @pytest.fixture(scope="session")
 def dataset() -> data.Dataset:
     return data.load_mnist(_data_path())

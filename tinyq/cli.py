@@ -7,7 +7,6 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from . import __version__
 from .errors import TinyqError
@@ -92,6 +91,9 @@ def _run_chain(args, model, dataset, say) -> int:
 def cmd_demo(args, say) -> int:
     from .data import load_mnist
     from .models import demo_model
+    from .pipeline import check_out_dir
+
+    check_out_dir(args.out, args.force)
 
     dataset = load_mnist(args.data)
     say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
@@ -103,7 +105,9 @@ def cmd_demo(args, say) -> int:
 def cmd_convert(args, say) -> int:
     from .data import load_mnist
     from .models import load_keras_model
+    from .pipeline import check_out_dir
 
+    check_out_dir(args.out, args.force)
     model = load_keras_model(args.model)
     dataset = load_mnist(args.data)
     return _run_chain(args, model, dataset, say)

@@ -51,9 +51,7 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         progress: Progress | None = None) -> PipelineResult:
     """Run every stage into a temporary folder, then move it to `out_dir`; nothing half-written on error."""
     say = progress or (lambda _msg: None)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise TinyqError(f"{out}: exists and is not empty (use --force / overwrite=True to replace it)")
+    out = check_out_dir(out_dir, config.overwrite)
     say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
     calib = preprocess(dataset.train_x, input_shape(model))
     quantized = quantize(model, calib, config.quantize, labels=dataset.train_y)
@@ -89,6 +87,16 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         raise
     written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
     return PipelineResult(out, quantized, result, report, written)
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a non-empty output folder unless told to replace it; checked before any long step."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TinyqError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TinyqError(f"{out}: exists and is not empty (use --force / overwrite=True to replace it)")
+    return out
 
 
 def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: PipelineConfig,
