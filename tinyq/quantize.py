@@ -13,6 +13,7 @@ import numpy as np
 from .data import balanced_indices
 from .errors import QuantizationError
 from .models import check_supported, input_shape
+from .native import native_quiet
 
 
 class WeightGranularity(enum.Enum):
@@ -143,7 +144,7 @@ def _batch1_converter(model, shape: tuple[int, ...]):
 
 def _convert(converter, what: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
+        with contextlib.redirect_stdout(io.StringIO()), native_quiet():  # converter chatter on stdout/stderr
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - the converter raises a zoo of types
         raise QuantizationError(f"{what}: TFLiteConverter failed: {exc}") from exc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ import numpy as np
 from .data import preprocess
 from .errors import VerificationError
 from .models import input_shape
+from .native import native_output_to, native_quiet
 from .quantize import QuantizedModel, TensorQuant, convert_float
 
 Progress = Callable[[str], None]
@@ -121,21 +120,6 @@ def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
     return first if first is not None else np.empty((0,), np.int8)
 
 
-@contextlib.contextmanager
-def _native_output_to(fd_target: int):
-    """Send what native code prints on fd 1 and 2 to `fd_target` (TFLM prints its allocations there)."""
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        os.dup2(fd_target, 1)
-        os.dup2(fd_target, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-
-
 def _tflm_runs(tflite: bytes, arena_size: int, sample: np.ndarray) -> bool:
     try:
         interp = _tflm(tflite, arena_size)
@@ -152,7 +136,7 @@ def _recorded_arena_total(tflite: bytes, sample: np.ndarray) -> int | None:
     interp.set_input(sample[np.newaxis], 0)
     interp.invoke()
     with tempfile.TemporaryFile() as log:
-        with _native_output_to(log.fileno()):
+        with native_output_to(log.fileno()):
             interp.print_allocations()
         log.seek(0)
         found = re.search(rb"Arena allocation total (\d+) bytes", log.read())
@@ -165,7 +149,7 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray) -> int:
     Starts from the total TFLM's recording allocator prints, then bisects on real runs, because the
     arena start alignment makes the usable size differ from the recorded one by a few bytes.
     """
-    with open(os.devnull, "wb") as devnull, _native_output_to(devnull.fileno()):
+    with native_quiet():
         hi = _recorded_arena_total(tflite, sample) or max(4096, len(tflite) * 10)
         while not _tflm_runs(tflite, hi, sample):
             hi *= 2
