@@ -110,11 +110,25 @@ def check_supported(model, where: str = "") -> None:
     input_shape(model)
 
 
+def seed_everything(seed: int) -> None:
+    """Fix Python, numpy and TF seeds and ask TF for deterministic kernels; call before building a model."""
+    tf = _tf()
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build(name: str, config: TrainConfig = TrainConfig()):
+    """An untrained demo model whose initial weights depend only on the config's seed."""
+    if name not in BUILDERS:
+        raise ModelError(f"unknown demo model {name!r}; choose one of {', '.join(BUILDERS)}")
+    seed_everything(config.seed)
+    return BUILDERS[name]()
+
+
 def train(model, data: Dataset, config: TrainConfig = TrainConfig()):
     """Train in place with fixed seeds and deterministic ops; returns the model."""
     tf = _tf()
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(config.seed)
     x = preprocess(data.train_x, input_shape(model))
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),
@@ -148,7 +162,7 @@ def demo_model(name: str, data: Dataset, config: TrainConfig = TrainConfig(), us
     path = cache_dir() / f"{name}-{_cache_key(name, data, config)}.keras"
     if use_cache and path.is_file():
         return load_keras_model(path)
-    model = train(BUILDERS[name](), data, config)
+    model = train(build(name, config), data, config)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.keras")
