@@ -32,8 +32,21 @@ def dataset() -> data.Dataset:
     return data.load_mnist(_data_path())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """A fresh model cache for this run, shared by the fixtures and the CLI tests (which then reuse models)."""
+    path = tmp_path_factory.mktemp("model_cache")
+    old = os.environ.get(models.CACHE_ENV_VAR)
+    os.environ[models.CACHE_ENV_VAR] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(models.CACHE_ENV_VAR, None)
+    else:
+        os.environ[models.CACHE_ENV_VAR] = old
+
+
 def _trained(name, dataset):
-    return models.demo_model(name, dataset, use_cache=False)
+    return models.demo_model(name, dataset)
 
 
 def _quantized(model, dataset):
