@@ -1,0 +1,100 @@
+/* Instruction counter, semihosting calls and exit for the Cortex-M4 of QEMU's mps2-an386.
+
+   What is counted: SysTick is clocked by the core clock (CLKSOURCE = 1), which QEMU's mps2 boards run at
+   25 MHz. With `-icount shift=0` every executed guest instruction advances virtual time by 1 ns, so SysTick
+   decrements once per 40 instructions and the count below is "instructions executed", quantised to 40.
+   Exception entry and return are not instructions; the wrap handler's few instructions (once every
+   2^24 ticks, about 671 million instructions) are counted. */
+#include <stdint.h>
+
+#include "board.h"
+#include "board_cortex_m4.h"
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define SYST_RELOAD 0x00FFFFFFu
+#define ICSR_PENDSTSET (1u << 26)
+
+#define SEMIHOST_GET_CMDLINE 0x15u
+#define SEMIHOST_EXIT_EXTENDED 0x20u
+#define ADP_STOPPED_APPLICATION_EXIT 0x20026u
+
+static volatile uint32_t g_wraps;
+
+void SysTick_Handler(void)
+{
+    g_wraps++;
+}
+
+uintptr_t tinyq_semihost(uint32_t op, uintptr_t arg)
+{
+    register uintptr_t r0 __asm__("r0") = op;
+    register uintptr_t r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+void tinyq_board_exit(int code)
+{
+    uint32_t block[2] = {ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
+    tinyq_semihost(SEMIHOST_EXIT_EXTENDED, (uintptr_t)block);
+    for (;;) {
+    }
+}
+
+void tinyq_board_init(void)
+{
+    SYST_CSR = 0;
+    SYST_RVR = SYST_RELOAD;
+    SYST_CVR = 0;
+    g_wraps = 0;
+    SYST_CSR = 7u; /* core clock, wrap interrupt, enabled */
+}
+
+uint64_t tinyq_board_instructions(void)
+{
+    uint32_t wraps;
+    uint32_t value;
+    __asm__ volatile("cpsid i" ::: "memory");
+    wraps = g_wraps;
+    value = SYST_CVR;
+    /* A wrap that happened while interrupts were masked is still pending: count it here. */
+    if ((SCB_ICSR & ICSR_PENDSTSET) != 0u) {
+        value = SYST_CVR;
+        wraps++;
+    }
+    __asm__ volatile("cpsie i" ::: "memory");
+    return ((uint64_t)wraps * (SYST_RELOAD + 1u) + (SYST_RELOAD - value)) * TINYQ_INSTRUCTIONS_PER_TICK;
+}
+
+uint32_t tinyq_board_cycles(void)
+{
+    return (uint32_t)tinyq_board_instructions();
+}
+
+/* The command line QEMU passes with `-append` (after the kernel's own name), split on spaces into argv. */
+int tinyq_board_cmdline(char *buf, uint32_t size, char **argv, int max_args)
+{
+    uintptr_t block[2] = {(uintptr_t)buf, size};
+    int argc = 0;
+    char *p = buf;
+    if (size == 0u || tinyq_semihost(SEMIHOST_GET_CMDLINE, (uintptr_t)block) != 0u) {
+        return 0;
+    }
+    buf[size - 1u] = '\0';
+    while (*p != '\0' && argc < max_args) {
+        while (*p == ' ') {
+            *p++ = '\0';
+        }
+        if (*p == '\0') {
+            break;
+        }
+        argv[argc++] = p;
+        while (*p != '\0' && *p != ' ') {
+            p++;
+        }
+    }
+    return argc;
+}
