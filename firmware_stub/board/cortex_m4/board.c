@@ -16,6 +16,7 @@
 #define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
 #define SYST_RELOAD 0x00FFFFFFu
 #define ICSR_PENDSTSET (1u << 26)
+#define ICSR_PENDSTCLR (1u << 25)
 
 #define SEMIHOST_GET_CMDLINE 0x15u
 #define SEMIHOST_EXIT_EXTENDED 0x20u
@@ -44,19 +45,34 @@ void tinyq_board_exit(int code)
     }
 }
 
-void tinyq_board_init(void)
+/* Started by the reset handler, so the count runs from reset whether or not main calls tinyq_board_init(). */
+void tinyq_board_counter_start(void)
 {
     SYST_CSR = 0;
     SYST_RVR = SYST_RELOAD;
     SYST_CVR = 0;
-    g_wraps = 0;
     SYST_CSR = 7u; /* core clock, wrap interrupt, enabled */
+    /* The first tick only loads the reload value; wait for it so counting starts from a clean period. */
+    while (SYST_CVR == 0u) {
+    }
+    SCB_ICSR = ICSR_PENDSTCLR;
+    g_wraps = 0;
 }
 
+void tinyq_board_init(void)
+{
+    if ((SYST_CSR & 1u) == 0u) {
+        tinyq_board_counter_start();
+    }
+}
+
+/* Ticks since the counter started: each period runs RELOAD, ..., 1, 0 and the wrap interrupt comes as the
+   counter reaches 0, so 0 is counted as the first tick of the next period. */
 uint64_t tinyq_board_instructions(void)
 {
     uint32_t wraps;
     uint32_t value;
+    uint32_t phase;
     __asm__ volatile("cpsid i" ::: "memory");
     wraps = g_wraps;
     value = SYST_CVR;
@@ -66,7 +82,8 @@ uint64_t tinyq_board_instructions(void)
         wraps++;
     }
     __asm__ volatile("cpsie i" ::: "memory");
-    return ((uint64_t)wraps * (SYST_RELOAD + 1u) + (SYST_RELOAD - value)) * TINYQ_INSTRUCTIONS_PER_TICK;
+    phase = value == 0u ? 0u : SYST_RELOAD + 1u - value;
+    return ((uint64_t)wraps * (SYST_RELOAD + 1u) + phase) * TINYQ_INSTRUCTIONS_PER_TICK;
 }
 
 uint32_t tinyq_board_cycles(void)

@@ -13,6 +13,7 @@
 
 uintptr_t tinyq_semihost(uint32_t op, uintptr_t arg);
 void tinyq_board_exit(int code) __attribute__((noreturn));
+void tinyq_board_counter_start(void);
 uint64_t tinyq_board_instructions(void);
 void tinyq_board_stack_paint(void);
 uint32_t tinyq_board_stack_high_water(void);

@@ -13,6 +13,7 @@ extern uint32_t __stack_top__[], __stack_limit__[];
 extern int main(int argc, char **argv);
 extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
+extern void tinyq_board_measure_start(void);
 
 void Reset_Handler(void);
 void SysTick_Handler(void);
@@ -84,6 +85,8 @@ void Reset_Handler(void)
     tinyq_board_stack_paint();
     initialise_monitor_handles();
     __libc_init_array();
+    tinyq_board_counter_start();
+    tinyq_board_measure_start();
     {
         static char cmdline[512];
         static char *argv[TINYQ_MAX_ARGS + 1];
