@@ -1,0 +1,66 @@
+"""The interpreter-free C engine: a .tflite becomes <name>_model.h / <name>_model.c calling tinyq's kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .emit import Banner, GeneratedFile, environment, int_rows, render
+from .graph import read_graph
+from .lower import lower
+from .plan import plan
+
+
+@dataclass(frozen=True)
+class CEngine:
+    """The generated engine files and their figures: arena, liveness lower bound, constant data bytes."""
+
+    files: tuple[GeneratedFile, ...]
+    arena_bytes: int
+    lower_bound_bytes: int
+    const_bytes: int
+    input_bytes: int
+    output_bytes: int
+
+
+@dataclass(frozen=True)
+class ArrayValues:
+    name: str
+    ctype: str
+    count: int
+    rows: list[str]
+
+
+@dataclass(frozen=True)
+class CallValues:
+    name: str
+    comment: str
+    kernel: str
+    params_type: str
+    fields: tuple[tuple[str, str], ...]
+    inputs: tuple[object, ...]
+    output: object
+    is_add: bool
+
+
+def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
+    """Lower and plan the graph, then render the engine; raises UnsupportedOpError before anything exists."""
+    graph = read_graph(tflite)
+    lowered = lower(graph)
+    memory = plan(graph, lowered)
+    arrays = [a for call in lowered.calls for a in call.arrays]
+    array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
+                    for a in arrays]
+    calls = [CallValues(f"op{c.op_index}", f"op #{c.op_index} {c.op_name} (layer {c.layer})", c.kernel,
+                        c.params_type, c.fields, tuple(memory.location(t) for t in c.inputs),
+                        memory.location(c.output), c.kernel == "tq_add")
+             for c in lowered.calls]
+    in_bytes = graph.tensors[graph.inputs[0]].nbytes
+    out_bytes = graph.tensors[graph.outputs[0]].nbytes
+    env = environment()
+    values = dict(ident=name, macro=name.upper(), guard=f"{name.upper()}_MODEL_H_", arrays=array_values,
+                  calls=calls, arena_bytes=memory.arena_bytes, lower_bound_bytes=memory.lower_bound_bytes,
+                  input_bytes=in_bytes, output_bytes=out_bytes, op_count=len(graph.operators))
+    files = (render(env, "model.h.j2", f"{name}_model.h", banner, **values),
+             render(env, "model.c.j2", f"{name}_model.c", banner, **values))
+    return CEngine(files, memory.arena_bytes, memory.lower_bound_bytes, sum(a.nbytes for a in arrays),
+                   in_bytes, out_bytes)
