@@ -1,0 +1,59 @@
+"""Runtime checks: input quantization, agreement, the TFLM arena search, and the demo CNN's acceptance figures."""
+
+import numpy as np
+import pytest
+
+from tinyq import verify
+from tinyq.quantize import TensorQuant
+
+
+def _q(scale, zp):
+    return TensorQuant("t", (1, 4), "int8", scale, zp)
+
+
+def test_quantize_input_rounds_half_away_from_zero_and_saturates():
+    q = _q(0.5, -3)
+    x = np.array([0.25, -0.25, 0.75, -0.75, 1000.0, -1000.0, 0.0], np.float32)
+    # x/scale = 0.5, -0.5, 1.5, -1.5 -> 1, -1, 2, -2 (away from zero), then + zp, saturated
+    assert verify.quantize_input(x, q).tolist() == [-2, -4, -1, -5, 127, -128, -3]
+
+
+def test_dequantize_is_scale_times_offset():
+    assert verify.dequantize(np.array([-128, 0, 127], np.int8), _q(0.5, -128)).tolist() == [0.0, 64.0, 127.5]
+
+
+def test_agreement_counts_whole_vectors():
+    a = np.array([[1, 2, 3], [4, 5, 6], [0, 9, 1]], np.int8)
+    b = np.array([[1, 2, 3], [4, 5, 7], [0, 7, 1]], np.int8)
+    ag = verify.agreement(a, b)
+    assert ag.bitexact == pytest.approx(1 / 3) and ag.max_lsb == 2 and ag.argmax == 1.0
+
+
+def test_tflm_arena_is_tight(cnn_q, cnn_verify):
+    sample = cnn_verify.int8_inputs[0]
+    n = cnn_verify.tflm_arena_bytes
+    assert verify._tflm_runs(cnn_q.tflite, n, sample)
+    assert not verify._tflm_runs(cnn_q.tflite, n - 16, sample)
+
+
+def test_demo_cnn_acceptance(cnn_verify):
+    r = cnn_verify
+    assert r.test_images == 10000
+    assert r.keras_float >= 0.970
+    assert abs(r.litert_ref_int8 - r.keras_float) <= 0.003
+    assert r.tflm_vs_litert_ref.argmax >= 0.999
+    assert r.int8_tflite_bytes < r.float_tflite_bytes / 2
+    assert len(r.per_class_tflm) == 10 and min(r.per_class_tflm) > 0.9
+
+
+def test_tflm_outputs_are_what_tflm_computes(cnn_q, cnn_verify):
+    idx = [0, 1234, 9999]
+    again = verify.run_tflm(cnn_q.tflite, cnn_verify.int8_inputs[idx])
+    assert np.array_equal(again, cnn_verify.tflm_outputs[idx])
+    assert cnn_verify.tflm_outputs.dtype == np.int8
+
+
+def test_params_and_macs(cnn_verify, cnn_keras):
+    assert cnn_verify.params == cnn_keras.count_params()
+    # conv1 26*26*16*9 + conv2 11*11*32*16*9 + dense 800*10
+    assert cnn_verify.macs == 26 * 26 * 16 * 9 + 11 * 11 * 32 * 16 * 9 + 800 * 10
