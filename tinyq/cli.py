@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="run the whole chain on your own Keras model")
     conv.add_argument("model", help="a .keras (or .h5) model taking MNIST-shaped input scaled to 0..1")
     _common(conv)
+    fw = sub.add_parser("firmware", help="cross-compile an emitted model for a target, run it, measure it")
+    fw.add_argument("--target", default="cortex-m4", choices=["cortex-m4"])
+    fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
+    fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
+    fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
+    fw.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
     return parser
 
 
@@ -113,7 +119,17 @@ def cmd_convert(args, say) -> int:
     return _run_chain(args, model, dataset, say)
 
 
-COMMANDS = {"demo": cmd_demo, "convert": cmd_convert}
+def cmd_firmware(args, say) -> int:
+    from .firmware_cmd import run_firmware
+
+    rows = run_firmware(args.out, args.target, args.data, args.images, args.opt, say)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware}
 
 
 def main(argv: list[str] | None = None) -> int:

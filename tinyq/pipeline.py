@@ -70,12 +70,12 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         if emission.engine is not None:
             c_fig = _host_c_engine(emission.engine, result, fw, tmp / "build", config, say)
         m_fig = None
-        if config.cortex_m and config.c_engine:
+        if config.cortex_m and emission.engine is not None:
             try:
                 m_fig = _cortex_m(fw, tmp / "build", result, config, say)
             except BuildError as exc:
-                notes.append(f"Cortex-M4 step skipped: {exc}")
-                say(f"Cortex-M4 step skipped: {exc}")
+                notes.append(f"Cortex-M4 step not run: {exc}")
+                say(f"Cortex-M4 step not run: {exc}")
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes)
         write_report(report, tmp)
         shutil.rmtree(tmp / "build", ignore_errors=True)
@@ -127,12 +127,17 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
 def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig,
               say: Progress) -> CortexMFigures:
     """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions."""
-    from . import firmware
+    from .cortex_m import check_toolchain, measure_cortex_m
 
+    check_toolchain()
     n = min(config.cortex_m_images, result.test_images)
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
     inputs = result.int8_inputs.reshape(result.test_images, -1)[:n]
     expected = result.tflm_outputs.reshape(result.test_images, -1)[:n]
-    m = firmware.measure_cortex_m(fw, build / "cortex-m4", inputs, expected)
-    return CortexMFigures("cortex-m4", m.flash_bytes, m.ram_bytes, m.instructions_per_inference,
-                          m.bitexact_images, n)
+    return cortex_m_figures(measure_cortex_m(fw, build / "cortex-m4", inputs, expected))
+
+
+def cortex_m_figures(m) -> CortexMFigures:
+    """The report's view of a CortexMResult."""
+    return CortexMFigures(m.target, m.flash_bytes, m.ram_bytes, int(m.instructions_per_inference),
+                          m.bitexact_images, m.images, m.opt)

@@ -36,6 +36,14 @@ class CortexMFigures:
     instructions_per_inference: int
     bitexact_images: int
     images: int
+    opt: str = "-O2"
+
+
+def target_section(fig: CortexMFigures) -> dict:
+    """The report.json section of one target (`cortex_m4`), written by `tinyq demo` and `tinyq firmware`."""
+    return {"flash_bytes": fig.flash_bytes, "ram_bytes": fig.ram_bytes,
+            "instructions_per_inference": fig.instructions_per_inference,
+            "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt}
 
 
 def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str] | None = None,
@@ -76,10 +84,7 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         report["arena_bytes"]["lower_bound"] = c_engine.lower_bound_bytes
         report["flash_bytes"] = {"c_weights": c_engine.const_bytes, "c_code": c_engine.code_bytes}
     if cortex_m is not None:
-        report[cortex_m.target.replace("-", "_")] = {
-            "flash_bytes": cortex_m.flash_bytes, "ram_bytes": cortex_m.ram_bytes,
-            "instructions_per_inference": cortex_m.instructions_per_inference,
-            "bitexact_images": cortex_m.bitexact_images, "images": cortex_m.images}
+        report[cortex_m.target.replace("-", "_")] = target_section(cortex_m)
     return report
 
 

@@ -88,8 +88,9 @@ def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-    interp = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
-    interp.allocate_tensors()
+    with native_quiet():  # LiteRT announces its XNNPACK delegate on stderr
+        interp = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
+        interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     result = np.empty((len(inputs),) + tuple(out["shape"][1:]), dtype=out["dtype"])

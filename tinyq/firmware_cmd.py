@@ -1,0 +1,47 @@
+"""`tinyq firmware`: take a folder written by demo/convert to a target, check it against TFLM, measure it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .cortex_m import measure_cortex_m
+from .data import load_mnist, preprocess
+from .errors import TinyqError
+from .pipeline import cortex_m_figures
+from .quantize import inspect_tflite
+from .report import target_section
+from .verify import quantize_input, run_tflm
+
+
+def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None, images: int, opt: str,
+                 say: Callable[[str], None]) -> list[tuple[str, str]]:
+    """Build DIR/firmware for `target`, run golden vectors and `images` test images, merge figures into report.json."""
+    out = Path(out_dir)
+    model_path, fw, report_path = out / "model_int8.tflite", out / "firmware", out / "report.json"
+    for p in (model_path, fw / "tinyq_stub.h", report_path):
+        if not p.exists():
+            raise TinyqError(f"{p}: missing; --out must name a folder written by `tinyq demo` or `tinyq convert`")
+    if images < 1:
+        raise TinyqError(f"--images must be >= 1, got {images}")
+    q = inspect_tflite(model_path.read_bytes(), model_path.stem)
+    ds = load_mnist(data_path)
+    n = min(images, len(ds.test_x))
+    x = quantize_input(preprocess(ds.test_x[:n], q.input.shape[1:]), q.input)
+    say(f"TFLM reference outputs for {n} test images")
+    expected = run_tflm(q.tflite, x).reshape(n, -1)
+    say(f"{target}: cross-compiling ({opt}) and running in QEMU")
+    with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
+        m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt)
+    report = json.loads(report_path.read_text())
+    fig = cortex_m_figures(m)
+    report[target.replace("-", "_")] = target_section(fig)
+    tmp_report = report_path.with_suffix(".json.tmp")
+    tmp_report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_report, report_path)
+    return [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
+            ("instructions/inference", str(fig.instructions_per_inference)),
+            ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images")]
