@@ -64,20 +64,23 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.fixture(scope="module")
-def spin_elf(tmp_path_factory) -> Path:
-    """A tiny program linked with the board files exactly as the cortex-m4 target links the stub."""
+def _cross_build(d: Path, main_source: str) -> Path:
+    """Link a main with the spin backend and the board files exactly as the cortex-m4 target links the stub."""
     cortex_m.check_toolchain()
-    d = tmp_path_factory.mktemp("spin")
     (d / "backend.c").write_text(SPIN_BACKEND)
-    (d / "main.c").write_text(SPIN_MAIN)
+    (d / "main.c").write_text(main_source)
     (d / "board.h").write_text(BOARD_H)
-    elf = d / "spin.elf"
+    elf = d / "test.elf"
     sources = [str(d / "main.c"), str(d / "backend.c")] + [str(BOARD / f"{s}.c") for s in cortex_m.BOARD_SOURCES]
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, "-O2", f"-I{STUB}", f"-I{d}", f"-I{BOARD}", *sources, "--specs=rdimon.specs",
-                    "-nostartfiles", "-T", str(BOARD / "mps2_an386.ld"), "-Wl,--gc-sections",
+    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, "-O2", f"-I{STUB}", f"-I{d}", f"-I{BOARD}", *sources,
+                    "--specs=rdimon.specs", "-nostartfiles", "-T", str(BOARD / "mps2_an386.ld"), "-Wl,--gc-sections",
                     "-Wl,--wrap=tinyq_backend_invoke", f"-Wl,-Map={elf}.map", "-o", str(elf)], check=True)
     return elf
+
+
+@pytest.fixture(scope="module")
+def spin_elf(tmp_path_factory) -> Path:
+    return _cross_build(tmp_path_factory.mktemp("spin"), SPIN_MAIN)
 
 
 def _spin_run(elf: Path, tmp_path: Path, loops: list[int]) -> cortex_m.QemuRun:
@@ -107,6 +110,12 @@ def test_board_paints_stack_and_reports_high_water(spin_elf, tmp_path):
     b = _spin_run(spin_elf, tmp_path, [1]).board
     assert 0 < b.stack_invoke_bytes <= b.stack_peak_bytes < b.stack_size_bytes
     assert b.heap_bytes > 0  # newlib's FILE buffers
+
+
+def test_a_fault_exception_ends_the_run_with_a_clear_error(tmp_path):
+    elf = _cross_build(tmp_path, "int main(void)\n{\n    __asm__ volatile(\"udf #0\");\n    return 0;\n}\n")
+    with pytest.raises(BuildError, match="fault exception"):
+        cortex_m.run_qemu(elf, timeout=60)
 
 
 def test_missing_toolchain_is_one_clear_build_error(monkeypatch, tmp_path):

@@ -31,6 +31,7 @@ INSTALL_HINT = ("apt-get install --no-install-recommends gcc-arm-none-eabi libne
 GUEST_INSTRUCTIONS_PER_SECOND_FLOOR = 20_000_000
 BOARD_LINE = "tinyq-board:"
 BOARD_SOURCES = ("startup", "board", "measure")
+EXIT_FAULT = 99  # startup.c: any fault exception ends the run with this code (TINYQ_EXIT_FAULT)
 
 
 def check_toolchain() -> None:
@@ -117,6 +118,9 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{elf}: QEMU did not finish within {timeout:.0f} s") from exc
+    if proc.returncode == EXIT_FAULT and BOARD_LINE not in proc.stdout:
+        raise BuildError(f"{elf}: the firmware took a fault exception (HardFault, bus, usage or memory fault) "
+                         f"after: {proc.stdout.strip()[-200:]!r}")
     if proc.returncode != 0 and BOARD_LINE not in proc.stdout:
         raise BuildError(f"{elf}: QEMU exited with {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}")
     return QemuRun(proc.returncode, proc.stdout, parse_board_report(proc.stdout, str(elf)))
