@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
     fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
-    fw.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
+    fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
     return parser
 
 
@@ -122,7 +122,7 @@ def cmd_convert(args, say) -> int:
 def cmd_firmware(args, say) -> int:
     from .firmware_cmd import run_firmware
 
-    rows = run_firmware(args.out, args.target, args.data, args.images, args.opt, say)
+    rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
