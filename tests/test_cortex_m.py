@@ -124,3 +124,75 @@ def test_missing_toolchain_is_one_clear_build_error(monkeypatch, tmp_path):
         cortex_m.measure_cortex_m(tmp_path, tmp_path / "build", np.zeros((1, 4), np.int8), np.zeros((1, 1), np.int8))
     msg = str(err.value)
     assert "\n" not in msg and "arm-none-eabi-gcc" in msg and "qemu-system-arm" in msg
+
+
+def _firmware(q, result, tmp_path_factory, label: str) -> Path:
+    fw = tmp_path_factory.mktemp(f"cm4_{label}") / "firmware"
+    emit.emit(q, result, fw, name="mnist")
+    return fw
+
+
+def _measure(fw: Path, result, opt: str) -> cortex_m.CortexMResult:
+    n = QEMU_IMAGES
+    assert result.test_images >= n
+    inputs = result.int8_inputs.reshape(result.test_images, -1)[:n]
+    expected = result.tflm_outputs.reshape(result.test_images, -1)[:n]
+    return cortex_m.measure_cortex_m(fw, fw.parent / f"build{opt}", inputs, expected, opt=opt)
+
+
+@pytest.fixture(scope="module")
+def cnn_fw(cnn_q, cnn_verify, tmp_path_factory) -> Path:
+    return _firmware(cnn_q, cnn_verify, tmp_path_factory, "cnn")
+
+
+@pytest.fixture(scope="module")
+def cnn_m4(cnn_fw, cnn_verify) -> cortex_m.CortexMResult:
+    return _measure(cnn_fw, cnn_verify, "-O2")
+
+
+@pytest.fixture(scope="module")
+def mlp_m4_os(mlp_q, mlp_verify, tmp_path_factory) -> cortex_m.CortexMResult:
+    return _measure(_firmware(mlp_q, mlp_verify, tmp_path_factory, "mlp"), mlp_verify, "-Os")
+
+
+def _manifest(fw: Path) -> dict:
+    import json
+
+    return json.loads((fw / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("which", ["cnn_m4", "mlp_m4_os"])
+def test_golden_vectors_pass_and_1000_images_bit_exact_with_tflm_in_qemu(which, request):
+    m = request.getfixturevalue(which)
+    assert m.golden_passed and m.golden_count >= 1
+    assert m.images == QEMU_IMAGES
+    assert m.bitexact_images == m.images  # exact: the emulated C engine equals TFLM's int8 outputs
+
+
+def test_flash_split_adds_up_and_names_the_model_constants(cnn_m4, cnn_fw, cnn_q, cnn_verify):
+    sizes = cortex_m.section_sizes(cnn_m4.elf)
+    f = cnn_m4.flash
+    assert cnn_m4.flash_bytes == sum(sizes.get(s, 0) for s in cortex_m.FLASH_SECTIONS)
+    assert min(f.model_constants, f.engine_code, f.golden_vectors, f.startup_libc) > 0
+    # Every parameter is at least one byte (int8 weights, int32 biases) and nothing else of the model is needed
+    # beyond its .tflite's own bytes.
+    assert cnn_verify.params <= f.model_constants <= len(cnn_q.tflite)
+    golden = _manifest(cnn_fw)["golden"]["count"]
+    assert f.golden_vectors >= golden * (cnn_verify.int8_inputs[0].size + cnn_verify.tflm_outputs[0].size)
+
+
+def test_ram_covers_the_engine_arena_and_a_painted_stack(cnn_m4, cnn_fw):
+    r = cnn_m4.ram
+    assert r.arena >= _manifest(cnn_fw)["arena_bytes"]["c_engine"]
+    assert 0 < cnn_m4.stack_invoke_bytes <= r.stack_peak < 64 * 1024
+    assert cnn_m4.ram_bytes == r.arena + r.static_other + r.heap + r.stack_peak
+
+
+def test_instructions_per_inference_are_repeatable_and_plausible(cnn_m4, cnn_verify):
+    again = cortex_m.run_qemu_golden(cnn_m4.elf)
+    first = cortex_m.run_qemu_golden(cnn_m4.elf)
+    assert again == first  # deterministic under -icount
+    assert cnn_m4.instructions_min <= cnn_m4.instructions_per_inference <= cnn_m4.instructions_max
+    # No Cortex-M4 instruction does more than two 8-bit multiply-accumulates (SMLAD): a floor from the graph.
+    assert cnn_m4.instructions_per_inference >= cnn_verify.macs / 2
+    assert cnn_m4.instructions_resolution == 1_000_000_000 // 25_000_000  # 1 ns per instruction, 25 MHz SysTick
