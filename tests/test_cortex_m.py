@@ -193,6 +193,10 @@ def test_instructions_per_inference_are_repeatable_and_plausible(cnn_m4, cnn_ver
     first = cortex_m.run_qemu_golden(cnn_m4.elf)
     assert again == first  # deterministic under -icount
     assert cnn_m4.instructions_min <= cnn_m4.instructions_per_inference <= cnn_m4.instructions_max
+    # The bulk run spans many 24-bit SysTick wraps (2^24 ticks = 671 M instructions); a wrap miscounted inside
+    # one inference would put it hundreds of millions of instructions away from the others.
+    assert cnn_m4.instructions_per_inference * cnn_m4.images > 2**24 * cnn_m4.instructions_resolution
+    assert cnn_m4.instructions_max - cnn_m4.instructions_min < cnn_m4.instructions_per_inference / 10
     # No Cortex-M4 instruction does more than two 8-bit multiply-accumulates (SMLAD): a floor from the graph.
     assert cnn_m4.instructions_per_inference >= cnn_verify.macs / 2
     assert cnn_m4.instructions_resolution == 1_000_000_000 // 25_000_000  # 1 ns per instruction, 25 MHz SysTick
