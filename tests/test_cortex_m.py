@@ -73,8 +73,9 @@ def _cross_build(d: Path, main_source: str) -> Path:
     elf = d / "test.elf"
     sources = [str(d / "main.c"), str(d / "backend.c")] + [str(BOARD / f"{s}.c") for s in cortex_m.BOARD_SOURCES]
     subprocess.run(["arm-none-eabi-gcc", *CFLAGS, "-O2", f"-I{STUB}", f"-I{d}", f"-I{BOARD}", *sources,
-                    "--specs=rdimon.specs", "-nostartfiles", "-T", str(BOARD / "mps2_an386.ld"), "-Wl,--gc-sections",
-                    "-Wl,--wrap=tinyq_backend_invoke", f"-Wl,-Map={elf}.map", "-o", str(elf)], check=True)
+                    "--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-T", str(BOARD / "mps2_an386.ld"),
+                    "-Wl,--gc-sections", "-Wl,--wrap=tinyq_backend_invoke", f"-Wl,-Map={elf}.map", "-o", str(elf)],
+                   check=True)
     return elf
 
 

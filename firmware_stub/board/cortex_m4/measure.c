@@ -59,18 +59,31 @@ int __wrap_tinyq_backend_invoke(const int8_t *input, int8_t *output)
     return rc;
 }
 
+/* Decimal text of a 64-bit count: newlib-nano's printf has no %llu. */
+static const char *u64_text(char buf[21], uint64_t v)
+{
+    char *p = buf + 20;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    return p;
+}
+
 static void report(void)
 {
+    char b[5][21];
     uint32_t heap = (uint32_t)((char *)_sbrk(0) - (char *)g_heap_start);
     g_stack_peak = max_u32(max_u32(g_stack_peak, g_stack_invoke), tinyq_board_stack_high_water());
     /* Instruction figures are scaled by 256 (the calibration is a mean over 256 pairs). */
-    printf("tinyq-board: invokes=%llu instructions_x256_sum=%llu instructions_x256_min=%llu "
-           "instructions_x256_max=%llu overhead_x256=%llu instructions_per_tick=%u stack_invoke=%lu "
+    printf("tinyq-board: invokes=%s instructions_x256_sum=%s instructions_x256_min=%s "
+           "instructions_x256_max=%s overhead_x256=%s instructions_per_tick=%u stack_invoke=%lu "
            "stack_peak=%lu stack_size=%lu heap=%lu\n",
-           (unsigned long long)g_calls, (unsigned long long)g_sum,
-           (unsigned long long)(g_calls ? g_min : 0u), (unsigned long long)g_max,
-           (unsigned long long)g_overhead_x256, TINYQ_INSTRUCTIONS_PER_TICK, (unsigned long)g_stack_invoke,
-           (unsigned long)g_stack_peak, (unsigned long)tinyq_board_stack_size(), (unsigned long)heap);
+           u64_text(b[0], g_calls), u64_text(b[1], g_sum), u64_text(b[2], g_calls ? g_min : 0u),
+           u64_text(b[3], g_max), u64_text(b[4], g_overhead_x256), TINYQ_INSTRUCTIONS_PER_TICK,
+           (unsigned long)g_stack_invoke, (unsigned long)g_stack_peak, (unsigned long)tinyq_board_stack_size(),
+           (unsigned long)heap);
     fflush(stdout);
 }
 
