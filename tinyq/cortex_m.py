@@ -123,7 +123,11 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
                          f"after: {proc.stdout.strip()[-200:]!r}")
     if proc.returncode != 0 and BOARD_LINE not in proc.stdout:
         raise BuildError(f"{elf}: QEMU exited with {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}")
-    return QemuRun(proc.returncode, proc.stdout, parse_board_report(proc.stdout, str(elf)))
+    board = parse_board_report(proc.stdout, str(elf))
+    if board.stack_peak_bytes >= board.stack_size_bytes:
+        raise BuildError(f"{elf}: the stack used all of its {board.stack_size_bytes} bytes (probable overflow into "
+                         f"the heap); enlarge STACK_SIZE in firmware_stub/board/cortex_m4/mps2_an386.ld")
+    return QemuRun(proc.returncode, proc.stdout, board)
 
 
 @dataclass(frozen=True)
