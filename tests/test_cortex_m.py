@@ -119,6 +119,14 @@ def test_a_fault_exception_ends_the_run_with_a_clear_error(tmp_path):
         cortex_m.run_qemu(elf, timeout=60)
 
 
+def test_a_stack_overflow_is_reported_not_measured(tmp_path):
+    main = ("#include <string.h>\nint main(void)\n{\n    volatile char big[80 * 1024];\n"
+            "    memset((char *)big, 1, sizeof big);\n    return big[5] - 1;\n}\n")
+    elf = _cross_build(tmp_path, main)
+    with pytest.raises(BuildError, match="stack used all"):
+        cortex_m.run_qemu(elf, timeout=60)
+
+
 def test_missing_toolchain_is_one_clear_build_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BuildError) as err:
