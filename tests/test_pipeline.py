@@ -1,0 +1,96 @@
+"""The whole chain through the CLI: `tinyq demo` and `tinyq convert`, report keys, figures, determinism."""
+
+import json
+
+import pytest
+
+from tinyq import cli
+
+REQUIRED_KEYS = [
+    "tinyq_version", "model.name", "model.sha256", "model.params", "model.macs", "test_images",
+    "accuracy.keras_float", "accuracy.litert_ref_int8", "accuracy.litert_int8", "accuracy.tflm_int8",
+    "agreement.tflm_vs_litert_ref_bitexact", "agreement.tflm_vs_litert_ref_max_lsb",
+    "agreement.tflm_vs_litert_ref_argmax", "sizes.float_tflite_bytes", "sizes.int8_tflite_bytes",
+    "arena_bytes.tflm", "ops", "emit.files",
+    "accuracy.c_int8", "agreement.c_vs_tflm_bitexact", "arena_bytes.c", "arena_bytes.lower_bound",
+    "flash_bytes.c_weights", "flash_bytes.c_code",
+]
+CORTEX_KEYS = ["cortex_m4.flash_bytes", "cortex_m4.ram_bytes", "cortex_m4.instructions_per_inference",
+               "cortex_m4.bitexact_images"]
+
+
+def _get(report, dotted):
+    node = report
+    for part in dotted.split("."):
+        assert part in node, f"report.json lacks {dotted}"
+        node = node[part]
+    return node
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, cnn_q):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    code = cli.main(["--quiet", "demo", "--out", str(out)])
+    assert code == 0
+    return out, json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.integration
+def test_demo_report_has_every_key(demo):
+    _, report = demo
+    for key in REQUIRED_KEYS + CORTEX_KEYS:
+        _get(report, key)
+
+
+@pytest.mark.integration
+def test_demo_acceptance_figures(demo, cnn_q):
+    out, r = demo
+    assert r["test_images"] == 10000
+    assert r["accuracy"]["keras_float"] >= 0.970
+    assert abs(r["accuracy"]["litert_ref_int8"] - r["accuracy"]["keras_float"]) <= 0.003
+    assert r["agreement"]["tflm_vs_litert_ref_argmax"] >= 0.999
+    assert set(r["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+                             "RESHAPE", "SOFTMAX"}
+    assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
+    assert r["accuracy"]["c_int8"] == r["accuracy"]["tflm_int8"]
+    assert r["cortex_m4"]["bitexact_images"] == r["cortex_m4"]["images"] >= 1000
+    assert r["model"]["sha256"] == cnn_q.sha256
+    assert (out / "model_int8.tflite").read_bytes() == cnn_q.tflite
+    assert all((out / f).is_file() for f in r["emit"]["files"])
+    md = (out / "report.md").read_text()
+    assert f"{100 * r['accuracy']['tflm_int8']:.2f} %" in md
+
+
+@pytest.mark.integration
+def test_demo_retrained_from_scratch_is_byte_identical(tmp_path, cnn_q):
+    out = tmp_path / "again"
+    assert cli.main(["--quiet", "demo", "--no-cache", "--no-c-engine", "--no-cortex-m", "--out", str(out)]) == 0
+    assert (out / "model_int8.tflite").read_bytes() == cnn_q.tflite
+
+
+@pytest.mark.integration
+def test_convert_user_model(tmp_path, dsres_keras, capsys):
+    path = tmp_path / "user.keras"
+    dsres_keras.save(path)
+    out = tmp_path / "conv"
+    assert cli.main(["--quiet", "convert", str(path), "--name", "my-net", "--no-cortex-m", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
+    assert (out / "firmware" / "my_net_model.c").is_file()
+    assert "C engine vs TFLM bit-exact" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+def test_firmware_command_updates_report(demo, capsys):
+    out, _ = demo
+    assert cli.main(["--quiet", "firmware", "--target", "cortex-m4", "--out", str(out), "--images", "100",
+                     "--opt", "Os"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["cortex_m4"]["opt"] == "-Os" and r["cortex_m4"]["bitexact_images"] == r["cortex_m4"]["images"] == 100
+    assert "bit-exact with TFLM" in capsys.readouterr().out
+
+
+def test_firmware_command_needs_an_emitted_folder(tmp_path, capsys):
+    assert cli.main(["--quiet", "firmware", "--out", str(tmp_path)]) == cli.EXIT_ERROR
+    assert "model_int8.tflite: missing" in capsys.readouterr().err
