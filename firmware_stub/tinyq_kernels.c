@@ -65,6 +65,14 @@ static int8_t clamp_to_int8(int32_t v, int32_t lo, int32_t hi)
 
 /* ---- Convolutions ---- */
 
+/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one conv output. */
+static int8_t conv_output(const tq_conv_params *p, int32_t acc, int32_t oc)
+{
+    acc += p->bias[oc];
+    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+    return clamp_to_int8(acc, p->act_min, p->act_max);
+}
+
 void tq_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output)
 {
     int32_t oy, ox, oc, ky, kx, ic;
@@ -94,9 +102,7 @@ void tq_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output)
                         }
                     }
                 }
-                acc += p->bias[oc];
-                acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
-                output[(oy * p->out_w + ox) * p->out_c + oc] = clamp_to_int8(acc, p->act_min, p->act_max);
+                output[(oy * p->out_w + ox) * p->out_c + oc] = conv_output(p, acc, oc);
             }
         }
     }
@@ -127,9 +133,7 @@ void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *o
                                    ((int32_t)input[(iy * p->in_w + ix) * p->in_c + ic] + p->input_offset);
                         }
                     }
-                    acc += p->bias[oc];
-                    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
-                    output[(oy * p->out_w + ox) * p->out_c + oc] = clamp_to_int8(acc, p->act_min, p->act_max);
+                    output[(oy * p->out_w + ox) * p->out_c + oc] = conv_output(p, acc, oc);
                 }
             }
         }
