@@ -1,0 +1,43 @@
+"""Calibration audit: warnings and errors on sets that would give a poor or useless int8 model."""
+import numpy as np
+import pytest
+
+from tinyq.analyze import Severity, audit_calibration, require_usable
+from tinyq.errors import QuantizationError
+
+RNG = np.random.default_rng(0)
+TRAIN = RNG.random((200, 28, 28, 1)).astype(np.float32)
+LABELS = np.arange(200) % 10
+
+
+def test_clean_set_has_no_findings():
+    audit = audit_calibration(TRAIN[:100], LABELS[:100], TRAIN, 10)
+    assert audit.findings == () and audit.classes_present == 10
+    require_usable(audit)
+
+
+def test_one_class_is_error():
+    audit = audit_calibration(TRAIN[:20], np.zeros(20, int), TRAIN, 10)
+    assert any("1 of 10 classes" in f.message for f in audit.errors)
+    with pytest.raises(QuantizationError, match="classes present"):
+        require_usable(audit)
+
+
+def test_0_255_data_is_error():
+    audit = audit_calibration(TRAIN[:50] * 255, LABELS[:50], TRAIN, 10)
+    assert any("0..255" in f.message for f in audit.errors)
+
+
+def test_nan_is_error():
+    x = TRAIN[:50].copy()
+    x[3, 0, 0, 0] = np.nan
+    audit = audit_calibration(x, LABELS[:50], TRAIN, 10)
+    assert any("NaN" in f.message for f in audit.errors)
+
+
+def test_duplicates_and_dtype_warn():
+    x = np.concatenate([TRAIN[:10], TRAIN[:10]]).astype(np.float64)
+    audit = audit_calibration((x * 255).astype(np.uint8), np.concatenate([LABELS[:10]] * 2), TRAIN * 255, 10)
+    assert audit.duplicates == 10
+    assert all(f.severity is Severity.WARNING for f in audit.findings)
+    assert any("uint8" in f.message for f in audit.warnings)

@@ -1,0 +1,98 @@
+"""Quantization analysis (issue 6): calibration audit first; sweeps, percentile calibration and per-layer error to follow."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+
+from tinyq.errors import QuantizationError
+
+
+class Severity(enum.Enum):
+    """How bad an audit finding is: a warning goes in the report, an error stops quantization."""
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditFinding:
+    """One problem found in a calibration set, with what is allowed."""
+    severity: Severity
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationAudit:
+    """Coverage, balance, duplicates and value range of a calibration set against the training data."""
+    samples: int
+    dtype: str
+    classes_present: int
+    classes_expected: int
+    imbalance: float  # largest class count / smallest present class count
+    duplicates: int
+    calib_range: tuple[float, float]
+    train_range: tuple[float, float]
+    findings: tuple[AuditFinding, ...]
+
+    @property
+    def errors(self) -> tuple[AuditFinding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[AuditFinding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+
+def audit_calibration(images: np.ndarray, labels: np.ndarray | None, train_images: np.ndarray,
+                      num_classes: int, name: str = "calibration set") -> CalibrationAudit:
+    """Check a calibration set against the training data; findings are listed, never raised (see require_usable)."""
+    findings: list[AuditFinding] = []
+    x = np.asarray(images)
+    n = int(x.shape[0]) if x.ndim else 0
+    if n == 0:
+        findings.append(AuditFinding(Severity.ERROR, f"{name}: no samples; at least 1 is required"))
+    if not np.issubdtype(x.dtype, np.floating):
+        findings.append(AuditFinding(Severity.WARNING, f"{name}: dtype {x.dtype}, the model takes float32"))
+    xf = x.astype(np.float64) if n else np.zeros(1)
+    finite = np.isfinite(xf)
+    if not finite.all():
+        findings.append(AuditFinding(Severity.ERROR, f"{name}: {int((~finite).sum())} NaN/inf values; all values must be finite"))
+    t = np.asarray(train_images, dtype=np.float64)
+    train_range = (float(np.nanmin(t)), float(np.nanmax(t)))
+    calib_range = (float(np.nanmin(xf)), float(np.nanmax(xf))) if finite.any() else (float("nan"), float("nan"))
+    span = max(train_range[1] - train_range[0], 1e-12)
+    if finite.any() and (calib_range[1] > train_range[1] + 0.5 * span or calib_range[0] < train_range[0] - 0.5 * span):
+        findings.append(AuditFinding(Severity.ERROR, f"{name}: values {calib_range[0]:g}..{calib_range[1]:g} lie far outside "
+                                     f"the training range {train_range[0]:g}..{train_range[1]:g} (e.g. 0..255 vs 0..1); "
+                                     "preprocess the calibration data like the training data"))
+    elif finite.any() and (calib_range[1] - calib_range[0]) < 0.5 * span:
+        findings.append(AuditFinding(Severity.WARNING, f"{name}: values span {calib_range[0]:g}..{calib_range[1]:g}, less than "
+                                     f"half the training range {train_range[0]:g}..{train_range[1]:g}"))
+    classes_present, imbalance = 0, 1.0
+    if labels is not None and n:
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+        present = counts[counts > 0]
+        classes_present = int(present.size)
+        imbalance = float(present.max() / present.min())
+        if classes_present < num_classes:
+            missing = [int(c) for c in np.flatnonzero(counts == 0)]
+            sev = Severity.ERROR if classes_present == 1 and num_classes > 1 else Severity.WARNING
+            findings.append(AuditFinding(sev, f"{name}: {classes_present} of {num_classes} classes present, missing {missing}"))
+        if imbalance > 3.0:
+            findings.append(AuditFinding(Severity.WARNING, f"{name}: class imbalance {imbalance:.1f}x (largest/smallest); at most 3x advised"))
+    duplicates = 0
+    if n:
+        flat = np.ascontiguousarray(x.reshape(n, -1))
+        duplicates = n - len({row.tobytes() for row in flat})
+        if duplicates:
+            findings.append(AuditFinding(Severity.WARNING, f"{name}: {duplicates} duplicate samples of {n}"))
+    return CalibrationAudit(n, str(x.dtype), classes_present, num_classes, imbalance, duplicates,
+                            calib_range, train_range, tuple(findings))
+
+
+def require_usable(audit: CalibrationAudit) -> CalibrationAudit:
+    """Raise QuantizationError naming the first error finding; return the audit when only warnings remain."""
+    if audit.errors:
+        raise QuantizationError("; ".join(f.message for f in audit.errors))
+    return audit
