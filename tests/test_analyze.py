@@ -41,3 +41,12 @@ def test_duplicates_and_dtype_warn():
     assert audit.duplicates == 10
     assert all(f.severity is Severity.WARNING for f in audit.findings)
     assert any("uint8" in f.message for f in audit.warnings)
+
+
+def test_weight_roundtrip_per_channel_beats_per_tensor_on_uneven_channels():
+    from tinyq.analyze import weight_roundtrip
+    w = RNG.standard_normal((3, 3, 1, 4)) * np.array([0.01, 0.1, 1.0, 10.0])
+    pc = np.mean((weight_roundtrip(w, True) - w) ** 2)
+    pt = np.mean((weight_roundtrip(w, False) - w) ** 2)
+    assert 0 < pc < pt
+    assert np.max(np.abs(weight_roundtrip(w, False) - w)) <= np.max(np.abs(w)) / 127 / 2 + 1e-12

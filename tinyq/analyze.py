@@ -96,3 +96,33 @@ def require_usable(audit: CalibrationAudit) -> CalibrationAudit:
     if audit.errors:
         raise QuantizationError("; ".join(f.message for f in audit.errors))
     return audit
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightError:
+    """Round-trip error of one layer's kernel through symmetric int8 quantization."""
+    layer: str
+    per_channel_mse: float
+    per_tensor_mse: float
+
+
+def weight_roundtrip(kernel: np.ndarray, per_channel: bool) -> np.ndarray:
+    """Quantize a kernel symmetrically to int8 (scale = max|w|/127, last axis = channels) and dequantize it back."""
+    w = np.asarray(kernel, dtype=np.float64)
+    axes = tuple(range(w.ndim - 1)) if per_channel else None
+    scale = np.max(np.abs(w), axis=axes, keepdims=per_channel) / 127.0
+    scale = np.where(scale == 0, 1.0, scale)
+    return np.clip(np.round(w / scale), -127, 127) * scale
+
+
+def weight_errors(model) -> tuple[WeightError, ...]:
+    """Weight round-trip MSE per layer with a kernel, per-channel and per-tensor, in model order."""
+    out = []
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        w = np.asarray(kernel.numpy(), dtype=np.float64)
+        out.append(WeightError(layer.name, float(np.mean((weight_roundtrip(w, True) - w) ** 2)),
+                               float(np.mean((weight_roundtrip(w, False) - w) ** 2))))
+    return tuple(out)
