@@ -50,3 +50,19 @@ def test_weight_roundtrip_per_channel_beats_per_tensor_on_uneven_channels():
     pt = np.mean((weight_roundtrip(w, False) - w) ** 2)
     assert 0 < pc < pt
     assert np.max(np.abs(weight_roundtrip(w, False) - w)) <= np.max(np.abs(w)) / 127 / 2 + 1e-12
+
+
+def test_sweep_measures_each_setting_and_marks_hybrid_models(cnn_keras, dataset):
+    from tinyq.analyze import sweep
+    from tinyq.quantize import QuantizeConfig, WeightGranularity
+
+    configs = (("per-channel", QuantizeConfig(num_calibration_samples=50)),
+               ("per-tensor", QuantizeConfig(num_calibration_samples=50, granularity=WeightGranularity.PER_TENSOR)))
+    rows = sweep(cnn_keras, dataset.train_x, dataset.train_y, dataset.test_x[:500], dataset.test_y[:500], configs)
+    assert [r.label for r in rows][:2] == ["per-channel", "per-tensor"]
+    assert all(r.accuracy > 0.9 for r in rows)
+    assert rows[1].model_bytes < rows[0].model_bytes  # one scale per tensor instead of one per channel
+    assert all(r.tflm_runs and r.tflm_arena_bytes for r in rows[:2])
+    comparison = rows[2:]
+    assert [r.label for r in comparison] == ["dynamic-range (hybrid int8 weights)", "float16 weights"]
+    assert not any(r.tflm_runs for r in comparison)  # measured: TFLM refuses float-activation models

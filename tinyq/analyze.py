@@ -126,3 +126,77 @@ def weight_errors(model) -> tuple[WeightError, ...]:
         out.append(WeightError(layer.name, float(np.mean((weight_roundtrip(w, True) - w) ** 2)),
                                float(np.mean((weight_roundtrip(w, False) - w) ** 2))))
     return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRow:
+    """One quantization setting measured on the test set: accuracy, size, TFLM arena, whether TFLM runs it."""
+
+    label: str
+    accuracy: float
+    model_bytes: int
+    tflm_arena_bytes: int | None
+    tflm_runs: bool
+    runtime: str
+
+
+def default_sweep() -> tuple[tuple[str, "QuantizeConfig"], ...]:
+    """Calibration sample counts, class-balanced vs first-N, per-channel vs per-tensor weights."""
+    from .quantize import QuantizeConfig, WeightGranularity
+
+    rows = [(f"int8, {n} balanced samples", QuantizeConfig(num_calibration_samples=n)) for n in (1, 10, 100, 1000)]
+    rows.append(("int8, 100 first-N samples", QuantizeConfig(num_calibration_samples=100, balanced=False)))
+    rows.append(("int8, per-tensor weights, 300 samples",
+                 QuantizeConfig(granularity=WeightGranularity.PER_TENSOR)))
+    return tuple(rows)
+
+
+def _tflm_arena_or_none(tflite: bytes, sample: np.ndarray) -> int | None:
+    from .verify import tflm_arena_bytes
+
+    try:
+        return tflm_arena_bytes(tflite, sample)
+    except (RuntimeError, QuantizationError, ValueError):
+        return None
+
+
+def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+          configs=None, comparisons: bool = True) -> tuple[SweepRow, ...]:
+    """Quantize under each config and measure int8 accuracy in TFLM over the test set; optionally add
+    dynamic-range and float16 conversions (LiteRT accuracy, and whether TFLM can run them at all)."""
+    from .data import preprocess
+    from .models import input_shape
+    from .quantize import quantize
+    from .verify import accuracy, quantize_input, run_litert, run_tflm
+
+    shape = input_shape(model)
+    calib = preprocess(train_x, shape)
+    x = preprocess(test_x, shape)
+    labels = np.asarray(test_y).astype(np.int64)
+    rows = []
+    for label, config in (configs or default_sweep()):
+        q = quantize(model, calib, config, labels=train_y)
+        xq = quantize_input(x, q.input)
+        rows.append(SweepRow(label, accuracy(run_tflm(q.tflite, xq), labels), len(q.tflite),
+                             _tflm_arena_or_none(q.tflite, xq[0]), True, "TFLM"))
+    if comparisons:
+        for label, tflite in _float_io_conversions(model, shape):
+            arena = _tflm_arena_or_none(tflite, x[0])
+            rows.append(SweepRow(label, accuracy(run_litert(tflite, x, reference=False), labels), len(tflite),
+                                 arena, arena is not None, "LiteRT (comparison only)"))
+    return tuple(rows)
+
+
+def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
+    """Dynamic-range (hybrid) and float16 conversions, for size and accuracy comparison."""
+    import tensorflow as tf
+
+    from .quantize import _batch1_converter, _convert
+
+    dynamic = _batch1_converter(model, shape)
+    dynamic.optimizations = [tf.lite.Optimize.DEFAULT]
+    fp16 = _batch1_converter(model, shape)
+    fp16.optimizations = [tf.lite.Optimize.DEFAULT]
+    fp16.target_spec.supported_types = [tf.float16]
+    return [("dynamic-range (hybrid int8 weights)", _convert(dynamic, f"{model.name} dynamic-range")),
+            ("float16 weights", _convert(fp16, f"{model.name} float16"))]
