@@ -66,3 +66,22 @@ def test_sweep_measures_each_setting_and_marks_hybrid_models(cnn_keras, dataset)
     comparison = rows[2:]
     assert [r.label for r in comparison] == ["dynamic-range (hybrid int8 weights)", "float16 weights"]
     assert not any(r.tflm_runs for r in comparison)  # measured: TFLM refuses float-activation models
+
+
+def test_layer_errors_match_an_independent_output_check(cnn_keras, cnn_q, dataset):
+    from tinyq import data as tq_data
+    from tinyq.analyze import layer_errors, most_sensitive
+    from tinyq.verify import dequantize, quantize_input, run_litert
+
+    images = dataset.test_x[:50]
+    rows = layer_errors(cnn_keras, cnn_q, images)
+    assert [r.layer for r in rows][:3] == ["conv1", "pool1", "conv2"]
+    assert all(20.0 < r.sqnr_db < 80.0 for r in rows if r.op != "RESHAPE")
+    out = rows[-1]
+    assert out.layer == "model output (logits)" and out.op == "SOFTMAX"
+    x = tq_data.preprocess(images, (28, 28, 1))
+    float_out = cnn_keras.predict(x, verbose=0).astype(np.float64)
+    int8_out = dequantize(run_litert(cnn_q.tflite, quantize_input(x, cnn_q.input), reference=True), cnn_q.output)
+    assert out.rmse == pytest.approx(float(np.sqrt(np.mean((float_out - int8_out) ** 2))), rel=1e-4)
+    worst = most_sensitive(rows)
+    assert len(worst) == 3 and worst[0].sqnr_db == min(r.sqnr_db for r in rows)

@@ -200,3 +200,71 @@ def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, byte
     fp16.target_spec.supported_types = [tf.float16]
     return [("dynamic-range (hybrid int8 weights)", _convert(dynamic, f"{model.name} dynamic-range")),
             ("float16 weights", _convert(fp16, f"{model.name} float16"))]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerError:
+    """Float activation vs dequantized int8 activation of one layer over a batch of test images."""
+
+    layer: str
+    op: str
+    rmse: float
+    max_abs: float
+    sqnr_db: float
+
+
+def layer_errors(model, quantized, images: np.ndarray) -> tuple[LayerError, ...]:
+    """Per-layer error of the int8 model (LiteRT reference kernels, every tensor kept) against Keras float.
+
+    An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
+    """
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from .data import preprocess
+    from .graph import read_graph
+    from .models import input_shape
+    from .verify import quantize_input
+
+    graph = read_graph(quantized.tflite)
+    # A layer whose activation TFLite runs as a separate op (softmax) has no fused tensor to compare with.
+    layer_names = {layer.name for layer in model.layers
+                   if getattr(getattr(layer, "activation", None), "__name__", "linear") in ("linear", "relu", "relu6")}
+    pairs = [(op, graph.layer(op.outputs[0])) for op in graph.operators
+             if graph.layer(op.outputs[0]) in layer_names]
+    out_op = next(op for op in graph.operators if graph.outputs[0] in op.outputs)
+    if all(op is not out_op for op, _ in pairs):
+        pairs.append((out_op, None))
+    if not pairs:
+        raise QuantizationError(f"model {model.name!r}: no op output could be matched to a Keras layer")
+    x = preprocess(images, input_shape(model))
+    probe = tf.keras.Model(model.inputs, [model.get_layer(name).output if name else model.outputs[0]
+                                          for _, name in pairs])
+    floats = probe.predict(x, batch_size=len(x), verbose=0)
+    floats = floats if isinstance(floats, list) else [floats]
+    interp = Interpreter(model_content=quantized.tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                         experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    xq = quantize_input(x, quantized.input)
+    index = interp.get_input_details()[0]["index"]
+    ints = [np.empty((len(x), int(np.prod(graph.tensors[op.outputs[0]].shape))), np.float64) for op, _ in pairs]
+    for i, sample in enumerate(xq):
+        interp.set_tensor(index, sample[np.newaxis])
+        interp.invoke()
+        for k, (op, _) in enumerate(pairs):
+            t = graph.tensors[op.outputs[0]]
+            q = interp.get_tensor(op.outputs[0]).astype(np.float64).reshape(-1)
+            ints[k][i] = (q - t.zero_points[0]) * t.scales[0]
+    rows = []
+    for (op, name), f, dq in zip(pairs, floats, ints):
+        f = np.asarray(f, np.float64).reshape(len(x), -1)
+        err = f - dq
+        noise = float(np.sum(err ** 2))
+        sqnr = float("inf") if noise == 0 else float(10.0 * np.log10(float(np.sum(f ** 2)) / noise))
+        rows.append(LayerError(name or f"model output ({model.layers[-1].name})", op.name, float(np.sqrt(np.mean(err ** 2))), float(np.max(np.abs(err))), sqnr))
+    return tuple(rows)
+
+
+def most_sensitive(errors: tuple[LayerError, ...], count: int = 3) -> tuple[LayerError, ...]:
+    """The layers with the lowest SQNR: where int8 loses the most signal."""
+    return tuple(sorted(errors, key=lambda e: e.sqnr_db)[:count])
