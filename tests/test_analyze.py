@@ -85,3 +85,45 @@ def test_layer_errors_match_an_independent_output_check(cnn_keras, cnn_q, datase
     assert out.rmse == pytest.approx(float(np.sqrt(np.mean((float_out - int8_out) ** 2))), rel=1e-4)
     worst = most_sensitive(rows)
     assert len(worst) == 3 and worst[0].sqnr_db == min(r.sqnr_db for r in rows)
+
+
+@pytest.mark.integration
+def test_analyze_command_writes_a_report_chromium_renders(cnn_keras, tmp_path, capsys):
+    import base64
+    import io
+    import re
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from tinyq import cli
+
+    out = tmp_path / "an"
+    assert cli.main(["--quiet", "analyze", "--demo", "mnist_cnn", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "most sensitive layers:" in printed and "TFLM runs: no" in printed
+    html = (out / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # self-contained
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 3
+    for data in images:
+        assert Image.open(io.BytesIO(base64.b64decode(data))).size[0] > 200
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is needed for the report check (Debian package chromium)"
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,2400",
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (2400, 1000) and pixels.std() > 10  # a rendered page, not a blank one
+    dark_rows = np.flatnonzero((pixels < 100).sum(axis=1) > 5)
+    assert dark_rows.max() > 1200  # content (tables, plots) reaches far down the page
+
+
+def test_analyze_needs_a_model_or_a_demo(tmp_path, capsys):
+    from tinyq import cli
+
+    assert cli.main(["--quiet", "analyze", "--out", str(tmp_path / "x")]) == cli.EXIT_ERROR
+    assert "give either a MODEL.keras or --demo NAME" in capsys.readouterr().err

@@ -268,3 +268,68 @@ def layer_errors(model, quantized, images: np.ndarray) -> tuple[LayerError, ...]
 def most_sensitive(errors: tuple[LayerError, ...], count: int = 3) -> tuple[LayerError, ...]:
     """The layers with the lowest SQNR: where int8 loses the most signal."""
     return tuple(sorted(errors, key=lambda e: e.sqnr_db)[:count])
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """Everything `tinyq analyze` measured, and the report it wrote."""
+
+    sweep: tuple[SweepRow, ...]
+    layers: tuple[LayerError, ...]
+    weights: tuple[WeightError, ...]
+    audit: CalibrationAudit
+    float_accuracy: float
+    int8_accuracy: float
+    report: object
+
+    @property
+    def layers_sorted(self) -> tuple[LayerError, ...]:
+        """Layers from the most to the least sensitive (lowest SQNR first)."""
+        return most_sensitive(self.layers, len(self.layers))
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
+    return m
+
+
+def analyze(model, dataset, out_dir, layer_images: int = 200, configs=None):
+    """Sweep, per-layer error, weight error, calibration audit and confusion matrices into out_dir/report.html."""
+    from pathlib import Path
+
+    from . import __version__
+    from .data import NUM_CLASSES, preprocess
+    from .models import input_shape
+    from .quantize import QuantizeConfig, convert_float, quantize, select_calibration
+    from .report_html import confusion_plot, layer_error_plot, write_html
+    from .verify import quantize_input, run_tflm
+
+    shape = input_shape(model)
+    calib = preprocess(dataset.train_x, shape)
+    config = QuantizeConfig()
+    idx = select_calibration(calib, dataset.train_y, config)
+    audit = require_usable(audit_calibration(calib[idx], dataset.train_y[idx], calib, NUM_CLASSES))
+    q = quantize(model, calib, config, labels=dataset.train_y)
+    x = preprocess(dataset.test_x, shape)
+    labels = np.asarray(dataset.test_y, np.int64)
+    float_pred = model.predict(x, batch_size=500, verbose=0).reshape(len(x), -1).argmax(1)
+    int8_pred = run_tflm(q.tflite, quantize_input(x, q.input)).reshape(len(x), -1).argmax(1)
+    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs)
+    layers = layer_errors(model, q, dataset.test_x[:layer_images])
+    weights = weight_errors(model)
+    classes = max(NUM_CLASSES, int(labels.max()) + 1)
+    float_acc, int8_acc = float(np.mean(float_pred == labels)), float(np.mean(int8_pred == labels))
+    summary = [("Keras float accuracy", f"{100 * float_acc:.2f} %"), ("TFLM int8 accuracy", f"{100 * int8_acc:.2f} %"),
+               ("float / int8 .tflite bytes", f"{len(convert_float(model))} / {len(q.tflite)}"),
+               ("calibration samples", str(len(idx)))]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = write_html(out / "report.html", dict(
+        model_name=model.name, version=__version__, sha256=q.sha256, test_images=len(x), summary=summary,
+        sweep=rows, layers=layers, sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(layers)],
+        layer_plot=layer_error_plot(layers), weights=weights, findings=audit.findings,
+        confusion_float=confusion_plot(confusion(labels, float_pred, classes), "Keras float"),
+        confusion_int8=confusion_plot(confusion(labels, int8_pred, classes), "int8 in TFLM")))
+    return Analysis(rows, layers, weights, audit, float_acc, int8_acc, report)

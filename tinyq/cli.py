@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
     fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
+    an = sub.add_parser("analyze", help="quantization analysis and report.html for a Keras model")
+    an.add_argument("model", nargs="?", help="a .keras model (or use --demo)")
+    an.add_argument("--demo", choices=["mnist_cnn", "mnist_mlp", "mnist_dsres"], help="analyse a demo model")
+    an.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
+    an.add_argument("--out", required=True, help="output folder for report.html")
+    an.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     return parser
 
 
@@ -129,7 +135,29 @@ def cmd_firmware(args, say) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware}
+def cmd_analyze(args, say) -> int:
+    from .analyze import analyze
+    from .data import load_mnist
+    from .models import demo_model, load_keras_model
+    from .pipeline import check_out_dir
+
+    if bool(args.model) == bool(args.demo):
+        raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
+    check_out_dir(args.out, args.force)
+    dataset = load_mnist(args.data)
+    model = demo_model(args.demo, dataset) if args.demo else load_keras_model(args.model)
+    say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
+    result = analyze(model, dataset, args.out)
+    print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
+    for row in result.sweep:
+        print(f"  {row.label:<40} {100 * row.accuracy:6.2f} %  {row.model_bytes:>7} B  TFLM runs: "
+              f"{'yes' if row.tflm_runs else 'no'}")
+    print("most sensitive layers: " + ", ".join(f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in result.layers_sorted[:3]))
+    print(f"wrote {result.report}")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:
