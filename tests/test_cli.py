@@ -1,10 +1,7 @@
 """The `tinyq` command: one clear line and a non-zero exit for bad input, and the whole demo chain."""
 
-import json
 import subprocess
 import sys
-
-import pytest
 
 from tinyq import cli
 

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tinyq import emit, firmware, tflm
 from tinyq.errors import UnsupportedOpError
-from tinyq.quantize import QuantizeConfig, quantize
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "tflm_standin"

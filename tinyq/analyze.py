@@ -140,7 +140,7 @@ class SweepRow:
     runtime: str
 
 
-def default_sweep() -> tuple[tuple[str, "QuantizeConfig"], ...]:
+def default_sweep() -> tuple[tuple[str, object], ...]:
     """Calibration sample counts, class-balanced vs first-N, per-channel vs per-tensor weights."""
     from .quantize import QuantizeConfig, WeightGranularity
 

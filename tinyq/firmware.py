@@ -101,6 +101,3 @@ def code_bytes(exe: str | os.PathLike) -> int:
         raise BuildError(f"{obj}: no engine object files to measure")
     return text_bytes(engine)
 
-
-# The Cortex-M4 / QEMU side lives in cortex_m.py; re-exported so every firmware entry point is found here.
-from .cortex_m import CortexMResult, measure_cortex_m, run_qemu_batch, run_qemu_golden  # noqa: E402,F401

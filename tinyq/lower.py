@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import UnsupportedOpError
 from .graph import (Activation, AddOptions, ConvOptions, FullyConnectedOptions, Graph, Operator, Padding,
-                    PoolOptions, SoftmaxOptions, _schema)
+                    PoolOptions, SoftmaxOptions, _schema, op_name)
 
 ADD_LEFT_SHIFT = 20
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
@@ -186,8 +186,8 @@ class _Lowerer:
                 continue
             handler = table.get(op.code)
             if handler is None:
-                raise self.fail(op, f"op not supported by the C engine (supported: CONV_2D, DEPTHWISE_CONV_2D, "
-                                    f"FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX, ADD)")
+                supported = ", ".join(sorted([op_name(code) for code in table] + ["RESHAPE"]))
+                raise self.fail(op, f"op not supported by the C engine (supported: {supported})")
             calls.append(handler(op))
         return Lowered(tuple(calls), tuple(aliases))
 

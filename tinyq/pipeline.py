@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .data import Dataset, preprocess
 from .emit import prepare, write_files
 from .errors import BuildError, TinyqError

@@ -110,15 +110,15 @@ def _tflm(tflite: bytes, arena_size: int | None = None):
 def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
     """int8 outputs of the TFLM Python interpreter, the kernels a device runs, one sample a call."""
     interp = _tflm(tflite)
-    first = None
+    result = None
     for i, x in enumerate(inputs):
         interp.set_input(x[np.newaxis], 0)
         interp.invoke()
         y = interp.get_output(0)
-        if first is None:
-            first = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
-        first[i] = y[0]
-    return first if first is not None else np.empty((0,), np.int8)
+        if result is None:
+            result = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
+        result[i] = y[0]
+    return result if result is not None else np.empty((0,), np.int8)
 
 
 def _tflm_runs(tflite: bytes, arena_size: int, sample: np.ndarray) -> bool:
