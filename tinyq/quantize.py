@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import io
 import hashlib
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .calibration import ActivationRange, CalibrationAudit, audit_calibration, clip_recorded_ranges, require_usable
 from .data import balanced_indices
 from .errors import QuantizationError
 from .models import check_supported, input_shape
@@ -23,10 +25,18 @@ class WeightGranularity(enum.Enum):
     PER_TENSOR = "per_tensor"
 
 
-class IODtype(enum.Enum):
-    """Type of the model's input and output tensors."""
+class ActivationType(enum.Enum):
+    """Activation type: int8, or TFLite's 16x8 mode (int16 activations, int8 weights, int64 biases)."""
 
     INT8 = "int8"
+    INT16 = "int16"
+
+
+class IODtype(enum.Enum):
+    """Type of the model's input and output tensors: the activation type, or float32 with (de)quantize ops."""
+
+    INT8 = "int8"
+    INT16 = "int16"
     FLOAT32 = "float32"
 
 
@@ -40,6 +50,8 @@ class QuantizeConfig:
     io_dtype: IODtype = IODtype.INT8
     input_range: tuple[float, float] = (0.0, 1.0)
     seed: int = 0
+    activations: ActivationType = ActivationType.INT8
+    percentile: float | None = None  # None: min-max ranges (the converter's own); else clip to this percentile
 
     def __post_init__(self) -> None:
         if self.num_calibration_samples < 1:
@@ -52,6 +64,22 @@ class QuantizeConfig:
         lo, hi = self.input_range
         if not lo < hi:
             raise QuantizationError(f"input_range must be (low, high) with low < high, got {self.input_range}")
+        if not isinstance(self.activations, ActivationType):
+            raise QuantizationError(f"activations must be an ActivationType, got {self.activations!r}")
+        if self.io_dtype is not IODtype.FLOAT32 and self.io_dtype.value != self.activations.value:
+            raise QuantizationError(f"io_dtype {self.io_dtype.value} does not match {self.activations.value} "
+                                    f"activations; use IODtype.{self.activations.name} or IODtype.FLOAT32")
+        if self.percentile is not None:
+            if not 50.0 < self.percentile <= 100.0:
+                raise QuantizationError(f"percentile must be in (50, 100], got {self.percentile}")
+            if self.activations is not ActivationType.INT8:
+                raise QuantizationError("percentile calibration needs int8 activations: the converter's 16x8 "
+                                        "mode calibrates and quantizes in one step, with min-max")
+
+    @property
+    def calibration_method(self) -> str:
+        """'min-max' or e.g. 'percentile 99.9'."""
+        return "min-max" if self.percentile is None else f"percentile {self.percentile:g}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,8 @@ class QuantizedModel:
     output: TensorQuant
     config: QuantizeConfig
     calibration_indices: tuple[int, ...] = field(default=(), repr=False)
+    audit: CalibrationAudit | None = field(default=None, repr=False)
+    ranges: tuple[ActivationRange, ...] = field(default=(), repr=False)  # set by percentile calibration
 
     @property
     def sha256(self) -> str:
@@ -106,31 +136,14 @@ def select_calibration(images: np.ndarray, labels: np.ndarray | None, config: Qu
 
 
 def check_calibration(images: np.ndarray, shape: tuple[int, ...], config: QuantizeConfig) -> np.ndarray:
-    """Reject empty, non-finite, wrongly shaped or wrongly scaled calibration data; returns float32 samples."""
+    """Reject empty, non-float, non-finite, wrongly shaped or wrongly scaled calibration data; returns float32."""
     arr = np.asarray(images)
-    if arr.size == 0 or arr.shape[0] == 0:
-        raise QuantizationError("calibration data is empty: need at least one sample")
-    if tuple(arr.shape[1:]) != shape:
+    audit = audit_calibration(arr, None, config.input_range, 0)
+    if arr.ndim and arr.shape[0] and tuple(arr.shape[1:]) != shape:
         raise QuantizationError(
             f"calibration data has per-sample shape {tuple(arr.shape[1:])}, model input expects {shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise QuantizationError(
-            f"calibration data is {arr.dtype}; give float samples preprocessed as for training "
-            f"(range {config.input_range[0]}..{config.input_range[1]})")
-    arr = arr.astype(np.float32)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = int(np.argwhere(bad.reshape(len(arr), -1).any(axis=1))[0][0])
-        raise QuantizationError(
-            f"calibration data has {int(bad.sum())} NaN/Inf values (first in sample {first})")
-    lo, hi = config.input_range
-    span = hi - lo
-    amin, amax = float(arr.min()), float(arr.max())
-    if amin < lo - 0.01 * span or amax > hi + 0.01 * span:
-        raise QuantizationError(
-            f"calibration data spans {amin:g}..{amax:g}, outside the model's input range {lo:g}..{hi:g} "
-            f"(were 0..255 pixels passed to a model trained on 0..1?)")
-    return arr
+    require_usable(audit)
+    return arr.astype(np.float32)
 
 
 def _batch1_converter(model, shape: tuple[int, ...]):
@@ -169,9 +182,10 @@ def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: Quant
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if config.io_dtype is IODtype.INT8:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    if config.activations is ActivationType.INT16:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if config.io_dtype is not IODtype.FLOAT32:
+        converter.inference_input_type = converter.inference_output_type = tf.as_dtype(config.io_dtype.value)
     if config.granularity is WeightGranularity.PER_TENSOR:
         converter._experimental_disable_per_channel = True
     return converter
@@ -179,13 +193,46 @@ def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: Quant
 
 def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = QuantizeConfig(),
              labels: np.ndarray | None = None, name: str | None = None) -> QuantizedModel:
-    """Convert a Keras model to a full-integer int8 .tflite calibrated on preprocessed float samples."""
+    """Convert a Keras model to a full-integer .tflite calibrated on preprocessed float samples.
+
+    The chosen samples are audited (with `labels`: class coverage and balance); an audit error raises.
+    """
     check_supported(model)
     shape = input_shape(model)
     samples = check_calibration(calibration_images, shape, config)
     idx = select_calibration(samples, labels, config)
-    tflite = _convert(_converter(model, shape, samples[idx], config), f"model {model.name!r}")
-    return inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx))
+    classes = int(np.prod(model.outputs[0].shape[1:]))
+    audit = require_usable(audit_calibration(samples[idx], None if labels is None else np.asarray(labels)[idx],
+                                             config.input_range, classes, "calibration samples"))
+    converter = _converter(model, shape, samples[idx], config)
+    ranges: tuple[ActivationRange, ...] = ()
+    if config.percentile is None:
+        tflite = _convert(converter, f"model {model.name!r}")
+    else:
+        tflite, ranges = _percentile_quantize(converter, samples[idx], config, f"model {model.name!r}")
+    q = inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx))
+    return dataclasses.replace(q, audit=audit, ranges=ranges)
+
+
+def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig, what: str
+                         ) -> tuple[bytes, tuple[ActivationRange, ...]]:
+    """Calibrate only, clip the recorded ranges to the percentile, then let the converter's own quantizer
+    (the one a plain convert() runs after calibrating) quantize with those ranges."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tf_convert
+
+    converter._experimental_calibrate_only = True
+    calibrated = _convert(converter, f"{what} (calibration)")
+    clipped, ranges = clip_recorded_ranges(calibrated, samples, config.percentile)
+    io_type = tf.as_dtype(config.io_dtype.value)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), native_quiet():
+            tflite = tf_convert.mlir_quantize(
+                clipped, disable_per_channel=config.granularity is WeightGranularity.PER_TENSOR,
+                input_data_type=io_type, output_data_type=io_type)
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises a zoo of types
+        raise QuantizationError(f"{what}: quantizing with percentile ranges failed: {exc}") from exc
+    return bytes(tflite), ranges
 
 
 def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
@@ -213,9 +260,10 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
         if bad:
             problems.append(f"op #{op['index']} {op['op_name']}: " + ", ".join(bad))
     if problems:
-        raise QuantizationError(
-            f"model {name!r} is not full-integer int8 (allowed: int8 activations and weights, int32 biases and "
-            f"shape operands): " + "; ".join(problems))
+        kind = ("int8 (allowed: int8 activations and weights, int32 biases and shape operands)"
+                if config.activations is ActivationType.INT8 else
+                "16x8 (allowed: int16 activations, int8 weights, int32/int64 biases, int32 shape operands)")
+        raise QuantizationError(f"model {name!r} is not full-integer {kind}: " + "; ".join(problems))
     inp = _tensor_quant(interp.get_input_details()[0])
     out = _tensor_quant(interp.get_output_details()[0])
     op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
@@ -230,14 +278,18 @@ _INT32_OPERAND_OPS = {"RESHAPE", "MEAN", "PAD", "TRANSPOSE", "SUM", "REDUCE_MAX"
 
 
 def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConfig) -> set[str]:
-    """dtypes a full-integer int8 graph may have at this operand: int8 data, int32 bias and shape operands."""
+    """dtypes a full-integer graph may have at this operand: activation-typed data (int8, or int16 in 16x8
+    mode), int8 weights, int32 biases (int64 in 16x8 mode) and int32 shape operands."""
+    act = config.activations.value
     if op_name in _IO_OPS and config.io_dtype is IODtype.FLOAT32:
-        return {"int8", "float32"}
+        return {act, "float32"}
     if role == "input" and op_name in _BIAS_OPS and position == 2:
-        return {"int32"}
+        return {"int32"} if config.activations is ActivationType.INT8 else {"int32", "int64"}
+    if role == "input" and op_name in _BIAS_OPS and position == 1:
+        return {"int8"}
     if role == "input" and op_name in _INT32_OPERAND_OPS and position >= 1:
-        return {"int8", "int32"}
-    return {"int8"}
+        return {act, "int32"}
+    return {act}
 
 
 def _tensor_quant(detail: dict) -> TensorQuant:
