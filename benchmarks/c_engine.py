@@ -37,8 +37,7 @@ def main() -> None:
             t = time.perf_counter()
             tflm = verify.run_tflm(q.tflite, x).reshape(len(x), -1)
             t_tflm = time.perf_counter() - t
-            r = verify.VerifyResult(len(x), 0, 0, 0, 0, verify.agreement(tflm, tflm), (), (), 0, len(q.tflite),
-                                    verify.tflm_arena_bytes(q.tflite, x[0]), 0, 0, x, tflm, ds.test_y)
+            r = verify.VerifyResult.tflm_only(q, x, tflm, ds.test_y, verify.tflm_arena_bytes(q.tflite, x[0]))
             emission = emit.prepare(q, r, name)
             fw = Path(tmp) / name
             emit.write_files(list(emission.files), fw)

@@ -37,8 +37,7 @@ def test_quantize_multiplier_is_nearest_q31(real):
 def _host_run(q, inputs, tmp_path, sanitize=False, name="m", tflm=None):
     """Emit with golden vectors from TFLM, build the stub on the host, push `inputs` through it."""
     tflm = verify.run_tflm(q.tflite, inputs) if tflm is None else tflm
-    r = verify.VerifyResult(len(inputs), 0, 0, 0, 0, verify.Agreement(1, 0, 1), (), (), 0, len(q.tflite), 0, 0, 0,
-                            inputs, tflm, np.arange(len(inputs)) % 10)
+    r = verify.VerifyResult.tflm_only(q, inputs, tflm, np.arange(len(inputs)) % 10)
     fw = tmp_path / f"{name}_fw"
     emit.emit(q, r, fw, name=name, golden_count=min(10, len(inputs)))
     exe = firmware.build_stub(fw, tmp_path / f"{name}_build", sanitize=sanitize)

@@ -1,7 +1,10 @@
 """The whole chain through the CLI: `tinyq demo` and `tinyq convert`, report keys, figures, determinism."""
 
 import json
+import shutil
+import subprocess
 
+import numpy as np
 import pytest
 
 from tinyq import cli
@@ -13,7 +16,8 @@ REQUIRED_KEYS = [
     "agreement.tflm_vs_litert_ref_argmax", "sizes.float_tflite_bytes", "sizes.int8_tflite_bytes",
     "arena_bytes.tflm", "ops", "emit.files",
     "accuracy.c_int8", "agreement.c_vs_tflm_bitexact", "arena_bytes.c", "arena_bytes.lower_bound",
-    "flash_bytes.c_weights", "flash_bytes.c_code",
+    "flash_bytes.c_weights", "flash_bytes.c_code", "quantization.calibration_method",
+    "analysis.html", "analysis.sweep", "analysis.most_sensitive_layers",
 ]
 CORTEX_KEYS = ["cortex_m4.flash_bytes", "cortex_m4.ram_bytes", "cortex_m4.instructions_per_inference",
                "cortex_m4.bitexact_images"]
@@ -62,9 +66,46 @@ def test_demo_acceptance_figures(demo, cnn_q):
 
 
 @pytest.mark.integration
+def test_demo_links_the_analysis_report(demo, cnn_q):
+    out, r = demo
+    assert "[report.html](report.html)" in (out / "report.md").read_text()
+    sweep = r["analysis"]["sweep"]
+    assert len(sweep) == 12 and sum(row["tflm_runs"] for row in sweep) == 10
+    assert {row["setting"] for row in sweep if not row["tflm_runs"]} == {"dynamic-range (hybrid int8 weights)",
+                                                                          "float16 weights"}
+    assert all(row["accuracy"] > 0.95 for row in sweep if row["setting"] != "int8, 1 balanced samples")
+    assert [e["layer"] for e in r["analysis"]["most_sensitive_layers"]] and r["quantization"]["calibration_method"] == "min-max"
+    html = (out / "report.html").read_text()
+    assert cnn_q.sha256 in html and f"{100 * r['accuracy']['tflm_int8']:.2f} %" in html
+
+
+@pytest.mark.integration
+def test_demo_report_html_renders_in_headless_chromium(demo, tmp_path):
+    from PIL import Image
+
+    out, _ = demo
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is needed for the report check (Debian package chromium)"
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,3600",
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (3600, 1000) and pixels.std() > 10  # a rendered page, not a blank one
+    dark_rows = np.flatnonzero((pixels < 100).sum(axis=1) > 5)
+    assert dark_rows.max() > 3000  # content (seven sections, three plots) reaches far down the page
+    # The confusion matrices are drawn (Blues colormap): many saturated blue pixels, which no text makes.
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    blue = (rgb[..., 2] > 120) & (rgb[..., 2] - rgb[..., 0] > 60)
+    assert blue.sum() > 20000
+
+
+@pytest.mark.integration
 def test_demo_retrained_from_scratch_is_byte_identical(tmp_path, cnn_q):
     out = tmp_path / "again"
-    assert cli.main(["--quiet", "demo", "--no-cache", "--no-c-engine", "--no-cortex-m", "--out", str(out)]) == 0
+    assert cli.main(["--quiet", "demo", "--no-cache", "--no-c-engine", "--no-cortex-m", "--no-analysis",
+                     "--out", str(out)]) == 0
     assert (out / "model_int8.tflite").read_bytes() == cnn_q.tflite
 
 
@@ -73,8 +114,10 @@ def test_convert_user_model(tmp_path, dsres_keras, capsys):
     path = tmp_path / "user.keras"
     dsres_keras.save(path)
     out = tmp_path / "conv"
-    assert cli.main(["--quiet", "convert", str(path), "--name", "my-net", "--no-cortex-m", "--out", str(out)]) == 0
+    assert cli.main(["--quiet", "convert", str(path), "--name", "my-net", "--no-cortex-m", "--no-analysis",
+                     "--out", str(out)]) == 0
     r = json.loads((out / "report.json").read_text())
+    assert "analysis" not in r and not (out / "report.html").exists()
     assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
     assert (out / "firmware" / "my_net_model.c").is_file()
     assert "C engine vs TFLM bit-exact" in capsys.readouterr().out

@@ -57,3 +57,22 @@ def test_params_and_macs(cnn_verify, cnn_keras):
     assert cnn_verify.params == cnn_keras.count_params()
     # conv1 26*26*16*9 + conv2 11*11*32*16*9 + dense 800*10
     assert cnn_verify.macs == 26 * 26 * 16 * 9 + 11 * 11 * 32 * 16 * 9 + 800 * 10
+
+
+def test_stage_agreement_rows(cnn_verify):
+    stages = verify.stage_agreement(cnn_verify)
+    assert [s.stage for s in stages] == ["Keras float", "LiteRT int8, reference kernels",
+                                         "LiteRT int8, default kernels", "TFLM int8"]
+    flt, ref, _, tflm = stages
+    assert flt.vs_tflm is None and flt.argmax_vs_float == 1.0 and flt.accuracy == cnn_verify.keras_float
+    assert ref.vs_tflm == cnn_verify.tflm_vs_litert_ref
+    assert tflm.vs_tflm == verify.Agreement(1.0, 0, 1.0) and tflm.accuracy == cnn_verify.tflm_int8
+    float_pred = cnn_verify.float_outputs.argmax(axis=1)
+    assert tflm.argmax_vs_float == np.mean(cnn_verify.tflm_outputs.reshape(len(float_pred), -1).argmax(1) == float_pred)
+    assert tflm.argmax_vs_float >= 0.99
+
+
+def test_quantize_input_int16_saturates_at_int16_limits():
+    q = TensorQuant("t", (1, 4), "int16", 1.0 / 32767, 0)
+    out = verify.quantize_input(np.array([0.0, 0.5, 1.0, 2.0]), q)
+    assert out.dtype == np.int16 and out.tolist() == [0, 16384, 32767, 32767]

@@ -1,101 +1,15 @@
-"""Quantization analysis (issue 6): calibration audit first; sweeps, percentile calibration and per-layer error to follow."""
+"""Quantization analysis: sweeps over calibration and quantization settings, per-layer and weight error,
+confusion matrices, and the calibration audit, gathered into one self-contained report.html."""
 from __future__ import annotations
 
 import dataclasses
-import enum
 
 import numpy as np
 
-from tinyq.errors import QuantizationError
-
-
-class Severity(enum.Enum):
-    """How bad an audit finding is: a warning goes in the report, an error stops quantization."""
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclasses.dataclass(frozen=True)
-class AuditFinding:
-    """One problem found in a calibration set, with what is allowed."""
-    severity: Severity
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class CalibrationAudit:
-    """Coverage, balance, duplicates and value range of a calibration set against the training data."""
-    samples: int
-    dtype: str
-    classes_present: int
-    classes_expected: int
-    imbalance: float  # largest class count / smallest present class count
-    duplicates: int
-    calib_range: tuple[float, float]
-    train_range: tuple[float, float]
-    findings: tuple[AuditFinding, ...]
-
-    @property
-    def errors(self) -> tuple[AuditFinding, ...]:
-        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
-
-    @property
-    def warnings(self) -> tuple[AuditFinding, ...]:
-        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
-
-
-def audit_calibration(images: np.ndarray, labels: np.ndarray | None, train_images: np.ndarray,
-                      num_classes: int, name: str = "calibration set") -> CalibrationAudit:
-    """Check a calibration set against the training data; findings are listed, never raised (see require_usable)."""
-    findings: list[AuditFinding] = []
-    x = np.asarray(images)
-    n = int(x.shape[0]) if x.ndim else 0
-    if n == 0:
-        findings.append(AuditFinding(Severity.ERROR, f"{name}: no samples; at least 1 is required"))
-    if not np.issubdtype(x.dtype, np.floating):
-        findings.append(AuditFinding(Severity.WARNING, f"{name}: dtype {x.dtype}, the model takes float32"))
-    xf = x.astype(np.float64) if n else np.zeros(1)
-    finite = np.isfinite(xf)
-    if not finite.all():
-        findings.append(AuditFinding(Severity.ERROR, f"{name}: {int((~finite).sum())} NaN/inf values; all values must be finite"))
-    t = np.asarray(train_images, dtype=np.float64)
-    train_range = (float(np.nanmin(t)), float(np.nanmax(t)))
-    calib_range = (float(np.nanmin(xf)), float(np.nanmax(xf))) if finite.any() else (float("nan"), float("nan"))
-    span = max(train_range[1] - train_range[0], 1e-12)
-    if finite.any() and (calib_range[1] > train_range[1] + 0.5 * span or calib_range[0] < train_range[0] - 0.5 * span):
-        findings.append(AuditFinding(Severity.ERROR, f"{name}: values {calib_range[0]:g}..{calib_range[1]:g} lie far outside "
-                                     f"the training range {train_range[0]:g}..{train_range[1]:g} (e.g. 0..255 vs 0..1); "
-                                     "preprocess the calibration data like the training data"))
-    elif finite.any() and (calib_range[1] - calib_range[0]) < 0.5 * span:
-        findings.append(AuditFinding(Severity.WARNING, f"{name}: values span {calib_range[0]:g}..{calib_range[1]:g}, less than "
-                                     f"half the training range {train_range[0]:g}..{train_range[1]:g}"))
-    classes_present, imbalance = 0, 1.0
-    if labels is not None and n:
-        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-        present = counts[counts > 0]
-        classes_present = int(present.size)
-        imbalance = float(present.max() / present.min())
-        if classes_present < num_classes:
-            missing = [int(c) for c in np.flatnonzero(counts == 0)]
-            sev = Severity.ERROR if classes_present == 1 and num_classes > 1 else Severity.WARNING
-            findings.append(AuditFinding(sev, f"{name}: {classes_present} of {num_classes} classes present, missing {missing}"))
-        if imbalance > 3.0:
-            findings.append(AuditFinding(Severity.WARNING, f"{name}: class imbalance {imbalance:.1f}x (largest/smallest); at most 3x advised"))
-    duplicates = 0
-    if n:
-        flat = np.ascontiguousarray(x.reshape(n, -1))
-        duplicates = n - len({row.tobytes() for row in flat})
-        if duplicates:
-            findings.append(AuditFinding(Severity.WARNING, f"{name}: {duplicates} duplicate samples of {n}"))
-    return CalibrationAudit(n, str(x.dtype), classes_present, num_classes, imbalance, duplicates,
-                            calib_range, train_range, tuple(findings))
-
-
-def require_usable(audit: CalibrationAudit) -> CalibrationAudit:
-    """Raise QuantizationError naming the first error finding; return the audit when only warnings remain."""
-    if audit.errors:
-        raise QuantizationError("; ".join(f.message for f in audit.errors))
-    return audit
+from .calibration import CalibrationAudit
+from .errors import QuantizationError
+from .quantize import QuantizedModel
+from .verify import StageAgreement, VerifyResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,44 +44,56 @@ def weight_errors(model) -> tuple[WeightError, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class SweepRow:
-    """One quantization setting measured on the test set: accuracy, size, TFLM arena, whether TFLM runs it."""
+    """One quantization setting measured on the test set: accuracy, size, TFLM arena, whether TFLM runs it.
+
+    `runtime` says where the accuracy was measured (TFLM when it runs the model); `note` says why TFLM
+    does not run it, or why the setting could not be converted (then accuracy is None).
+    """
 
     label: str
-    accuracy: float
-    model_bytes: int
+    accuracy: float | None
+    model_bytes: int | None
     tflm_arena_bytes: int | None
     tflm_runs: bool
     runtime: str
+    note: str = ""
 
 
 def default_sweep() -> tuple[tuple[str, object], ...]:
-    """Calibration sample counts, class-balanced vs first-N, per-channel vs per-tensor weights."""
-    from .quantize import QuantizeConfig, WeightGranularity
+    """Calibration sample counts, class-balanced vs first-N, min-max vs percentile ranges, per-channel vs
+    per-tensor weights, int8 vs 16x8 activations."""
+    from .quantize import ActivationType, IODtype, QuantizeConfig, WeightGranularity
 
     rows = [(f"int8, {n} balanced samples", QuantizeConfig(num_calibration_samples=n)) for n in (1, 10, 100, 1000)]
     rows.append(("int8, 100 first-N samples", QuantizeConfig(num_calibration_samples=100, balanced=False)))
-    rows.append(("int8, per-tensor weights, 300 samples",
-                 QuantizeConfig(granularity=WeightGranularity.PER_TENSOR)))
+    rows += [(f"int8, percentile {p:g} ranges", QuantizeConfig(percentile=p)) for p in (99.9, 99.99)]
+    rows.append(("int8, per-tensor weights", QuantizeConfig(granularity=WeightGranularity.PER_TENSOR)))
+    rows.append(("int8, per-tensor weights, percentile 99.99",
+                 QuantizeConfig(granularity=WeightGranularity.PER_TENSOR, percentile=99.99)))
+    rows.append(("16x8 (int16 activations)", QuantizeConfig(activations=ActivationType.INT16, io_dtype=IODtype.INT16)))
     return tuple(rows)
 
 
-def _tflm_arena_or_none(tflite: bytes, sample: np.ndarray) -> int | None:
-    from .verify import tflm_arena_bytes
+def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, fallback: str) -> SweepRow:
+    """Accuracy in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why."""
+    from .verify import accuracy, run_litert, run_tflm, tflm_arena_bytes, tflm_problem
 
-    try:
-        return tflm_arena_bytes(tflite, sample)
-    except (RuntimeError, QuantizationError, ValueError):
-        return None
+    problem = tflm_problem(tflite, inputs[0])
+    if problem is None:
+        return SweepRow(label, accuracy(run_tflm(tflite, inputs), labels), len(tflite),
+                        tflm_arena_bytes(tflite, inputs[0]), True, "TFLM")
+    return SweepRow(label, accuracy(run_litert(tflite, inputs, reference=True), labels), len(tflite), None, False,
+                    fallback, f"TFLM: {problem}")
 
 
 def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
           configs=None, comparisons: bool = True) -> tuple[SweepRow, ...]:
-    """Quantize under each config and measure int8 accuracy in TFLM over the test set; optionally add
-    dynamic-range and float16 conversions (LiteRT accuracy, and whether TFLM can run them at all)."""
+    """Quantize under each config and measure accuracy over the test set in TFLM (LiteRT where TFLM lacks a
+    kernel); optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison."""
     from .data import preprocess
     from .models import input_shape
     from .quantize import quantize
-    from .verify import accuracy, quantize_input, run_litert, run_tflm
+    from .verify import quantize_input
 
     shape = input_shape(model)
     calib = preprocess(train_x, shape)
@@ -175,15 +101,15 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     labels = np.asarray(test_y).astype(np.int64)
     rows = []
     for label, config in (configs or default_sweep()):
-        q = quantize(model, calib, config, labels=train_y)
-        xq = quantize_input(x, q.input)
-        rows.append(SweepRow(label, accuracy(run_tflm(q.tflite, xq), labels), len(q.tflite),
-                             _tflm_arena_or_none(q.tflite, xq[0]), True, "TFLM"))
+        try:
+            q = quantize(model, calib, config, labels=train_y)
+        except QuantizationError as exc:
+            rows.append(SweepRow(label, None, None, None, False, "-", str(exc)))
+            continue
+        rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels"))
     if comparisons:
-        for label, tflite in _float_io_conversions(model, shape):
-            arena = _tflm_arena_or_none(tflite, x[0])
-            rows.append(SweepRow(label, accuracy(run_litert(tflite, x, reference=False), labels), len(tflite),
-                                 arena, arena is not None, "LiteRT (comparison only)"))
+        rows += [_measure(label, tflite, x, labels, "LiteRT (comparison only)")
+                 for label, tflite in _float_io_conversions(model, shape)]
     return tuple(rows)
 
 
@@ -271,16 +197,55 @@ def most_sensitive(errors: tuple[LayerError, ...], count: int = 3) -> tuple[Laye
 
 
 @dataclasses.dataclass(frozen=True)
-class Analysis:
-    """Everything `tinyq analyze` measured, and the report it wrote."""
+class OpRow:
+    """One op of the int8 graph for the memory and op summary."""
 
+    index: int
+    op: str
+    layer: str
+    output_shape: tuple[int, ...]
+    output_bytes: int
+    constant_bytes: int
+    macs: int
+
+
+def op_summary(tflite: bytes) -> tuple[OpRow, ...]:
+    """Each op in execution order with its output size, constant (flash) bytes and multiply-accumulates."""
+    from .graph import read_graph
+
+    graph = read_graph(tflite)
+    rows = []
+    for op in graph.operators:
+        out = graph.tensors[op.outputs[0]]
+        consts = sum(graph.tensors[i].nbytes for i in op.inputs if i >= 0 and graph.tensors[i].data is not None)
+        rows.append(OpRow(op.index, op.name, graph.layer(op.outputs[0]), out.shape, out.nbytes, consts,
+                          graph.op_macs(op)))
+    return tuple(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """Everything `tinyq analyze` (and `tinyq demo`) measured for report.html."""
+
+    quantized: QuantizedModel
+    verified: VerifyResult
+    stages: tuple[StageAgreement, ...]
+    ops: tuple[OpRow, ...]
     sweep: tuple[SweepRow, ...]
+    sweep_seconds: float
     layers: tuple[LayerError, ...]
     weights: tuple[WeightError, ...]
     audit: CalibrationAudit
-    float_accuracy: float
-    int8_accuracy: float
-    report: object
+    confusion_float: np.ndarray
+    confusion_int8: np.ndarray
+
+    @property
+    def float_accuracy(self) -> float:
+        return self.verified.keras_float
+
+    @property
+    def int8_accuracy(self) -> float:
+        return self.verified.tflm_int8
 
     @property
     def layers_sorted(self) -> tuple[LayerError, ...]:
@@ -295,41 +260,33 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.nda
     return m
 
 
-def analyze(model, dataset, out_dir, layer_images: int = 200, configs=None):
-    """Sweep, per-layer error, weight error, calibration audit and confusion matrices into out_dir/report.html."""
-    from pathlib import Path
+def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 200, configs=None,
+            progress=None) -> Analysis:
+    """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and confusion
+    matrices over the test set. Pass the pipeline's own quantized model and verification to reuse them."""
+    import time
 
-    from . import __version__
     from .data import NUM_CLASSES, preprocess
     from .models import input_shape
-    from .quantize import QuantizeConfig, convert_float, quantize, select_calibration
-    from .report_html import confusion_plot, layer_error_plot, write_html
-    from .verify import quantize_input, run_tflm
+    from .quantize import QuantizeConfig, quantize
+    from .verify import stage_agreement, verify
 
-    shape = input_shape(model)
-    calib = preprocess(dataset.train_x, shape)
-    config = QuantizeConfig()
-    idx = select_calibration(calib, dataset.train_y, config)
-    audit = require_usable(audit_calibration(calib[idx], dataset.train_y[idx], calib, NUM_CLASSES))
-    q = quantize(model, calib, config, labels=dataset.train_y)
-    x = preprocess(dataset.test_x, shape)
-    labels = np.asarray(dataset.test_y, np.int64)
-    float_pred = model.predict(x, batch_size=500, verbose=0).reshape(len(x), -1).argmax(1)
-    int8_pred = run_tflm(q.tflite, quantize_input(x, q.input)).reshape(len(x), -1).argmax(1)
+    say = progress or (lambda _msg: None)
+    if quantized is None:
+        quantized = quantize(model, preprocess(dataset.train_x, input_shape(model)), QuantizeConfig(),
+                             labels=dataset.train_y)
+    if verified is None:
+        verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
+    say(f"sweeping {len(configs or default_sweep())} quantization settings (+2 for comparison) over "
+        f"{verified.test_images} test images")
+    start = time.monotonic()
     rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs)
-    layers = layer_errors(model, q, dataset.test_x[:layer_images])
-    weights = weight_errors(model)
-    classes = max(NUM_CLASSES, int(labels.max()) + 1)
-    float_acc, int8_acc = float(np.mean(float_pred == labels)), float(np.mean(int8_pred == labels))
-    summary = [("Keras float accuracy", f"{100 * float_acc:.2f} %"), ("TFLM int8 accuracy", f"{100 * int8_acc:.2f} %"),
-               ("float / int8 .tflite bytes", f"{len(convert_float(model))} / {len(q.tflite)}"),
-               ("calibration samples", str(len(idx)))]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report = write_html(out / "report.html", dict(
-        model_name=model.name, version=__version__, sha256=q.sha256, test_images=len(x), summary=summary,
-        sweep=rows, layers=layers, sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(layers)],
-        layer_plot=layer_error_plot(layers), weights=weights, findings=audit.findings,
-        confusion_float=confusion_plot(confusion(labels, float_pred, classes), "Keras float"),
-        confusion_int8=confusion_plot(confusion(labels, int8_pred, classes), "int8 in TFLM")))
-    return Analysis(rows, layers, weights, audit, float_acc, int8_acc, report)
+    seconds = time.monotonic() - start
+    say(f"per-layer error on {layer_images} test images")
+    layers = layer_errors(model, quantized, dataset.test_x[:layer_images])
+    n = verified.test_images
+    classes = max(NUM_CLASSES, int(verified.labels.max()) + 1)
+    return Analysis(quantized, verified, stage_agreement(verified), op_summary(quantized.tflite), rows, seconds,
+                    layers, weight_errors(model), quantized.audit,
+                    confusion(verified.labels, verified.float_outputs.reshape(n, -1).argmax(1), classes),
+                    confusion(verified.labels, verified.tflm_outputs.reshape(n, -1).argmax(1), classes))

@@ -37,6 +37,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-c-engine", action="store_true", help="emit TFLM files only, skip the C engine")
     p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
     p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
+    p.add_argument("--no-analysis", action="store_true",
+                   help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
 
 
@@ -81,6 +83,7 @@ def _pipeline_config(args):
         c_engine=not args.no_c_engine,
         sanitize=args.sanitize,
         cortex_m=not args.no_cortex_m,
+        analysis=not args.no_analysis,
         overwrite=args.force,
     )
 
@@ -96,7 +99,11 @@ def _run_chain(args, model, dataset, say) -> int:
         print(f"{key:<{width}}  {value}")
     for note in result.report["notes"]:
         print(f"note: {note}")
-    print(f"wrote {result.out_dir}/ (report.json, report.md, model_int8.tflite, firmware/)")
+    html = ", report.html" if result.analysis is not None else ""
+    print(f"wrote {result.out_dir}/ (report.json, report.md{html}, model_int8.tflite, firmware/)")
+    if result.analysis is not None:
+        print(f"quantization analysis ({len(result.analysis.sweep)} settings swept in "
+              f"{result.analysis.sweep_seconds:.0f} s): {result.out_dir / 'report.html'}")
     return 0
 
 
@@ -139,21 +146,26 @@ def cmd_analyze(args, say) -> int:
     from .analyze import analyze
     from .data import load_mnist
     from .models import demo_model, load_keras_model
-    from .pipeline import check_out_dir
+    from .pipeline import check_out_dir, staged_dir
+    from .report_html import write_html
 
     if bool(args.model) == bool(args.demo):
         raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
-    check_out_dir(args.out, args.force)
+    out = check_out_dir(args.out, args.force)
     dataset = load_mnist(args.data)
     model = demo_model(args.demo, dataset) if args.demo else load_keras_model(args.model)
     say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
-    result = analyze(model, dataset, args.out)
+    result = analyze(model, dataset, progress=say)
+    with staged_dir(out) as tmp:
+        write_html(tmp / "report.html", result)
     print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
     for row in result.sweep:
-        print(f"  {row.label:<40} {100 * row.accuracy:6.2f} %  {row.model_bytes:>7} B  TFLM runs: "
-              f"{'yes' if row.tflm_runs else 'no'}")
+        acc = "     -" if row.accuracy is None else f"{100 * row.accuracy:6.2f}"
+        size = "-" if row.model_bytes is None else row.model_bytes
+        print(f"  {row.label:<44} {acc} %  {size:>7} B  TFLM runs: {'yes' if row.tflm_runs else 'no'}")
+    print(f"sweep: {len(result.sweep)} settings in {result.sweep_seconds:.0f} s")
     print("most sensitive layers: " + ", ".join(f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in result.layers_sorted[:3]))
-    print(f"wrote {result.report}")
+    print(f"wrote {out / 'report.html'}")
     return 0
 
 

@@ -185,22 +185,22 @@ class Graph:
     def consumers(self, tensor_index: int) -> list[int]:
         return [op.index for op in self.operators if tensor_index in op.inputs]
 
-    def macs(self) -> int:
-        """Multiply-accumulates of one inference: convolutions, depthwise convolutions, fully connected."""
+    def op_macs(self, op: Operator) -> int:
+        """Multiply-accumulates of one op: convolutions, depthwise convolutions and fully connected; else 0."""
         schema_op = _schema().BuiltinOperator
-        total = 0
-        for op in self.operators:
-            out = self.tensors[op.outputs[0]]
-            if op.code == schema_op.CONV_2D:
-                w = self.tensors[op.inputs[1]]
-                total += out.size * int(np.prod(w.shape[1:]))
-            elif op.code == schema_op.DEPTHWISE_CONV_2D:
-                w = self.tensors[op.inputs[1]]
-                total += out.size * w.shape[1] * w.shape[2]
-            elif op.code == schema_op.FULLY_CONNECTED:
-                w = self.tensors[op.inputs[1]]
-                total += out.size * w.shape[1]
-        return total
+        out = self.tensors[op.outputs[0]]
+        if op.code == schema_op.CONV_2D:
+            return out.size * int(np.prod(self.tensors[op.inputs[1]].shape[1:]))
+        if op.code == schema_op.DEPTHWISE_CONV_2D:
+            w = self.tensors[op.inputs[1]]
+            return out.size * w.shape[1] * w.shape[2]
+        if op.code == schema_op.FULLY_CONNECTED:
+            return out.size * self.tensors[op.inputs[1]].shape[1]
+        return 0
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one inference."""
+        return sum(self.op_macs(op) for op in self.operators)
 
 
 def read_graph(tflite: bytes) -> Graph:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .analyze import Analysis
 from .data import Dataset, preprocess
 from .emit import prepare, write_files
 from .errors import BuildError, TinyqError
@@ -31,6 +33,7 @@ class PipelineConfig:
     sanitize: bool = False
     cortex_m: bool = True
     cortex_m_images: int = 1000
+    analysis: bool = True
     overwrite: bool = False
 
 
@@ -43,6 +46,7 @@ class PipelineResult:
     verify: VerifyResult
     report: dict
     files: tuple[Path, ...]
+    analysis: Analysis | None = None
 
 
 def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
@@ -54,10 +58,8 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
     calib = preprocess(dataset.train_x, input_shape(model))
     quantized = quantize(model, calib, config.quantize, labels=dataset.train_y)
     result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     notes: list[str] = []
-    try:
+    with staged_dir(out) as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
         say("emitting firmware files")
         fw = tmp / "firmware"
@@ -74,17 +76,44 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
-        report = report_dict(quantized, result, rel, c_fig, m_fig, notes)
+        analysis = _analysis(model, dataset, quantized, result, tmp, notes, say) if config.analysis else None
+        report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         write_report(report, tmp)
         shutil.rmtree(tmp / "build", ignore_errors=True)
+    written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
+    return PipelineResult(out, quantized, result, report, written, analysis)
+
+
+@contextlib.contextmanager
+def staged_dir(out: Path):
+    """A temporary folder beside `out` that replaces it when the block succeeds and vanishes when it fails."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
-    return PipelineResult(out, quantized, result, report, written)
+
+
+def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult, out: Path,
+              notes: list[str], say: Progress) -> Analysis | None:
+    """The quantization analysis into out/report.html, reusing this run's model and checks; a model the
+    analysis cannot take apart leaves a note instead of failing the chain."""
+    from .analyze import analyze
+    from .report_html import write_html
+
+    try:
+        analysis = analyze(model, dataset, quantized, result, progress=say)
+    except TinyqError as exc:
+        notes.append(f"analysis (report.html) not run: {exc}")
+        say(notes[-1])
+        return None
+    write_html(out / "report.html", analysis)
+    return analysis
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:

@@ -48,7 +48,7 @@ def target_section(fig: CortexMFigures) -> dict:
 
 def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str] | None = None,
                 c_engine: CEngineFigures | None = None, cortex_m: CortexMFigures | None = None,
-                notes: list[str] | None = None) -> dict:
+                notes: list[str] | None = None, analysis=None) -> dict:
     """The nested report with the key names the issues fixed (`model.sha256` is report['model']['sha256'])."""
     a = result.tflm_vs_litert_ref
     report = {
@@ -69,6 +69,8 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
             "calibration_samples": len(quantized.calibration_indices),
             "balanced": quantized.config.balanced,
             "granularity": quantized.config.granularity.value,
+            "calibration_method": quantized.config.calibration_method,
+            "audit_warnings": [f.message for f in quantized.audit.warnings] if quantized.audit else [],
             "input": {"scale": quantized.input.scale, "zero_point": quantized.input.zero_point},
             "output": {"scale": quantized.output.scale, "zero_point": quantized.output.zero_point},
         },
@@ -85,7 +87,24 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         report["flash_bytes"] = {"c_weights": c_engine.const_bytes, "c_code": c_engine.code_bytes}
     if cortex_m is not None:
         report[cortex_m.target.replace("-", "_")] = target_section(cortex_m)
+    if analysis is not None:
+        report["analysis"] = analysis_section(analysis)
     return report
+
+
+def analysis_section(analysis) -> dict:
+    """report.json's pointer to report.html, with the sweep and the most sensitive layers in numbers (no
+    timings, so the same model and data give the same report)."""
+    from .analyze import most_sensitive
+
+    return {
+        "html": "report.html",
+        "sweep": [{"setting": r.label, "accuracy": r.accuracy, "model_bytes": r.model_bytes,
+                   "tflm_arena_bytes": r.tflm_arena_bytes, "tflm_runs": r.tflm_runs, "measured_in": r.runtime,
+                   "note": r.note} for r in analysis.sweep],
+        "most_sensitive_layers": [{"layer": e.layer, "sqnr_db": round(e.sqnr_db, 2)}
+                                  for e in most_sensitive(analysis.layers)],
+    }
 
 
 def write_report(report: dict, out_dir: str | Path) -> list[Path]:
@@ -124,6 +143,9 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                  ("C engine arena / lower bound", f"{ar['c']} / {ar['lower_bound']} B"),
                  ("C engine weights / code", f"{report['flash_bytes']['c_weights']} / "
                                              f"{report['flash_bytes']['c_code']} B")]
+    if "analysis" in report:
+        rows.append(("most sensitive layers", ", ".join(f"{e['layer']} ({e['sqnr_db']:.1f} dB)"
+                                                        for e in report["analysis"]["most_sensitive_layers"])))
     if "cortex_m4" in report:
         m = report["cortex_m4"]
         rows += [("Cortex-M4 flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B"),

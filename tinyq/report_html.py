@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .emit import environment
 
 
@@ -53,8 +54,46 @@ def confusion_plot(matrix: np.ndarray, title: str) -> str:
     return _png(fig)
 
 
-def write_html(out_path: str | Path, values: dict) -> Path:
-    """Render templates/report.html.j2 with plain values (numbers, strings, data URIs) to `out_path`."""
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f} %"
+
+
+def html_values(analysis, version: str) -> dict:
+    """Plain values (strings, numbers, data URIs) for templates/report.html.j2."""
+    from .analyze import most_sensitive
+
+    q, v = analysis.quantized, analysis.verified
+    summary = [
+        ("Keras float accuracy", _pct(v.keras_float)),
+        ("int8 accuracy (TFLM, the kernels a device runs)", _pct(v.tflm_int8)),
+        ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp"),
+        ("model size, float / int8 .tflite", f"{v.float_tflite_bytes} / {v.int8_tflite_bytes} B "
+                                            f"({v.float_tflite_bytes / v.int8_tflite_bytes:.2f}x smaller)"),
+        ("TFLM arena", f"{v.tflm_arena_bytes} B"),
+        ("parameters / MACs per inference", f"{v.params} / {v.macs}"),
+        ("calibration", f"{len(q.calibration_indices)} samples, {q.config.calibration_method}, "
+                        f"{q.config.granularity.value.replace('_', '-')} weights"),
+    ]
+    stages = [(s.stage, _pct(s.accuracy), _pct(s.argmax_vs_float),
+               "-" if s.vs_tflm is None else _pct(s.vs_tflm.bitexact),
+               "-" if s.vs_tflm is None else f"{s.vs_tflm.max_lsb} LSB") for s in analysis.stages]
+    sweep = [(r.label, _pct(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
+              "-" if r.tflm_arena_bytes is None else str(r.tflm_arena_bytes), "yes" if r.tflm_runs else "no",
+              r.runtime, r.note) for r in analysis.sweep]
+    ops = [(o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes, o.constant_bytes, o.macs)
+           for o in analysis.ops]
+    return dict(
+        model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images, summary=summary,
+        stages=stages, ops=ops, const_total=sum(o.constant_bytes for o in analysis.ops),
+        arena=v.tflm_arena_bytes, sweep=sweep,
+        layers=analysis.layers, sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(analysis.layers)],
+        layer_plot=layer_error_plot(analysis.layers), weights=analysis.weights, findings=analysis.audit.findings,
+        confusion_float=confusion_plot(analysis.confusion_float, "Keras float"),
+        confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
+
+
+def write_html(out_path: str | Path, analysis) -> Path:
+    """Render templates/report.html.j2 for an analysis to `out_path`."""
     path = Path(out_path)
-    path.write_text(environment().get_template("report.html.j2").render(**values))
+    path.write_text(environment().get_template("report.html.j2").render(**html_values(analysis, __version__)))
     return path

@@ -47,13 +47,54 @@ class VerifyResult:
     int8_inputs: np.ndarray
     tflm_outputs: np.ndarray
     labels: np.ndarray
+    float_outputs: np.ndarray
+    litert_ref_outputs: np.ndarray
+    litert_outputs: np.ndarray
+
+    @classmethod
+    def tflm_only(cls, quantized: QuantizedModel, inputs: np.ndarray, tflm_outputs: np.ndarray, labels: np.ndarray,
+                  arena_bytes: int = 0) -> "VerifyResult":
+        """A result carrying just TFLM's inputs and outputs (what emission needs), e.g. for benchmarks and tests."""
+        n = len(inputs)
+        return cls(n, 0.0, 0.0, 0.0, accuracy(tflm_outputs, labels), agreement(tflm_outputs, tflm_outputs), (), (), 0,
+                   len(quantized.tflite), arena_bytes, 0, 0, inputs, tflm_outputs, labels,
+                   tflm_outputs, tflm_outputs, tflm_outputs)
+
+
+@dataclass(frozen=True)
+class StageAgreement:
+    """One runtime of the chain against Keras float (same argmax) and against TFLM (the device's kernels)."""
+
+    stage: str
+    accuracy: float
+    argmax_vs_float: float
+    vs_tflm: Agreement | None  # None for the float model, whose outputs are not int8
+
+
+def stage_agreement(result: VerifyResult) -> tuple[StageAgreement, ...]:
+    """Keras float, LiteRT reference, LiteRT default and TFLM over the same test images."""
+    n = result.test_images
+    float_pred = np.argmax(result.float_outputs.reshape(n, -1), axis=1)
+
+    def same_argmax(outputs: np.ndarray) -> float:
+        return float(np.mean(np.argmax(outputs.reshape(n, -1), axis=1) == float_pred))
+
+    rows = [StageAgreement("Keras float", result.keras_float, 1.0, None)]
+    for stage, acc, outputs in (("LiteRT int8, reference kernels", result.litert_ref_int8, result.litert_ref_outputs),
+                                ("LiteRT int8, default kernels", result.litert_int8, result.litert_outputs),
+                                ("TFLM int8", result.tflm_int8, result.tflm_outputs)):
+        rows.append(StageAgreement(stage, acc, same_argmax(outputs), agreement(outputs, result.tflm_outputs)))
+    return tuple(rows)
 
 
 def quantize_input(x: np.ndarray, q: TensorQuant) -> np.ndarray:
-    """float -> int8 as TFLite's QUANTIZE does: round half away from zero, add the zero point, saturate."""
+    """float -> the tensor's integer type (int8, or int16 in 16x8 mode) as TFLite's QUANTIZE does: round half
+    away from zero, add the zero point, saturate."""
+    dtype = np.dtype(q.dtype)
     v = np.asarray(x, dtype=np.float32) / np.float32(q.scale)
     rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
-    return np.clip(rounded + q.zero_point, -128, 127).astype(np.int8)
+    limits = np.iinfo(dtype)
+    return np.clip(rounded + q.zero_point, limits.min, limits.max).astype(dtype)
 
 
 def dequantize(q8: np.ndarray, q: TensorQuant) -> np.ndarray:
@@ -119,6 +160,22 @@ def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
             result = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
         result[i] = y[0]
     return result if result is not None else np.empty((0,), np.int8)
+
+
+def tflm_problem(tflite: bytes, sample: np.ndarray) -> str | None:
+    """None when TFLM allocates and invokes the model on one sample; else why not, as TFLM printed it
+    (e.g. "Didn't find op for builtin opcode 'GELU'" or a kernel's "Only float32 and int8 types are supported")."""
+    with tempfile.TemporaryFile() as log:
+        try:
+            with native_output_to(log.fileno()):
+                interp = _tflm(tflite)
+                interp.set_input(sample[np.newaxis], 0)
+                interp.invoke()
+            return None
+        except (RuntimeError, ValueError) as exc:
+            log.seek(0)
+            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+            return " / ".join(dict.fromkeys(lines)) or str(exc)
 
 
 def _tflm_runs(tflite: bytes, arena_size: int, sample: np.ndarray) -> bool:
@@ -218,4 +275,7 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
         int8_inputs=xq,
         tflm_outputs=tflm,
         labels=labels,
+        float_outputs=np.asarray(float_out),
+        litert_ref_outputs=ref,
+        litert_outputs=opt,
     )
