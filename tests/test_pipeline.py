@@ -124,6 +124,26 @@ def test_convert_user_model(tmp_path, dsres_keras, capsys):
 
 
 @pytest.mark.integration
+def test_convert_with_percentile_ranges_stays_bit_exact(tmp_path, mlp_keras, mlp_q, capsys):
+    path = tmp_path / "mlp.keras"
+    mlp_keras.save(path)
+    out = tmp_path / "pct"
+    assert cli.main(["--quiet", "convert", str(path), "--percentile", "99.9", "--no-cortex-m", "--no-analysis",
+                     "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["quantization"]["calibration_method"] == "percentile 99.9"
+    assert r["model"]["sha256"] != mlp_q.sha256 and r["agreement"]["c_vs_tflm_bitexact"] == 1.0
+    assert abs(r["accuracy"]["tflm_int8"] - r["accuracy"]["keras_float"]) < 0.01
+    assert "Calibration: 300 samples, percentile 99.9" in (out / "report.md").read_text()
+
+
+def test_bad_percentile_is_one_clear_line(tmp_path, capsys):
+    assert cli.main(["--quiet", "convert", str(tmp_path / "m.keras"), "--percentile", "40",
+                     "--out", str(tmp_path / "o")]) == cli.EXIT_ERROR
+    assert "percentile must be in (50, 100], got 40.0" in capsys.readouterr().err
+
+
+@pytest.mark.integration
 @pytest.mark.qemu
 def test_firmware_command_updates_report(demo, capsys):
     out, _ = demo

@@ -33,6 +33,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="mnist", help="C identifier prefix of the generated files")
     p.add_argument("--calibration-samples", type=int, default=300)
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    p.add_argument("--percentile", type=float, metavar="P",
+                   help="clip activation ranges to the P-th percentile of the calibration values (default min-max)")
     p.add_argument("--golden", type=int, default=10, help="golden test vectors in the firmware files")
     p.add_argument("--no-c-engine", action="store_true", help="emit TFLM files only, skip the C engine")
     p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
@@ -78,7 +80,8 @@ def _pipeline_config(args):
     granularity = WeightGranularity.PER_TENSOR if args.per_tensor else WeightGranularity.PER_CHANNEL
     return PipelineConfig(
         name=args.name,
-        quantize=QuantizeConfig(num_calibration_samples=args.calibration_samples, granularity=granularity),
+        quantize=QuantizeConfig(num_calibration_samples=args.calibration_samples, granularity=granularity,
+                                percentile=args.percentile),
         golden_count=args.golden,
         c_engine=not args.no_c_engine,
         sanitize=args.sanitize,
@@ -88,11 +91,11 @@ def _pipeline_config(args):
     )
 
 
-def _run_chain(args, model, dataset, say) -> int:
+def _run_chain(args, config, model, dataset, say) -> int:
     from . import pipeline
     from .report import summary_rows
 
-    result = pipeline.run(model, dataset, args.out, _pipeline_config(args), progress=say)
+    result = pipeline.run(model, dataset, args.out, config, progress=say)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -112,13 +115,13 @@ def cmd_demo(args, say) -> int:
     from .models import demo_model
     from .pipeline import check_out_dir
 
+    config = _pipeline_config(args)
     check_out_dir(args.out, args.force)
-
     dataset = load_mnist(args.data)
     say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
     say(f"training or loading {args.model}")
     model = demo_model(args.model, dataset, use_cache=not args.no_cache)
-    return _run_chain(args, model, dataset, say)
+    return _run_chain(args, config, model, dataset, say)
 
 
 def cmd_convert(args, say) -> int:
@@ -126,10 +129,11 @@ def cmd_convert(args, say) -> int:
     from .models import load_keras_model
     from .pipeline import check_out_dir
 
+    config = _pipeline_config(args)
     check_out_dir(args.out, args.force)
     model = load_keras_model(args.model)
     dataset = load_mnist(args.data)
-    return _run_chain(args, model, dataset, say)
+    return _run_chain(args, config, model, dataset, say)
 
 
 def cmd_firmware(args, say) -> int:
