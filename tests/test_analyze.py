@@ -26,9 +26,10 @@ def test_sweep_measures_each_setting_and_marks_hybrid_models(cnn_keras, dataset)
     assert rows[1].model_bytes < rows[0].model_bytes  # one scale per tensor instead of one per channel
     assert all(r.tflm_runs and r.tflm_arena_bytes for r in rows[:2])
     comparison = rows[2:]
-    assert [r.label for r in comparison] == ["dynamic-range (hybrid int8 weights)", "float16 weights"]
-    assert not any(r.tflm_runs for r in comparison)  # measured: TFLM refuses float-activation models
-    assert "Hybrid models are not supported" in comparison[0].note and "DEQUANTIZE" in comparison[1].note
+    assert [r.label for r in comparison] == ["dynamic-range (int8 weights, float activations)", "float16 weights"]
+    assert not any(r.tflm_runs for r in comparison)  # measured: TFLM refuses hybrid ops and float16 weights
+    assert comparison[0].note.startswith("weights: 1 float32, 2 int8;")  # conv1 (144 weights) stays float and "Hybrid models are not supported" in comparison[0].note
+    assert comparison[1].note.startswith("weights: 3 float16;") and "DEQUANTIZE" in comparison[1].note
     assert all(r.runtime == "LiteRT (comparison only)" and r.tflm_arena_bytes is None for r in comparison)
 
 
@@ -70,6 +71,17 @@ def test_sweep_keeps_going_when_a_setting_cannot_be_converted(dataset):
                       dataset.test_y[:100], configs, comparisons=False)
     assert w16.accuracy is None and w16.model_bytes is None and "HARD_SWISH" in w16.note
     assert int8.tflm_runs and int8.accuracy is not None
+
+
+def test_dynamic_range_of_a_model_with_only_small_weights_is_plain_float_and_tflm_runs_it(dsres_keras, dataset):
+    """The converter leaves tensors under 1024 elements float: nothing hybrid remains, and the row says so."""
+    from tinyq.analyze import sweep
+    from tinyq.quantize import QuantizeConfig
+
+    dynamic = sweep(dsres_keras, dataset.train_x, dataset.train_y, dataset.test_x[:300], dataset.test_y[:300],
+                    configs=(("int8", QuantizeConfig(20)),))[1]
+    assert dynamic.label.startswith("dynamic-range") and dynamic.tflm_runs and dynamic.runtime == "TFLM"
+    assert dynamic.note.startswith("weights: ") and "int8" not in dynamic.note and "float32" in dynamic.note
 
 
 def test_op_summary_adds_up_to_the_graph(cnn_q, cnn_verify):

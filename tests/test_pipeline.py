@@ -71,8 +71,8 @@ def test_demo_links_the_analysis_report(demo, cnn_q):
     assert "[report.html](report.html)" in (out / "report.md").read_text()
     sweep = r["analysis"]["sweep"]
     assert len(sweep) == 12 and sum(row["tflm_runs"] for row in sweep) == 10
-    assert {row["setting"] for row in sweep if not row["tflm_runs"]} == {"dynamic-range (hybrid int8 weights)",
-                                                                          "float16 weights"}
+    assert {row["setting"] for row in sweep if not row["tflm_runs"]} == {
+        "dynamic-range (int8 weights, float activations)", "float16 weights"}
     assert all(row["accuracy"] > 0.95 for row in sweep if row["setting"] != "int8, 1 balanced samples")
     assert [e["layer"] for e in r["analysis"]["most_sensitive_layers"]] and r["quantization"]["calibration_method"] == "min-max"
     html = (out / "report.html").read_text()

@@ -74,16 +74,34 @@ def default_sweep() -> tuple[tuple[str, object], ...]:
     return tuple(rows)
 
 
-def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, fallback: str) -> SweepRow:
-    """Accuracy in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why."""
+def weight_storage(tflite: bytes) -> str:
+    """How the model stores its weights (constant tensors of 2 or more dimensions), e.g. '3 int8, 1 float32'.
+
+    Dynamic-range conversion leaves small tensors (under 1024 elements) float, so it can quantize none at all.
+    """
+    from .graph import read_graph
+
+    graph = read_graph(tflite)
+    counts: dict[str, int] = {}
+    for t in graph.tensors:
+        if t.data is not None and len(t.shape) >= 2:
+            counts[t.dtype] = counts.get(t.dtype, 0) + 1
+    return ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items()))
+
+
+def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, fallback: str,
+             describe: bool = False) -> SweepRow:
+    """Accuracy in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why.
+    With `describe`, the note also says how the weights are stored."""
     from .verify import accuracy, run_litert, run_tflm, tflm_arena_bytes, tflm_problem
 
+    notes = [f"weights: {weight_storage(tflite)}"] if describe else []
     problem = tflm_problem(tflite, inputs[0])
     if problem is None:
         return SweepRow(label, accuracy(run_tflm(tflite, inputs), labels), len(tflite),
-                        tflm_arena_bytes(tflite, inputs[0]), True, "TFLM")
+                        tflm_arena_bytes(tflite, inputs[0]), True, "TFLM", "; ".join(notes))
     return SweepRow(label, accuracy(run_litert(tflite, inputs, reference=True), labels), len(tflite), None, False,
-                    fallback, f"TFLM: {problem}")
+                    fallback, "; ".join(notes + [f"TFLM: {problem}"]))
 
 
 def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -108,7 +126,7 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
             continue
         rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels"))
     if comparisons:
-        rows += [_measure(label, tflite, x, labels, "LiteRT (comparison only)")
+        rows += [_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True)
                  for label, tflite in _float_io_conversions(model, shape)]
     return tuple(rows)
 
@@ -124,7 +142,7 @@ def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, byte
     fp16 = _batch1_converter(model, shape)
     fp16.optimizations = [tf.lite.Optimize.DEFAULT]
     fp16.target_spec.supported_types = [tf.float16]
-    return [("dynamic-range (hybrid int8 weights)", _convert(dynamic, f"{model.name} dynamic-range")),
+    return [("dynamic-range (int8 weights, float activations)", _convert(dynamic, f"{model.name} dynamic-range")),
             ("float16 weights", _convert(fp16, f"{model.name} float16"))]
 
 
