@@ -76,3 +76,22 @@ def test_quantize_input_int16_saturates_at_int16_limits():
     q = TensorQuant("t", (1, 4), "int16", 1.0 / 32767, 0)
     out = verify.quantize_input(np.array([0.0, 0.5, 1.0, 2.0]), q)
     assert out.dtype == np.int16 and out.tolist() == [0, 16384, 32767, 32767]
+
+
+def test_tflm_runs_a_small_model_with_large_activations():
+    """TFLM's own default arena (10x the .tflite) is too small here; tinyq's runs must not call that a failure."""
+    import tensorflow as tf
+
+    from tinyq import quantize
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((64, 64, 1))
+    wide = tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(10)(tf.keras.layers.GlobalAveragePooling2D()(wide)), name="wide")
+    x = np.random.default_rng(0).random((20, 64, 64, 1)).astype(np.float32)
+    q = quantize.quantize(model, x, quantize.QuantizeConfig(20))
+    assert 64 * 64 * 16 > 10 * len(q.tflite)  # one activation outgrows TFLM's default arena
+    xq = verify.quantize_input(x[:2], q.input)
+    assert verify.tflm_problem(q.tflite, xq[0]) is None
+    assert verify.run_tflm(q.tflite, xq).shape == (2, 10)
+    assert verify.tflm_arena_bytes(q.tflite, xq[0]) > 64 * 64 * 16

@@ -142,10 +142,15 @@ def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray
     return result
 
 
+HOST_ARENA_BYTES = 64 << 20  # any microcontroller-sized model fits; tflm_arena_bytes measures the real need
+
+
 def _tflm(tflite: bytes, arena_size: int | None = None):
+    """A TFLM interpreter; by default with a host-sized arena, since TFLM's default (10x the model size)
+    is too small for a small model with large activations."""
     from tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size)
+    return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or HOST_ARENA_BYTES)
 
 
 def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
