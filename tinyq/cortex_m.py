@@ -131,26 +131,32 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
 
 
 @dataclass(frozen=True)
-class QemuGolden:
-    """The golden vectors run in QEMU: pass/fail, main's summary line and the per-inference figures."""
+class RunFigures:
+    """What the board reported over one QEMU run's inferences: instructions (counter overhead removed), stack, heap."""
 
-    passed: bool
-    summary: str
-    count: int
     instructions_per_inference: int
     instructions_min: int
     instructions_max: int
+    instructions_per_tick: int
     stack_invoke_bytes: int
     stack_peak_bytes: int
     heap_bytes: int
 
+    @classmethod
+    def from_board(cls, board: BoardReport) -> "RunFigures":
+        return cls(int(round(board.instructions_per_inference)), board.instructions_x256_min // 256,
+                   board.instructions_x256_max // 256, board.instructions_per_tick, board.stack_invoke_bytes,
+                   board.stack_peak_bytes, board.heap_bytes)
 
-def _figures(board: BoardReport) -> dict:
-    return dict(instructions_per_inference=int(round(board.instructions_per_inference)),
-                instructions_min=board.instructions_x256_min // 256,
-                instructions_max=board.instructions_x256_max // 256,
-                stack_invoke_bytes=board.stack_invoke_bytes, stack_peak_bytes=board.stack_peak_bytes,
-                heap_bytes=board.heap_bytes)
+
+@dataclass(frozen=True)
+class QemuGolden:
+    """The golden vectors run in QEMU: pass/fail, main's summary line, how many ran, and the board's figures."""
+
+    passed: bool
+    summary: str
+    count: int
+    figures: RunFigures
 
 
 def run_qemu_golden(elf: str | os.PathLike, timeout: float = 600.0) -> QemuGolden:
@@ -158,7 +164,7 @@ def run_qemu_golden(elf: str | os.PathLike, timeout: float = 600.0) -> QemuGolde
     run = run_qemu(elf, timeout=timeout)
     lines = [ln for ln in run.stdout.splitlines() if ln.strip() and not ln.startswith(BOARD_LINE)]
     summary = lines[-1].strip() if lines else ""
-    return QemuGolden(passed=run.returncode == 0, summary=summary, count=run.board.invokes, **_figures(run.board))
+    return QemuGolden(run.returncode == 0, summary, run.board.invokes, RunFigures.from_board(run.board))
 
 
 @dataclass(frozen=True)
@@ -166,13 +172,7 @@ class QemuBatch:
     """Raw int8 outputs of a bulk run, with the board's figures over all of its inferences."""
 
     outputs: np.ndarray
-    instructions_per_inference: int
-    instructions_min: int
-    instructions_max: int
-    stack_invoke_bytes: int
-    stack_peak_bytes: int
-    heap_bytes: int
-    instructions_per_tick: int
+    figures: RunFigures
 
 
 def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int,
@@ -189,7 +189,7 @@ def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_b
         raise BuildError(f"{elf}: bulk run of {n} inputs exited {run.returncode} with {len(data)} output bytes "
                          f"(expected {n * output_bytes}): {run.stdout.strip()[-300:]}")
     outputs = np.frombuffer(data, dtype=np.int8).reshape(n, output_bytes).copy()
-    return QemuBatch(outputs=outputs, instructions_per_tick=run.board.instructions_per_tick, **_figures(run.board))
+    return QemuBatch(outputs, RunFigures.from_board(run.board))
 
 
 def run_qemu_batch(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
@@ -373,14 +373,15 @@ def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, i
         raise VerificationError(f"{len(inputs)} inputs but {len(expected)} expected outputs")
     batch = run_qemu_batch_measured(elf, inputs, expected.shape[1])
     exact = int(np.sum(np.all(batch.outputs == expected, axis=1)))
-    stack_peak = max(golden.stack_peak_bytes, batch.stack_peak_bytes)
-    heap = max(golden.heap_bytes, batch.heap_bytes)
+    g, b = golden.figures, batch.figures
+    stack_peak = max(g.stack_peak_bytes, b.stack_peak_bytes)
+    heap = max(g.heap_bytes, b.heap_bytes)
     flash, ram = flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, heap, stack_peak)
     return CortexMResult(
         target=TARGET, opt=opt, elf=elf, flash=flash, ram=ram,
-        instructions_per_inference=batch.instructions_per_inference,
-        instructions_min=batch.instructions_min, instructions_max=batch.instructions_max,
-        instructions_resolution=batch.instructions_per_tick, golden_count=golden.count, golden_passed=golden.passed,
-        stack_invoke_bytes=max(golden.stack_invoke_bytes, batch.stack_invoke_bytes),
+        instructions_per_inference=b.instructions_per_inference,
+        instructions_min=b.instructions_min, instructions_max=b.instructions_max,
+        instructions_resolution=b.instructions_per_tick, golden_count=golden.count, golden_passed=golden.passed,
+        stack_invoke_bytes=max(g.stack_invoke_bytes, b.stack_invoke_bytes),
         images=len(expected), bitexact_images=exact,
     )
