@@ -84,6 +84,20 @@ def test_dynamic_range_of_a_model_with_only_small_weights_is_plain_float_and_tfl
     assert dynamic.note.startswith("weights: ") and "int8" not in dynamic.note and "float32" in dynamic.note
 
 
+def test_report_html_is_byte_identical_for_the_same_model_and_data(mlp_keras, dataset, tmp_path):
+    from tinyq import data
+    from tinyq.analyze import analyze
+    from tinyq.quantize import QuantizeConfig
+    from tinyq.report_html import write_html
+
+    small = data.Dataset(dataset.train_x[:1000], dataset.train_y[:1000], dataset.test_x[:300], dataset.test_y[:300],
+                         "subset")
+    configs = (("int8, percentile 99.9", QuantizeConfig(100, percentile=99.9)),)
+    pages = [write_html(tmp_path / f"r{i}.html", analyze(mlp_keras, small, layer_images=50, configs=configs))
+             for i in range(2)]
+    assert pages[0].read_bytes() == pages[1].read_bytes()
+
+
 def test_op_summary_adds_up_to_the_graph(cnn_q, cnn_verify):
     from tinyq.analyze import op_summary
     from tinyq.graph import read_graph
