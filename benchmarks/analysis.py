@@ -6,32 +6,13 @@ over the full MNIST test set, and the whole sweep (medians of repeated runs, one
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
+from common import demo_model_from_args, median_seconds
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from tinyq import analyze, data, models  # noqa: E402
-
-
-def _median_seconds(fn, repeat: int):
-    times, result = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), result
+from tinyq import analyze
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="mnist_cnn", choices=models.BUILDERS)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    ds = data.load_mnist()
-    model = models.demo_model(args.model, ds)
+    args, ds, model = demo_model_from_args(__doc__)
 
     def one(config):
         return lambda: analyze.sweep(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, (config,),
@@ -40,10 +21,10 @@ def main() -> None:
     print(f"{args.model}: {len(ds.test_x)} test images a setting, median of {args.repeat} runs")
     print(f"{'setting':<46} {'median s':>9} {'accuracy':>9} {'measured in':>12}")
     for config in analyze.default_sweep():
-        seconds, row = _median_seconds(one(config), args.repeat)
+        seconds, row = median_seconds(one(config), args.repeat)
         acc = "-" if row.accuracy is None else f"{100 * row.accuracy:.2f} %"
         print(f"{row.label:<46} {seconds:9.2f} {acc:>9} {row.runtime:>12}")
-    seconds, rows = _median_seconds(
+    seconds, rows = median_seconds(
         lambda: analyze.sweep(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y), args.repeat)
     print(f"whole sweep: {len(rows)} settings (with the 2 comparison models) in {seconds:.1f} s (median)")
 

@@ -5,23 +5,13 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
+from common import demo_model_from_args, median_seconds
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from tinyq import data, models, quantize, verify  # noqa: E402
+from tinyq import data, models, quantize, verify
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="mnist_cnn", choices=models.BUILDERS)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    ds = data.load_mnist()
-    model = models.demo_model(args.model, ds)
+    args, ds, model = demo_model_from_args(__doc__)
     shape = models.input_shape(model)
     q = quantize.quantize(model, data.preprocess(ds.train_x, shape), labels=ds.train_y)
     x = data.preprocess(ds.test_x, shape)
@@ -36,12 +26,7 @@ def main() -> None:
     print(f"{args.model}: {len(x)} test images, median of {args.repeat} runs")
     print(f"{'stage':<26} {'median s':>9} {'us/image':>9}")
     for name, fn in stages.items():
-        times = []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        med = statistics.median(times)
+        med, _ = median_seconds(fn, args.repeat)
         print(f"{name:<26} {med:9.3f} {1e6 * med / len(x):9.1f}")
 
 

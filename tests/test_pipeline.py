@@ -109,14 +109,18 @@ def test_demo_retrained_from_scratch_is_byte_identical(tmp_path, cnn_q):
     assert (out / "model_int8.tflite").read_bytes() == cnn_q.tflite
 
 
+def _convert(model, tmp_path, *flags):
+    """`tinyq convert` on a saved copy of `model` without the Cortex-M step or the analysis: (out, report)."""
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    out = tmp_path / "converted"
+    assert cli.main(["--quiet", "convert", str(path), *flags, "--no-cortex-m", "--no-analysis", "--out", str(out)]) == 0
+    return out, json.loads((out / "report.json").read_text())
+
+
 @pytest.mark.integration
 def test_convert_user_model(tmp_path, dsres_keras, capsys):
-    path = tmp_path / "user.keras"
-    dsres_keras.save(path)
-    out = tmp_path / "conv"
-    assert cli.main(["--quiet", "convert", str(path), "--name", "my-net", "--no-cortex-m", "--no-analysis",
-                     "--out", str(out)]) == 0
-    r = json.loads((out / "report.json").read_text())
+    out, r = _convert(dsres_keras, tmp_path, "--name", "my-net")
     assert "analysis" not in r and not (out / "report.html").exists()
     assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
     assert (out / "firmware" / "my_net_model.c").is_file()
@@ -124,13 +128,8 @@ def test_convert_user_model(tmp_path, dsres_keras, capsys):
 
 
 @pytest.mark.integration
-def test_convert_with_percentile_ranges_stays_bit_exact(tmp_path, mlp_keras, mlp_q, capsys):
-    path = tmp_path / "mlp.keras"
-    mlp_keras.save(path)
-    out = tmp_path / "pct"
-    assert cli.main(["--quiet", "convert", str(path), "--percentile", "99.9", "--no-cortex-m", "--no-analysis",
-                     "--out", str(out)]) == 0
-    r = json.loads((out / "report.json").read_text())
+def test_convert_with_percentile_ranges_stays_bit_exact(tmp_path, mlp_keras, mlp_q):
+    out, r = _convert(mlp_keras, tmp_path, "--percentile", "99.9")
     assert r["quantization"]["calibration_method"] == "percentile 99.9"
     assert r["model"]["sha256"] != mlp_q.sha256 and r["agreement"]["c_vs_tflm_bitexact"] == 1.0
     assert abs(r["accuracy"]["tflm_int8"] - r["accuracy"]["keras_float"]) < 0.01
