@@ -96,7 +96,8 @@ def text_bytes(objects: list[str | os.PathLike], size_tool: str = "size") -> int
 def code_bytes(exe: str | os.PathLike) -> int:
     """Code of the C engine on the host: .text of the kernels, the backend and the generated model object."""
     obj = Path(exe).parent / "obj"
-    engine = [p for p in obj.glob("*.o") if p.stem in ("tinyq_kernels", "backend_c") or p.stem.endswith("_model")]
+    runtime = {p.stem for p in (STUB_DIR / "runtime").glob("*.c")} | {"backend_c"}
+    engine = [p for p in obj.glob("*.o") if p.stem in runtime or p.stem.endswith("_model")]
     if not engine:
         raise BuildError(f"{obj}: no engine object files to measure")
     return text_bytes(engine)
