@@ -14,8 +14,9 @@ import jinja2
 
 from . import __version__
 from .errors import EmitError
+from .resources import templates_dir
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = templates_dir()
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto if inline int long
@@ -120,6 +121,7 @@ def write_files(files: list[GeneratedFile], out_dir: str | os.PathLike, overwrit
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for f in files:
+            (tmp / f.name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / f.name).write_text(f.text)
         for name, data in (binaries or {}).items():
             (tmp / name).write_bytes(data)
@@ -257,6 +259,15 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
         files.extend(engine.files)
     files.append(render(env, "tinyq_stub.h.j2", "tinyq_stub.h", banner, has_c_engine=engine is not None,
                         resolver_type=resolver["type_name"], **common))
+    from .fwfolder import FolderFigures, folder_files
+
+    figures = FolderFigures(
+        tflite_bytes=len(quantized.tflite), tflm_arena_bytes=verify_result.tflm_arena_bytes,
+        c_arena_bytes=engine.arena_bytes if engine else None, c_const_bytes=engine.const_bytes if engine else None,
+        input_shape=inp.shape, input_scale=inp.scale.rstrip("f"), input_zero_point=inp.zero_point,
+        output_shape=out.shape, output_scale=out.scale.rstrip("f"), output_zero_point=out.zero_point,
+        macs=verify_result.macs)
+    files.extend(folder_files(banner, ident, files, engine is not None, figures))
     manifest = {
         "generated_by": f"tinyq {banner.tinyq_version}",
         "versions": {"tinyq": banner.tinyq_version, "tensorflow": banner.tf_version,

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BuildError
+from .resources import firmware_stub_dir
 
-STUB_DIR = Path(__file__).resolve().parent.parent / "firmware_stub"
+STUB_DIR = firmware_stub_dir()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Package data: the Jinja templates of every generated file (shipped as tinyq.templates)."""
