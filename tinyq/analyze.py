@@ -8,6 +8,7 @@ import numpy as np
 
 from .calibration import CalibrationAudit
 from .errors import QuantizationError
+from .progress import counted
 from .quantize import QuantizedModel
 from .verify import StageAgreement, VerifyResult
 
@@ -105,7 +106,7 @@ def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, 
 
 
 def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-          configs=None, comparisons: bool = True) -> tuple[SweepRow, ...]:
+          configs=None, comparisons: bool = True, tick=None) -> tuple[SweepRow, ...]:
     """Quantize under each config and measure accuracy over the test set in TFLM (LiteRT where TFLM lacks a
     kernel); optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison."""
     from .data import preprocess
@@ -118,17 +119,23 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     x = preprocess(test_x, shape)
     labels = np.asarray(test_y).astype(np.int64)
     rows = []
+    tick = tick or (lambda _done: None)
     for label, config in (configs or default_sweep()):
         try:
             q = quantize(model, calib, config, labels=train_y)
         except QuantizationError as exc:
             rows.append(SweepRow(label, None, None, None, False, "-", str(exc)))
-            continue
-        rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels"))
+        else:
+            rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels"))
+        tick(len(rows))
     if comparisons:
-        rows += [_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True)
-                 for label, tflite in _float_io_conversions(model, shape)]
+        for label, tflite in _float_io_conversions(model, shape):
+            rows.append(_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True))
+            tick(len(rows))
     return tuple(rows)
+
+
+COMPARISONS = ("dynamic-range (int8 weights, float activations)", "float16 weights")
 
 
 def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
@@ -142,8 +149,8 @@ def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, byte
     fp16 = _batch1_converter(model, shape)
     fp16.optimizations = [tf.lite.Optimize.DEFAULT]
     fp16.target_spec.supported_types = [tf.float16]
-    return [("dynamic-range (int8 weights, float activations)", _convert(dynamic, f"{model.name} dynamic-range")),
-            ("float16 weights", _convert(fp16, f"{model.name} float16"))]
+    return list(zip(COMPARISONS, (_convert(dynamic, f"{model.name} dynamic-range"),
+                                  _convert(fp16, f"{model.name} float16"))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,10 +302,11 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
                              labels=dataset.train_y)
     if verified is None:
         verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
-    say(f"sweeping {len(configs or default_sweep())} quantization settings (+2 for comparison) over "
-        f"{verified.test_images} test images")
+    settings = len(configs or default_sweep()) + len(COMPARISONS)
+    tick = counted(say, f"sweeping {settings} quantization settings ({len(COMPARISONS)} for comparison) over "
+                        f"{verified.test_images} test images", settings)
     start = time.monotonic()
-    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs)
+    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs, tick=tick)
     seconds = time.monotonic() - start
     say(f"per-layer error on {layer_images} test images")
     layers = layer_errors(model, quantized, dataset.test_x[:layer_images])

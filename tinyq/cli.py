@@ -16,15 +16,53 @@ EXIT_INTERNAL = 3
 
 
 class _Progress:
-    """Prints each step with the seconds since start, to stderr so stdout stays the summary."""
+    """Shows progress on stderr so stdout stays the summary: a line per step with the seconds since start, and for
+    counted steps a bar with counts and time left when stderr is a terminal (plain lines otherwise)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, stream=None) -> None:
         self.start = time.monotonic()
         self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+        self.bar_message = None
 
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+    def _line(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=self.stream, flush=True)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = self.bar_message = None
+
+    def __call__(self, event) -> None:
+        from .progress import Count
+
+        if self.quiet:
+            return
+        if not isinstance(event, Count):
+            self._close_bar()
+            self._line(str(event))
+            return
+        if event.message != self.bar_message:
+            self._close_bar()
+            self._line(f"{event.message} ({event.total})")
+            if self.tty:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event.total, file=self.stream, leave=False, dynamic_ncols=True, mininterval=0,
+                                unit="", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+                self.bar_message = event.message
+            else:
+                self.bar_message = event.message
+        if self.bar is not None:
+            self.bar.update(event.done - self.bar.n)
+        if event.done == event.total:
+            self._close_bar()
+            self.bar_message = None
+
+    def close(self) -> None:
+        self._close_bar()
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -173,6 +211,15 @@ def cmd_analyze(args, say) -> int:
     return 0
 
 
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's native libraries announce oneDNN, CUDA and CPU features on stderr when they load, whatever
+    TF_CPP_MIN_LOG_LEVEL says; load them once with stderr discarded (--debug shows them)."""
+    from .native import native_quiet
+
+    with native_quiet():
+        import tensorflow  # noqa: F401
+
+
 COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware, "analyze": cmd_analyze}
 
 
@@ -182,21 +229,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     say = _Progress(args.quiet)
     try:
+        if not args.debug:
+            _import_tensorflow_quietly()
         return COMMANDS[args.command](args, say)
     except TinyqError as exc:
+        say.close()
         if args.debug:
             traceback.print_exc()
         print(f"tinyq: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        say.close()
         print("tinyq: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for anything unexpected, traceback with --debug
+        say.close()
         if args.debug:
             traceback.print_exc()
         print(f"tinyq: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        say.close()
 
 
 if __name__ == "__main__":

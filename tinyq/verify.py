@@ -13,9 +13,11 @@ from .data import preprocess
 from .errors import VerificationError
 from .models import input_shape
 from .native import native_output_to, native_quiet
+from .progress import counted
 from .quantize import QuantizedModel, TensorQuant, convert_float
 
 Progress = Callable[[str], None]
+PROGRESS_EVERY = 100  # images between progress reports of a runtime's pass over the test set
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
     )
 
 
-def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
-    """int8 outputs of LiteRT, one sample a call (the batch is fixed at 1), reference or default kernels."""
+def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool, tick=None) -> np.ndarray:
+    """int8 outputs of LiteRT, one sample a call (the batch is fixed at 1), reference or default kernels;
+    `tick(done)` is called after each sample when given."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
@@ -139,6 +142,8 @@ def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray
         interp.set_tensor(inp["index"], x[np.newaxis])
         interp.invoke()
         result[i] = interp.get_tensor(out["index"])[0]
+        if tick is not None:
+            tick(i + 1)
     return result
 
 
@@ -153,8 +158,9 @@ def _tflm(tflite: bytes, arena_size: int | None = None):
     return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or HOST_ARENA_BYTES)
 
 
-def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
-    """int8 outputs of the TFLM Python interpreter, the kernels a device runs, one sample a call."""
+def run_tflm(tflite: bytes, inputs: np.ndarray, tick=None) -> np.ndarray:
+    """int8 outputs of the TFLM Python interpreter, the kernels a device runs, one sample a call; `tick(done)`
+    is called after each sample when given."""
     interp = _tflm(tflite)
     result = None
     for i, x in enumerate(inputs):
@@ -164,6 +170,8 @@ def run_tflm(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
         if result is None:
             result = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
         result[i] = y[0]
+        if tick is not None:
+            tick(i + 1)
     return result if result is not None else np.empty((0,), np.int8)
 
 
@@ -252,13 +260,13 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
     if quantized.input.dtype != "int8":
         raise VerificationError(f"model {quantized.name!r}: input is {quantized.input.dtype}; verify needs int8 I/O")
     xq = quantize_input(x, quantized.input)
-    say("LiteRT int8, reference kernels")
-    ref = run_litert(quantized.tflite, xq, reference=True)
-    say("LiteRT int8, default kernels")
-    opt = run_litert(quantized.tflite, xq, reference=False)
-    say("TFLM int8")
+    n = len(xq)
+    ref = run_litert(quantized.tflite, xq, reference=True,
+                     tick=counted(say, "LiteRT int8, reference kernels", n, PROGRESS_EVERY))
+    opt = run_litert(quantized.tflite, xq, reference=False,
+                     tick=counted(say, "LiteRT int8, default kernels", n, PROGRESS_EVERY))
     try:
-        tflm = run_tflm(quantized.tflite, xq)
+        tflm = run_tflm(quantized.tflite, xq, tick=counted(say, "TFLM int8", n, PROGRESS_EVERY))
     except RuntimeError as exc:
         raise VerificationError(f"model {quantized.name!r}: TFLM cannot run it: {exc}") from exc
     say("TFLM arena size")
