@@ -93,8 +93,11 @@ def test_report_html_is_byte_identical_for_the_same_model_and_data(mlp_keras, da
     small = data.Dataset(dataset.train_x[:1000], dataset.train_y[:1000], dataset.test_x[:300], dataset.test_y[:300],
                          "subset")
     configs = (("int8, percentile 99.9", QuantizeConfig(100, percentile=99.9)),)
-    pages = [write_html(tmp_path / f"r{i}.html", analyze(mlp_keras, small, layer_images=50, configs=configs))
-             for i in range(2)]
+    from tinyq.report import ChainReport
+
+    analyses = [analyze(mlp_keras, small, layer_images=50, configs=configs) for _ in range(2)]
+    pages = [write_html(tmp_path / f"r{i}.html", ChainReport(a.quantized, a.verified, analysis=a))
+             for i, a in enumerate(analyses)]
     assert pages[0].read_bytes() == pages[1].read_bytes()
 
 
@@ -146,8 +149,8 @@ def test_analyze_command_writes_a_self_contained_report(mlp_keras, tmp_path, cap
     assert [p.name for p in out.iterdir()] == ["report.html"]
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # self-contained
-    for section in ("Summary", "Stage agreement", "Memory and ops", "Quantization settings", "Per-layer error",
-                    "Confusion matrices", "Calibration audit"):
+    for section in ("Summary", "Stage agreement", "Memory", "Flash", "Ops", "Quantization settings",
+                    "Per-layer error", "Confusion matrices", "Calibration audit"):
         assert f"<h2>{section}</h2>" in html
     for label in ("int8, percentile 99.9 ranges", "16x8 (int16 activations)", "int8, 100 first-N samples"):
         assert label in html

@@ -1,6 +1,7 @@
 """The whole chain through the CLI: `tinyq demo` and `tinyq convert`, report keys, figures, determinism."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -79,22 +80,63 @@ def test_demo_links_the_analysis_report(demo, cnn_q):
     assert cnn_q.sha256 in html and f"{100 * r['accuracy']['tflm_int8']:.2f} %" in html
 
 
+SECTIONS = ("summary", "stages", "memory", "flash", "ops", "sweep", "layers", "weights", "confusion", "audit")
+
+
+def _chromium(*args, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is needed for the report check (Debian package chromium)"
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+@pytest.mark.integration
+def test_demo_report_html_covers_the_whole_chain(demo, cnn_q):
+    out, r = demo
+    html = (out / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html, section
+    for stage in ("Keras float", "LiteRT int8, reference kernels", "LiteRT int8, default kernels", "TFLM int8",
+                  "tinyq C engine, host", "tinyq C engine, cortex-m4 (QEMU"):
+        assert stage in html, stage
+    assert f"{r['arena_bytes']['c']} B" in html and f"{r['arena_bytes']['lower_bound']} B" in html
+    assert f"{r['cortex_m4']['flash_bytes']} B" in html and "model constants" in html
+    assert 'alt="tensor lifetimes in the C engine arena"' in html
+    # No network: nothing external is referenced, and the page's policy forbids loading anything but inline data.
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html) and "<script" not in html
+    assert "default-src 'none'" in html
+
+
 @pytest.mark.integration
 def test_demo_report_html_renders_in_headless_chromium(demo, tmp_path):
+    """Rendered at 1280 px: every section laid out, no horizontal overflow, the plots drawn."""
     from PIL import Image
 
     out, _ = demo
-    chromium = shutil.which("chromium")
-    assert chromium, "headless Chromium is needed for the report check (Debian package chromium)"
+    # A copy with a probe that writes the laid-out page's measurements into the DOM (the report has no script;
+    # its content-security policy is dropped from the copy so the probe may run).
+    page = (out / "report.html").read_text()
+    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    probe = ("<script>window.addEventListener('load', () => { const r = document.createElement('pre'); "
+             "r.id = 'probe'; r.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, "
+             "client: document.documentElement.clientWidth, sections: [...document.querySelectorAll('section')]"
+             ".filter(s => s.offsetHeight > 0).map(s => s.id)}); document.body.appendChild(r); });</script>")
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.replace("</body>", probe + "</body>"))
+    dom = _chromium("--window-size=1280,1000", "--dump-dom", copy.as_uri(), tmp_path=tmp_path).stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom)
+    assert found, dom[-500:]
+    probe_values = json.loads(found.group(1).replace("&quot;", '"'))
+    assert probe_values["scroll"] <= probe_values["client"] <= 1280, probe_values
+    assert set(SECTIONS) <= set(probe_values["sections"])
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,3600",
-                    (out / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    _chromium(f"--screenshot={shot}", "--window-size=1280,6000", (out / "report.html").as_uri(), tmp_path=tmp_path)
     pixels = np.asarray(Image.open(shot).convert("L"))
-    assert pixels.shape == (3600, 1000) and pixels.std() > 10  # a rendered page, not a blank one
+    assert pixels.shape == (6000, 1280) and pixels.std() > 10  # a rendered page, not a blank one
     dark_rows = np.flatnonzero((pixels < 100).sum(axis=1) > 5)
-    assert dark_rows.max() > 3000  # content (seven sections, three plots) reaches far down the page
+    assert dark_rows.max() > 4000  # content (ten sections, five plots) reaches far down the page
     # The confusion matrices are drawn (Blues colormap): many saturated blue pixels, which no text makes.
     rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     blue = (rgb[..., 2] > 120) & (rgb[..., 2] - rgb[..., 0] > 60)
@@ -121,7 +163,8 @@ def _convert(model, tmp_path, *flags):
 @pytest.mark.integration
 def test_convert_user_model(tmp_path, dsres_keras, capsys):
     out, r = _convert(dsres_keras, tmp_path, "--name", "my-net")
-    assert "analysis" not in r and not (out / "report.html").exists()
+    html = (out / "report.html").read_text()
+    assert "analysis" not in r and 'id="stages"' in html and 'id="sweep"' not in html
     assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
     assert (out / "firmware" / "my_net_model.c").is_file()
     assert "C engine vs TFLM bit-exact" in capsys.readouterr().out

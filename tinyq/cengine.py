@@ -11,8 +11,20 @@ from .plan import plan
 
 
 @dataclass(frozen=True)
+class ArenaBlock:
+    """One tensor in the engine's arena: its layer, bytes and offset, and the kernel calls it lives across."""
+
+    label: str
+    offset: int
+    size: int
+    first_call: int
+    last_call: int
+
+
+@dataclass(frozen=True)
 class CEngine:
-    """The generated engine files and their figures: arena, liveness lower bound, constant data bytes."""
+    """The generated engine files and their figures: arena, liveness lower bound, constant data bytes, and the
+    arena layout over time."""
 
     files: tuple[GeneratedFile, ...]
     arena_bytes: int
@@ -20,6 +32,8 @@ class CEngine:
     const_bytes: int
     input_bytes: int
     output_bytes: int
+    blocks: tuple[ArenaBlock, ...] = ()
+    call_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,5 +76,7 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
                   input_bytes=in_bytes, output_bytes=out_bytes, op_count=len(graph.operators))
     files = (render(env, "model.h.j2", f"{name}_model.h", banner, **values),
              render(env, "model.c.j2", f"{name}_model.c", banner, **values))
+    blocks = tuple(ArenaBlock(graph.layer(p.tensor), p.offset, p.size, p.first, p.last)
+                   for p in sorted(memory.placements, key=lambda p: (p.first, p.offset)))
     return CEngine(files, memory.arena_bytes, memory.lower_bound_bytes, sum(a.nbytes for a in arrays),
-                   in_bytes, out_bytes)
+                   in_bytes, out_bytes, blocks, len(lowered.calls))

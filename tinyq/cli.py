@@ -140,8 +140,7 @@ def _run_chain(args, config, model, dataset, say) -> int:
         print(f"{key:<{width}}  {value}")
     for note in result.report["notes"]:
         print(f"note: {note}")
-    html = ", report.html" if result.analysis is not None else ""
-    print(f"wrote {result.out_dir}/ (report.json, report.md{html}, model_int8.tflite, firmware/)")
+    print(f"wrote {result.out_dir}/ (report.html, report.json, report.md, model_int8.tflite, firmware/)")
     if result.analysis is not None:
         print(f"quantization analysis ({len(result.analysis.sweep)} settings swept in "
               f"{result.analysis.sweep_seconds:.0f} s): {result.out_dir / 'report.html'}")
@@ -189,6 +188,7 @@ def cmd_analyze(args, say) -> int:
     from .data import load_mnist
     from .models import demo_model, load_keras_model
     from .pipeline import check_out_dir, staged_dir
+    from .report import ChainReport
     from .report_html import write_html
 
     if bool(args.model) == bool(args.demo):
@@ -199,7 +199,7 @@ def cmd_analyze(args, say) -> int:
     say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
     result = analyze(model, dataset, progress=say)
     with staged_dir(out) as tmp:
-        write_html(tmp / "report.html", result)
+        write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
     print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
     for row in result.sweep:
         acc = "     -" if row.accuracy is None else f"{100 * row.accuracy:6.2f}"

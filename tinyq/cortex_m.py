@@ -15,12 +15,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BuildError, VerificationError
+from .progress import counted
 
 TARGET = "cortex-m4"
 QEMU_MACHINE = "mps2-an386"
@@ -104,9 +106,29 @@ def qemu_command(elf: str | os.PathLike, args: tuple[str, ...] = ()) -> list[str
     return cmd
 
 
+def _run_polled(cmd: list[str], cwd, timeout: float, poll=None) -> subprocess.CompletedProcess:
+    """Run `cmd` to completion with its output captured, calling `poll()` about twice a second meanwhile."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired as exc:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                raise exc
+            if poll is not None:
+                poll()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.PathLike | None = None,
-             timeout: float = 600.0) -> QemuRun:
-    """Run the ELF in QEMU until it exits through semihosting; its exit code becomes QEMU's."""
+             timeout: float = 600.0, poll=None) -> QemuRun:
+    """Run the ELF in QEMU until it exits through semihosting; its exit code becomes QEMU's. `poll()` is called
+    about twice a second while it runs (progress)."""
     check_toolchain()
     elf = Path(elf).resolve()
     if not elf.is_file():
@@ -114,8 +136,7 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
     if any(" " in a for a in args):
         raise BuildError(f"{elf}: semihosting arguments cannot contain spaces: {args}")
     try:
-        proc = subprocess.run(qemu_command(elf, args), cwd=cwd, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = _run_polled(qemu_command(elf, args), cwd, timeout, poll)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{elf}: QEMU did not finish within {timeout:.0f} s") from exc
     if proc.returncode == EXIT_FAULT and BOARD_LINE not in proc.stdout:
@@ -176,14 +197,22 @@ class QemuBatch:
 
 
 def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int,
-                            timeout: float | None = None) -> QemuBatch:
-    """Stream int8 input tensors through the emulated stub (semihosting file I/O) and read its outputs back."""
+                            timeout: float | None = None, tick=None) -> QemuBatch:
+    """Stream int8 input tensors through the emulated stub (semihosting file I/O) and read its outputs back;
+    `tick(done)` follows the outputs as they reach the host file."""
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1))
     n = len(x)
     with tempfile.TemporaryDirectory(prefix="tinyq_qemu_") as tmp:
         (Path(tmp) / "in.bin").write_bytes(x.tobytes())
-        run = run_qemu(elf, ("in.bin", "out.bin"), cwd=tmp, timeout=timeout or 600.0 + n * 2.0)
         out_path = Path(tmp) / "out.bin"
+
+        def poll() -> None:
+            if tick is not None and out_path.exists():
+                tick(min(n, out_path.stat().st_size // max(output_bytes, 1)))
+
+        run = run_qemu(elf, ("in.bin", "out.bin"), cwd=tmp, timeout=timeout or 600.0 + n * 2.0, poll=poll)
+        if tick is not None:
+            tick(n)
         data = out_path.read_bytes() if out_path.exists() else b""
     if run.returncode != 0 or len(data) != n * output_bytes:
         raise BuildError(f"{elf}: bulk run of {n} inputs exited {run.returncode} with {len(data)} output bytes "
@@ -287,7 +316,11 @@ def _stem(obj: str) -> str:
 
 
 def _generated_stems(gen_dir: str | os.PathLike) -> set[str]:
-    return {p.stem for p in Path(gen_dir).iterdir() if p.suffix in (".c", ".cc", ".cpp")}
+    """Stems of the model's own generated sources (the runtime copied beside them counts as engine code)."""
+    from .resources import runtime_dir
+
+    runtime = {p.stem for p in runtime_dir().glob("*.c")}
+    return {p.stem for p in Path(gen_dir).iterdir() if p.suffix in (".c", ".cc", ".cpp")} - runtime
 
 
 def flash_and_ram(elf: str | os.PathLike, map_file: str | os.PathLike, gen_dir: str | os.PathLike,
@@ -356,7 +389,7 @@ def build_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt
 
 
 def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, inputs: np.ndarray,
-                     expected: np.ndarray, opt: str = "-O2") -> CortexMResult:
+                     expected: np.ndarray, opt: str = "-O2", progress=None) -> CortexMResult:
     """Build for the Cortex-M4, pass the golden vectors in QEMU, stream `inputs` and compare with `expected`.
 
     `inputs` are raw int8 input tensors (n, input_bytes); `expected` TFLM's int8 outputs (n, output_bytes).
@@ -371,7 +404,8 @@ def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, i
     expected = expected.reshape(len(expected), -1)
     if len(inputs) != len(expected):
         raise VerificationError(f"{len(inputs)} inputs but {len(expected)} expected outputs")
-    batch = run_qemu_batch_measured(elf, inputs, expected.shape[1])
+    tick = counted(progress, f"{TARGET} in QEMU: test inputs", len(inputs)) if progress else None
+    batch = run_qemu_batch_measured(elf, inputs, expected.shape[1], tick=tick)
     exact = int(np.sum(np.all(batch.outputs == expected, axis=1)))
     g, b = golden.figures, batch.figures
     stack_peak = max(g.stack_peak_bytes, b.stack_peak_bytes)

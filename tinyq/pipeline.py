@@ -16,7 +16,8 @@ from .emit import prepare, write_files
 from .errors import BuildError, TinyqError
 from .models import input_shape
 from .quantize import QuantizeConfig, QuantizedModel, quantize
-from .report import CEngineFigures, CortexMFigures, report_dict, write_report
+from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
+from .report_html import write_html
 from .verify import VerifyResult, accuracy, agreement, verify
 
 Progress = Callable[[str], None]
@@ -76,9 +77,10 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
-        analysis = _analysis(model, dataset, quantized, result, tmp, notes, say) if config.analysis else None
+        analysis = _analysis(model, dataset, quantized, result, notes, say) if config.analysis else None
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         write_report(report, tmp)
+        write_html(tmp / "report.html", ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes)))
         shutil.rmtree(tmp / "build", ignore_errors=True)
     written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
     return PipelineResult(out, quantized, result, report, written, analysis)
@@ -99,21 +101,18 @@ def staged_dir(out: Path):
         raise
 
 
-def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult, out: Path,
+def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult,
               notes: list[str], say: Progress) -> Analysis | None:
-    """The quantization analysis into out/report.html, reusing this run's model and checks; a model the
-    analysis cannot take apart leaves a note instead of failing the chain."""
+    """The quantization analysis for report.html, reusing this run's model and checks; a model the analysis
+    cannot take apart leaves a note instead of failing the chain."""
     from .analyze import analyze
-    from .report_html import write_html
 
     try:
-        analysis = analyze(model, dataset, quantized, result, progress=say)
+        return analyze(model, dataset, quantized, result, progress=say)
     except TinyqError as exc:
         notes.append(f"analysis (report.html) not run: {exc}")
         say(notes[-1])
         return None
-    write_html(out / "report.html", analysis)
-    return analysis
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
@@ -139,15 +138,21 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
     say(f"running {result.test_images} test images through the C engine")
     inputs = result.int8_inputs.reshape(result.test_images, -1)
     outputs = firmware.run_batch(exe, inputs, result.tflm_outputs[0].size)
+    vs_tflm = agreement(outputs, result.tflm_outputs)
+    float_pred = result.float_outputs.reshape(result.test_images, -1).argmax(axis=1)
     return CEngineFigures(
         accuracy=accuracy(outputs, result.labels),
-        bitexact_vs_tflm=agreement(outputs, result.tflm_outputs).bitexact,
+        bitexact_vs_tflm=vs_tflm.bitexact,
         images=result.test_images,
         arena_bytes=engine.arena_bytes,
         lower_bound_bytes=engine.lower_bound_bytes,
         const_bytes=engine.const_bytes,
         code_bytes=firmware.code_bytes(exe),
         sanitized=config.sanitize,
+        max_lsb_vs_tflm=vs_tflm.max_lsb,
+        argmax_vs_float=float((outputs.reshape(len(outputs), -1).argmax(axis=1) == float_pred).mean()),
+        blocks=engine.blocks,
+        call_count=engine.call_count,
     )
 
 
@@ -161,10 +166,16 @@ def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfi
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
     inputs = result.int8_inputs.reshape(result.test_images, -1)[:n]
     expected = result.tflm_outputs.reshape(result.test_images, -1)[:n]
-    return cortex_m_figures(measure_cortex_m(fw, build / "cortex-m4", inputs, expected))
+    return cortex_m_figures(measure_cortex_m(fw, build / "cortex-m4", inputs, expected, progress=say))
 
 
 def cortex_m_figures(m) -> CortexMFigures:
     """The report's view of a CortexMResult."""
+    f, r = m.flash, m.ram
     return CortexMFigures(m.target, m.flash_bytes, m.ram_bytes, int(m.instructions_per_inference),
-                          m.bitexact_images, m.images, m.opt)
+                          m.bitexact_images, m.images, m.opt,
+                          flash_split=(("model constants", f.model_constants), ("engine code", f.engine_code),
+                                       ("golden vectors (test harness)", f.golden_vectors),
+                                       ("start-up, board, libc (test harness)", f.startup_libc)),
+                          ram_split=(("engine arena and state", r.arena), ("other static data", r.static_other),
+                                     ("heap (stdio)", r.heap), ("stack peak", r.stack_peak)))

@@ -24,6 +24,10 @@ class CEngineFigures:
     const_bytes: int
     code_bytes: int
     sanitized: bool
+    max_lsb_vs_tflm: int = 0
+    argmax_vs_float: float | None = None
+    blocks: tuple = ()  # cengine.ArenaBlock: the arena layout over the kernel calls, for report.html
+    call_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,28 @@ class CortexMFigures:
     bitexact_images: int
     images: int
     opt: str = "-O2"
+    flash_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): model constants, engine code, golden, start-up
+    ram_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): arena, other static data, heap, stack peak
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Everything one run measured, for report.html: the model and its checks, and what ran of the rest."""
+
+    quantized: QuantizedModel
+    verified: VerifyResult
+    c_engine: CEngineFigures | None = None
+    cortex_m: CortexMFigures | None = None
+    analysis: object | None = None  # analyze.Analysis
+    notes: tuple[str, ...] = ()
 
 
 def target_section(fig: CortexMFigures) -> dict:
     """The report.json section of one target (`cortex_m4`), written by `tinyq demo` and `tinyq firmware`."""
     return {"flash_bytes": fig.flash_bytes, "ram_bytes": fig.ram_bytes,
             "instructions_per_inference": fig.instructions_per_inference,
-            "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt}
+            "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt,
+            "flash_split": dict(fig.flash_split), "ram_split": dict(fig.ram_split)}
 
 
 def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str] | None = None,

@@ -1,4 +1,4 @@
-"""report.html: one static self-contained page (plots embedded as PNG data URIs) from an analysis."""
+"""report.html: one static, self-contained page for the whole chain (plots embedded as PNG data URIs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from . import __version__
 from .emit import environment
+from .report import ChainReport
 
 
 def _png(fig) -> str:
@@ -54,46 +55,149 @@ def confusion_plot(matrix: np.ndarray, title: str) -> str:
     return _png(fig)
 
 
+def arena_plot(blocks, calls: int, arena_bytes: int, lower_bound: int) -> str:
+    """Tensor lifetimes in the C engine's arena: each tensor a box from its first to its last kernel call (x)
+    at its offset and size (y), with the arena size and the liveness lower bound as lines."""
+    fig, ax = _figure(7.5, 3.6)
+    colors = ("#4a7ab5", "#e08a3c", "#5aa469", "#b5524a", "#8a6bb5", "#b5a04a")
+    for k, b in enumerate(blocks):
+        ax.add_patch(_rect((b.first_call - 0.45, b.offset), b.last_call - b.first_call + 0.9, b.size,
+                           colors[k % len(colors)]))
+        if b.size >= arena_bytes * 0.08:
+            ax.text((b.first_call + b.last_call) / 2, b.offset + b.size / 2, b.label, ha="center", va="center",
+                    fontsize=7, color="white")
+    ax.axhline(arena_bytes, color="#222", linewidth=1)
+    ax.axhline(lower_bound, color="#b00", linewidth=1, linestyle="--")
+    ax.set_xlim(-0.6, max(calls, 1) - 0.4)
+    ax.set_xticks(range(max(calls, 1)))
+    ax.set_ylim(0, max(arena_bytes, lower_bound, 1) * 1.08)
+    ax.set_xlabel("kernel call")
+    ax.set_ylabel("arena offset (bytes)")
+    ax.set_title(f"C engine arena: {arena_bytes} B (line), liveness lower bound {lower_bound} B (dashed)")
+    return _png(fig)
+
+
+def _rect(xy, width, height, color):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(xy, width, height, facecolor=color, edgecolor="white", linewidth=0.8)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f} %"
 
 
-def html_values(analysis, version: str) -> dict:
-    """Plain values (strings, numbers, data URIs) for templates/report.html.j2."""
-    from .analyze import most_sensitive
+def _stages(chain: ChainReport) -> list[tuple[str, str, str, str, str, str]]:
+    """Every runtime of the chain: images, accuracy, same argmax as float, identical to TFLM, max difference."""
+    from .verify import stage_agreement
 
-    q, v = analysis.quantized, analysis.verified
-    summary = [
+    v = chain.verified
+    rows = [(s.stage, str(v.test_images), _pct(s.accuracy), _pct(s.argmax_vs_float),
+             "-" if s.vs_tflm is None else _pct(s.vs_tflm.bitexact),
+             "-" if s.vs_tflm is None else f"{s.vs_tflm.max_lsb} LSB") for s in stage_agreement(v)]
+    c = chain.c_engine
+    if c is not None:
+        rows.append(("tinyq C engine, host" + (" (ASan+UBSan)" if c.sanitized else ""), str(c.images),
+                     _pct(c.accuracy), _pct(c.argmax_vs_float), _pct(c.bitexact_vs_tflm), f"{c.max_lsb_vs_tflm} LSB"))
+    m = chain.cortex_m
+    if m is not None:
+        rows.append((f"tinyq C engine, {m.target} (QEMU, {m.opt})", str(m.images), "-", "-",
+                     _pct(m.bitexact_images / m.images if m.images else None), "-"))
+    return rows
+
+
+def _summary(chain: ChainReport) -> list[tuple[str, str]]:
+    q, v, c, m = chain.quantized, chain.verified, chain.c_engine, chain.cortex_m
+    rows = [
         ("Keras float accuracy", _pct(v.keras_float)),
         ("int8 accuracy (TFLM, the kernels a device runs)", _pct(v.tflm_int8)),
         ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp"),
         ("model size, float / int8 .tflite", f"{v.float_tflite_bytes} / {v.int8_tflite_bytes} B "
                                             f"({v.float_tflite_bytes / v.int8_tflite_bytes:.2f}x smaller)"),
-        ("TFLM arena", f"{v.tflm_arena_bytes} B"),
         ("parameters / MACs per inference", f"{v.params} / {v.macs}"),
         ("calibration", f"{len(q.calibration_indices)} samples, {q.config.calibration_method}, "
                         f"{q.config.granularity.value.replace('_', '-')} weights"),
     ]
-    stages = [(s.stage, _pct(s.accuracy), _pct(s.argmax_vs_float),
-               "-" if s.vs_tflm is None else _pct(s.vs_tflm.bitexact),
-               "-" if s.vs_tflm is None else f"{s.vs_tflm.max_lsb} LSB") for s in analysis.stages]
+    if c is not None:
+        rows.append(("C engine vs TFLM, bit-exact", f"{round(c.bitexact_vs_tflm * c.images)} / {c.images} test inputs"))
+    if m is not None:
+        rows.append((f"{m.target} (QEMU) vs TFLM, bit-exact", f"{m.bitexact_images} / {m.images} test inputs"))
+        rows.append((f"{m.target} instructions per inference", f"{m.instructions_per_inference}"))
+    return rows
+
+
+def _memory(chain: ChainReport) -> list[tuple[str, str]]:
+    v, c, m = chain.verified, chain.c_engine, chain.cortex_m
+    rows = [("TFLM tensor arena (measured, 64-bit host)", f"{v.tflm_arena_bytes} B")]
+    if c is not None:
+        rows += [("C engine arena", f"{c.arena_bytes} B"),
+                 ("liveness lower bound (most bytes live across one op)", f"{c.lower_bound_bytes} B"),
+                 ("C engine arena vs TFLM arena", f"{c.arena_bytes / v.tflm_arena_bytes:.2f}x")]
+    if m is not None:
+        rows += [(f"{m.target} RAM: {what}", f"{size} B") for what, size in m.ram_split]
+        rows.append((f"{m.target} RAM in all", f"{m.ram_bytes} B"))
+    return rows
+
+
+def _flash(chain: ChainReport) -> list[tuple[str, str]]:
+    v, c, m = chain.verified, chain.c_engine, chain.cortex_m
+    rows = [("TFLM: the .tflite array", f"{v.int8_tflite_bytes} B")]
+    if c is not None:
+        rows += [("C engine constants (weights, biases, multipliers)", f"{c.const_bytes} B"),
+                 ("C engine code (kernels and model, host .text)", f"{c.code_bytes} B")]
+    if m is not None:
+        rows += [(f"{m.target} flash: {what}", f"{size} B") for what, size in m.flash_split]
+        rows.append((f"{m.target} flash in all ({m.opt})", f"{m.flash_bytes} B"))
+    return rows
+
+
+def _ops(chain: ChainReport) -> list[tuple]:
+    from .analyze import op_summary
+
+    return [(o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes, o.constant_bytes,
+             o.macs, "-") for o in op_summary(chain.quantized.tflite)]
+
+
+def _analysis_values(analysis) -> dict:
+    from .analyze import most_sensitive
+
     sweep = [(r.label, _pct(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
               "-" if r.tflm_arena_bytes is None else str(r.tflm_arena_bytes), "yes" if r.tflm_runs else "no",
               r.runtime, r.note) for r in analysis.sweep]
-    ops = [(o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes, o.constant_bytes, o.macs)
-           for o in analysis.ops]
     return dict(
-        model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images, summary=summary,
-        stages=stages, ops=ops, const_total=sum(o.constant_bytes for o in analysis.ops),
-        arena=v.tflm_arena_bytes, sweep=sweep,
-        layers=analysis.layers, sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(analysis.layers)],
+        sweep=sweep, layers=analysis.layers,
+        sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(analysis.layers)],
         layer_plot=layer_error_plot(analysis.layers), weights=analysis.weights, findings=analysis.audit.findings,
         confusion_float=confusion_plot(analysis.confusion_float, "Keras float"),
         confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
 
 
-def write_html(out_path: str | Path, analysis) -> Path:
-    """Render templates/report.html.j2 for an analysis to `out_path`."""
+SECTIONS = (("summary", "Summary"), ("stages", "Stage agreement"), ("memory", "Memory"), ("flash", "Flash"),
+            ("ops", "Ops"))
+ANALYSIS_SECTIONS = (("sweep", "Quantization settings"), ("layers", "Per-layer error"),
+                     ("weights", "Weights: round-trip error"), ("confusion", "Confusion matrices"),
+                     ("audit", "Calibration audit"))
+
+
+def html_values(chain: ChainReport, version: str) -> dict:
+    """Plain values (strings, numbers, data URIs) for templates/report.html.j2."""
+    q, v, c = chain.quantized, chain.verified, chain.c_engine
+    sections = SECTIONS + (ANALYSIS_SECTIONS if chain.analysis is not None else ())
+    if chain.notes:
+        sections += (("notes", "Notes"),)
+    values = dict(
+        model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images,
+        sections=sections, summary=_summary(chain), stages=_stages(chain), memory=_memory(chain),
+        flash=_flash(chain), ops=_ops(chain), notes=list(chain.notes), analysis=chain.analysis is not None,
+        arena_plot=arena_plot(c.blocks, c.call_count, c.arena_bytes, c.lower_bound_bytes) if c and c.blocks else None,
+    )
+    if chain.analysis is not None:
+        values.update(_analysis_values(chain.analysis))
+    return values
+
+
+def write_html(out_path: str | Path, chain: ChainReport) -> Path:
+    """Render templates/report.html.j2 for one run to `out_path`."""
     path = Path(out_path)
-    path.write_text(environment().get_template("report.html.j2").render(**html_values(analysis, __version__)))
+    path.write_text(environment().get_template("report.html.j2").render(**html_values(chain, __version__)))
     return path
