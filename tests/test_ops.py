@@ -30,6 +30,20 @@ class _AlignedNearest(L.Layer):
         return tf.compat.v1.image.resize_nearest_neighbor(x, (7, 11), align_corners=True)
 
 
+class _PadWith(L.Layer):
+    """PADV2: padding with a value other than zero."""
+
+    def call(self, x):
+        return tf.pad(x, [[0, 0], [2, 0], [1, 1], [0, 1]], constant_values=0.25)
+
+
+class _Clip(L.Layer):
+    """MAXIMUM and MINIMUM against constants."""
+
+    def call(self, x):
+        return tf.minimum(tf.maximum(x, -0.3), 0.4)
+
+
 class _ExpandSqueeze(L.Layer):
     def call(self, x):
         return tf.squeeze(tf.expand_dims(x, 1), 1)
@@ -37,10 +51,12 @@ class _ExpandSqueeze(L.Layer):
 
 def _activations(x):
     y = L.Dense(8)(x)
+    relus = L.Add()([L.LeakyReLU(0.3)(x), L.ReLU()(x)])
+    relu6s = L.Add()([L.Dense(8)(L.ReLU(6.0)(x)), L.ReLU(6.0)(L.Rescaling(8.0)(x))])  # MUL with RELU6 fused
     outs = [L.Activation("sigmoid")(y), L.Activation("tanh")(y), L.Activation("hard_swish")(y),
-            L.LeakyReLU(0.2)(y), L.ReLU()(y), L.ReLU(6.0)(y), L.Activation("sigmoid")(x), L.Activation("tanh")(x),
-            L.Activation("hard_swish")(x), L.LeakyReLU(0.3)(x)]
-    return L.Concatenate()(outs)
+            L.LeakyReLU(0.2)(y), L.ReLU()(y), L.Activation("sigmoid")(x), L.Activation("tanh")(x),
+            L.Activation("hard_swish")(x), relus, relu6s]
+    return L.Concatenate()(outs)  # TFLM concatenates at most 10 inputs
 
 
 def _binary(x):
@@ -48,7 +64,8 @@ def _binary(x):
     s = L.GlobalAveragePooling2D(keepdims=True)(a)  # squeeze-and-excite style broadcasts
     scaled = L.Rescaling(0.7, offset=-0.2)(b)  # MUL and ADD with constants
     return L.Concatenate()([L.Multiply()([a, b]), L.Subtract()([a, b]), L.Maximum()([a, b]), L.Minimum()([a, b]),
-                            L.Multiply()([b, s]), L.Add()([a, s]), L.Subtract()([s, b]), L.Add()([a, b]), scaled])
+                            L.Multiply()([b, s]), L.Add()([a, s]), L.Subtract()([s, b]), L.Add()([a, b]), scaled,
+                            _Clip()(a)])
 
 
 def _shape(x):
@@ -57,7 +74,7 @@ def _shape(x):
     y = L.Resizing(10, 9, interpolation="nearest")(y)
     y = L.Conv2DTranspose(5, 3, strides=2, padding="same")(y)
     y = L.Conv2DTranspose(3, 2, strides=1, padding="valid", activation="relu")(y)
-    z = _AlignedNearest()(L.Conv2D(2, 1)(x))
+    z = _AlignedNearest()(_PadWith()(L.Conv2D(2, 1)(x)))
     return L.Concatenate()([L.Dense(4)(L.GlobalAveragePooling2D()(y)), L.Flatten()(z)])
 
 
@@ -78,10 +95,10 @@ class Family:
 
 FAMILIES = (
     Family("activations", _activations, (4, 8),
-           frozenset({"LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "CONCATENATION"})),
+           frozenset({"LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "RELU", "RELU6", "CONCATENATION"})),
     Family("binary", _binary, (4, 5, 3), frozenset({"MUL", "SUB", "ADD", "MAXIMUM", "MINIMUM", "MEAN"})),
     Family("shape", _shape, (6, 5, 2),
-           frozenset({"PAD", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE_CONV", "RELU", "MEAN", "CONCATENATION"})),
+           frozenset({"PAD", "PADV2", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE_CONV", "MEAN", "CONCATENATION"})),
     Family("conv1d", _conv1d, (20, 3), frozenset({"CONV_2D", "MEAN"})),
 )
 
@@ -90,6 +107,10 @@ def _convert(family: Family, seed: int):
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input(family.shape)
     model = tf.keras.Model(inp, family.layers(inp), name=family.name)
+    rng = np.random.default_rng(seed)
+    for v in model.weights:  # non-zero biases, or the converter drops them
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
     calib = np.random.default_rng(seed).random((64,) + family.shape, dtype=np.float32) * 2 - 1
     return quantize(model, calib, QuantizeConfig(64, input_range=(-1.0, 1.0)))
 
