@@ -16,7 +16,7 @@ import tensorflow as tf
 from tinyq import cortex_m, emit, firmware, lut, verify
 from tinyq.errors import UnsupportedOpError
 from tinyq.graph import read_graph
-from tinyq.lower import lower
+from tinyq.lower import lower, supported_ops
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
@@ -72,9 +72,9 @@ def _shape(x):
     y = L.ZeroPadding2D(((1, 2), (0, 1)))(x)
     y = L.Conv2D(4, 3, activation="relu")(y)
     y = L.Resizing(10, 9, interpolation="nearest")(y)
-    y = L.Conv2DTranspose(5, 3, strides=2, padding="same")(y)
+    y = L.Conv2DTranspose(5, 4, strides=2, padding="same")(y)  # leading padding 1
     y = L.Conv2DTranspose(3, 2, strides=1, padding="valid", activation="relu")(y)
-    z = _AlignedNearest()(_PadWith()(L.Conv2D(2, 1)(x)))
+    z = _AlignedNearest()(_PadWith()(L.Conv2DTranspose(2, 3, padding="same")(x)))
     return L.Concatenate()([L.Dense(4)(L.GlobalAveragePooling2D()(y)), L.Flatten()(z)])
 
 
@@ -173,6 +173,20 @@ def test_conv1d_is_conv2d_between_aliases(converted):
     calls = lower(g).calls
     assert [c.op_name for c in calls] == ["CONV_2D", "CONV_2D", "PAD", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
     assert len(g.operators) > len(calls)  # the reshapes, squeezes and expand_dims cost nothing
+
+
+def test_supported_ops_and_transpose_conv_macs(converted):
+    ops = supported_ops()
+    assert {"MEAN", "CONCATENATION", "PAD", "PADV2", "MUL", "SUB", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU",
+            "QUANTIZE", "SQUEEZE", "EXPAND_DIMS", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE_CONV", "MAXIMUM",
+            "MINIMUM", "CONV_2D", "RESHAPE"} <= set(ops)
+    g = read_graph(converted["shape"].tflite)
+    tconv = [op for op in g.operators if op.name == "TRANSPOSE_CONV"]
+    assert len(tconv) == 3
+    for op in tconv:
+        w, x = g.tensors[op.inputs[1]], g.tensors[op.inputs[2]]
+        out_c, k_h, k_w, in_c = w.shape
+        assert g.op_macs(op) == x.size // in_c * k_h * k_w * in_c * out_c > 0
 
 
 def test_activation_tables_are_precomputed(converted):

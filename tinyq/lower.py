@@ -17,8 +17,9 @@ from . import lut
 from .errors import UnsupportedOpError
 from .fixedpoint import f32 as _f32
 from .fixedpoint import quantize_multiplier, round_half_away  # noqa: F401 - re-exported for callers and tests
-from .graph import (Activation, AddOptions, ConvOptions, FullyConnectedOptions, Graph, Operator, Padding,
-                    PoolOptions, SoftmaxOptions, _schema, op_name)
+from .graph import (Activation, AddOptions, ConcatenationOptions, ConvOptions, FullyConnectedOptions, Graph,
+                    LeakyReluOptions, Operator, Padding, PoolOptions, ResizeOptions, SoftmaxOptions,
+                    TransposeConvOptions, _schema, op_name)
 
 ADD_LEFT_SHIFT = 20
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
@@ -329,6 +330,12 @@ class _Lowerer:
 
     # ---- operands shared by the new families ----
 
+    def options(self, op: Operator, cls):
+        """The op's typed options; a flatbuffer without them (they carry required fields) is refused."""
+        if not isinstance(op.options, cls):
+            raise self.fail(op, f"has no {cls.__name__}; the .tflite omits options this op needs")
+        return op.options
+
     def int8_operand(self, op: Operator, index: int, role: str, name: str, consts: list):
         """An int8 activation, or a constant int8 tensor that becomes a flash array (added to `consts`)."""
         t = self.g.tensors[index]
@@ -419,7 +426,7 @@ class _Lowerer:
                 "LOGISTIC": lambda: lut.logistic(si, zi),
                 "TANH": lambda: lut.tanh(si, zi),
                 "HARD_SWISH": lambda: lut.hard_swish(si, zi, so, zo),
-                "LEAKY_RELU": lambda: lut.leaky_relu(si, zi, so, zo, op.options.alpha),
+                "LEAKY_RELU": lambda: lut.leaky_relu(si, zi, so, zo, self.options(op, LeakyReluOptions).alpha),
                 "QUANTIZE": lambda: lut.requantize(si, zi, so, zo),
                 "RELU": lambda: lut.relu(si, zi, so, zo),
                 "RELU6": lambda: lut.relu6(si, zi),
@@ -458,10 +465,11 @@ class _Lowerer:
 
     def concatenation(self, op: Operator) -> KernelCall:
         out_t = self.int8_act(op, op.outputs[0], "output")
-        if op.options.activation is not Activation.NONE:
-            raise self.fail(op, f"fused activation {op.options.activation.name} on a concatenation")
+        o: ConcatenationOptions = self.options(op, ConcatenationOptions)
+        if o.activation is not Activation.NONE:
+            raise self.fail(op, f"fused activation {o.activation.name} on a concatenation is not supported")
         rank = len(out_t.shape)
-        axis = op.options.axis + rank if op.options.axis < 0 else op.options.axis
+        axis = o.axis + rank if o.axis < 0 else o.axis
         consts: list = []
         ins = [self.int8_operand(op, i, f"input {k + 1}", f"op{op.index}_in{k + 1}", consts)
                for k, i in enumerate(op.inputs)]
@@ -507,7 +515,7 @@ class _Lowerer:
         self.check_batch(op, in_t)
         if len(in_t.shape) != 4 or len(out_t.shape) != 4 or in_t.shape[3] != out_t.shape[3]:
             raise self.fail(op, f"expects 4-D NHWC tensors with equal channels, has {in_t.shape} -> {out_t.shape}")
-        o = op.options
+        o: ResizeOptions = self.options(op, ResizeOptions)
 
         def source(out_size: int, in_size: int) -> np.ndarray:
             f = np.float32
@@ -531,7 +539,7 @@ class _Lowerer:
 
     def transpose_conv(self, op: Operator) -> KernelCall:
         """TRANSPOSE_CONV (inputs: output shape, weights [out_c][k_h][k_w][in_c], input, optional bias)."""
-        o = op.options
+        o: TransposeConvOptions = self.options(op, TransposeConvOptions)
         in_t = self.int8_act(op, op.inputs[2], "input")
         out_t = self.int8_act(op, op.outputs[0], "output")
         self.check_batch(op, in_t)
@@ -571,6 +579,13 @@ def _int32(values: np.ndarray, where: str) -> np.ndarray:
     if values.min(initial=0) < -(1 << 31) or values.max(initial=0) >= (1 << 31):
         raise UnsupportedOpError(f"{where}: folded bias does not fit int32")
     return values.astype(np.int32)
+
+
+def supported_ops() -> tuple[str, ...]:
+    """Names of the TFLite builtin ops the C engine runs (RESHAPE, SQUEEZE, EXPAND_DIMS as aliases), sorted."""
+    schema_op = _schema().BuiltinOperator
+    codes = [*_Lowerer(None).table(), schema_op.RESHAPE, schema_op.SQUEEZE, schema_op.EXPAND_DIMS]
+    return tuple(sorted(op_name(c) for c in codes))
 
 
 def lower(graph: Graph) -> Lowered:

@@ -289,7 +289,7 @@ def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConf
     if role == "input" and op_name in _BIAS_OPS and position == 1:
         return {"int8"}
     if role == "input" and op_name == "TRANSPOSE_CONV":  # output shape, weights, input, bias
-        return ({"int32"}, {"int8"}, {act}, {"int32"} if act == "int8" else {"int64"})[min(position, 3)]
+        return ({"int32"}, {"int8"}, {act}, {"int32"} if act == "int8" else {"int32", "int64"})[min(position, 3)]
     if role == "input" and op_name in _INT32_OPERAND_OPS and position >= 1:
         return {act, "int32"}
     return {act}
