@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tinyq import cortex_m, emit, firmware, lut, verify
 from tinyq.errors import UnsupportedOpError
-from tinyq.graph import read_graph
+from tinyq.graph import (Activation, ActivationOptions, Graph, NoOptions, Operator, Tensor, _schema,
+                         read_graph)
 from tinyq.lower import lower, supported_ops
 from tinyq.quantize import QuantizeConfig, quantize
 
@@ -213,3 +214,37 @@ def test_mean_over_split_axes_refused_clearly():
     q = quantize(model, np.random.default_rng(0).random((32, 4, 5, 3), dtype=np.float32), QuantizeConfig(32))
     with pytest.raises(UnsupportedOpError, match=r"op #\d+ MEAN .*only one contiguous run of axes"):
         lower(read_graph(q.tflite))
+
+
+def _graph(ops: list[tuple[str, tuple[int, ...], tuple[int, ...], object]], tensors: list[tuple]) -> Graph:
+    """A hand-built graph: tensors as (shape, dtype, data) with scale 0.05 and zero point 3."""
+    codes = _schema().BuiltinOperator
+    ts = tuple(Tensor(i, f"t{i}", shape, dtype, (0.05,) if dtype == "int8" else (), (3,) if dtype == "int8" else (),
+                      0, data) for i, (shape, dtype, data) in enumerate(tensors))
+    operators = tuple(Operator(i, getattr(codes, name), name, 1, ins, outs, options)
+                      for i, (name, ins, outs, options) in enumerate(ops))
+    return Graph(ts, operators, (0,), (operators[-1].outputs[0],))
+
+
+def test_squeeze_and_expand_dims_are_aliases():
+    g = _graph([("EXPAND_DIMS", (0, 1), (2,), NoOptions()), ("RELU6", (2,), (3,), NoOptions()),
+                ("SQUEEZE", (3,), (4,), NoOptions()), ("QUANTIZE", (4,), (5,), NoOptions())],
+               [((1, 6), "int8", None), ((), "int32", np.array(1, np.int32)), ((1, 1, 6), "int8", None),
+                ((1, 1, 6), "int8", None), ((1, 6), "int8", None), ((1, 6), "int8", None)])
+    lowered = lower(g)
+    assert [c.op_name for c in lowered.calls] == ["RELU6", "QUANTIZE"]
+    assert dict(lowered.aliases) == {2: 0, 4: 3}
+
+
+def test_broadcast_beyond_4d_refused_clearly():
+    g = _graph([("MUL", (0, 1), (2,), ActivationOptions(Activation.NONE))],
+               [((1, 2, 3, 4, 5), "int8", None), ((1, 2, 3, 4, 5), "int8", None), ((1, 2, 3, 4, 5), "int8", None)])
+    with pytest.raises(UnsupportedOpError, match=r"op #0 MUL .*has 5 dimensions; at most 4 are supported"):
+        lower(g)
+
+
+def test_incompatible_broadcast_refused_clearly():
+    g = _graph([("SUB", (0, 1), (2,), ActivationOptions(Activation.NONE))],
+               [((1, 4, 6), "int8", None), ((1, 3, 6), "int8", None), ((1, 4, 6), "int8", None)])
+    with pytest.raises(UnsupportedOpError, match=r"op #0 SUB .*input 't1' of shape \(1, 3, 6\) does not broadcast"):
+        lower(g)
