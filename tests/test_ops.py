@@ -52,10 +52,13 @@ class _ExpandSqueeze(L.Layer):
 
 def _activations(x):
     y = L.Dense(8)(x)
-    relus = L.Add()([L.LeakyReLU(0.3)(x), L.ReLU()(x)])
+    narrow = L.Activation("hard_swish")(L.Rescaling(0.5)(x))  # hard swish's right-shift branch
+    relus = L.Add()([L.LeakyReLU(0.3)(x), L.ReLU()(x), narrow])
     relu6s = L.Add()([L.Dense(8)(L.ReLU(6.0)(x)), L.ReLU(6.0)(L.Rescaling(8.0)(x))])  # MUL with RELU6 fused
+    big = L.Rescaling(60.0)(x)  # wide input scales: saturated sigmoid/tanh, hard swish's left-shift branch
+    wide = L.Add()([L.Activation("sigmoid")(big), L.Activation("tanh")(big), L.Activation("hard_swish")(big)])
     outs = [L.Activation("sigmoid")(y), L.Activation("tanh")(y), L.Activation("hard_swish")(y),
-            L.LeakyReLU(0.2)(y), L.ReLU()(y), L.Activation("sigmoid")(x), L.Activation("tanh")(x),
+            L.LeakyReLU(0.2)(y), wide, L.Activation("sigmoid")(x), L.Activation("tanh")(x),
             L.Activation("hard_swish")(x), relus, relu6s]
     return L.Concatenate()(outs)  # TFLM concatenates at most 10 inputs
 
