@@ -51,9 +51,9 @@ class CallValues:
     kernel: str
     params_type: str
     fields: tuple[tuple[str, str], ...]
-    inputs: tuple[object, ...]
+    inputs: tuple[object, ...]  # a plan Location, or the name of a constant array
     output: object
-    is_add: bool
+    input_array: bool
 
 
 def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
@@ -65,8 +65,9 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
     array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
                     for a in arrays]
     calls = [CallValues(f"op{c.op_index}", f"op #{c.op_index} {c.op_name} (layer {c.layer})", c.kernel,
-                        c.params_type, c.fields, tuple(memory.location(t) for t in c.inputs),
-                        memory.location(c.output), c.kernel == "tq_add")
+                        c.params_type, c.fields,
+                        tuple(dict(c.const_inputs).get(t) or memory.location(t) for t in c.inputs),
+                        memory.location(c.output), c.input_array)
              for c in lowered.calls]
     in_bytes = graph.tensors[graph.inputs[0]].nbytes
     out_bytes = graph.tensors[graph.outputs[0]].nbytes

@@ -107,6 +107,43 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class ActivationOptions:
+    """Options that are only a fused activation (MUL, SUB)."""
+
+    activation: Activation
+
+
+@dataclass(frozen=True)
+class ConcatenationOptions:
+    axis: int
+    activation: Activation
+
+
+@dataclass(frozen=True)
+class ReducerOptions:
+    keep_dims: bool
+
+
+@dataclass(frozen=True)
+class LeakyReluOptions:
+    alpha: float
+
+
+@dataclass(frozen=True)
+class ResizeOptions:
+    align_corners: bool
+    half_pixel_centers: bool
+
+
+@dataclass(frozen=True)
+class TransposeConvOptions:
+    padding: Padding
+    stride_h: int
+    stride_w: int
+    activation: Activation
+
+
+@dataclass(frozen=True)
 class Operator:
     """One operator in execution order: builtin code, name, version, tensor indices and typed options."""
 
@@ -150,6 +187,17 @@ def _options_table() -> dict[int, object]:
         op.SOFTMAX: lambda o: SoftmaxOptions(float(o.beta)),
         op.ADD: lambda o: AddOptions(Activation(o.fusedActivationFunction)),
         op.RESHAPE: lambda o: NoOptions(),
+        op.MUL: lambda o: ActivationOptions(Activation(o.fusedActivationFunction)),
+        op.SUB: lambda o: ActivationOptions(Activation(o.fusedActivationFunction)),
+        op.CONCATENATION: lambda o: ConcatenationOptions(int(o.axis), Activation(o.fusedActivationFunction)),
+        op.MEAN: lambda o: ReducerOptions(bool(o.keepDims)),
+        op.LEAKY_RELU: lambda o: LeakyReluOptions(float(o.alpha)),
+        op.RESIZE_NEAREST_NEIGHBOR: lambda o: ResizeOptions(bool(o.alignCorners), bool(o.halfPixelCenters)),
+        op.TRANSPOSE_CONV: lambda o: TransposeConvOptions(Padding(o.padding), o.strideH, o.strideW,
+                                                          Activation(o.fusedActivationFunction)),
+        **{code: (lambda o: NoOptions()) for code in (
+            op.PAD, op.PADV2, op.SQUEEZE, op.EXPAND_DIMS, op.LOGISTIC, op.TANH, op.HARD_SWISH, op.QUANTIZE,
+            op.MAXIMUM, op.MINIMUM, op.RELU, op.RELU6)},
     }
 
 
@@ -186,7 +234,8 @@ class Graph:
         return [op.index for op in self.operators if tensor_index in op.inputs]
 
     def op_macs(self, op: Operator) -> int:
-        """Multiply-accumulates of one op: convolutions, depthwise convolutions and fully connected; else 0."""
+        """Multiply-accumulates of one op: (transposed) convolutions, depthwise convolutions and fully connected;
+        else 0. A transposed convolution counts every input value times every filter tap of each output channel."""
         schema_op = _schema().BuiltinOperator
         out = self.tensors[op.outputs[0]]
         if op.code == schema_op.CONV_2D:
@@ -194,6 +243,8 @@ class Graph:
         if op.code == schema_op.DEPTHWISE_CONV_2D:
             w = self.tensors[op.inputs[1]]
             return out.size * w.shape[1] * w.shape[2]
+        if op.code == schema_op.TRANSPOSE_CONV:
+            return self.tensors[op.inputs[2]].size * int(np.prod(self.tensors[op.inputs[1]].shape[:3]))
         if op.code == schema_op.FULLY_CONNECTED:
             return out.size * self.tensors[op.inputs[1]].shape[1]
         return 0

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import lut
 from .errors import UnsupportedOpError
-from .graph import (Activation, AddOptions, ConvOptions, FullyConnectedOptions, Graph, Operator, Padding,
-                    PoolOptions, SoftmaxOptions, _schema, op_name)
+from .fixedpoint import f32 as _f32
+from .fixedpoint import quantize_multiplier, round_half_away  # noqa: F401 - re-exported for callers and tests
+from .graph import (Activation, AddOptions, ConcatenationOptions, ConvOptions, FullyConnectedOptions, Graph,
+                    LeakyReluOptions, Operator, Padding, PoolOptions, ResizeOptions, SoftmaxOptions,
+                    TransposeConvOptions, _schema, op_name)
 
 ADD_LEFT_SHIFT = 20
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
@@ -47,40 +51,17 @@ class KernelCall:
     inputs: tuple[int, ...]
     output: int
     arrays: tuple[ConstArray, ...]
+    const_inputs: tuple[tuple[int, str], ...] = ()  # (input tensor, ConstArray holding its constant data)
+    input_array: bool = False  # the inputs go to the kernel as one array argument (a variable count)
 
 
 @dataclass(frozen=True)
 class Lowered:
-    """The kernel calls in order, and the tensors that are only another name for another tensor (RESHAPE)."""
+    """The kernel calls in order, and the tensors that are only another name for another tensor (RESHAPE,
+    SQUEEZE, EXPAND_DIMS)."""
 
     calls: tuple[KernelCall, ...]
     aliases: tuple[tuple[int, int], ...]  # (alias tensor, tensor it names)
-
-
-def round_half_away(x: float) -> int:
-    """Round to nearest, ties away from zero (C's round())."""
-    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite's QuantizeMultiplier: real = q * 2^(shift - 31) with q a Q0.31 value in [2^30, 2^31)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = round_half_away(q * float(1 << 31))
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:
-        return (1 << 31) - 1, 30
-    return int(q_fixed), int(shift)
-
-
-def _f32(x: float) -> float:
-    """The double value of a float32 scale, as C++ gets from static_cast<double>(float)."""
-    return float(np.float32(x))
 
 
 def activation_range(act: Activation, scale: float, zero_point: int, where: str) -> tuple[int, int]:
@@ -164,29 +145,44 @@ class _Lowerer:
         return [ConstArray(f"{name}_mult", "int32_t", np.array([m for m, _ in pairs], np.int32)),
                 ConstArray(f"{name}_shift", "int8_t", np.array([s for _, s in pairs], np.int8))]
 
+    def table(self) -> dict:
+        """Builtin operator code -> lowering of that op, grouped by op family."""
+        op = _schema().BuiltinOperator
+        return {
+            # convolutions and fully connected
+            op.CONV_2D: self.conv, op.DEPTHWISE_CONV_2D: self.conv, op.FULLY_CONNECTED: self.fully_connected,
+            op.TRANSPOSE_CONV: self.transpose_conv,
+            # pooling and reduction
+            op.MAX_POOL_2D: self.pool, op.AVERAGE_POOL_2D: self.pool, op.MEAN: self.mean,
+            # elementwise on two tensors, with broadcasting
+            op.ADD: self.add, op.SUB: self.binary, op.MUL: self.binary, op.MAXIMUM: self.binary,
+            op.MINIMUM: self.binary,
+            # elementwise on one tensor: a 256-entry table
+            op.LOGISTIC: self.table_op, op.TANH: self.table_op, op.HARD_SWISH: self.table_op,
+            op.LEAKY_RELU: self.table_op, op.QUANTIZE: self.table_op, op.RELU: self.table_op,
+            op.RELU6: self.table_op,
+            op.SOFTMAX: self.softmax,
+            # data movement
+            op.CONCATENATION: self.concatenation, op.PAD: self.pad, op.PADV2: self.pad,
+            op.RESIZE_NEAREST_NEIGHBOR: self.resize_nearest,
+        }
+
     def lower(self) -> Lowered:
         schema_op = _schema().BuiltinOperator
-        table = {
-            schema_op.CONV_2D: self.conv,
-            schema_op.DEPTHWISE_CONV_2D: self.conv,
-            schema_op.FULLY_CONNECTED: self.fully_connected,
-            schema_op.MAX_POOL_2D: self.pool,
-            schema_op.AVERAGE_POOL_2D: self.pool,
-            schema_op.ADD: self.add,
-            schema_op.SOFTMAX: self.softmax,
-        }
+        alias_ops = (schema_op.RESHAPE, schema_op.SQUEEZE, schema_op.EXPAND_DIMS)
+        table = self.table()
         calls, aliases = [], []
         for op in self.g.operators:
-            if op.code == schema_op.RESHAPE:
+            if op.code in alias_ops:
                 src = self.int8_act(op, op.inputs[0], "input")
                 dst = self.int8_act(op, op.outputs[0], "output")
                 if src.size != dst.size or src.scales != dst.scales or src.zero_points != dst.zero_points:
-                    raise self.fail(op, "reshape changes size or quantization")
+                    raise self.fail(op, "changes size or quantization; only a change of shape can be an alias")
                 aliases.append((op.outputs[0], op.inputs[0]))
                 continue
             handler = table.get(op.code)
             if handler is None:
-                supported = ", ".join(sorted([op_name(code) for code in table] + ["RESHAPE"]))
+                supported = ", ".join(sorted([op_name(code) for code in table] + [op_name(c) for c in alias_ops]))
                 raise self.fail(op, f"op not supported by the C engine (supported: {supported})")
             calls.append(handler(op))
         return Lowered(tuple(calls), tuple(aliases))
@@ -250,16 +246,16 @@ class _Lowerer:
             raise self.fail(op, f"weights {w.name!r} have shape {w.shape}, expected 2-D")
         out_depth, in_depth = w.shape
         w = self.weights(op, op.inputs[1], out_depth, 0)
-        if in_t.size != in_depth or out_t.size != out_depth:
-            raise self.fail(op, f"input {in_t.shape} / output {out_t.shape} do not fit weights {w.shape} at "
-                                f"batch 1")
+        rows = in_t.size // in_depth
+        if in_t.size != rows * in_depth or out_t.size != rows * out_depth:
+            raise self.fail(op, f"input {in_t.shape} / output {out_t.shape} do not fit weights {w.shape}")
         bias = self.bias(op, out_depth) - in_t.zero_points[0] * w.data.astype(np.int64).sum(axis=1)
         name = f"op{op.index}"
         act_min, act_max = activation_range(o.activation, out_t.scales[0], out_t.zero_points[0], self.g.where(op))
         arrays = [ConstArray(f"{name}_weights", "int8_t", np.ascontiguousarray(w.data).reshape(-1)),
                   ConstArray(f"{name}_bias", "int32_t", _int32(bias, self.g.where(op))),
                   *self.multipliers(op, in_t, w, out_t, out_depth, name)]
-        fields = dict(in_depth=in_depth, out_depth=out_depth, output_offset=out_t.zero_points[0],
+        fields = dict(rows=rows, in_depth=in_depth, out_depth=out_depth, output_offset=out_t.zero_points[0],
                       act_min=act_min, act_max=act_max)
         return self.call(op, "tq_fully_connected", "tq_fc_params", fields, arrays,
                          ("weights", "bias", "mult", "shift"))
@@ -286,11 +282,13 @@ class _Lowerer:
 
     def add(self, op: Operator) -> KernelCall:
         o: AddOptions = op.options
+        if any(self.g.tensors[i].is_constant for i in op.inputs[:2]):
+            return self.binary(op)
         a = self.int8_act(op, op.inputs[0], "input 1")
         b = self.int8_act(op, op.inputs[1], "input 2")
         out_t = self.int8_act(op, op.outputs[0], "output")
         if a.shape != b.shape or a.shape != out_t.shape:
-            raise self.fail(op, f"shapes {a.shape} + {b.shape} -> {out_t.shape}: broadcasting is not supported")
+            return self.binary(op)
         s1, s2, so = _f32(a.scales[0]), _f32(b.scales[0]), _f32(out_t.scales[0])
         twice_max = 2.0 * max(s1, s2)
         m1, sh1 = quantize_multiplier(s1 / twice_max)
@@ -300,7 +298,7 @@ class _Lowerer:
         fields = dict(size=out_t.size, left_shift=ADD_LEFT_SHIFT, in1_offset=-a.zero_points[0], in1_mult=m1,
                       in1_shift=sh1, in2_offset=-b.zero_points[0], in2_mult=m2, in2_shift=sh2,
                       out_offset=out_t.zero_points[0], out_mult=mo, out_shift=sho, act_min=act_min, act_max=act_max)
-        return self.call(op, "tq_add", "tq_add_params", fields, [], ())
+        return self.call(op, "tq_add", "tq_add_params", fields, [], (), inputs=op.inputs[:2])
 
     def softmax(self, op: Operator) -> KernelCall:
         o: SoftmaxOptions = op.options
@@ -321,18 +319,273 @@ class _Lowerer:
         return self.call(op, "tq_softmax", "tq_softmax_params", fields, [], ())
 
     def call(self, op: Operator, kernel: str, params_type: str, fields: dict, arrays: list[ConstArray],
-             pointer_fields: tuple[str, ...]) -> KernelCall:
+             pointer_fields: tuple[str, ...], inputs: tuple[int, ...] | None = None,
+             const_inputs: tuple[tuple[int, str], ...] = (), input_array: bool = False) -> KernelCall:
+        """The call: integer fields, then pointer fields naming the first arrays; inputs default to op input 0."""
         values = [(k, str(int(v))) for k, v in fields.items()]
         values += [(field, arr.name) for field, arr in zip(pointer_fields, arrays)]
-        inputs = tuple(i for i in op.inputs[:2 if kernel == "tq_add" else 1])
+        inputs = tuple(op.inputs[:1]) if inputs is None else tuple(inputs)
         return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
-                          inputs, op.outputs[0], tuple(arrays))
+                          inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array)
+
+    # ---- operands shared by the new families ----
+
+    def options(self, op: Operator, cls):
+        """The op's typed options; a flatbuffer without them (they carry required fields) is refused."""
+        if not isinstance(op.options, cls):
+            raise self.fail(op, f"has no {cls.__name__}; the .tflite omits options this op needs")
+        return op.options
+
+    def int8_operand(self, op: Operator, index: int, role: str, name: str, consts: list):
+        """An int8 activation, or a constant int8 tensor that becomes a flash array (added to `consts`)."""
+        t = self.g.tensors[index]
+        if not t.is_constant:
+            return self.int8_act(op, index, role)
+        if t.dtype != "int8" or len(t.scales) != 1 or len(t.zero_points) != 1:
+            raise self.fail(op, f"{role} tensor {t.name!r} is a constant {t.dtype} with {len(t.scales)} scales; "
+                                f"constant operands must be int8 with one scale and zero point")
+        consts.append((index, ConstArray(name, "int8_t", np.ascontiguousarray(t.data).reshape(-1))))
+        return t
+
+    def const_ints(self, op: Operator, index: int, role: str) -> np.ndarray:
+        t = self.g.tensors[index]
+        if not t.is_constant or t.dtype not in ("int32", "int64"):
+            raise self.fail(op, f"{role} tensor {t.name!r} must be a constant int32, is {t.dtype}"
+                                f"{'' if t.is_constant else ' computed at run time'}")
+        return t.data.astype(np.int64).reshape(-1)
+
+    def shape4(self, op: Operator, t) -> tuple[int, int, int, int]:
+        if len(t.shape) > 4:
+            raise self.fail(op, f"tensor {t.name!r} has {len(t.shape)} dimensions; at most 4 are supported")
+        return (1,) * (4 - len(t.shape)) + tuple(t.shape)
+
+    # ---- elementwise on two tensors, with broadcasting ----
+
+    def broadcast(self, op: Operator, a, b, out) -> dict:
+        """Output dims and each input's element strides per output dim (0 where it broadcasts), all 4-D."""
+        dims, sa, sb = self.shape4(op, out), self.shape4(op, a), self.shape4(op, b)
+        fields = {f"n{k}": d for k, d in enumerate(dims)}
+        for prefix, shape, t in (("a", sa, a), ("b", sb, b)):
+            strides = [int(np.prod(shape[k + 1:])) for k in range(4)]
+            for k in range(4):
+                if shape[k] != dims[k]:
+                    if shape[k] != 1:
+                        raise self.fail(op, f"input {t.name!r} of shape {t.shape} does not broadcast to "
+                                            f"{out.shape}")
+                    strides[k] = 0
+            fields.update({f"{prefix}{k}": s for k, s in enumerate(strides)})
+        return fields
+
+    def binary(self, op: Operator) -> KernelCall:
+        """ADD (broadcasting), SUB, MUL, MAXIMUM, MINIMUM: int8 with each input's own quantization."""
+        name = f"op{op.index}"
+        consts: list = []
+        a = self.int8_operand(op, op.inputs[0], "input 1", f"{name}_in1", consts)
+        b = self.int8_operand(op, op.inputs[1], "input 2", f"{name}_in2", consts)
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        if a.is_constant and b.is_constant:
+            raise self.fail(op, "both inputs are constant; nothing to compute at run time")
+        fields = self.broadcast(op, a, b, out_t)
+        act = getattr(op.options, "activation", Activation.NONE)
+        act_min, act_max = activation_range(act, out_t.scales[0], out_t.zero_points[0], self.g.where(op))
+        arith = dict(left_shift=0, in1_offset=-a.zero_points[0], in1_mult=0, in1_shift=0,
+                     in2_offset=-b.zero_points[0], in2_mult=0, in2_shift=0, out_offset=out_t.zero_points[0],
+                     out_mult=0, out_shift=0, act_min=act_min, act_max=act_max)
+        s1, s2, so = a.scales[0], b.scales[0], out_t.scales[0]
+        if op.name == "ADD":
+            twice_max = 2.0 * max(_f32(s1), _f32(s2))
+            m1, m2 = quantize_multiplier(_f32(s1) / twice_max), quantize_multiplier(_f32(s2) / twice_max)
+            mo = quantize_multiplier(twice_max / (float(1 << ADD_LEFT_SHIFT) * _f32(so)))
+        elif op.name == "SUB":  # TFLM's SUB combines the scales in float32, ADD in double
+            f1, f2, fo = np.float32(s1), np.float32(s2), np.float32(so)
+            twice_max = np.float32(2) * max(f1, f2)
+            m1, m2 = quantize_multiplier(float(f1 / twice_max)), quantize_multiplier(float(f2 / twice_max))
+            mo = quantize_multiplier(float(twice_max / (np.float32(1 << ADD_LEFT_SHIFT) * fo)))
+        if op.name in ("ADD", "SUB"):
+            arith.update(left_shift=ADD_LEFT_SHIFT, in1_mult=m1[0], in1_shift=m1[1], in2_mult=m2[0],
+                         in2_shift=m2[1], out_mult=mo[0], out_shift=mo[1])
+        elif op.name == "MUL":
+            arith.update(zip(("out_mult", "out_shift"), quantize_multiplier(_f32(s1) * _f32(s2) / _f32(so))))
+        kernel = {"ADD": "tq_add_broadcast", "SUB": "tq_sub", "MUL": "tq_mul", "MAXIMUM": "tq_maximum",
+                  "MINIMUM": "tq_minimum"}[op.name]
+        return self.call(op, kernel, "tq_binary_params", {**fields, **arith}, [c for _, c in consts], (),
+                         inputs=op.inputs[:2], const_inputs=tuple((i, c.name) for i, c in consts))
+
+    # ---- elementwise on one tensor: TFLM's arithmetic replayed into a 256-entry table ----
+
+    def table_op(self, op: Operator) -> KernelCall:
+        in_t = self.int8_act(op, op.inputs[0], "input")
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        if in_t.size != out_t.size:
+            raise self.fail(op, f"input {in_t.shape} and output {out_t.shape} differ in size")
+        si, zi, so, zo = in_t.scales[0], in_t.zero_points[0], out_t.scales[0], out_t.zero_points[0]
+        if op.name == "LOGISTIC" and zo != -128:
+            raise self.fail(op, f"int8 logistic output must have zero point -128 (TFLM's requirement), has {zo}")
+        try:
+            table = {
+                "LOGISTIC": lambda: lut.logistic(si, zi),
+                "TANH": lambda: lut.tanh(si, zi),
+                "HARD_SWISH": lambda: lut.hard_swish(si, zi, so, zo),
+                "LEAKY_RELU": lambda: lut.leaky_relu(si, zi, so, zo, self.options(op, LeakyReluOptions).alpha),
+                "QUANTIZE": lambda: lut.requantize(si, zi, so, zo),
+                "RELU": lambda: lut.relu(si, zi, so, zo),
+                "RELU6": lambda: lut.relu6(si, zi),
+            }[op.name]()
+        except ValueError as exc:
+            raise self.fail(op, str(exc)) from exc
+        arrays = [ConstArray(f"op{op.index}_table", "int8_t", table)]
+        return self.call(op, "tq_lut", "tq_lut_params", dict(size=in_t.size), arrays, ("table",))
+
+    # ---- reduction ----
+
+    def mean(self, op: Operator) -> KernelCall:
+        """MEAN over contiguous axes (GlobalAveragePooling1D/2D): TFLM's QuantizedMeanOrSum."""
+        in_t = self.int8_act(op, op.inputs[0], "input")
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        rank = len(in_t.shape)
+        axes = sorted({int(a) % rank for a in self.const_ints(op, op.inputs[1], "axis")}) if rank else []
+        if not axes or axes != list(range(axes[0], axes[-1] + 1)):
+            raise self.fail(op, f"reduces axes {axes} of {in_t.shape}; only one contiguous run of axes is supported")
+        outer = int(np.prod(in_t.shape[:axes[0]]))
+        count = int(np.prod(in_t.shape[axes[0]:axes[-1] + 1]))
+        inner = int(np.prod(in_t.shape[axes[-1] + 1:]))
+        if outer * inner != out_t.size:
+            raise self.fail(op, f"output {out_t.shape} does not fit reducing {in_t.shape} over axes {axes}")
+        mult, shift = quantize_multiplier(_f32(in_t.scales[0]) / _f32(out_t.scales[0]))
+        pot = min(count.bit_length() - 1, 32, 31 + shift)
+        mult = (mult << pot) // count
+        zp_sum = in_t.zero_points[0] * count
+        if not -(1 << 31) <= zp_sum < (1 << 31):
+            raise self.fail(op, f"{count} values per mean overflow int32")
+        fields = dict(outer=outer, count=count, inner=inner, input_zp_sum=zp_sum, mult=mult, shift=shift - pot,
+                      output_offset=out_t.zero_points[0])
+        return self.call(op, "tq_mean", "tq_mean_params", fields, [], ())
+
+    # ---- data movement ----
+
+    def concatenation(self, op: Operator) -> KernelCall:
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        o: ConcatenationOptions = self.options(op, ConcatenationOptions)
+        if o.activation is not Activation.NONE:
+            raise self.fail(op, f"fused activation {o.activation.name} on a concatenation is not supported")
+        rank = len(out_t.shape)
+        axis = o.axis + rank if o.axis < 0 else o.axis
+        consts: list = []
+        ins = [self.int8_operand(op, i, f"input {k + 1}", f"op{op.index}_in{k + 1}", consts)
+               for k, i in enumerate(op.inputs)]
+        for t in ins:
+            if t.scales != out_t.scales or t.zero_points != out_t.zero_points:
+                raise self.fail(op, f"input {t.name!r} is quantized differently from the output; TFLM requires "
+                                    f"the same scale and zero point")
+            if len(t.shape) != rank or t.shape[:axis] != out_t.shape[:axis]:
+                raise self.fail(op, f"input {t.name!r} of shape {t.shape} does not fit {out_t.shape} on axis {axis}")
+        chunks = np.array([int(np.prod(t.shape[axis:])) for t in ins], np.int32)
+        if int(chunks.sum()) != int(np.prod(out_t.shape[axis:])):
+            raise self.fail(op, f"inputs do not add up to the output {out_t.shape} on axis {axis}")
+        arrays = [ConstArray(f"op{op.index}_chunks", "int32_t", chunks)] + [c for _, c in consts]
+        fields = dict(outer=int(np.prod(out_t.shape[:axis])), count=len(ins))
+        return self.call(op, "tq_concatenation", "tq_concat_params", fields, arrays, ("chunk",),
+                         inputs=op.inputs, const_inputs=tuple((i, c.name) for i, c in consts), input_array=True)
+
+    def pad(self, op: Operator) -> KernelCall:
+        """PAD and PADV2 with constant paddings; the pad value is the output zero point or PADV2's constant."""
+        in_t = self.int8_act(op, op.inputs[0], "input")
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        paddings = self.const_ints(op, op.inputs[1], "paddings").reshape(-1, 2)
+        if len(paddings) != len(in_t.shape) or (paddings < 0).any():
+            raise self.fail(op, f"paddings {paddings.tolist()} do not fit input {in_t.shape}")
+        value = out_t.zero_points[0]
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            c = self.g.tensors[op.inputs[2]]
+            if not c.is_constant or c.dtype != "int8" or c.size != 1:
+                raise self.fail(op, f"pad value {c.name!r} must be one constant int8")
+            value = int(c.data.reshape(-1)[0])
+        before = (0,) * (4 - len(paddings)) + tuple(int(p) for p in paddings[:, 0])
+        in4, out4 = self.shape4(op, in_t), self.shape4(op, out_t)
+        if any(i + p > o for i, p, o in zip(in4, before, out4)):
+            raise self.fail(op, f"input {in_t.shape} padded by {paddings.tolist()} does not fit {out_t.shape}")
+        fields = {**{f"in{k}": d for k, d in enumerate(in4)}, **{f"out{k}": d for k, d in enumerate(out4)},
+                  **{f"before{k}": d for k, d in enumerate(before)}, "value": value}
+        return self.call(op, "tq_pad", "tq_pad_params", fields, [], ())
+
+    def resize_nearest(self, op: Operator) -> KernelCall:
+        """RESIZE_NEAREST_NEIGHBOR: TFLM's source row and column of every output pixel, computed in float32."""
+        in_t = self.int8_act(op, op.inputs[0], "input")
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        self.check_batch(op, in_t)
+        if len(in_t.shape) != 4 or len(out_t.shape) != 4 or in_t.shape[3] != out_t.shape[3]:
+            raise self.fail(op, f"expects 4-D NHWC tensors with equal channels, has {in_t.shape} -> {out_t.shape}")
+        o: ResizeOptions = self.options(op, ResizeOptions)
+
+        def source(out_size: int, in_size: int) -> np.ndarray:
+            f = np.float32
+            scale = (f(in_size - 1) / f(out_size - 1) if o.align_corners and out_size > 1
+                     else f(in_size) / f(out_size))
+            offset = f(0.5) if o.half_pixel_centers else f(0.0)
+            idx = []
+            for i in range(out_size):
+                v = float((f(i) + offset) * scale)
+                k = min(round_half_away(v) if o.align_corners else math.floor(v), in_size - 1)
+                idx.append(max(0, k) if o.half_pixel_centers else k)
+            return np.array(idx, np.int32)
+        _, in_h, in_w, c = in_t.shape
+        _, out_h, out_w, _ = out_t.shape
+        arrays = [ConstArray(f"op{op.index}_rows", "int32_t", source(out_h, in_h)),
+                  ConstArray(f"op{op.index}_cols", "int32_t", source(out_w, in_w))]
+        fields = dict(in_w=in_w, channels=c, out_h=out_h, out_w=out_w)
+        return self.call(op, "tq_resize_nearest", "tq_resize_params", fields, arrays, ("rows", "cols"))
+
+    # ---- transposed convolution ----
+
+    def transpose_conv(self, op: Operator) -> KernelCall:
+        """TRANSPOSE_CONV (inputs: output shape, weights [out_c][k_h][k_w][in_c], input, optional bias)."""
+        o: TransposeConvOptions = self.options(op, TransposeConvOptions)
+        in_t = self.int8_act(op, op.inputs[2], "input")
+        out_t = self.int8_act(op, op.outputs[0], "output")
+        self.check_batch(op, in_t)
+        if len(in_t.shape) != 4 or len(out_t.shape) != 4:
+            raise self.fail(op, f"expects 4-D NHWC tensors, has {in_t.shape} -> {out_t.shape}")
+        _, in_h, in_w, in_c = in_t.shape
+        _, out_h, out_w, out_c = out_t.shape
+        w = self.weights(op, op.inputs[1], out_c, 0)
+        w_oc, k_h, k_w, w_ic = w.shape
+        if w_oc != out_c or w_ic != in_c:
+            raise self.fail(op, f"weights {w.shape} do not fit input {in_c} / output {out_c} channels")
+        bias = np.zeros(out_c, np.int64)
+        if len(op.inputs) > 3 and op.inputs[3] >= 0:
+            b = self.g.tensors[op.inputs[3]]
+            if b.dtype != "int32" or not b.is_constant or b.size != out_c:
+                raise self.fail(op, f"bias {b.name!r} must be constant int32 of {out_c} values")
+            bias = b.data.astype(np.int64).reshape(-1)
+
+        def padding(stride: int, size: int, k: int) -> int:  # TFLM pads as for a convolution of the output
+            conv_out = expected_out_size(o.padding, stride, 1, size, k)
+            return max(0, (conv_out - 1) * stride + k - size) // 2
+        name = f"op{op.index}"
+        act_min, act_max = activation_range(o.activation, out_t.scales[0], out_t.zero_points[0], self.g.where(op))
+        arrays = [ConstArray(f"{name}_weights", "int8_t", np.ascontiguousarray(w.data).reshape(-1)),
+                  ConstArray(f"{name}_bias", "int32_t", _int32(bias, self.g.where(op))),
+                  *self.multipliers(op, in_t, w, out_t, out_c, name)]
+        fields = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
+                      stride_h=o.stride_h, stride_w=o.stride_w, dil_h=1, dil_w=1,
+                      pad_h=padding(o.stride_h, out_h, k_h), pad_w=padding(o.stride_w, out_w, k_w),
+                      depth_multiplier=1, input_offset=-in_t.zero_points[0], output_offset=out_t.zero_points[0],
+                      act_min=act_min, act_max=act_max)
+        return self.call(op, "tq_transpose_conv", "tq_conv_params", fields, arrays,
+                         ("weights", "bias", "mult", "shift"), inputs=(op.inputs[2],))
 
 
 def _int32(values: np.ndarray, where: str) -> np.ndarray:
     if values.min(initial=0) < -(1 << 31) or values.max(initial=0) >= (1 << 31):
         raise UnsupportedOpError(f"{where}: folded bias does not fit int32")
     return values.astype(np.int32)
+
+
+def supported_ops() -> tuple[str, ...]:
+    """Names of the TFLite builtin ops the C engine runs (RESHAPE, SQUEEZE, EXPAND_DIMS as aliases), sorted."""
+    schema_op = _schema().BuiltinOperator
+    codes = [*_Lowerer(None).table(), schema_op.RESHAPE, schema_op.SQUEEZE, schema_op.EXPAND_DIMS]
+    return tuple(sorted(op_name(c) for c in codes))
 
 
 def lower(graph: Graph) -> Lowered:

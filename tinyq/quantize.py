@@ -274,7 +274,8 @@ _IO_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 _BIAS_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-_INT32_OPERAND_OPS = {"RESHAPE", "MEAN", "PAD", "TRANSPOSE", "SUM", "REDUCE_MAX", "STRIDED_SLICE", "CONCATENATION"}
+_INT32_OPERAND_OPS = {"RESHAPE", "MEAN", "PAD", "TRANSPOSE", "SUM", "REDUCE_MAX", "STRIDED_SLICE", "CONCATENATION",
+                      "PADV2", "EXPAND_DIMS", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TILE"}
 
 
 def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConfig) -> set[str]:
@@ -287,6 +288,8 @@ def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConf
         return {"int32"} if config.activations is ActivationType.INT8 else {"int32", "int64"}
     if role == "input" and op_name in _BIAS_OPS and position == 1:
         return {"int8"}
+    if role == "input" and op_name == "TRANSPOSE_CONV":  # output shape, weights, input, bias
+        return ({"int32"}, {"int8"}, {act}, {"int32"} if act == "int8" else {"int32", "int64"})[min(position, 3)]
     if role == "input" and op_name in _INT32_OPERAND_OPS and position >= 1:
         return {act, "int32"}
     return {act}

@@ -142,15 +142,17 @@ void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *o
 
 void tq_fully_connected(const tq_fc_params *p, const int8_t *input, int8_t *output)
 {
-    int32_t o, i;
-    for (o = 0; o < p->out_depth; o++) {
-        const int8_t *w = p->weights + (int32_t)o * p->in_depth;
-        int32_t acc = p->bias[o];
-        for (i = 0; i < p->in_depth; i++) {
-            acc += (int32_t)w[i] * (int32_t)input[i];
+    int32_t r, o, i;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += p->out_depth) {
+        for (o = 0; o < p->out_depth; o++) {
+            const int8_t *w = p->weights + (int32_t)o * p->in_depth;
+            int32_t acc = p->bias[o];
+            for (i = 0; i < p->in_depth; i++) {
+                acc += (int32_t)w[i] * (int32_t)input[i];
+            }
+            acc = tq_multiply_by_quantized_multiplier(acc, p->mult[o], p->shift[o]) + p->output_offset;
+            output[o] = clamp_to_int8(acc, p->act_min, p->act_max);
         }
-        acc = tq_multiply_by_quantized_multiplier(acc, p->mult[o], p->shift[o]) + p->output_offset;
-        output[o] = clamp_to_int8(acc, p->act_min, p->act_max);
     }
 }
 

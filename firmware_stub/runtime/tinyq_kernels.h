@@ -28,9 +28,9 @@ typedef struct {
     const int8_t *shift;    /* [out_c] their shifts (>0 left, <0 right) */
 } tq_conv_params;
 
-/* FULLY_CONNECTED over a flat input. The input zero point is always folded into `bias`. */
+/* FULLY_CONNECTED over `rows` input rows of in_depth values. The input zero point is always folded into `bias`. */
 typedef struct {
-    int32_t in_depth, out_depth;
+    int32_t rows, in_depth, out_depth;
     int32_t output_offset;
     int32_t act_min, act_max;
     const int8_t *weights;  /* [out_depth][in_depth] */
