@@ -15,7 +15,7 @@ from tinyq.errors import BuildError
 pytestmark = [pytest.mark.qemu, pytest.mark.integration]
 
 STUB = Path(__file__).resolve().parent.parent / "firmware_stub"
-BOARD = STUB / "board" / "cortex_m4"
+BOARD = STUB / "board" / "cortex_m"
 # board.h as the stub contract declares it, used only while firmware_stub/board.h is not yet in the tree.
 BOARD_H = "#include <stdint.h>\nvoid tinyq_board_init(void);\nuint32_t tinyq_board_cycles(void);\n"
 CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections",
@@ -73,7 +73,7 @@ def _cross_build(d: Path, main_source: str) -> Path:
     elf = d / "test.elf"
     sources = [str(d / "main.c"), str(d / "backend.c")] + [str(BOARD / f"{s}.c") for s in cortex_m.BOARD_SOURCES]
     subprocess.run(["arm-none-eabi-gcc", *CFLAGS, "-O2", f"-I{STUB}", f"-I{d}", f"-I{BOARD}", *sources,
-                    "--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-T", str(BOARD / "mps2_an386.ld"),
+                    "--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-T", str(BOARD / "cortex_m.ld"),
                     "-Wl,--gc-sections", "-Wl,--wrap=tinyq_backend_invoke", f"-Wl,-Map={elf}.map", "-o", str(elf)],
                    check=True)
     return elf
@@ -209,3 +209,29 @@ def test_instructions_per_inference_are_repeatable_and_plausible(cnn_m4, cnn_ver
     # No Cortex-M4 instruction does more than two 8-bit multiply-accumulates (SMLAD): a floor from the graph.
     assert cnn_m4.instructions_per_inference >= cnn_verify.macs / 2
     assert cnn_m4.instructions_resolution == 1_000_000_000 // 25_000_000  # 1 ns per instruction, 25 MHz SysTick
+
+
+@pytest.fixture(scope="module")
+def mlp_fw(mlp_q, mlp_verify, tmp_path_factory) -> Path:
+    return _firmware(mlp_q, mlp_verify, tmp_path_factory, "mlp_cores")
+
+
+@pytest.mark.parametrize("target", [t for t in cortex_m.TARGETS if t != "cortex-m4"])
+def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify, cnn_m4):
+    """The same folder built for each core: golden vectors, then test images equal to TFLM's outputs; the counts
+    agree with the Cortex-M4's within what the instruction sets explain (Thumb-1 on the M0 takes more)."""
+    n = 200
+    inputs = mlp_verify.int8_inputs.reshape(mlp_verify.test_images, -1)[:n]
+    expected = mlp_verify.tflm_outputs.reshape(mlp_verify.test_images, -1)[:n]
+    m = cortex_m.measure_cortex_m(mlp_fw, mlp_fw.parent / f"build-{target}", inputs, expected, target=target)
+    assert m.target == target and m.golden_passed and m.bitexact_images == n
+    assert mlp_verify.macs / 2 <= m.instructions_per_inference <= 10 * mlp_verify.macs
+    clock_mhz = {"cortex-m33": 20, "cortex-m55": 32, "cortex-m0": 16}.get(target, 25)
+    assert m.instructions_resolution == -(-1000 // clock_mhz)  # one SysTick tick, rounded up
+    if target == "cortex-m0":
+        assert m.ram_bytes <= 16 * 1024  # the micro:bit has 16 KB of RAM
+
+
+def test_unknown_target_is_refused_naming_the_known_ones(tmp_path):
+    with pytest.raises(BuildError, match="unknown target 'cortex-m9'.*cortex-m0.*cortex-m55"):
+        cortex_m.build_cortex_m(tmp_path, tmp_path / "b", target="cortex-m9")

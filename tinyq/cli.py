@@ -84,6 +84,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
+    from .cortex_m import QEMU_MACHINES
+
     parser = argparse.ArgumentParser(prog="tinyq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tinyq {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("model", help="a .keras (or .h5) model taking MNIST-shaped input scaled to 0..1")
     _common(conv)
     fw = sub.add_parser("firmware", help="cross-compile an emitted model for a target, run it, measure it")
-    fw.add_argument("--target", default="cortex-m4", choices=["cortex-m4"])
+    fw.add_argument("--target", default="cortex-m4", choices=list(QEMU_MACHINES),
+                    help="the core, run in QEMU: " + ", ".join(f"{t} ({m})" for t, m in QEMU_MACHINES.items()))
     fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
     fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")

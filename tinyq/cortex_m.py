@@ -1,10 +1,12 @@
-"""The firmware stub on a Cortex-M4: cross-build, runs in QEMU (mps2-an386), flash/RAM split, instruction counts.
+"""The firmware stub on Cortex-M cores: cross-build, runs in QEMU (micro:bit, mps2, mps3 boards; the Cortex-M4 on
+mps2-an386 by default), flash/RAM split, instruction counts.
 
 What "instructions per inference" means: QEMU runs with `-icount shift=0`, so its virtual clock advances 1 ns
-per executed guest instruction; SysTick counts the 25 MHz core clock, i.e. one tick per 40 instructions. The
-board code (firmware_stub/board/cortex_m4/measure.c) reads the counter right before and after every
+per executed guest instruction; SysTick counts the core clock, i.e. one tick per 40 instructions at 25 MHz (50 at
+20 MHz on mps2-an505, 31.25 at 32 MHz on mps3-an547, 62.5 at 16 MHz on the micro:bit). The
+board code (firmware_stub/board/cortex_m/measure.c) reads the counter right before and after every
 `tinyq_backend_invoke` call and subtracts the measured cost of an empty read-read pair. Each reading is
-quantised to 40 instructions; the figure reported is the mean over every inference of the run. It counts
+quantised to one tick; the figure reported is the mean over every inference of the run. It counts
 instructions, not cycles: QEMU models no pipeline, wait states or multi-cycle multiplies.
 """
 
@@ -26,6 +28,23 @@ from .progress import counted
 
 TARGET = "cortex-m4"
 QEMU_MACHINE = "mps2-an386"
+# Each Cortex-M target (firmware_stub/targets/<name>.mk: CPU, memory map, clock) and the QEMU board that runs it.
+QEMU_MACHINES = {
+    "cortex-m0": "microbit",
+    "cortex-m3": "mps2-an385",
+    "cortex-m4": "mps2-an386",
+    "cortex-m7": "mps2-an500",
+    "cortex-m33": "mps2-an505",
+    "cortex-m55": "mps3-an547",
+}
+TARGETS = tuple(QEMU_MACHINES)
+
+
+def machine(target: str) -> str:
+    """The QEMU board of a Cortex-M target; an unknown target raises, naming the known ones."""
+    if target not in QEMU_MACHINES:
+        raise BuildError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return QEMU_MACHINES[target]
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
 INSTALL_HINT = ("apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi "
                 "qemu-system-arm")
@@ -97,9 +116,9 @@ def parse_board_report(text: str, where: str) -> BoardReport:
         raise BuildError(f"{where}: malformed board report {lines[-1]!r}: {exc}") from exc
 
 
-def qemu_command(elf: str | os.PathLike, args: tuple[str, ...] = ()) -> list[str]:
-    """The QEMU command line: Cortex-M4 board, console on stdio, semihosting, one instruction = 1 ns."""
-    cmd = ["qemu-system-arm", "-machine", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "none",
+def qemu_command(elf: str | os.PathLike, args: tuple[str, ...] = (), target: str = TARGET) -> list[str]:
+    """The QEMU command line: the target's board, console on stdio, semihosting, one instruction = 1 ns."""
+    cmd = ["qemu-system-arm", "-machine", machine(target), "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
     if args:
         cmd += ["-append", " ".join(args)]
@@ -126,7 +145,7 @@ def _run_polled(cmd: list[str], cwd, timeout: float, poll=None) -> subprocess.Co
 
 
 def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.PathLike | None = None,
-             timeout: float = 600.0, poll=None) -> QemuRun:
+             timeout: float = 600.0, poll=None, target: str = TARGET) -> QemuRun:
     """Run the ELF in QEMU until it exits through semihosting; its exit code becomes QEMU's. `poll()` is called
     about twice a second while it runs (progress)."""
     check_toolchain()
@@ -136,7 +155,7 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
     if any(" " in a for a in args):
         raise BuildError(f"{elf}: semihosting arguments cannot contain spaces: {args}")
     try:
-        proc = _run_polled(qemu_command(elf, args), cwd, timeout, poll)
+        proc = _run_polled(qemu_command(elf, args, target), cwd, timeout, poll)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{elf}: QEMU did not finish within {timeout:.0f} s") from exc
     if proc.returncode == EXIT_FAULT and BOARD_LINE not in proc.stdout:
@@ -147,7 +166,7 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
     board = parse_board_report(proc.stdout, str(elf))
     if board.stack_peak_bytes >= board.stack_size_bytes:
         raise BuildError(f"{elf}: the stack used all of its {board.stack_size_bytes} bytes (probable overflow into "
-                         f"the heap); enlarge STACK_SIZE in firmware_stub/board/cortex_m4/mps2_an386.ld")
+                         f"the heap); enlarge STACK_SIZE in firmware_stub/board/cortex_m/cortex_m.ld")
     return QemuRun(proc.returncode, proc.stdout, board)
 
 
@@ -180,9 +199,9 @@ class QemuGolden:
     figures: RunFigures
 
 
-def run_qemu_golden(elf: str | os.PathLike, timeout: float = 600.0) -> QemuGolden:
+def run_qemu_golden(elf: str | os.PathLike, timeout: float = 600.0, target: str = TARGET) -> QemuGolden:
     """Run the stub without arguments: every golden vector, compared inside the firmware; exit 0 = all match."""
-    run = run_qemu(elf, timeout=timeout)
+    run = run_qemu(elf, timeout=timeout, target=target)
     lines = [ln for ln in run.stdout.splitlines() if ln.strip() and not ln.startswith(BOARD_LINE)]
     summary = lines[-1].strip() if lines else ""
     return QemuGolden(run.returncode == 0, summary, run.board.invokes, RunFigures.from_board(run.board))
@@ -197,7 +216,7 @@ class QemuBatch:
 
 
 def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int,
-                            timeout: float | None = None, tick=None) -> QemuBatch:
+                            timeout: float | None = None, tick=None, target: str = TARGET) -> QemuBatch:
     """Stream int8 input tensors through the emulated stub (semihosting file I/O) and read its outputs back;
     `tick(done)` follows the outputs as they reach the host file."""
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1))
@@ -210,7 +229,8 @@ def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_b
             if tick is not None and out_path.exists():
                 tick(min(n, out_path.stat().st_size // max(output_bytes, 1)))
 
-        run = run_qemu(elf, ("in.bin", "out.bin"), cwd=tmp, timeout=timeout or 600.0 + n * 2.0, poll=poll)
+        run = run_qemu(elf, ("in.bin", "out.bin"), cwd=tmp, timeout=timeout or 600.0 + n * 2.0, poll=poll,
+                       target=target)
         if tick is not None:
             tick(n)
         data = out_path.read_bytes() if out_path.exists() else b""
@@ -380,39 +400,41 @@ class CortexMResult:
         return self.ram.total
 
 
-def build_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt: str = "-O2") -> Path:
+def build_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt: str = "-O2",
+                   target: str = TARGET) -> Path:
     """Cross-compile the stub and the generated C engine for the Cortex-M4 through the shared Makefile."""
     check_toolchain()
     from .firmware import build_stub
 
-    return Path(build_stub(gen_dir, build_dir, target=TARGET, backend="c", opt=opt))
+    machine(target)
+    return Path(build_stub(gen_dir, build_dir, target=target, backend="c", opt=opt))
 
 
 def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, inputs: np.ndarray,
-                     expected: np.ndarray, opt: str = "-O2", progress=None) -> CortexMResult:
+                     expected: np.ndarray, opt: str = "-O2", progress=None, target: str = TARGET) -> CortexMResult:
     """Build for the Cortex-M4, pass the golden vectors in QEMU, stream `inputs` and compare with `expected`.
 
     `inputs` are raw int8 input tensors (n, input_bytes); `expected` TFLM's int8 outputs (n, output_bytes).
     Raises BuildError when the toolchain is missing or the build fails, VerificationError when the golden
     vectors fail in QEMU.
     """
-    elf = build_cortex_m(gen_dir, build_dir, opt)
-    golden = run_qemu_golden(elf)
+    elf = build_cortex_m(gen_dir, build_dir, opt, target)
+    golden = run_qemu_golden(elf, target=target)
     if not golden.passed:
-        raise VerificationError(f"{elf}: golden vectors failed in QEMU ({QEMU_MACHINE}): {golden.summary}")
+        raise VerificationError(f"{elf}: golden vectors failed in QEMU ({machine(target)}): {golden.summary}")
     expected = np.asarray(expected, dtype=np.int8)
     expected = expected.reshape(len(expected), -1)
     if len(inputs) != len(expected):
         raise VerificationError(f"{len(inputs)} inputs but {len(expected)} expected outputs")
-    tick = counted(progress, f"{TARGET} in QEMU: test inputs", len(inputs)) if progress else None
-    batch = run_qemu_batch_measured(elf, inputs, expected.shape[1], tick=tick)
+    tick = counted(progress, f"{target} in QEMU: test inputs", len(inputs)) if progress else None
+    batch = run_qemu_batch_measured(elf, inputs, expected.shape[1], tick=tick, target=target)
     exact = int(np.sum(np.all(batch.outputs == expected, axis=1)))
     g, b = golden.figures, batch.figures
     stack_peak = max(g.stack_peak_bytes, b.stack_peak_bytes)
     heap = max(g.heap_bytes, b.heap_bytes)
     flash, ram = flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, heap, stack_peak)
     return CortexMResult(
-        target=TARGET, opt=opt, elf=elf, flash=flash, ram=ram,
+        target=target, opt=opt, elf=elf, flash=flash, ram=ram,
         instructions_per_inference=b.instructions_per_inference,
         instructions_min=b.instructions_min, instructions_max=b.instructions_max,
         instructions_resolution=b.instructions_per_tick, golden_count=golden.count, golden_passed=golden.passed,

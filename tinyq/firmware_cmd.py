@@ -35,7 +35,8 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
     expected = run_tflm(q.tflite, x).reshape(n, -1)
     say(f"{target}: cross-compiling ({opt}) and running in QEMU")
     with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
-        m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say)
+        m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
+                             target=target)
     report = json.loads(report_path.read_text())
     fig = cortex_m_figures(m)
     report[target.replace("-", "_")] = target_section(fig)

@@ -13,8 +13,8 @@ from .resources import firmware_stub_dir, runtime_dir
 EXAMPLE_SOURCES = {
     "example": ("main.c", "backend.h", "backend_c.c", "board.h"),
     "example/host": ("board/host/board_host.c",),
-    "example/cortex-m4": ("board/cortex_m4/startup.c", "board/cortex_m4/board.c", "board/cortex_m4/measure.c",
-                          "board/cortex_m4/board_cortex_m4.h", "board/cortex_m4/mps2_an386.ld"),
+    "example/cortex-m4": ("board/cortex_m/startup.c", "board/cortex_m/board.c", "board/cortex_m/measure.c",
+                          "board/cortex_m/board_cortex_m.h", "board/cortex_m/cortex_m.ld"),
 }
 
 

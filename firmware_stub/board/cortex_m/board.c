@@ -1,14 +1,15 @@
-/* Instruction counter, semihosting calls and exit for the Cortex-M4 of QEMU's mps2-an386.
+/* Instruction counter, semihosting calls and exit for the Cortex-M cores QEMU emulates (micro:bit, mps2, mps3).
 
-   What is counted: SysTick is clocked by the core clock (CLKSOURCE = 1), which QEMU's mps2 boards run at
-   25 MHz. With `-icount shift=0` every executed guest instruction advances virtual time by 1 ns, so SysTick
-   decrements once per 40 instructions and the count below is "instructions executed", quantised to 40.
+   What is counted: SysTick is clocked by the core clock (CLKSOURCE = 1), e.g. 25 MHz on QEMU's mps2 boards.
+   With `-icount shift=0` every executed guest instruction advances virtual time by 1 ns, so SysTick
+   decrements once per 10^9 / f instructions (40 at 25 MHz) and the count below is "instructions executed",
+   quantised to that.
    Exception entry and return are not instructions; the wrap handler's few instructions (once every
    2^24 ticks, about 671 million instructions) are counted. */
 #include <stdint.h>
 
 #include "board.h"
-#include "board_cortex_m4.h"
+#include "board_cortex_m.h"
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
@@ -83,7 +84,7 @@ uint64_t tinyq_board_instructions(void)
     }
     __asm__ volatile("cpsie i" ::: "memory");
     phase = value == 0u ? 0u : SYST_RELOAD + 1u - value;
-    return ((uint64_t)wraps * (SYST_RELOAD + 1u) + phase) * TINYQ_INSTRUCTIONS_PER_TICK;
+    return ((uint64_t)wraps * (SYST_RELOAD + 1u) + phase) * TINYQ_INSTRUCTIONS_PER_TICK_X256 / 256u;
 }
 
 uint32_t tinyq_board_cycles(void)

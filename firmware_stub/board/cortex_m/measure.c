@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "board_cortex_m4.h"
+#include "board_cortex_m.h"
 
 #define CALIBRATION_PAIRS 256u
 
