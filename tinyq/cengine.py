@@ -40,6 +40,8 @@ class CallValues:
     inputs: tuple[object, ...]
     output: object
     is_add: bool
+    op_index: int
+    output_bytes: int
 
 
 def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
@@ -52,7 +54,8 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
                     for a in arrays]
     calls = [CallValues(f"op{c.op_index}", f"op #{c.op_index} {c.op_name} (layer {c.layer})", c.kernel,
                         c.params_type, c.fields, tuple(memory.location(t) for t in c.inputs),
-                        memory.location(c.output), c.kernel == "tq_add")
+                        memory.location(c.output), c.kernel == "tq_add", c.op_index,
+                        graph.tensors[c.output].nbytes)
              for c in lowered.calls]
     in_bytes = graph.tensors[graph.inputs[0]].nbytes
     out_bytes = graph.tensors[graph.outputs[0]].nbytes
