@@ -399,8 +399,10 @@ def modified_files(fw_dir: str | os.PathLike) -> tuple[str, ...]:
 
 
 def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_dir: str | os.PathLike | None,
-               config: DiffConfig, modified: tuple[str, ...] = (), progress: Progress | None = None) -> DiffResult:
-    """Trace `inputs` (int8, test-set `indices`) through every runtime of `config`, compare every pair."""
+               config: DiffConfig, modified: tuple[str, ...] = (), progress: Progress | None = None,
+               build_dir: str | os.PathLike | None = None) -> DiffResult:
+    """Trace `inputs` (int8, test-set `indices`) through every runtime of `config`, compare every pair;
+    trace builds go to `build_dir` (default: a temporary folder)."""
     say = progress or (lambda _msg: None)
     start = time.monotonic()
     m = _model(tflite)
@@ -417,7 +419,7 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
         exes = {}
         for t in c_targets:
             say(f"building the C engine with its trace hook ({t})")
-            exes[t] = build_trace_stub(fw_dir, Path(tmp) / f"build-{t}", t)
+            exes[t] = build_trace_stub(fw_dir, Path(build_dir or tmp) / f"trace-{t}", t)
         for lo in range(0, len(inputs), CHUNK):
             x = inputs[lo:lo + CHUNK]
             say(f"tracing inputs {lo + 1}..{lo + len(x)} of {len(inputs)} through {len(runtimes)} runtimes")
@@ -475,7 +477,7 @@ def run_diff(out_dir: str | os.PathLike, config: DiffConfig = DiffConfig(), data
     return diff_model(tflite, inputs, idx, fw if has_c else None, config, modified, progress)
 
 
-def write_diff_json(result: DiffResult, path: str | os.PathLike) -> Path:
+def write_diff_json(result: "DiffResult | QuickDiff", path: str | os.PathLike) -> Path:
     """Write diff.json (atomically: a temporary file renamed into place)."""
     p = Path(path)
     tmp = p.with_suffix(".json.tmp")
@@ -528,3 +530,69 @@ def summary_lines(result: DiffResult, per_pair: int = 3) -> list[str]:
             lines.append(f"    ... and {len(mine) - per_pair} more (diff.json)")
     lines += ["", "every pair agrees" if result.agree else "runtimes disagree"]
     return lines
+
+
+@dataclass(frozen=True)
+class QuickDiff:
+    """The cheap diff `tinyq convert` runs: final-output agreement of every pair over the whole test set, and
+    the full diff of the first few disagreeing inputs of each pair (None when every pair agrees everywhere)."""
+
+    pairs: tuple[PairSummary, ...]
+    disagreeing: int
+    diff: DiffResult | None
+
+    def to_json(self) -> dict:
+        base = self.diff.to_json() if self.diff is not None else {"divergences": [], "ops": []}
+        return {**base, "test_set_pairs": [{"pair": list(p.pair), "images": p.images, "identical": p.identical,
+                                            "max_lsb": p.max_lsb} for p in self.pairs],
+                "disagreeing_inputs": self.disagreeing,
+                "traced_inputs": 0 if self.diff is None else len(self.diff.images)}
+
+
+def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarray], fw_dir: str | os.PathLike | None,
+               c_matches_tflm: bool, build_dir: str | os.PathLike, per_pair: int = 5,
+               progress: Progress | None = None) -> QuickDiff:
+    """From final outputs a verification already has (and the C engine's, known equal to TFLM's or recomputed
+    here), find the disagreeing inputs and trace the first `per_pair` of each pair through every runtime."""
+    n = len(inputs)
+    outs = {r: np.asarray(f).reshape(n, -1) for r, f in finals.items()}
+    if fw_dir is not None:
+        if c_matches_tflm:
+            outs[Runtime.C_HOST] = outs[Runtime.TFLM]
+        else:
+            from .firmware import run_batch
+
+            exe = build_trace_stub(fw_dir, Path(build_dir) / "trace-host", "host")
+            outs[Runtime.C_HOST] = run_batch(exe, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])
+    disagree = np.zeros(n, bool)
+    pairs, picked_set = [], set()
+    for a, b in combinations(outs, 2):
+        differ = np.any(outs[a] != outs[b], axis=1)
+        disagree |= differ
+        picked_set.update(int(i) for i in np.flatnonzero(differ)[:per_pair])
+        gap = np.abs(outs[a].astype(np.int16) - outs[b].astype(np.int16))
+        pairs.append(PairSummary((a.value, b.value), n, int(n - differ.sum()), int(gap.max(initial=0))))
+    picked = tuple(sorted(picked_set))
+    result = None
+    if picked:
+        config = DiffConfig(images=picked, c_targets=("host",) if fw_dir is not None else (),
+                            python_runtimes=tuple(r for r in finals))
+        result = diff_model(tflite, inputs[list(picked)], picked, fw_dir, config, progress=progress,
+                            build_dir=build_dir)
+    return QuickDiff(tuple(pairs), int(disagree.sum()), result)
+
+
+def quick_note(q: QuickDiff) -> str | None:
+    """One line for report.md: how many inputs disagree and the first divergent ops found, or None."""
+    if q.diff is None:
+        return None
+    firsts: dict[tuple[int, str, str], set[int]] = {}
+    twins = q.diff.twins()
+    for d in q.diff.divergences:
+        if d.pair[0] in twins or d.pair[1] in twins:
+            continue
+        firsts.setdefault((d.op_index, d.op_name, f"{d.pair[0]} vs {d.pair[1]}"), set()).add(d.image)
+    parts = [f"op #{op} {name} for {pair} ({len(imgs)} inputs)" for (op, name, pair), imgs in sorted(firsts.items())]
+    same = "".join(f"; {a} equals {b} at every op" for a, b in twins.items())
+    return (f"diff: {q.disagreeing} test inputs disagree between some pair of runtimes; first divergent op in "
+            f"{len(q.diff.images)} of them: {'; '.join(parts)}{same} (diff.json; `tinyq diff` for all inputs)")

@@ -92,8 +92,32 @@ def html_values(analysis, version: str) -> dict:
         confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
 
 
-def write_html(out_path: str | Path, analysis) -> Path:
-    """Render templates/report.html.j2 for an analysis to `out_path`."""
+def fidelity_values(quick) -> dict:
+    """Plain values for templates/_fidelity.html.j2 from a diff.QuickDiff: the runtime-pair matrix over the
+    test set and the first divergent op of each traced disagreeing input."""
+    names = list(dict.fromkeys(n for p in quick.pairs for n in p.pair))
+    by_pair = {p.pair: p for p in quick.pairs}
+    matrix = []
+    for a in names:
+        cells = []
+        for b in names:
+            p = by_pair.get((a, b)) or by_pair.get((b, a))
+            cells.append("-" if p is None else f"{p.identical} / {p.images}" + (f" (max {p.max_lsb} LSB)"
+                                                                                 if p.max_lsb else ""))
+        matrix.append((a, cells))
+    layers = {} if quick.diff is None else {op.index: op.layer for op in quick.diff.layout.ops}
+    divergences = [] if quick.diff is None else [
+        (d.image, f"{d.pair[0]} vs {d.pair[1]}", f"#{d.op_index} {d.op_name}", layers[d.op_index], d.elements,
+         d.max_lsb, d.explanation.text) for d in quick.diff.divergences]
+    return dict(runtimes=names, matrix=matrix, disagreeing=quick.disagreeing, divergences=divergences,
+                traced=0 if quick.diff is None else len(quick.diff.images))
+
+
+def write_html(out_path: str | Path, analysis, fidelity=None) -> Path:
+    """Render templates/report.html.j2 for an analysis to `out_path`, with the Fidelity section of a
+    diff.QuickDiff when given."""
     path = Path(out_path)
-    path.write_text(environment().get_template("report.html.j2").render(**html_values(analysis, __version__)))
+    values = html_values(analysis, __version__)
+    values["fidelity"] = fidelity_values(fidelity) if fidelity is not None else None
+    path.write_text(environment().get_template("report.html.j2").render(**values))
     return path
