@@ -106,11 +106,15 @@ def fidelity_values(quick) -> dict:
                                                                                  if p.max_lsb else ""))
         matrix.append((a, cells))
     layers = {} if quick.diff is None else {op.index: op.layer for op in quick.diff.layout.ops}
+    twins = {} if quick.diff is None else quick.diff.twins()
     divergences = [] if quick.diff is None else [
         (d.image, f"{d.pair[0]} vs {d.pair[1]}", f"#{d.op_index} {d.op_name}", layers[d.op_index], d.elements,
-         d.max_lsb, d.explanation.text) for d in quick.diff.divergences]
+         d.max_lsb, d.explanation.text) for d in quick.diff.divergences
+        if d.pair[0] not in twins and d.pair[1] not in twins]
     return dict(runtimes=names, matrix=matrix, disagreeing=quick.disagreeing, divergences=divergences,
-                traced=0 if quick.diff is None else len(quick.diff.images))
+                traced=0 if quick.diff is None else len(quick.diff.images),
+                twins=[f"{a} equals {b} at every op of every traced input; its pairs are not repeated below."
+                       for a, b in twins.items()])
 
 
 def write_html(out_path: str | Path, analysis, fidelity=None) -> Path:
