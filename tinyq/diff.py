@@ -218,8 +218,11 @@ def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, ta
     """The stub with the generated C engine and its trace hook (`make TRACE=1`), for the host or a Cortex-M."""
     from .firmware import build_stub
 
-    if not list(Path(fw_dir).glob("*_model.c")):
+    sources = list(Path(fw_dir).glob("*_model.c"))
+    if not sources:
         raise BuildError(f"{fw_dir}: no generated C engine (*_model.c); the folder was emitted without it")
+    if "TINYQ_TRACE(" not in sources[0].read_text():
+        raise BuildError(f"{sources[0]}: has no TINYQ_TRACE hooks (written by an older tinyq); emit the folder again")
     if target != "host":
         from .cortex_m import check_toolchain
 
