@@ -155,12 +155,12 @@ class DiffResult:
         return tuple(o for o in self.ops if o.op_index == op_index)
 
     def to_json(self) -> dict:
-        """diff.json: `divergences` (image, pair, op, tensor, elements, max_lsb, explanation) and `ops`."""
+        """diff.json: `divergences` (image, pair, op, tensor, elements, max_lsb, explanation) and `ops`;
+        no wall time, so the same folder and inputs give the same bytes."""
         return {
             "runtimes": [r.value for r in self.runtimes],
             "images": len(self.images),
             "agree": self.agree,
-            "seconds": round(self.seconds, 2),
             "modified_files": list(self.modified_files),
             "pairs": [{"pair": list(p.pair), "images": p.images, "identical": p.identical, "max_lsb": p.max_lsb}
                       for p in self.pairs],
@@ -595,7 +595,8 @@ def quick_note(q: QuickDiff) -> str | None:
         if d.pair[0] in twins or d.pair[1] in twins:
             continue
         firsts.setdefault((d.op_index, d.op_name, f"{d.pair[0]} vs {d.pair[1]}"), set()).add(d.image)
-    parts = [f"op #{op} {name} for {pair} ({len(imgs)} inputs)" for (op, name, pair), imgs in sorted(firsts.items())]
+    parts = [f"op #{op} {name} for {pair} ({len(imgs)} input{'s' if len(imgs) > 1 else ''})"
+             for (op, name, pair), imgs in sorted(firsts.items())]
     same = "".join(f"; {a} equals {b} at every op" for a, b in twins.items())
     return (f"diff: {q.disagreeing} test inputs disagree between some pair of runtimes; first divergent op in "
             f"{len(q.diff.images)} of them: {'; '.join(parts)}{same} (diff.json; `tinyq diff` for all inputs)")
