@@ -326,15 +326,15 @@ def _compare_chunk(m: _Model, tally: _Tally, traces: dict[Runtime, np.ndarray], 
     last = layout.output
     calls = {c.op_index: c for c in m.lowered.calls} if m.lowered is not None else {}
     tally.images += len(indices)
-    starts = np.array([op.offset for op in layout.ops])
-    wide = {r: t.astype(np.int16) for r, t in traces.items()}
     for a, b in tally.pairs:
-        if np.array_equal(traces[a], traces[b]):
+        differ = traces[a] != traces[b]
+        if not differ.any():
             tally.identical[(a, b)] += len(indices)
             continue
-        gap = np.abs(wide[a] - wide[b])
-        per_op = np.add.reduceat((gap != 0).astype(np.int32), starts, axis=1)
-        lsb = np.maximum.reduceat(gap, starts, axis=1)
+        gap = np.abs(np.subtract(traces[a], traces[b], dtype=np.int16))
+        per_op = np.stack([differ[:, op.columns].view(np.uint8).sum(axis=1, dtype=np.int32) for op in layout.ops],
+                          axis=1)
+        lsb = np.stack([gap[:, op.columns].max(axis=1) for op in layout.ops], axis=1)
         for k, op in enumerate(layout.ops):
             key = ((a, b), op.index)
             tally.op_images[key] += int(np.count_nonzero(per_op[:, k]))
