@@ -196,7 +196,7 @@ def test_exact_recomputation_reproduces_tflm(which, request):
 def test_cli_exit_status_and_diff_json(cnn_dir, tmp_path, capsys):
     assert cli.main(["--quiet", "diff", str(cnn_dir), "--images", "5"]) == 0
     text = capsys.readouterr().out
-    assert "every pair agrees" in text and "inputs with identical final outputs (of 5)" in text
+    assert "final outputs agree in every pair" in text and "inputs with identical final outputs (of 5)" in text
     assert "c-host is identical to " in text
     out = _copy(cnn_dir, tmp_path)
     _plant(out, "op5_bias", 3, lambda v: v + 200000)

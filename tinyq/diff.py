@@ -531,7 +531,12 @@ def summary_lines(result: DiffResult, per_pair: int = 3) -> list[str]:
             lines.append(f"      {d.explanation.text}")
         if len(mine) > per_pair:
             lines.append(f"    ... and {len(mine) - per_pair} more (diff.json)")
-    lines += ["", "every pair agrees" if result.agree else "runtimes disagree"]
+    inside = len(result.layout.ops) - len(agreeing)
+    if result.agree and inside:
+        lines += ["", f"final outputs agree in every pair; {inside} of {len(result.layout.ops)} ops differ inside "
+                      f"(table above)"]
+    else:
+        lines += ["", "every pair agrees" if result.agree else "runtimes disagree"]
     return lines
 
 
