@@ -445,7 +445,8 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
         modified_files=modified, seconds=time.monotonic() - start)
 
 
-def folder_inputs(tflite: bytes, data_path: str | None, images: tuple[int, ...] | None) -> tuple[np.ndarray, tuple[int, ...]]:
+def folder_inputs(tflite: bytes, data_path: str | None,
+                  images: tuple[int, ...] | None) -> tuple[np.ndarray, tuple[int, ...]]:
     """The int8 test inputs of a folder's model (MNIST test set, quantized as verify does) and their indices."""
     from .data import load_mnist, preprocess
     from .quantize import inspect_tflite

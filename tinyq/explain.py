@@ -15,8 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .graph import Graph, Operator, Padding
-from .lower import KernelCall, round_half_away, tflm_padding
+from .graph import Graph, Operator
+from .lower import KernelCall, round_half_away
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -129,7 +129,8 @@ def _requantize_rules(acc: int, mult: int, shift: int, scale: Fraction, zp: int,
     rules = (
         Rule("double rounding (TFLite reference, TFLM, tinyq C)",
              _clamp(multiply_double_rounding(acc, mult, shift) + zp, lo, hi)),
-        Rule("single rounding (TFLITE_SINGLE_ROUNDING)", _clamp(multiply_single_rounding(acc, mult, shift) + zp, lo, hi)),
+        Rule("single rounding (TFLITE_SINGLE_ROUNDING)",
+             _clamp(multiply_single_rounding(acc, mult, shift) + zp, lo, hi)),
         Rule("float32 requantization, ties to even (XNNPACK)",
              _clamp(_rint_f32(np.float32(acc) * np.float32(float(scale))) + zp, lo, hi)),
         Rule("exact value, ties away from zero", _clamp(round_half_away(float(exact)), lo, hi)),
@@ -223,7 +224,8 @@ def _pool(graph: Graph, op: Operator, call: KernelCall, x: np.ndarray, flat: int
                         f"window of {window.size} values, maximum {top}")
     total, count = int(window.sum()), int(window.size)
     exact = Fraction(total, count)
-    rules = (Rule("ties away from zero (TFLite reference, TFLM, tinyq C)", _clamp(round_half_away(float(exact)), lo, hi)),
+    rules = (Rule("ties away from zero (TFLite reference, TFLM, tinyq C)",
+                  _clamp(round_half_away(float(exact)), lo, hi)),
              Rule("ties to even", _clamp(round(exact), lo, hi)),
              Rule("truncation toward zero", _clamp(_c_div(total, count), lo, hi)),
              Rule("float32 scale 1/count, ties to even (XNNPACK)",
