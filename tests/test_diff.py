@@ -214,3 +214,11 @@ def test_cli_exit_status_and_diff_json(cnn_dir, tmp_path, capsys):
     assert [d["op_index"] for d in report["divergences"] if d["pair"] == ["tflm", "c-host"]] == [5]
     assert [o["op_index"] for o in report["ops"]] == list(range(7))
     assert all(len(o["pairs"]) == 6 for o in report["ops"])
+
+
+def test_op_without_exact_model_is_still_located(cnn_q):
+    graph = read_graph(cnn_q.tflite)
+    reshape = next(op for op in graph.operators if op.name == "RESHAPE")
+    why = explain(graph, reshape, None, {}, 7, (("tflm", 3), ("c-host", 4)))
+    assert why.element == (0, 7) and why.accumulator is None and why.exact is None
+    assert why.text.startswith("op #4 RESHAPE, output element [0, 7]: tflm 3, c-host 4. Not explained")
