@@ -1,6 +1,7 @@
 /* The tinyq firmware stub.
    No arguments: run every golden vector, print one line each and a summary; exit 0 only if all match.
-   IN.bin OUT.bin: read raw int8 input tensors back to back, write the raw int8 outputs (bulk runs). */
+   IN.bin OUT.bin: read raw int8 input tensors back to back, write the raw int8 outputs (bulk runs).
+   IN.bin OUT.bin TRACE.bin (a `make TRACE=1` build): the same, and every op's output into TRACE.bin. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,9 @@
 #include "backend.h"
 #include "board.h"
 #include "tinyq_stub.h"
+#ifdef TINYQ_TRACE_ENABLED
+#include "trace_sink.h"
+#endif
 
 static int8_t s_input[TINYQ_INPUT_BYTES];
 static int8_t s_output[TINYQ_OUTPUT_BYTES];
@@ -103,6 +107,17 @@ int main(int argc, char **argv)
     if (argc == 3) {
         return run_files(argv[1], argv[2]);
     }
+#ifdef TINYQ_TRACE_ENABLED
+    if (argc == 4) {
+        int rc;
+        if (tinyq_trace_open(argv[3]) != 0) {
+            fprintf(stderr, "cannot open %s\n", argv[3]);
+            return 2;
+        }
+        rc = run_files(argv[1], argv[2]);
+        return tinyq_trace_close() != 0 && rc == 0 ? 2 : rc;
+    }
+#endif
     fprintf(stderr, "usage: %s [IN.bin OUT.bin]\n", argv[0]);
     return 2;
 }

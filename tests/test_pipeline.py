@@ -67,6 +67,24 @@ def test_demo_acceptance_figures(demo, cnn_q):
 
 
 @pytest.mark.integration
+def test_demo_names_the_first_divergent_op(demo):
+    """The cheap diff of `tinyq demo`: LiteRT-ref and TFLM disagree on a few images; each is traced and explained."""
+    out, r = demo
+    disagree = round((1 - r["agreement"]["tflm_vs_litert_ref_bitexact"]) * r["test_images"])
+    assert disagree >= 1
+    d = json.loads((out / "diff.json").read_text())
+    pairs = {tuple(p["pair"]): p for p in d["test_set_pairs"]}
+    assert pairs[("litert-ref", "tflm")]["identical"] == r["test_images"] - disagree
+    assert pairs[("tflm", "c-host")]["identical"] == r["test_images"]
+    ref_tflm = [x for x in d["divergences"] if x["pair"] == ["litert-ref", "tflm"]]
+    assert len(ref_tflm) == min(5, disagree)
+    assert all("exact value" in x["explanation"]["text"] for x in ref_tflm)
+    assert any(n.startswith("diff: ") for n in r["notes"])
+    html = (out / "report.html").read_text()
+    assert "<h2>Fidelity</h2>" in html and ref_tflm[0]["explanation"]["text"] in html
+
+
+@pytest.mark.integration
 def test_demo_links_the_analysis_report(demo, cnn_q):
     out, r = demo
     assert "[report.html](report.html)" in (out / "report.md").read_text()

@@ -54,6 +54,8 @@ class CallValues:
     inputs: tuple[object, ...]  # a plan Location, or the name of a constant array
     output: object
     input_array: bool
+    op_index: int
+    output_bytes: int
 
 
 def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
@@ -67,7 +69,7 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
     calls = [CallValues(f"op{c.op_index}", f"op #{c.op_index} {c.op_name} (layer {c.layer})", c.kernel,
                         c.params_type, c.fields,
                         tuple(dict(c.const_inputs).get(t) or memory.location(t) for t in c.inputs),
-                        memory.location(c.output), c.input_array)
+                        memory.location(c.output), c.input_array, c.op_index, graph.tensors[c.output].nbytes)
              for c in lowered.calls]
     in_bytes = graph.tensors[graph.inputs[0]].nbytes
     out_bytes = graph.tensors[graph.outputs[0]].nbytes

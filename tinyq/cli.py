@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
     fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
+    df = sub.add_parser("diff", help="first op where runtimes part, and why (exit 1 when any pair differs)")
+    df.add_argument("out", metavar="OUT", help="a folder written by `tinyq demo` or `tinyq convert`")
+    df.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
+    pick = df.add_mutually_exclusive_group()
+    pick.add_argument("--images", type=int, metavar="N", help="the first N test images (default: all)")
+    pick.add_argument("--image", type=int, metavar="I", help="test image I only")
+    df.add_argument("--target", action="append", choices=list(QEMU_MACHINES), default=[],
+                    help="also run the C engine on this core in QEMU (then --images defaults to 10)")
+    df.add_argument("--allow-modified", action="store_true",
+                    help="diff generated files edited by hand (default: refuse them)")
     an = sub.add_parser("analyze", help="quantization analysis and report.html for a Keras model")
     an.add_argument("model", nargs="?", help="a .keras model (or use --demo)")
     an.add_argument("--demo", choices=["mnist_cnn", "mnist_mlp", "mnist_dsres"], help="analyse a demo model")
@@ -186,6 +196,24 @@ def cmd_firmware(args, say) -> int:
     return 0
 
 
+def cmd_diff(args, say) -> int:
+    from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
+
+    if args.images is not None and args.images < 1:
+        raise TinyqError(f"--images must be >= 1, got {args.images}")
+    images = (args.image,) if args.image is not None else None
+    count = args.images if args.images is not None else (10 if args.target else None)
+    if count is not None:
+        images = tuple(range(count))
+    config = DiffConfig(images=images, c_targets=("host", *args.target), allow_modified=args.allow_modified)
+    result = run_diff(args.out, config, args.data, progress=say)
+    for line in summary_lines(result):
+        print(line)
+    path = write_diff_json(result, os.path.join(args.out, "diff.json"))
+    print(f"wrote {path}")
+    return 0 if result.agree else 1
+
+
 def cmd_analyze(args, say) -> int:
     from .analyze import analyze
     from .data import load_mnist
@@ -223,7 +251,8 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
 
-COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware, "analyze": cmd_analyze}
+COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware, "analyze": cmd_analyze,
+            "diff": cmd_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

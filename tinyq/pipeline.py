@@ -77,10 +77,12 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
+        fidelity = _quick_diff(quantized, result, fw if emission.engine is not None else None, c_fig, tmp, notes, say)
         analysis = _analysis(model, dataset, quantized, result, notes, say) if config.analysis else None
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         write_report(report, tmp)
-        write_html(tmp / "report.html", ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes)))
+        write_html(tmp / "report.html",
+                   ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes), fidelity))
         shutil.rmtree(tmp / "build", ignore_errors=True)
     written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
     return PipelineResult(out, quantized, result, report, written, analysis)
@@ -113,6 +115,29 @@ def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: Verify
         notes.append(f"analysis (report.html) not run: {exc}")
         say(notes[-1])
         return None
+
+
+def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None, c_fig, out: Path,
+                notes: list[str], say: Progress):
+    """The cheap `tinyq diff`: when any pair of runtimes disagrees, the first divergent op of the first
+    disagreeing inputs into out/diff.json and a note; the pair matrix for report.html either way."""
+    from .diff import Runtime, quick_diff, quick_note, write_diff_json
+
+    finals = {Runtime.LITERT_REF: result.litert_ref_outputs, Runtime.LITERT: result.litert_outputs,
+              Runtime.TFLM: result.tflm_outputs}
+    try:
+        quick = quick_diff(quantized.tflite, result.int8_inputs, finals, fw,
+                           c_fig is None or c_fig.bitexact_vs_tflm == 1.0, out / "build", progress=say)
+    except TinyqError as exc:
+        notes.append(f"diff (first divergent op) not run: {exc}")
+        say(notes[-1])
+        return None
+    note = quick_note(quick)
+    if note is not None:
+        write_diff_json(quick, out / "diff.json")
+        notes.append(note)
+        say(note)
+    return quick
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:

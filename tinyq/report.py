@@ -55,6 +55,7 @@ class ChainReport:
     cortex_m: CortexMFigures | None = None
     analysis: object | None = None  # analyze.Analysis
     notes: tuple[str, ...] = ()
+    fidelity: object | None = None  # diff.QuickDiff: the runtime-pair matrix and first divergent ops
 
 
 def target_section(fig: CortexMFigures) -> dict:

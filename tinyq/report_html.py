@@ -172,6 +172,31 @@ def _analysis_values(analysis) -> dict:
         confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
 
 
+def fidelity_values(quick) -> dict:
+    """Plain values for templates/_fidelity.html.j2 from a diff.QuickDiff: the runtime-pair matrix over the
+    test set and the first divergent op of each traced disagreeing input."""
+    names = list(dict.fromkeys(n for p in quick.pairs for n in p.pair))
+    by_pair = {p.pair: p for p in quick.pairs}
+    matrix = []
+    for a in names:
+        cells = []
+        for b in names:
+            p = by_pair.get((a, b)) or by_pair.get((b, a))
+            cells.append("-" if p is None else f"{p.identical} / {p.images}" + (f" (max {p.max_lsb} LSB)"
+                                                                                 if p.max_lsb else ""))
+        matrix.append((a, cells))
+    layers = {} if quick.diff is None else {op.index: op.layer for op in quick.diff.layout.ops}
+    twins = {} if quick.diff is None else quick.diff.twins()
+    divergences = [] if quick.diff is None else [
+        (d.image, f"{d.pair[0]} vs {d.pair[1]}", f"#{d.op_index} {d.op_name}", layers[d.op_index], d.elements,
+         d.max_lsb, d.explanation.text) for d in quick.diff.divergences
+        if d.pair[0] not in twins and d.pair[1] not in twins]
+    return dict(runtimes=names, matrix=matrix, disagreeing=quick.disagreeing, divergences=divergences,
+                traced=0 if quick.diff is None else len(quick.diff.images),
+                twins=[f"{a} equals {b} at every op of every traced input; its pairs are not repeated below."
+                       for a, b in twins.items()])
+
+
 SECTIONS = (("summary", "Summary"), ("stages", "Stage agreement"), ("memory", "Memory"), ("flash", "Flash"),
             ("ops", "Ops"))
 ANALYSIS_SECTIONS = (("sweep", "Quantization settings"), ("layers", "Per-layer error"),
@@ -183,6 +208,8 @@ def html_values(chain: ChainReport, version: str) -> dict:
     """Plain values (strings, numbers, data URIs) for templates/report.html.j2."""
     q, v, c = chain.quantized, chain.verified, chain.c_engine
     sections = SECTIONS + (ANALYSIS_SECTIONS if chain.analysis is not None else ())
+    if chain.fidelity is not None:
+        sections = sections[:len(SECTIONS)] + (("fidelity", "Fidelity"),) + sections[len(SECTIONS):]
     if chain.notes:
         sections += (("notes", "Notes"),)
     values = dict(
@@ -190,6 +217,7 @@ def html_values(chain: ChainReport, version: str) -> dict:
         sections=sections, summary=_summary(chain), stages=_stages(chain), memory=_memory(chain),
         flash=_flash(chain), ops=_ops(chain), notes=list(chain.notes), analysis=chain.analysis is not None,
         arena_plot=arena_plot(c.blocks, c.call_count, c.arena_bytes, c.lower_bound_bytes) if c and c.blocks else None,
+        fidelity=fidelity_values(chain.fidelity) if chain.fidelity is not None else None,
     )
     if chain.analysis is not None:
         values.update(_analysis_values(chain.analysis))

@@ -1,0 +1,616 @@
+"""`tinyq diff`: one int8 model through every runtime with every op's output kept; where two runtimes' final
+outputs differ, the first op whose output differs, and why (tinyq/explain.py).
+
+Runtimes: LiteRT with reference and default kernels and TFLM (each in its preserve-all-tensors mode), and the
+generated C engine built with its trace hook (`make TRACE=1`) on the host and on a Cortex-M core in QEMU.
+A trace is one int8 row per input: every op's output tensor, in op order (a RESHAPE's output is its input's bytes).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .cortex_m import QEMU_MACHINES
+from .errors import BuildError, TinyqError, VerificationError
+from .explain import Explanation, explain
+from .graph import Graph, read_graph
+from .lower import KernelCall, Lowered, lower
+
+Progress = Callable[[str], None]
+CHUNK = 1000  # inputs traced and compared at a time: bounds memory at CHUNK x (bytes of every op output)
+
+
+
+class Runtime(enum.Enum):
+    """The runtimes `tinyq diff` can trace, by the name it prints and writes."""
+
+    LITERT_REF = "litert-ref"
+    LITERT = "litert"
+    TFLM = "tflm"
+    C_HOST = "c-host"
+    C_CORTEX_M0 = "c-cortex-m0"
+    C_CORTEX_M3 = "c-cortex-m3"
+    C_CORTEX_M4 = "c-cortex-m4"
+    C_CORTEX_M7 = "c-cortex-m7"
+    C_CORTEX_M33 = "c-cortex-m33"
+    C_CORTEX_M55 = "c-cortex-m55"
+
+
+C_TARGETS = {"host": Runtime.C_HOST, **{t: Runtime(f"c-{t}") for t in QEMU_MACHINES}}
+
+
+@dataclass(frozen=True)
+class TracedOp:
+    """One op of the trace: its output tensor and where that tensor's bytes sit in a trace row."""
+
+    index: int
+    name: str
+    tensor_index: int
+    tensor: str
+    layer: str
+    size: int
+    offset: int
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every op's output tensor, in op order, concatenated into one int8 row per input."""
+
+    ops: tuple[TracedOp, ...]
+    width: int
+    input_tensor: int
+    final: int  # position in `ops` of the op writing the model's output
+
+    @property
+    def output(self) -> TracedOp:
+        return self.ops[self.final]
+
+    @classmethod
+    def of(cls, graph: Graph) -> "Layout":
+        ops, offset = [], 0
+        for op in graph.operators:
+            t = graph.tensors[op.outputs[0]]
+            if t.dtype != "int8":
+                raise VerificationError(f"{graph.where(op)}: output tensor {t.name!r} is {t.dtype}; tinyq diff "
+                                        f"compares int8 tensors only")
+            ops.append(TracedOp(op.index, op.name, t.index, t.name, graph.layer(t.index), t.size, offset))
+            offset += t.size
+        final = next(k for k, op in enumerate(ops) if op.tensor_index == graph.outputs[0])
+        return cls(tuple(ops), offset, graph.inputs[0], final)
+
+
+@dataclass(frozen=True)
+class OpPair:
+    """One op for one pair of runtimes over all inputs: inputs where its output differs, elements, worst gap."""
+
+    op_index: int
+    pair: tuple[str, str]
+    images: int
+    elements: int
+    max_lsb: int
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """One pair of runtimes over all inputs: inputs with identical final outputs, worst final gap."""
+
+    pair: tuple[str, str]
+    images: int
+    identical: int
+    max_lsb: int
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One input where a pair's final outputs differ: the first op whose output differs, and why."""
+
+    image: int
+    pair: tuple[str, str]
+    op_index: int
+    op_name: str
+    tensor: str
+    elements: int
+    max_lsb: int
+    explanation: Explanation
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """Everything `tinyq diff` found: runtimes, test-set indices of the inputs, per-pair and per-op tables,
+    the divergences, which generated files were edited by hand, and the wall time."""
+
+    runtimes: tuple[Runtime, ...]
+    images: tuple[int, ...]
+    layout: Layout
+    pairs: tuple[PairSummary, ...]
+    ops: tuple[OpPair, ...]
+    divergences: tuple[Divergence, ...]
+    modified_files: tuple[str, ...]
+    seconds: float
+
+    @property
+    def agree(self) -> bool:
+        return all(p.identical == p.images for p in self.pairs)
+
+    def twins(self) -> dict[str, str]:
+        """Runtimes identical to an earlier one at every op on every input: later name -> earlier name."""
+        same = {}
+        for o in self.pairs:
+            a, b = o.pair
+            if b not in same and a not in same and not any(x.images for x in self.ops if x.pair == o.pair):
+                same[b] = a
+        return same
+
+    def op_row(self, op_index: int) -> tuple[OpPair, ...]:
+        return tuple(o for o in self.ops if o.op_index == op_index)
+
+    def to_json(self) -> dict:
+        """diff.json: `divergences` (image, pair, op, tensor, elements, max_lsb, explanation) and `ops`;
+        no wall time, so the same folder and inputs give the same bytes."""
+        return {
+            "runtimes": [r.value for r in self.runtimes],
+            "images": len(self.images),
+            "agree": self.agree,
+            "modified_files": list(self.modified_files),
+            "pairs": [{"pair": list(p.pair), "images": p.images, "identical": p.identical, "max_lsb": p.max_lsb}
+                      for p in self.pairs],
+            "divergences": [{"image": d.image, "pair": list(d.pair), "op_index": d.op_index, "op_name": d.op_name,
+                             "tensor": d.tensor, "elements": d.elements, "max_lsb": d.max_lsb,
+                             "explanation": d.explanation.to_json()} for d in self.divergences],
+            "ops": [{"op_index": op.index, "op_name": op.name, "tensor": op.tensor,
+                     "pairs": [{"pair": list(o.pair), "images": o.images, "elements": o.elements,
+                                "max_lsb": o.max_lsb} for o in self.op_row(op.index)]}
+                    for op in self.layout.ops],
+        }
+
+
+# ---- tracing each runtime ----
+
+def trace_litert(tflite: bytes, inputs: np.ndarray, layout: Layout, reference: bool) -> np.ndarray:
+    """Every op's output in LiteRT (reference or default kernels), preserve-all-tensors mode."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from .native import native_quiet
+
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    with native_quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LiteRT warns that preserving all tensors is for debugging: it is
+        interp = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1,
+                             experimental_preserve_all_tensors=True)
+        interp.allocate_tensors()
+    out = np.empty((len(inputs), layout.width), np.int8)
+    for i, x in enumerate(inputs):
+        interp.set_tensor(layout.input_tensor, x.reshape((1,) + x.shape))
+        interp.invoke()
+        for op in layout.ops:
+            out[i, op.columns] = interp.get_tensor(op.tensor_index).reshape(-1)
+    return out
+
+
+def trace_tflm(tflite: bytes, inputs: np.ndarray, layout: Layout) -> np.ndarray:
+    """Every op's output in the TFLM Python runtime, kPreserveAllTensors mode."""
+    from tflite_micro import runtime
+
+    from .verify import HOST_ARENA_BYTES
+
+    interp = runtime.Interpreter.from_bytes(tflite, arena_size=HOST_ARENA_BYTES,
+                                            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    out = np.empty((len(inputs), layout.width), np.int8)
+    for i, x in enumerate(inputs):
+        interp.set_input(x.reshape((1,) + x.shape), 0)
+        interp.invoke()
+        for op in layout.ops:
+            out[i, op.columns] = interp.GetTensor(op.tensor_index, 0)["tensor_data"].reshape(-1)
+    return out
+
+
+def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str) -> Path:
+    """The stub with the generated C engine and its trace hook (`make TRACE=1`), for the host or a Cortex-M."""
+    from .firmware import build_stub
+
+    sources = list(Path(fw_dir).glob("*_model.c"))
+    if not sources:
+        raise BuildError(f"{fw_dir}: no generated C engine (*_model.c); the folder was emitted without it")
+    if "TINYQ_TRACE(" not in sources[0].read_text():
+        raise BuildError(f"{sources[0]}: has no TINYQ_TRACE hooks (written by an older tinyq); emit the folder again")
+    if target != "host":
+        from .cortex_m import check_toolchain
+
+        check_toolchain()
+    return build_stub(fw_dir, build_dir, target=target, backend="c", opt="-O2", extra=("TRACE=1",))
+
+
+def _run_c(exe: Path, target: str, inputs: np.ndarray, work: Path) -> bytes:
+    """Run the trace stub over raw int8 inputs; the raw trace file."""
+    from .firmware import _run
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "in.bin").write_bytes(np.ascontiguousarray(inputs.reshape(len(inputs), -1)).tobytes())
+    if target == "host":
+        proc = _run([str(exe), "in.bin", "out.bin", "trace.bin"], cwd=str(work))
+        if proc.returncode != 0:
+            raise BuildError(f"{exe}: trace run of {len(inputs)} inputs exited {proc.returncode}: "
+                             f"{proc.stderr.strip()[-300:]}")
+    else:
+        from .cortex_m import run_qemu
+
+        run = run_qemu(exe, ("in.bin", "out.bin", "trace.bin"), cwd=work, timeout=600.0 + 5.0 * len(inputs),
+                       target=target)
+        if run.returncode != 0:
+            raise BuildError(f"{exe}: trace run of {len(inputs)} inputs in QEMU exited {run.returncode}: "
+                             f"{run.stdout.strip()[-300:]}")
+    path = work / "trace.bin"
+    return path.read_bytes() if path.exists() else b""
+
+
+def parse_c_trace(data: bytes, n: int, graph: Graph, lowered: Lowered, layout: Layout, inputs: np.ndarray,
+                  where: str) -> np.ndarray:
+    """Trace rows from the C engine's records (op index, bytes, data per kernel call); RESHAPE outputs are
+    their input's bytes. Raises if the records do not follow the model's kernel calls one for one."""
+    calls = lowered.calls
+    fields = []
+    for k, call in enumerate(calls):
+        fields += [(f"h{k}", "<i4", (2,)), (f"d{k}", "i1", (graph.tensors[call.output].nbytes,))]
+    record = np.dtype(fields)
+    if len(data) != n * record.itemsize:
+        raise VerificationError(f"{where}: trace of {n} inputs has {len(data)} bytes, expected {n * record.itemsize}"
+                                f" ({len(calls)} kernel calls per input): the generated C does not follow the model")
+    rows = np.frombuffer(data, record, count=n)
+    by_tensor = {layout.input_tensor: inputs.reshape(n, -1)}
+    for k, call in enumerate(calls):
+        head = rows[f"h{k}"]
+        expected = (call.op_index, graph.tensors[call.output].nbytes)
+        bad = np.flatnonzero((head[:, 0] != expected[0]) | (head[:, 1] != expected[1]))
+        if bad.size:
+            got = tuple(int(v) for v in head[bad[0]])
+            raise VerificationError(f"{where}: trace record {k} of input {int(bad[0])} is op #{got[0]} with {got[1]} "
+                                    f"bytes, expected op #{expected[0]} {call.op_name} with {expected[1]} bytes")
+        by_tensor[call.output] = rows[f"d{k}"]
+    aliases = dict(lowered.aliases)
+    out = np.empty((n, layout.width), np.int8)
+    for op in layout.ops:
+        t = op.tensor_index
+        while t not in by_tensor:
+            t = aliases[t]
+        out[:, op.columns] = by_tensor[t]
+    return out
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What every step needs about the model: bytes, graph, lowering (None if the C engine cannot run it)."""
+
+    tflite: bytes
+    graph: Graph
+    lowered: Lowered | None
+    layout: Layout
+
+
+def _model(tflite: bytes) -> _Model:
+    graph = read_graph(tflite)
+    try:
+        lowered = lower(graph)
+    except TinyqError:
+        lowered = None
+    return _Model(tflite, graph, lowered, Layout.of(graph))
+
+
+# ---- comparing ----
+
+class _Tally:
+    """Per-op and per-pair counts accumulated over chunks of inputs."""
+
+    def __init__(self, pairs: list[tuple[Runtime, Runtime]], layout: Layout) -> None:
+        self.layout = layout
+        self.pairs = pairs
+        self.images = 0
+        self.identical = {p: 0 for p in pairs}
+        self.final_lsb = {p: 0 for p in pairs}
+        self.op_images = {(p, op.index): 0 for p in pairs for op in layout.ops}
+        self.op_elements = dict.fromkeys(self.op_images, 0)
+        self.op_lsb = dict.fromkeys(self.op_images, 0)
+
+
+def _compare_chunk(m: _Model, tally: _Tally, traces: dict[Runtime, np.ndarray], inputs: np.ndarray,
+                   indices: np.ndarray, divergences: list[Divergence]) -> None:
+    layout = m.layout
+    last = layout.output
+    calls = {c.op_index: c for c in m.lowered.calls} if m.lowered is not None else {}
+    tally.images += len(indices)
+    for a, b in tally.pairs:
+        differ = traces[a] != traces[b]
+        if not differ.any():
+            tally.identical[(a, b)] += len(indices)
+            continue
+        gap = np.abs(np.subtract(traces[a], traces[b], dtype=np.int16))
+        per_op = np.stack([differ[:, op.columns].view(np.uint8).sum(axis=1, dtype=np.int32) for op in layout.ops],
+                          axis=1)
+        lsb = np.stack([gap[:, op.columns].max(axis=1) for op in layout.ops], axis=1)
+        for k, op in enumerate(layout.ops):
+            key = ((a, b), op.index)
+            tally.op_images[key] += int(np.count_nonzero(per_op[:, k]))
+            tally.op_elements[key] += int(per_op[:, k].sum())
+            tally.op_lsb[key] = max(tally.op_lsb[key], int(lsb[:, k].max(initial=0)))
+        final = per_op[:, layout.final] > 0
+        tally.identical[(a, b)] += int(np.count_nonzero(~final))
+        tally.final_lsb[(a, b)] = max(tally.final_lsb[(a, b)], int(gap[:, last.columns].max(initial=0)))
+        for row in np.flatnonzero(final):
+            k = int(np.flatnonzero(per_op[row])[0])
+            op = layout.ops[k]
+            divergences.append(_divergence(m, op, calls.get(op.index), traces, a, b, inputs, row,
+                                           int(indices[row]), int(per_op[row, k]), int(lsb[row, k])))
+
+
+def _divergence(m: _Model, op: TracedOp, call: KernelCall | None, traces: dict[Runtime, np.ndarray], a: Runtime,
+                b: Runtime, inputs: np.ndarray, row: int, image: int, elements: int, max_lsb: int) -> Divergence:
+    graph_op = m.graph.operators[op.index]
+    ta, tb = traces[a][row, op.columns], traces[b][row, op.columns]
+    flat = int(np.flatnonzero(ta != tb)[0])
+    values = {m.layout.input_tensor: inputs[row].reshape(-1)}
+    for o in m.layout.ops:
+        values[o.tensor_index] = traces[a][row, o.columns]
+    for t in graph_op.inputs:
+        if t >= 0 and m.graph.tensors[t].is_constant:
+            values[t] = m.graph.tensors[t].data.reshape(-1)
+    why = explain(m.graph, graph_op, call, values, flat, ((a.value, int(ta[flat])), (b.value, int(tb[flat]))))
+    return Divergence(image, (a.value, b.value), op.index, op.name, op.tensor, elements, max_lsb, why)
+
+
+# ---- the command ----
+
+@dataclass(frozen=True)
+class DiffConfig:
+    """Which inputs (test-set indices; None: all), which C targets besides the Python runtimes, and whether
+    hand-edited generated files are accepted."""
+
+    images: tuple[int, ...] | None = None
+    c_targets: tuple[str, ...] = ("host",)
+    allow_modified: bool = False
+    python_runtimes: tuple[Runtime, ...] = (Runtime.LITERT_REF, Runtime.LITERT, Runtime.TFLM)
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.c_targets if t not in C_TARGETS]
+        if unknown:
+            raise TinyqError(f"unknown C target(s) {unknown}; known: {', '.join(C_TARGETS)}")
+
+
+def modified_files(fw_dir: str | os.PathLike) -> tuple[str, ...]:
+    """Generated files whose sha256 no longer matches firmware/manifest.json (edited by hand), sorted."""
+    fw = Path(fw_dir)
+    manifest = fw / "manifest.json"
+    if not manifest.is_file():
+        raise TinyqError(f"{manifest}: missing; --out must name a folder written by `tinyq demo` or `tinyq convert`")
+    try:
+        entries = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError) as exc:
+        raise TinyqError(f"{manifest}: unreadable ({exc})") from exc
+    changed = []
+    for e in entries:
+        p = fw / e["name"]
+        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != e["sha256"]:
+            changed.append(e["name"])
+    return tuple(sorted(changed))
+
+
+def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_dir: str | os.PathLike | None,
+               config: DiffConfig, modified: tuple[str, ...] = (), progress: Progress | None = None,
+               build_dir: str | os.PathLike | None = None) -> DiffResult:
+    """Trace `inputs` (int8, test-set `indices`) through every runtime of `config`, compare every pair;
+    trace builds go to `build_dir` (default: a temporary folder)."""
+    say = progress or (lambda _msg: None)
+    start = time.monotonic()
+    m = _model(tflite)
+    inputs = np.asarray(inputs, np.int8)
+    c_targets = config.c_targets if fw_dir is not None else ()
+    if c_targets and m.lowered is None:
+        raise TinyqError("the C engine cannot run this model (tinyq diff needs its lowering to read the C trace)")
+    runtimes = tuple(config.python_runtimes) + tuple(C_TARGETS[t] for t in c_targets)
+    pairs = list(combinations(runtimes, 2))
+    tally = _Tally(pairs, m.layout)
+    divergences: list[Divergence] = []
+    with tempfile.TemporaryDirectory(prefix="tinyq_diff_") as tmp, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        exes = {}
+        for t in c_targets:
+            say(f"building the C engine with its trace hook ({t})")
+            exes[t] = build_trace_stub(fw_dir, Path(build_dir or tmp) / f"trace-{t}", t)
+        for lo in range(0, len(inputs), CHUNK):
+            x = inputs[lo:lo + CHUNK]
+            say(f"tracing inputs {lo + 1}..{lo + len(x)} of {len(inputs)} through {len(runtimes)} runtimes")
+            pending = {C_TARGETS[t]: pool.submit(_run_c, exe, t, x, Path(tmp) / f"run-{t}")
+                       for t, exe in exes.items()}
+            traces = {}
+            for r in config.python_runtimes:
+                traces[r] = (trace_tflm(tflite, x, m.layout) if r is Runtime.TFLM else
+                             trace_litert(tflite, x, m.layout, reference=r is Runtime.LITERT_REF))
+            for r, fut in pending.items():
+                traces[r] = parse_c_trace(fut.result(), len(x), m.graph, m.lowered, m.layout, x, r.value)
+            _compare_chunk(m, tally, traces, x, np.asarray(indices[lo:lo + CHUNK]), divergences)
+    pair_names = {p: (p[0].value, p[1].value) for p in pairs}
+    return DiffResult(
+        runtimes=runtimes, images=tuple(indices), layout=m.layout,
+        pairs=tuple(PairSummary(pair_names[p], tally.images, tally.identical[p], tally.final_lsb[p]) for p in pairs),
+        ops=tuple(OpPair(op.index, pair_names[p], tally.op_images[(p, op.index)], tally.op_elements[(p, op.index)],
+                         tally.op_lsb[(p, op.index)]) for op in m.layout.ops for p in pairs),
+        divergences=tuple(sorted(divergences, key=lambda d: (d.image, d.pair))),
+        modified_files=modified, seconds=time.monotonic() - start)
+
+
+def folder_inputs(tflite: bytes, data_path: str | None,
+                  images: tuple[int, ...] | None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The int8 test inputs of a folder's model (MNIST test set, quantized as verify does) and their indices."""
+    from .data import load_mnist, preprocess
+    from .quantize import inspect_tflite
+    from .verify import quantize_input
+
+    q = inspect_tflite(tflite, "model_int8")
+    ds = load_mnist(data_path)
+    n = len(ds.test_x)
+    idx = tuple(range(n)) if images is None else tuple(images)
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise TinyqError(f"image index {bad[0]} is outside the test set (0..{n - 1})")
+    x = quantize_input(preprocess(ds.test_x[list(idx)], q.input.shape[1:]), q.input)
+    return x, idx
+
+
+def run_diff(out_dir: str | os.PathLike, config: DiffConfig = DiffConfig(), data_path: str | None = None,
+             progress: Progress | None = None) -> DiffResult:
+    """`tinyq diff OUT`: the folder's model over its test inputs through every runtime; refuses hand-edited
+    generated files unless config.allow_modified."""
+    out = Path(out_dir)
+    model_path, fw = out / "model_int8.tflite", out / "firmware"
+    if not model_path.is_file():
+        raise TinyqError(f"{model_path}: missing; OUT must name a folder written by `tinyq demo` or `tinyq convert`")
+    modified = modified_files(fw)
+    if modified and not config.allow_modified:
+        raise TinyqError(f"{fw}: {', '.join(modified)} changed since tinyq wrote them (sha256 differs from "
+                         f"manifest.json); pass --allow-modified to diff the files as they are")
+    tflite = model_path.read_bytes()
+    inputs, idx = folder_inputs(tflite, data_path, config.images)
+    has_c = bool(list(fw.glob("*_model.c")))
+    return diff_model(tflite, inputs, idx, fw if has_c else None, config, modified, progress)
+
+
+def write_diff_json(result: "DiffResult | QuickDiff", path: str | os.PathLike) -> Path:
+    """Write diff.json (atomically: a temporary file renamed into place)."""
+    p = Path(path)
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def summary_lines(result: DiffResult, per_pair: int = 3) -> list[str]:
+    """The readable summary `tinyq diff` prints: pair matrix, per-op agreement, divergences (a few per pair)."""
+    names = [r.value for r in result.runtimes]
+    n = len(result.images)
+    lines = [f"{n} inputs through {', '.join(names)} ({result.seconds:.1f} s)"]
+    if result.modified_files:
+        lines.append(f"generated files edited by hand (diffed as they are): {', '.join(result.modified_files)}")
+    identical = {p.pair: p for p in result.pairs}
+    width = max(len(x) for x in names)
+    lines += ["", f"inputs with identical final outputs (of {n}):",
+              " " * (width + 2) + "  ".join(f"{x:>{width}}" for x in names)]
+    for a in names:
+        cells = []
+        for b in names:
+            p = identical.get((a, b)) or identical.get((b, a))
+            cells.append(f"{'-':>{width}}" if p is None else f"{p.identical:>{width}}")
+        lines.append(f"{a:<{width}}  " + "  ".join(cells))
+    agreeing = [op for op in result.layout.ops if not any(o.images for o in result.op_row(op.index))]
+    lines += ["", f"per op: {len(agreeing)} of {len(result.layout.ops)} ops identical in every pair on every input"]
+    for op in result.layout.ops:
+        differing = [o for o in result.op_row(op.index) if o.images]
+        cells = "; ".join(f"{o.pair[0]}/{o.pair[1]} {o.images} inputs, {o.elements} elements, max {o.max_lsb} LSB"
+                          for o in differing) or "identical"
+        lines.append(f"  #{op.index} {op.name} ({op.layer}): {cells}")
+    twins = result.twins()
+    for dup, same in twins.items():
+        lines.append(f"{dup} is identical to {same} at every op on every input: its pairs are left out below")
+    shown = [p for p in result.pairs if p.pair[0] not in twins and p.pair[1] not in twins]
+    if any(d.pair in {p.pair for p in shown} for d in result.divergences):
+        lines += ["", "first divergent op of each disagreeing input:"]
+    for p in shown:
+        mine = [d for d in result.divergences if d.pair == p.pair]
+        if not mine:
+            continue
+        lines.append(f"  {p.pair[0]} vs {p.pair[1]}: {len(mine)} inputs differ (max {p.max_lsb} LSB at the output)")
+        for d in mine[:per_pair]:
+            layer = next(op.layer for op in result.layout.ops if op.index == d.op_index)
+            lines.append(f"    image {d.image}: op #{d.op_index} {d.op_name} ({layer}), {d.elements} elements differ, "
+                         f"max {d.max_lsb} LSB")
+            lines.append(f"      {d.explanation.text}")
+        if len(mine) > per_pair:
+            lines.append(f"    ... and {len(mine) - per_pair} more (diff.json)")
+    inside = len(result.layout.ops) - len(agreeing)
+    if result.agree and inside:
+        lines += ["", f"final outputs agree in every pair; {inside} of {len(result.layout.ops)} ops differ inside "
+                      f"(table above)"]
+    else:
+        lines += ["", "every pair agrees" if result.agree else "runtimes disagree"]
+    return lines
+
+
+@dataclass(frozen=True)
+class QuickDiff:
+    """The cheap diff `tinyq convert` runs: final-output agreement of every pair over the whole test set, and
+    the full diff of the first few disagreeing inputs of each pair (None when every pair agrees everywhere)."""
+
+    pairs: tuple[PairSummary, ...]
+    disagreeing: int
+    diff: DiffResult | None
+
+    def to_json(self) -> dict:
+        base = self.diff.to_json() if self.diff is not None else {"divergences": [], "ops": []}
+        return {**base, "test_set_pairs": [{"pair": list(p.pair), "images": p.images, "identical": p.identical,
+                                            "max_lsb": p.max_lsb} for p in self.pairs],
+                "disagreeing_inputs": self.disagreeing,
+                "traced_inputs": 0 if self.diff is None else len(self.diff.images)}
+
+
+def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarray], fw_dir: str | os.PathLike | None,
+               c_matches_tflm: bool, build_dir: str | os.PathLike, per_pair: int = 5,
+               progress: Progress | None = None) -> QuickDiff:
+    """From final outputs a verification already has (and the C engine's, known equal to TFLM's or recomputed
+    here), find the disagreeing inputs and trace the first `per_pair` of each pair through every runtime."""
+    n = len(inputs)
+    outs = {r: np.asarray(f).reshape(n, -1) for r, f in finals.items()}
+    if fw_dir is not None:
+        if c_matches_tflm:
+            outs[Runtime.C_HOST] = outs[Runtime.TFLM]
+        else:
+            from .firmware import run_batch
+
+            exe = build_trace_stub(fw_dir, Path(build_dir) / "trace-host", "host")
+            outs[Runtime.C_HOST] = run_batch(exe, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])
+    disagree = np.zeros(n, bool)
+    pairs, picked_set = [], set()
+    for a, b in combinations(outs, 2):
+        differ = np.any(outs[a] != outs[b], axis=1)
+        disagree |= differ
+        picked_set.update(int(i) for i in np.flatnonzero(differ)[:per_pair])
+        gap = np.abs(outs[a].astype(np.int16) - outs[b].astype(np.int16))
+        pairs.append(PairSummary((a.value, b.value), n, int(n - differ.sum()), int(gap.max(initial=0))))
+    picked = tuple(sorted(picked_set))
+    result = None
+    if picked:
+        config = DiffConfig(images=picked, c_targets=("host",) if fw_dir is not None else (),
+                            python_runtimes=tuple(r for r in finals))
+        result = diff_model(tflite, inputs[list(picked)], picked, fw_dir, config, progress=progress,
+                            build_dir=build_dir)
+    return QuickDiff(tuple(pairs), int(disagree.sum()), result)
+
+
+def quick_note(q: QuickDiff) -> str | None:
+    """One line for report.md: how many inputs disagree and the first divergent ops found, or None."""
+    if q.diff is None:
+        return None
+    firsts: dict[tuple[int, str, str], set[int]] = {}
+    twins = q.diff.twins()
+    for d in q.diff.divergences:
+        if d.pair[0] in twins or d.pair[1] in twins:
+            continue
+        firsts.setdefault((d.op_index, d.op_name, f"{d.pair[0]} vs {d.pair[1]}"), set()).add(d.image)
+    parts = [f"op #{op} {name} for {pair} ({len(imgs)} input{'s' if len(imgs) > 1 else ''})"
+             for (op, name, pair), imgs in sorted(firsts.items())]
+    same = "".join(f"; {a} equals {b} at every op" for a, b in twins.items())
+    return (f"diff: {q.disagreeing} test inputs disagree between some pair of runtimes; first divergent op in "
+            f"{len(q.diff.images)} of them: {'; '.join(parts)}{same} (diff.json; `tinyq diff` for all inputs)")
