@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BuildError, VerificationError
+from .native import run_child
 
 TARGET = "cortex-m4"
 QEMU_MACHINE = "mps2-an386"
@@ -114,8 +115,7 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
     if any(" " in a for a in args):
         raise BuildError(f"{elf}: semihosting arguments cannot contain spaces: {args}")
     try:
-        proc = subprocess.run(qemu_command(elf, args), cwd=cwd, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = run_child(qemu_command(elf, args), cwd=cwd, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{elf}: QEMU did not finish within {timeout:.0f} s") from exc
     if proc.returncode == EXIT_FAULT and BOARD_LINE not in proc.stdout:
@@ -233,7 +233,7 @@ _MAP_ENTRY = re.compile(r"^ (\.[\w.$]+|COMMON)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\
 def section_sizes(elf: str | os.PathLike) -> dict[str, int]:
     """Section name -> bytes, from `arm-none-eabi-size -A`."""
     check_toolchain()
-    proc = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=False)
+    proc = run_child(["arm-none-eabi-size", "-A", str(elf)])
     if proc.returncode != 0:
         raise BuildError(f"{elf}: arm-none-eabi-size failed: {proc.stderr.strip()}")
     sizes = {}

@@ -215,3 +215,30 @@ def session(workers: Workers | None = None) -> Iterator[Workers]:
         return
     with Workers() as fresh:
         yield fresh
+
+
+# Exec shim: ask Linux to SIGKILL the command when tinyq dies (even by SIGKILL), unless tinyq is already gone.
+_DIE_WITH_PARENT_SHIM = ("import ctypes, os, sys\n"
+                         "ctypes.CDLL(None).prctl(1, 9)\n"
+                         "if os.getppid() != int(sys.argv[1]): os._exit(137)\n"
+                         "os.execvp(sys.argv[2], sys.argv[2:])\n")
+
+
+def run_child(cmd: list[str], cwd: str | os.PathLike | None = None, timeout: float | None = None,
+              env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """Run a command (make, a compiler, QEMU, a stub) that dies with tinyq: in its own process group, killed
+    with all its children on any exception here (Ctrl-C, SIGTERM, timeout), and on Linux killed by the kernel
+    if tinyq is SIGKILLed. Text output captured; TimeoutExpired is re-raised after the kill."""
+    argv = [str(c) for c in cmd]
+    if sys.platform.startswith("linux"):
+        argv = [sys.executable, "-S", "-c", _DIE_WITH_PARENT_SHIM, str(os.getpid()), *argv]
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)

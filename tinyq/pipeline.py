@@ -15,6 +15,7 @@ from .data import Dataset, preprocess
 from .emit import prepare, write_files
 from .errors import BuildError, TinyqError
 from .models import input_shape
+from .native import Workers
 from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, CortexMFigures, report_dict, write_report
 from .verify import VerifyResult, accuracy, agreement, verify
@@ -56,9 +57,10 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
     out = check_out_dir(out_dir, config.overwrite)
     say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
     calib = preprocess(dataset.train_x, input_shape(model))
-    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y)
-    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
-    notes: list[str] = []
+    with Workers() as workers:  # one worker per native runtime for the whole chain
+        quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
+        result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
+    notes: list[str] = list(result.crashes)
     with staged_dir(out) as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
         say("emitting firmware files")
