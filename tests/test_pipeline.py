@@ -120,7 +120,7 @@ def _convert(model, tmp_path, *flags):
 
 @pytest.mark.integration
 def test_convert_user_model(tmp_path, dsres_keras, capsys):
-    out, r = _convert(dsres_keras, tmp_path, "--name", "my-net")
+    out, r = _convert(dsres_keras, tmp_path, "--name", "my_net")
     assert "analysis" not in r and not (out / "report.html").exists()
     assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0
     assert (out / "firmware" / "my_net_model.c").is_file()

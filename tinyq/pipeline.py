@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .analyze import Analysis
 from .data import Dataset, preprocess
-from .emit import prepare, write_files
+from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
 from .models import input_shape
 from .native import Workers
+from .outdir import Claim, check_folder, claimed
 from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, CortexMFigures, report_dict, write_report
 from .verify import VerifyResult, accuracy, agreement, verify
@@ -50,23 +49,28 @@ class PipelineResult:
     analysis: Analysis | None = None
 
 
-def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
+def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: PipelineConfig = PipelineConfig(),
         progress: Progress | None = None) -> PipelineResult:
-    """Run every stage into a temporary folder, then move it to `out_dir`; nothing half-written on error."""
-    say = progress or (lambda _msg: None)
-    out = check_out_dir(out_dir, config.overwrite)
+    """Run every stage into a staging folder, then swap it in as `out_dir`; nothing half-written on error,
+    interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments."""
+    with claimed(out_dir, config.overwrite) as held:
+        return _run(model, dataset, held, config, progress or (lambda _msg: None))
+
+
+def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress) -> PipelineResult:
+    out = held.out
     say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
     calib = preprocess(dataset.train_x, input_shape(model))
     with Workers() as workers:  # one worker per native runtime for the whole chain
         quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
         result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
     notes: list[str] = list(result.crashes)
-    with staged_dir(out) as tmp:
+    with held.staged() as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
         say("emitting firmware files")
         fw = tmp / "firmware"
         emission = prepare(quantized, result, config.name, config.golden_count, config.c_engine)
-        files = write_files(list(emission.files), fw)
+        files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
         if emission.engine is not None:
@@ -84,21 +88,6 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         shutil.rmtree(tmp / "build", ignore_errors=True)
     written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
     return PipelineResult(out, quantized, result, report, written, analysis)
-
-
-@contextlib.contextmanager
-def staged_dir(out: Path):
-    """A temporary folder beside `out` that replaces it when the block succeeds and vanishes when it fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult, out: Path,
@@ -119,12 +108,9 @@ def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: Verify
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a non-empty output folder unless told to replace it; checked before any long step."""
+    """Refuse a non-empty output folder unless told to replace it (the lock and the other checks: outdir.claim)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TinyqError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TinyqError(f"{out}: exists and is not empty (use --force / overwrite=True to replace it)")
+    check_folder(out, overwrite)
     return out
 
 

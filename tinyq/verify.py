@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from .data import preprocess
+from .data import check_labels, preprocess
 from .errors import NativeCrash, VerificationError
 from .models import input_shape
 from .native import Runtime, Workers, native_output_to, native_quiet, session
@@ -312,7 +312,7 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
     say = progress or (lambda _msg: None)
     shape = input_shape(model)
     x = preprocess(test_x, shape)
-    labels = np.asarray(test_y).astype(np.int64)
+    labels = check_labels(test_y, int(np.prod(quantized.output.shape[1:])), "test labels")
     say(f"Keras float on {len(x)} images")
     float_out = model.predict(x, batch_size=500, verbose=0)
     if quantized.input.dtype != "int8":
