@@ -217,21 +217,41 @@ def session(workers: Workers | None = None) -> Iterator[Workers]:
         yield fresh
 
 
-# Exec shim: ask Linux to SIGKILL the command when tinyq dies (even by SIGKILL), unless tinyq is already gone.
-_DIE_WITH_PARENT_SHIM = ("import ctypes, os, sys\n"
-                         "ctypes.CDLL(None).prctl(1, 9)\n"
-                         "if os.getppid() != int(sys.argv[1]): os._exit(137)\n"
-                         "os.execvp(sys.argv[2], sys.argv[2:])\n")
+# Supervisor between tinyq and a command: the kernel sends it SIGTERM when tinyq dies (even by SIGKILL), and it
+# then kills its whole process group (the command and the command's own children, e.g. make's compilers).
+_SUPERVISOR = """
+import ctypes, os, signal, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    os.killpg(0, signal.SIGKILL)
+try:
+    child = subprocess.Popen(sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"{sys.argv[2]}: {exc}\\n")
+    sys.exit(127)
+while True:
+    try:
+        code = child.wait()
+        break
+    except InterruptedError:
+        continue
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
 
 def run_child(cmd: list[str], cwd: str | os.PathLike | None = None, timeout: float | None = None,
               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
     """Run a command (make, a compiler, QEMU, a stub) that dies with tinyq: in its own process group, killed
-    with all its children on any exception here (Ctrl-C, SIGTERM, timeout), and on Linux killed by the kernel
-    if tinyq is SIGKILLed. Text output captured; TimeoutExpired is re-raised after the kill."""
+    with all its children on any exception here (Ctrl-C, SIGTERM, timeout), and on Linux, under a small
+    supervisor the kernel warns when tinyq dies, even by SIGKILL. Text output captured; TimeoutExpired is
+    re-raised after the kill."""
     argv = [str(c) for c in cmd]
     if sys.platform.startswith("linux"):
-        argv = [sys.executable, "-S", "-c", _DIE_WITH_PARENT_SHIM, str(os.getpid()), *argv]
+        argv = [sys.executable, "-S", "-c", _SUPERVISOR, str(os.getpid()), *argv]
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, errors="replace", start_new_session=True)
     try:

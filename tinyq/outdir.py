@@ -102,17 +102,22 @@ def recover(out: Path) -> Recovery:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (they are then delivered), so two renames stay together."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    """SIGINT and SIGTERM wait until the block ends (then they take effect), so two renames stay together.
+    Python-level deferral, since blocking the signal in one thread does not stop TF's threads taking it."""
+    pending: list[int] = []
     try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):
+        previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals reach the main thread's handlers anyway
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def check_folder(out: Path, overwrite: bool) -> None:
@@ -150,6 +155,11 @@ class Claim:
         try:
             yield tmp
             self._swap(tmp)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if disk_error(exc) is None:
+                raise
+            raise _as_output_error(exc, f"{self.out}: writing the new output") from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
