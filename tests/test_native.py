@@ -133,3 +133,45 @@ def test_converter_crash_is_a_native_crash_naming_the_model(tiny, monkeypatch):
                                           r"conversion of model 'tiny'"):
         quantize.quantize(model, (x / 255.0).astype(np.float32).reshape(-1, 8, 8, 1),
                           quantize.QuantizeConfig(num_calibration_samples=8))
+
+
+OVERFLOW_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    volatile char *p = malloc(8);
+    printf("vector 0: ok\n");
+    p[8] = 1;  /* one past the end */
+    printf("all golden vectors bit-exact\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.integration
+def test_sanitizer_abort_in_the_golden_run_is_not_a_mismatch(tmp_path):
+    import shutil
+    import subprocess
+
+    from tinyq import firmware
+    from tinyq.errors import BuildError
+
+    src = tmp_path / "overflow.c"
+    src.write_text(OVERFLOW_C)
+    exe = tmp_path / "stub"
+    subprocess.run([shutil.which("gcc") or "cc", "-fsanitize=address,undefined", "-g", str(src), "-o", str(exe)],
+                   check=True)
+    with pytest.raises(BuildError, match=r"sanitizer report in the golden run \(exit 86\): "
+                                         r"==\d+==ERROR: AddressSanitizer: heap-buffer-overflow.*overflow.c:7"):
+        firmware.run_golden(exe)
+
+
+def test_a_signal_in_the_golden_run_is_named(tmp_path):
+    from tinyq import firmware
+    from tinyq.errors import BuildError
+
+    exe = tmp_path / "stub"
+    exe.write_text("#!/bin/sh\necho 'vector 0: ok'\nkill -SEGV $$\n")
+    exe.chmod(0o755)
+    with pytest.raises(BuildError, match="killed by signal SIGSEGV in the golden run"):
+        firmware.run_golden(exe)

@@ -437,7 +437,7 @@ def test_a_quiet_child_and_its_children_die_with_tinyq(sig):
 def test_killed_firmware_run_leaves_no_children_and_the_output_whole(emitted, tmp_path, sig):
     out = _copy(emitted, tmp_path)
     before = _contents(out)
-    args = [sys.executable, "-m", "tinyq.cli", "firmware", "--out", str(out), "--images", "10000"]
+    args = [sys.executable, "-m", "tinyq.cli", "firmware", "--out", str(out), "--images", "3000"]
     proc = _start(args, "cross-compiling", stream="stderr", timeout=120)
     deadline = time.monotonic() + 60
     children: dict[int, str] = {}
@@ -447,7 +447,7 @@ def test_killed_firmware_run_leaves_no_children_and_the_output_whole(emitted, tm
     assert any("qemu-system-arm" in c for c in children.values()), children
     proc.send_signal(sig)
     assert proc.wait(30) == (143 if sig is signal.SIGTERM else -9)
-    deadline = time.monotonic() + 2  # QEMU alone would run on for several seconds with 10,000 images
+    deadline = time.monotonic() + 2  # QEMU alone would run on for seconds with 3,000 images
     while _alive(children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _alive(children) == [], {p: children[p] for p in _alive(children)}

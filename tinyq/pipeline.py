@@ -53,17 +53,17 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: Pip
         progress: Progress | None = None) -> PipelineResult:
     """Run every stage into a staging folder, then swap it in as `out_dir`; nothing half-written on error,
     interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments."""
-    with claimed(out_dir, config.overwrite) as held:
-        return _run(model, dataset, held, config, progress or (lambda _msg: None))
+    with claimed(out_dir, config.overwrite) as held, Workers() as workers:  # one worker per native runtime
+        return _run(model, dataset, held, config, progress or (lambda _msg: None), workers)
 
 
-def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress) -> PipelineResult:
+def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress,
+         workers: Workers) -> PipelineResult:
     out = held.out
     say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
     calib = preprocess(dataset.train_x, input_shape(model))
-    with Workers() as workers:  # one worker per native runtime for the whole chain
-        quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
-        result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
+    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
+    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
     notes: list[str] = list(result.crashes)
     with held.staged() as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
@@ -82,7 +82,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
-        analysis = _analysis(model, dataset, quantized, result, tmp, notes, say) if config.analysis else None
+        analysis = _analysis(model, dataset, quantized, result, tmp, notes, say, workers) if config.analysis else None
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         write_report(report, tmp)
         shutil.rmtree(tmp / "build", ignore_errors=True)
@@ -91,14 +91,14 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
 
 
 def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult, out: Path,
-              notes: list[str], say: Progress) -> Analysis | None:
+              notes: list[str], say: Progress, workers: Workers | None = None) -> Analysis | None:
     """The quantization analysis into out/report.html, reusing this run's model and checks; a model the
     analysis cannot take apart leaves a note instead of failing the chain."""
     from .analyze import analyze
     from .report_html import write_html
 
     try:
-        analysis = analyze(model, dataset, quantized, result, progress=say)
+        analysis = analyze(model, dataset, quantized, result, progress=say, workers=workers)
     except TinyqError as exc:
         notes.append(f"analysis (report.html) not run: {exc}")
         say(notes[-1])
