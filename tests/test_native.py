@@ -175,3 +175,26 @@ def test_a_signal_in_the_golden_run_is_named(tmp_path):
     exe.chmod(0o755)
     with pytest.raises(BuildError, match="killed by signal SIGSEGV in the golden run"):
         firmware.run_golden(exe)
+
+
+def test_real_tflm_segfaults_in_the_arena_search_of_an_autoencoder_are_survived():
+    """TFLM itself (tflite-micro as installed) segfaults at some arena sizes just below the minimum of a
+    640-input fully-connected autoencoder; the search treats those sizes as failing and finds the minimum."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    k = tf.keras
+    h = inp = k.Input((640,))
+    for n in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        h = k.layers.Dense(n, activation="relu")(h)
+    model = k.Model(inp, k.layers.Dense(640)(h), name="autoencoder")
+    x = np.random.default_rng(0).random((200, 640), dtype=np.float32)
+    q = quantize.quantize(model, x, quantize.QuantizeConfig(num_calibration_samples=100))
+    sample = verify.quantize_input(x[:1], q.input)[0]
+    probes: list[verify.ArenaProbe] = []
+    with native.Workers() as w:
+        arena = verify.tflm_arena_bytes(q.tflite, sample, w, probes)
+        assert w.call(native.Runtime.TFLM, "check", verify._tflm_runs, q.tflite, arena, sample)
+    crashed = [p for p in probes if p.crash]
+    assert crashed, f"TFLM no longer crashes below the minimum arena ({arena} B): {probes}"
+    assert all(p.size < arena and p.crash == "signal SIGSEGV" for p in crashed)

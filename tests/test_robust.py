@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tinyq import cli, data, emit, models, outdir
-from tinyq.errors import DataError, EmitError, OutputError, TinyqError
+from tinyq.errors import DataError, OutputError
 
 # A run that writes OUT through tinyq.outdir and stops at a named stage (printing "at STAGE") until killed:
 # claimed (lock held, before the long steps), staging (half the new files written), swap (old output renamed

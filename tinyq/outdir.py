@@ -1,11 +1,11 @@
 """The one writer of output folders: a lock per folder, checks before the long steps, a staging folder that
 replaces the old output atomically, and recovery from runs that were killed half-way.
 
-Beside an output folder OUT live, all hidden: `.OUT.lock` while a run holds OUT (flock; the holder's pid), staging folders
-`.OUT.out.PID.XXXXXXXX` and, for an instant during the swap, the old output `.OUT.old.PID`. The old output stays
-whole until the new one is complete: the swap is two renames with SIGINT/SIGTERM held back; a run killed
-between them leaves the old output aside, and the next run into OUT puts it back. Staging folders of dead
-runs are removed by the next run.
+Beside an output folder OUT live, all hidden: `.OUT.lock` while a run holds OUT (flock; the holder's pid),
+staging folders `.OUT.out.PID.XXXXXXXX` and, for an instant during the swap, the old output `.OUT.old.PID`.
+The old output stays whole until the new one is complete: the swap is two renames with SIGINT/SIGTERM held
+back; a run killed between them leaves the old output aside, and the next run into OUT puts it back.
+Staging folders of dead runs are removed by the next run.
 """
 
 from __future__ import annotations

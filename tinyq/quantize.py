@@ -165,10 +165,16 @@ def _convert(converter, what: str) -> bytes:
         raise QuantizationError(f"{what}: TFLiteConverter failed: {exc}") from exc
 
 
-def convert_float(model) -> bytes:
-    """The float32 .tflite of the model (batch 1), the baseline for size comparisons."""
-    check_supported(model)
+def _float(model) -> bytes:
     return _convert(_batch1_converter(model, input_shape(model)), f"model {model.name!r} (float)")
+
+
+def convert_float(model, workers: Workers | None = None) -> bytes:
+    """The float32 .tflite of the model (batch 1), the baseline for size comparisons; converted in the
+    converter's worker."""
+    check_supported(model)
+    return _in_converter(model, f"float conversion of model {model.name!r}", _float_from_file, (), workers,
+                         lambda: _float(model))
 
 
 def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
@@ -222,23 +228,33 @@ def _int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeCo
     return _percentile_quantize(converter, samples, config, f"model {model.name!r}")
 
 
-def _int8_from_file(path: str, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
-                    ) -> tuple[bytes, tuple[ActivationRange, ...]] | None:
-    """In the converter worker: _int8 on the model saved at `path`; None if this process cannot load it."""
+def _load_in_worker(path: str):
+    """In the converter worker: the Keras model saved at `path`, or None if this process cannot load it."""
     import tensorflow as tf
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            model = tf.keras.models.load_model(path, compile=False)
+            return tf.keras.models.load_model(path, compile=False)
     except Exception:  # noqa: BLE001 - e.g. custom layers: the caller converts in its own process
         return None
-    return _int8(model, shape, samples, config)
 
 
-def _isolated_int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig,
-                   workers: Workers | None) -> tuple[bytes, tuple[ActivationRange, ...]]:
-    """_int8 in the converter's worker, the model passed as a saved .keras file; a model that does not
-    survive saving and loading (custom layers) is converted in this process instead."""
+def _int8_from_file(path: str, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
+                    ) -> tuple[bytes, tuple[ActivationRange, ...]] | None:
+    """In the converter worker: _int8 on the model saved at `path`; None if this process cannot load it."""
+    model = _load_in_worker(path)
+    return None if model is None else _int8(model, shape, samples, config)
+
+
+def _float_from_file(path: str) -> bytes | None:
+    """In the converter worker: the float .tflite of the model saved at `path`; None if it cannot load it."""
+    model = _load_in_worker(path)
+    return None if model is None else _float(model)
+
+
+def _in_converter(model, step: str, fn, args: tuple, workers: Workers | None, here):
+    """fn(saved model path, *args) in the converter's worker; a model that does not survive saving and
+    loading (custom layers) runs `here()` in this process instead."""
     with tempfile.TemporaryDirectory(prefix="tinyq_convert_") as tmp:
         path = os.path.join(tmp, "model.keras")
         try:
@@ -248,11 +264,17 @@ def _isolated_int8(model, shape: tuple[int, ...], samples: np.ndarray, config: Q
             path = None
         if path is not None:
             with session(workers) as w:
-                done = w.call(Runtime.CONVERTER, f"calibration and int8 conversion of model {model.name!r}",
-                              _int8_from_file, path, shape, samples, config)
+                done = w.call(Runtime.CONVERTER, step, fn, path, *args)
             if done is not None:
                 return done
-    return _int8(model, shape, samples, config)
+    return here()
+
+
+def _isolated_int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig,
+                   workers: Workers | None) -> tuple[bytes, tuple[ActivationRange, ...]]:
+    """_int8 in the converter's worker, the model passed as a saved .keras file."""
+    return _in_converter(model, f"calibration and int8 conversion of model {model.name!r}", _int8_from_file,
+                         (shape, samples, config), workers, lambda: _int8(model, shape, samples, config))
 
 
 def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig, what: str

@@ -336,6 +336,7 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
                 litert[reference] = np.empty((0,) + tflm.shape[1:], tflm.dtype)
         say("TFLM arena size")
         arena = tflm_arena_bytes(quantized.tflite, xq[0], w)
+        float_bytes = len(convert_float(model, w))
     ref, opt = litert[True], litert[False]
     return VerifyResult(
         test_images=len(x),
@@ -346,7 +347,7 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
         tflm_vs_litert_ref=agreement(tflm, ref),
         per_class_float=per_class_accuracy(float_out, labels),
         per_class_tflm=per_class_accuracy(tflm, labels),
-        float_tflite_bytes=len(convert_float(model)),
+        float_tflite_bytes=float_bytes,
         int8_tflite_bytes=len(quantized.tflite),
         tflm_arena_bytes=arena,
         params=int(model.count_params()),
