@@ -321,7 +321,7 @@ def _copy(emitted: Path, tmp_path: Path) -> Path:
 
 
 def test_untouched_folder_matches_its_manifest(emitted):
-    from tinyq.firmware_cmd import check_manifest
+    from tinyq.outdir import check_manifest
 
     assert check_manifest(emitted) == ()
 

@@ -1,5 +1,6 @@
 """The one writer of output folders: a lock per folder, checks before the long steps, a staging folder that
-replaces the old output atomically, and recovery from runs that were killed half-way.
+replaces the old output atomically, recovery from runs that were killed half-way, and the manifest check of a
+folder read back in.
 
 Beside an output folder OUT live, all hidden: `.OUT.lock` while a run holds OUT (flock; the holder's pid),
 staging folders `.OUT.out.PID.XXXXXXXX` and, for an instant during the swap, the old output `.OUT.old.PID`.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import re
 import secrets
@@ -35,8 +38,7 @@ def disk_error(exc: OSError) -> str | None:
     reason = _DISK_ERRNOS.get(exc.errno)
     if reason is None:
         return None
-    where = exc.filename or "output"
-    return f"{where}: cannot write: {reason}"
+    return f"{exc.filename}: cannot write: {reason}" if exc.filename else f"cannot write: {reason}"
 
 
 def _as_output_error(exc: OSError, doing: str) -> OutputError:
@@ -258,3 +260,50 @@ def write_text_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise _as_output_error(exc, f"{path}: cannot write") from exc
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A file of the emitted firmware folder that differs from manifest.json: changed, missing or added."""
+
+    name: str
+    change: str
+
+
+def check_manifest(out: Path) -> tuple[FileChange, ...]:
+    """Every file of OUT/firmware and OUT/model_int8.tflite against firmware/manifest.json (sha256); the
+    differences, empty when the folder is as tinyq wrote it. A missing or unreadable manifest raises."""
+    fw = out / "firmware"
+    manifest = read_json(fw / "manifest.json", "the manifest of the generated files")
+    try:
+        listed = {str(f["name"]): str(f["sha256"]) for f in manifest["files"]}
+        listed["../model_int8.tflite"] = str(manifest["model"]["sha256"])
+    except (KeyError, TypeError) as exc:
+        raise OutputError(f"{fw / 'manifest.json'}: not a tinyq manifest (no {exc} entry)") from exc
+    changes = []
+    for name, digest in sorted(listed.items()):
+        path = (fw / name).resolve()
+        if not path.is_file():
+            changes.append(FileChange(name, "missing"))
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            changes.append(FileChange(name, "changed"))
+    present = {p.relative_to(fw).as_posix() for p in fw.rglob("*") if p.is_file()}
+    for name in sorted(present - set(listed) - {"manifest.json"}):
+        changes.append(FileChange(name, "added"))
+    return tuple(changes)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from a file tinyq wrote, or one clear error saying how it is broken."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{path}: missing ({what}); --out must name a folder written by `tinyq demo` or "
+                         f"`tinyq convert`") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise OutputError(f"{path}: broken or truncated ({what}): not valid JSON{where}; rerun `tinyq demo` or "
+                         f"`tinyq convert` to write it again") from None
+    if not isinstance(value, dict):
+        raise OutputError(f"{path}: not {what}: a JSON {type(value).__name__}, expected an object")
+    return value
