@@ -198,3 +198,38 @@ def test_real_tflm_segfaults_in_the_arena_search_of_an_autoencoder_are_survived(
     crashed = [p for p in probes if p.crash]
     assert crashed, f"TFLM no longer crashes below the minimum arena ({arena} B): {probes}"
     assert all(p.size < arena and p.crash == "signal SIGSEGV" for p in crashed)
+
+
+WORKERS_DRIVER = r"""
+import os, signal, time
+from tinyq import cli, native
+signal.signal(signal.SIGTERM, cli._terminated)
+with native.Workers() as w:
+    pids = [w.call(runtime, "pid", os.getpid) for runtime in native.Runtime]
+    print(" ".join(map(str, pids)), flush=True)
+    w.call(native.Runtime.TFLM, "a long invoke", time.sleep, 60)  # busy: it would not notice a closed pipe
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_workers_die_with_tinyq(sig):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", WORKERS_DRIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 3 and proc.pid not in pids
+        proc.send_signal(sig)
+        proc.wait(10)
+        deadline = time.monotonic() + 3
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
+                     open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert alive == []
+    finally:
+        proc.kill()
+        proc.wait()

@@ -401,6 +401,18 @@ def _alive(pids) -> list[int]:
     return alive
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_demo_keeps_the_old_output_and_leaves_nothing(tmp_path, sig, code):
+    out = _old_output(tmp_path)
+    args = [sys.executable, "-m", "tinyq.cli", "demo", "--force", "--no-cortex-m", "--out", str(out)]
+    proc = _start(args, "training or loading", stream="stderr")
+    proc.send_signal(sig)
+    assert proc.wait(60) == code
+    assert proc.stderr.read().strip().splitlines()[-1] == ("tinyq: interrupted" if code == 130
+                                                           else "tinyq: terminated (SIGTERM)")
+    assert _contents(out) == OLD and _leftovers(out) == []
+
+
 CHILD_DRIVER = r"""
 import signal, sys
 from tinyq import cli, native
