@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers():
+    """The native runtimes' workers for a whole command, started now so their imports overlap with loading."""
+    from .native import Runtime, Workers
+
+    workers = Workers()
+    workers.prepare(*Runtime)
+    return workers
+
+
 def _pipeline_config(args):
     from .pipeline import PipelineConfig
     from .quantize import QuantizeConfig, WeightGranularity
@@ -110,11 +119,11 @@ def _pipeline_config(args):
     )
 
 
-def _run_chain(args, config, model, dataset, say, out=None) -> int:
+def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int:
     from . import pipeline
     from .report import summary_rows
 
-    result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say)
+    result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say, workers=workers)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -135,12 +144,12 @@ def cmd_demo(args, say) -> int:
     from .outdir import claim
 
     config = _pipeline_config(args)
-    with claim(args.out, args.force) as out:  # lock and writability before any long step
+    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
         dataset = load_mnist(args.data)
         say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
         say(f"training or loading {args.model}")
         model = demo_model(args.model, dataset, use_cache=not args.no_cache, progress=say)
-        return _run_chain(args, config, model, dataset, say, out)
+        return _run_chain(args, config, model, dataset, say, out, workers)
 
 
 def cmd_convert(args, say) -> int:
@@ -149,10 +158,10 @@ def cmd_convert(args, say) -> int:
     from .outdir import claim
 
     config = _pipeline_config(args)
-    with claim(args.out, args.force) as out:  # lock and writability before any long step
+    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
         model = load_keras_model(args.model)
         dataset = load_mnist(args.data)
-        return _run_chain(args, config, model, dataset, say, out)
+        return _run_chain(args, config, model, dataset, say, out, workers)
 
 
 def cmd_firmware(args, say) -> int:

@@ -108,6 +108,20 @@ class _Worker:
     process: subprocess.Popen
     conn: Connection
     log_path: str
+    pending: bool = False  # a preload was sent and its reply not yet read
+
+
+_PRELOAD = {"CONVERTER": ("tensorflow",), "LITERT": ("ai_edge_litert.interpreter",),
+            "TFLM": ("tflite_micro.python.tflite_micro.runtime",)}
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """In a worker: import the runtime's modules ahead of its first real call."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -159,6 +173,15 @@ class Workers:
         self._workers[runtime] = worker
         return worker
 
+    def prepare(self, *runtimes: Runtime) -> None:
+        """Start these runtimes' workers and their imports now, without waiting, so the start-up (TensorFlow's
+        import above all) overlaps with what the caller does next."""
+        for runtime in runtimes:
+            worker = self._workers.get(runtime) or self._start(runtime)
+            if not worker.pending:
+                worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
+                worker.pending = True
+
     def call(self, runtime: Runtime, step: str, fn: Callable, *args):
         """fn(*args) in the runtime's worker; a crash raises NativeCrash and the next call gets a new worker.
 
@@ -167,6 +190,9 @@ class Workers:
         worker = self._workers.get(runtime) or self._start(runtime)
         offset = os.path.getsize(worker.log_path)
         try:
+            if worker.pending:
+                worker.conn.recv()
+                worker.pending = False
             worker.conn.send((fn, args))
             status, value = worker.conn.recv()
         except (EOFError, OSError):

@@ -13,7 +13,7 @@ from .data import Dataset, preprocess
 from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
 from .models import input_shape
-from .native import Workers
+from .native import Workers, session
 from .outdir import Claim, check_folder, claimed
 from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, CortexMFigures, report_dict, write_report
@@ -50,11 +50,12 @@ class PipelineResult:
 
 
 def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: PipelineConfig = PipelineConfig(),
-        progress: Progress | None = None) -> PipelineResult:
+        progress: Progress | None = None, workers: Workers | None = None) -> PipelineResult:
     """Run every stage into a staging folder, then swap it in as `out_dir`; nothing half-written on error,
-    interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments."""
-    with claimed(out_dir, config.overwrite) as held, Workers() as workers:  # one worker per native runtime
-        return _run(model, dataset, held, config, progress or (lambda _msg: None), workers)
+    interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments, `workers`
+    the caller's native-runtime workers (else one per runtime for this run)."""
+    with claimed(out_dir, config.overwrite) as held, session(workers) as w:
+        return _run(model, dataset, held, config, progress or (lambda _msg: None), w)
 
 
 def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress,
