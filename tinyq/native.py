@@ -219,6 +219,8 @@ class Workers:
         if worker is None:
             return
         worker.conn.close()
+        if worker.pending:  # still importing its runtime: nothing to finish
+            worker.process.kill()
         try:
             worker.process.wait(2)
         except subprocess.TimeoutExpired:
