@@ -180,7 +180,7 @@ def _convert(model, tmp_path, *flags):
 
 @pytest.mark.integration
 def test_convert_user_model(tmp_path, dsres_keras, capsys):
-    out, r = _convert(dsres_keras, tmp_path, "--name", "my-net")
+    out, r = _convert(dsres_keras, tmp_path, "--name", "my_net")
     html = (out / "report.html").read_text()
     assert "analysis" not in r and 'id="stages"' in html and 'id="sweep"' not in html
     assert r["agreement"]["c_vs_tflm_bitexact"] == 1.0

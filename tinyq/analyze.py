@@ -91,25 +91,36 @@ def weight_storage(tflite: bytes) -> str:
 
 
 def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, fallback: str,
-             describe: bool = False) -> SweepRow:
+             describe: bool = False, workers=None) -> SweepRow:
     """Accuracy in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why.
     With `describe`, the note also says how the weights are stored."""
     from .verify import accuracy, run_litert, run_tflm, tflm_arena_bytes, tflm_problem
 
     notes = [f"weights: {weight_storage(tflite)}"] if describe else []
-    problem = tflm_problem(tflite, inputs[0])
+    problem = tflm_problem(tflite, inputs[0], workers)
     if problem is None:
-        return SweepRow(label, accuracy(run_tflm(tflite, inputs), labels), len(tflite),
-                        tflm_arena_bytes(tflite, inputs[0]), True, "TFLM", "; ".join(notes))
-    return SweepRow(label, accuracy(run_litert(tflite, inputs, reference=True), labels), len(tflite), None, False,
+        return SweepRow(label, accuracy(run_tflm(tflite, inputs, workers), labels), len(tflite),
+                        tflm_arena_bytes(tflite, inputs[0], workers), True, "TFLM", "; ".join(notes))
+    return SweepRow(label, accuracy(run_litert(tflite, inputs, True, workers), labels), len(tflite), None, False,
                     fallback, "; ".join(notes + [f"TFLM: {problem}"]))
 
 
 def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-          configs=None, comparisons: bool = True, tick=None) -> tuple[SweepRow, ...]:
+          configs=None, comparisons: bool = True, tick=None, workers=None) -> tuple[SweepRow, ...]:
     """Quantize under each config and measure accuracy over the test set in TFLM (LiteRT where TFLM lacks a
-    kernel); optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison."""
+    kernel); optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison.
+    One worker per native runtime serves the whole sweep; a setting whose conversion crashes gets a row
+    saying so."""
+    from .native import session
+
+    with session(workers) as w:
+        return _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons, w, tick)
+
+
+def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, workers,
+           tick=None) -> tuple[SweepRow, ...]:
     from .data import preprocess
+    from .errors import NativeCrash
     from .models import input_shape
     from .quantize import quantize
     from .verify import quantize_input
@@ -122,15 +133,17 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     tick = tick or (lambda _done: None)
     for label, config in (configs or default_sweep()):
         try:
-            q = quantize(model, calib, config, labels=train_y)
-        except QuantizationError as exc:
+            q = quantize(model, calib, config, labels=train_y, workers=workers)
+        except (QuantizationError, NativeCrash) as exc:
             rows.append(SweepRow(label, None, None, None, False, "-", str(exc)))
         else:
-            rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels"))
+            rows.append(_measure(label, q.tflite, quantize_input(x, q.input), labels, "LiteRT reference kernels",
+                                 workers=workers))
         tick(len(rows))
     if comparisons:
         for label, tflite in _float_io_conversions(model, shape):
-            rows.append(_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True))
+            rows.append(_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True,
+                                 workers=workers))
             tick(len(rows))
     return tuple(rows)
 
@@ -286,7 +299,7 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.nda
 
 
 def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 200, configs=None,
-            progress=None) -> Analysis:
+            progress=None, workers=None) -> Analysis:
     """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and confusion
     matrices over the test set. Pass the pipeline's own quantized model and verification to reuse them."""
     import time
@@ -299,14 +312,15 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
     say = progress or (lambda _msg: None)
     if quantized is None:
         quantized = quantize(model, preprocess(dataset.train_x, input_shape(model)), QuantizeConfig(),
-                             labels=dataset.train_y)
+                             labels=dataset.train_y, workers=workers)
     if verified is None:
-        verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
+        verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
     settings = len(configs or default_sweep()) + len(COMPARISONS)
     tick = counted(say, f"sweeping {settings} quantization settings ({len(COMPARISONS)} for comparison) over "
                         f"{verified.test_images} test images", settings)
     start = time.monotonic()
-    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs, tick=tick)
+    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs, tick=tick,
+                 workers=workers)
     seconds = time.monotonic() - start
     say(f"per-layer error on {layer_images} test images")
     layers = layer_errors(model, quantized, dataset.test_x[:layer_images])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -82,6 +83,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _terminated(_signum, _frame):
+    raise Terminated()
+
+
+def _check_arguments(args) -> None:
+    """Checks on plain option values, before anything slow is imported or loaded."""
+    from .emit import check_name
+
+    if getattr(args, "name", None) is not None:
+        check_name(args.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
     from .cortex_m import QEMU_MACHINES
@@ -105,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
     fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
+    fw.add_argument("--allow-modified", action="store_true",
+                    help="build even if files differ from firmware/manifest.json (recorded in report.json)")
     df = sub.add_parser("diff", help="first op where runtimes part, and why (exit 1 when any pair differs)")
     df.add_argument("out", metavar="OUT", help="a folder written by `tinyq demo` or `tinyq convert`")
     df.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
@@ -122,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", required=True, help="output folder for report.html")
     an.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     return parser
+
+
+def _workers():
+    """The native runtimes' workers for a whole command, started now so their imports overlap with loading."""
+    from .native import Runtime, Workers
+
+    workers = Workers()
+    workers.prepare(*Runtime)
+    return workers
 
 
 def _pipeline_config(args):
@@ -142,11 +170,11 @@ def _pipeline_config(args):
     )
 
 
-def _run_chain(args, config, model, dataset, say) -> int:
+def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int:
     from . import pipeline
     from .report import summary_rows
 
-    result = pipeline.run(model, dataset, args.out, config, progress=say)
+    result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say, workers=workers)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -163,33 +191,34 @@ def _run_chain(args, config, model, dataset, say) -> int:
 def cmd_demo(args, say) -> int:
     from .data import load_mnist
     from .models import demo_model
-    from .pipeline import check_out_dir
+    from .outdir import claim
 
     config = _pipeline_config(args)
-    check_out_dir(args.out, args.force)
-    dataset = load_mnist(args.data)
-    say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
-    say(f"training or loading {args.model}")
-    model = demo_model(args.model, dataset, use_cache=not args.no_cache)
-    return _run_chain(args, config, model, dataset, say)
+    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
+        dataset = load_mnist(args.data)
+        say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
+        say(f"training or loading {args.model}")
+        model = demo_model(args.model, dataset, use_cache=not args.no_cache, progress=say)
+        return _run_chain(args, config, model, dataset, say, out, workers)
 
 
 def cmd_convert(args, say) -> int:
     from .data import load_mnist
     from .models import load_keras_model
-    from .pipeline import check_out_dir
+    from .outdir import claim
 
     config = _pipeline_config(args)
-    check_out_dir(args.out, args.force)
-    model = load_keras_model(args.model)
-    dataset = load_mnist(args.data)
-    return _run_chain(args, config, model, dataset, say)
+    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
+        model = load_keras_model(args.model)
+        dataset = load_mnist(args.data)
+        return _run_chain(args, config, model, dataset, say, out, workers)
 
 
 def cmd_firmware(args, say) -> int:
     from .firmware_cmd import run_firmware
 
-    rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say)
+    rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say,
+                        allow_modified=args.allow_modified)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -218,19 +247,20 @@ def cmd_analyze(args, say) -> int:
     from .analyze import analyze
     from .data import load_mnist
     from .models import demo_model, load_keras_model
-    from .pipeline import check_out_dir, staged_dir
+    from .outdir import claim
     from .report import ChainReport
     from .report_html import write_html
 
     if bool(args.model) == bool(args.demo):
         raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
-    out = check_out_dir(args.out, args.force)
-    dataset = load_mnist(args.data)
-    model = demo_model(args.demo, dataset) if args.demo else load_keras_model(args.model)
-    say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
-    result = analyze(model, dataset, progress=say)
-    with staged_dir(out) as tmp:
-        write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
+    with claim(args.out, args.force) as held:
+        out = held.out
+        dataset = load_mnist(args.data)
+        model = demo_model(args.demo, dataset, progress=say) if args.demo else load_keras_model(args.model)
+        say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
+        result = analyze(model, dataset, progress=say)
+        with held.staged() as tmp:
+            write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
     print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
     for row in result.sweep:
         acc = "     -" if row.accuracy is None else f"{100 * row.accuracy:6.2f}"
@@ -260,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     say = _Progress(args.quiet)
+    # SIGTERM unwinds like Ctrl-C: children killed, staging folder removed, the old output kept
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
+        _check_arguments(args)
         if not args.debug:
             _import_tensorflow_quietly()
         return COMMANDS[args.command](args, say)
@@ -270,19 +303,30 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"tinyq: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        say.close()
+        print("tinyq: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         say.close()
         print("tinyq: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for anything unexpected, traceback with --debug
         say.close()
+        from .outdir import disk_error
+
         if args.debug:
             traceback.print_exc()
+        line = disk_error(exc) if isinstance(exc, OSError) else None
+        if line is not None:  # a full disk or a read-only location, at whatever stage
+            print(f"tinyq: error: {line}", file=sys.stderr)
+            return EXIT_ERROR
         print(f"tinyq: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         say.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

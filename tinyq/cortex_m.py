@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from .errors import BuildError, VerificationError
 from .progress import counted
+from .native import run_child
 
 TARGET = "cortex-m4"
 QEMU_MACHINE = "mps2-an386"
@@ -125,25 +125,6 @@ def qemu_command(elf: str | os.PathLike, args: tuple[str, ...] = (), target: str
     return cmd
 
 
-def _run_polled(cmd: list[str], cwd, timeout: float, poll=None) -> subprocess.CompletedProcess:
-    """Run `cmd` to completion with its output captured, calling `poll()` about twice a second meanwhile."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            out, err = proc.communicate(timeout=0.5)
-            break
-        except subprocess.TimeoutExpired as exc:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.communicate()
-                raise exc
-            if poll is not None:
-                poll()
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
 def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.PathLike | None = None,
              timeout: float = 600.0, poll=None, target: str = TARGET) -> QemuRun:
     """Run the ELF in QEMU until it exits through semihosting; its exit code becomes QEMU's. `poll()` is called
@@ -155,7 +136,7 @@ def run_qemu(elf: str | os.PathLike, args: tuple[str, ...] = (), cwd: str | os.P
     if any(" " in a for a in args):
         raise BuildError(f"{elf}: semihosting arguments cannot contain spaces: {args}")
     try:
-        proc = _run_polled(qemu_command(elf, args, target), cwd, timeout, poll)
+        proc = run_child(qemu_command(elf, args, target), cwd=cwd, timeout=timeout, poll=poll)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{elf}: QEMU did not finish within {timeout:.0f} s") from exc
     if proc.returncode == EXIT_FAULT and BOARD_LINE not in proc.stdout:
@@ -282,7 +263,7 @@ _MAP_ENTRY = re.compile(r"^ (\.[\w.$]+|COMMON)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\
 def section_sizes(elf: str | os.PathLike) -> dict[str, int]:
     """Section name -> bytes, from `arm-none-eabi-size -A`."""
     check_toolchain()
-    proc = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=False)
+    proc = run_child(["arm-none-eabi-size", "-A", str(elf)])
     if proc.returncode != 0:
         raise BuildError(f"{elf}: arm-none-eabi-size failed: {proc.stderr.strip()}")
     sizes = {}

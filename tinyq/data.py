@@ -129,9 +129,29 @@ def _validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.
         raise DataError(f"{where}: no images")
     if x.dtype != np.uint8:
         raise DataError(f"{where}: images are {x.dtype}, expected uint8 0..255")
-    if y.max() >= NUM_CLASSES or y.min() < 0:
-        raise DataError(f"{where}: label {int(y.max())} out of range 0..{NUM_CLASSES - 1}")
-    return x, y.astype(np.uint8)
+    return x, check_labels(y, NUM_CLASSES, where).astype(np.uint8)
+
+
+def check_labels(labels, classes: int, where: str) -> np.ndarray:
+    """Class labels as int64, refused unless each is an integer in [0, classes): the error names the first bad
+    label's index and value (a float label is never truncated, -1 never wraps around)."""
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels have shape {y.shape}, expected (N,)")
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"{where}: labels are {y.dtype}, expected integers 0..{classes - 1}")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"{where}: label #{i} is {y[i].item()!r}, not an integer ({bad.size} such labels); "
+                            f"labels are class indices 0..{classes - 1}")
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(f"{where}: label #{i} is {y[i].item()!r}, outside 0..{classes - 1} ({bad.size} such "
+                        f"labels; there are {classes} classes)")
+    return y.astype(np.int64)
 
 
 def preprocess(images: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
-import hashlib
 import json
 import os
 import tempfile
@@ -392,21 +391,11 @@ class DiffConfig:
 
 
 def modified_files(fw_dir: str | os.PathLike) -> tuple[str, ...]:
-    """Generated files whose sha256 no longer matches firmware/manifest.json (edited by hand), sorted."""
-    fw = Path(fw_dir)
-    manifest = fw / "manifest.json"
-    if not manifest.is_file():
-        raise TinyqError(f"{manifest}: missing; --out must name a folder written by `tinyq demo` or `tinyq convert`")
-    try:
-        entries = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError) as exc:
-        raise TinyqError(f"{manifest}: unreadable ({exc})") from exc
-    changed = []
-    for e in entries:
-        p = fw / e["name"]
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != e["sha256"]:
-            changed.append(e["name"])
-    return tuple(sorted(changed))
+    """Files of the folder that differ from firmware/manifest.json (edited, missing or added by hand), sorted;
+    the same check `tinyq firmware` makes (tinyq.outdir.check_manifest)."""
+    from .outdir import check_manifest
+
+    return tuple(sorted(c.name for c in check_manifest(Path(fw_dir).parent)))
 
 
 def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_dir: str | os.PathLike | None,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +71,35 @@ def c_identifier(name: str) -> str:
         ident = "m_" + ident
     if ident in C_KEYWORDS:
         ident = ident + "_model"
+    if _reserved(ident):
+        ident = "m_" + ident
+    return ident
+
+
+RESERVED_PREFIXES = ("tq_", "tinyq")  # the runtime's and the stub's own symbols
+
+
+def _reserved(ident: str) -> bool:
+    return ident == "tq" or ident.startswith(RESERVED_PREFIXES)
+
+
+def check_name(name: str) -> str:
+    """A user's explicit --name, checked as given: a C identifier that is not a keyword and does not clash with
+    the runtime's symbols (tq_*, tinyq*); returns it lower-cased, as the generated names use it."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        hint = ""
+        try:
+            hint = f"; e.g. {c_identifier(name)}"
+        except EmitError:
+            pass
+        raise EmitError(f"--name {name!r}: not a C identifier (letters, digits and _, not starting with a "
+                        f"digit){hint}")
+    ident = name.lower()
+    if ident in C_KEYWORDS:
+        raise EmitError(f"--name {name!r}: a C/C++ keyword or reserved name; the generated code would not compile")
+    if _reserved(ident):
+        raise EmitError(f"--name {name!r}: clashes with tinyq's runtime symbols (names starting tq_ or tinyq); "
+                        f"e.g. my_{ident}")
     return ident
 
 
@@ -110,32 +137,38 @@ def int_rows(values, per_row: int = 16) -> list[str]:
 
 def write_files(files: list[GeneratedFile], out_dir: str | os.PathLike, overwrite: bool = False,
                 binaries: dict[str, bytes] | None = None) -> list[Path]:
-    """Write everything into a temporary sibling folder, then move it into place; all or nothing."""
+    """Write everything into a staging folder, then swap it into place (tinyq.outdir); all or nothing."""
+    from .outdir import claim
+
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise EmitError(f"{out}: already exists (pass overwrite=True to replace it)")
-    names = [f.name for f in files] + list(binaries or {})
+    _check_names(files, binaries)
+    with claim(out, overwrite=True) as held, held.staged() as tmp:
+        write_into(files, tmp, binaries)
+    return [out / n for n in _names(files, binaries)]
+
+
+def _names(files: list[GeneratedFile], binaries: dict[str, bytes] | None) -> list[str]:
+    return [f.name for f in files] + list(binaries or {})
+
+
+def _check_names(files: list[GeneratedFile], binaries: dict[str, bytes] | None) -> None:
+    names = _names(files, binaries)
     if len(set(names)) != len(names):
         raise EmitError(f"duplicate output file names: {sorted(n for n in names if names.count(n) > 1)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for f in files:
-            (tmp / f.name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / f.name).write_text(f.text)
-        for name, data in (binaries or {}).items():
-            (tmp / name).write_bytes(data)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise EmitError(f"{out}: cannot write generated files: {exc}") from exc
-    return [out / n for n in names]
+
+
+def write_into(files: list[GeneratedFile], folder: Path, binaries: dict[str, bytes] | None = None) -> list[Path]:
+    """Write the files into a (new or empty) folder inside a staging folder the caller holds; no swap of its own."""
+    _check_names(files, binaries)
+    folder.mkdir(exist_ok=True)
+    for f in files:
+        (folder / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f.name).write_text(f.text)
+    for name, data in (binaries or {}).items():
+        (folder / name).write_bytes(data)
+    return [folder / n for n in _names(files, binaries)]
 
 
 @dataclass(frozen=True)

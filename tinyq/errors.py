@@ -31,3 +31,19 @@ class BuildError(TinyqError):
 
 class EmitError(TinyqError):
     """Generated files cannot be written (bad name, existing folder, template error)."""
+
+
+class NativeCrash(VerificationError):
+    """A native runtime (TF converter, LiteRT, TFLM) died in its worker process: signal, abort or sanitizer."""
+
+    def __init__(self, runtime: str, step: str, signal: str, lines: tuple[str, ...] = ()) -> None:
+        self.runtime, self.step, self.signal, self.lines = runtime, step, signal, lines
+        said = f"; it printed: {' | '.join(lines)}" if lines else ""
+        super().__init__(f"{runtime} crashed ({signal}) during {step}; tinyq itself is unharmed{said}")
+
+    def __reduce__(self):
+        return (type(self), (self.runtime, self.step, self.signal, self.lines))
+
+
+class OutputError(TinyqError):
+    """An output folder cannot be written: locked by another run, read-only, full disk, no permission."""

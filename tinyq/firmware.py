@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 
 from .errors import BuildError
 from .resources import firmware_stub_dir
+from .native import run_child
 
 STUB_DIR = firmware_stub_dir()
 
@@ -36,7 +38,7 @@ def build_stub(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target:
            f"BACKEND={backend}", f"OPT={opt}", f"BUILD_DIR={build}", *extra]
     if sanitize:
         cmd.append("SANITIZE=1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = run_child(cmd)
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip().splitlines()
         errors = [ln for ln in message if "error" in ln.lower()] or message
@@ -49,18 +51,39 @@ def build_stub(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target:
     return exe
 
 
-def _run(cmd: list[str], cwd: str | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], cwd: str | None = None, timeout: float = 600.0,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False)
+        return run_child(cmd, cwd=cwd, timeout=timeout, env=dict(os.environ, **(env or {})))
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{cmd[0]}: did not finish within {timeout:.0f} s") from exc
 
 
+SANITIZER_EXIT = 86  # exit status asked of ASan/UBSan, so a sanitizer report is never read as a mismatch (1)
+SANITIZER_ENV = {"ASAN_OPTIONS": f"exitcode={SANITIZER_EXIT}:detect_leaks=1",
+                 "UBSAN_OPTIONS": f"exitcode={SANITIZER_EXIT}:halt_on_error=1:print_stacktrace=1"}
+_SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: ")
+
+
+def sanitizer_report(stderr: str, lines: int = 4) -> str | None:
+    """The first lines of an ASan/UBSan report in a program's stderr, or None when there is none."""
+    found = [ln.strip() for ln in stderr.splitlines() if any(mark in ln for mark in _SANITIZER_MARKS)]
+    return " | ".join(found[:lines]) or None
+
+
 def run_golden(exe: str | os.PathLike) -> GoldenRun:
-    """Run every golden vector inside the stub; passed only if it exits 0 (all bit-exact)."""
-    proc = _run([str(exe)])
+    """Run every golden vector inside the stub; passed only if it exits 0 (all bit-exact). A sanitizer report,
+    a signal or any other status raises BuildError saying which, so none of them reads as a mismatch."""
+    proc = _run([str(exe)], env=SANITIZER_ENV)
     lines = tuple(ln for ln in proc.stdout.splitlines() if ln.strip())
     summary = lines[-1] if lines else proc.stderr.strip()
+    report = sanitizer_report(proc.stderr)
+    if report is not None or proc.returncode == SANITIZER_EXIT:
+        raise BuildError(f"{exe}: sanitizer report in the golden run (exit {proc.returncode}): "
+                         f"{report or proc.stderr.strip()[:400]}")
+    if proc.returncode < 0:
+        raise BuildError(f"{exe}: killed by signal {signal.Signals(-proc.returncode).name} in the golden run: "
+                         f"{proc.stderr.strip()[:400]}")
     if proc.returncode not in (0, 1):
         raise BuildError(f"{exe}: exited with {proc.returncode}: {proc.stderr.strip()[-400:]}")
     return GoldenRun(proc.returncode == 0, lines, summary)

@@ -11,6 +11,7 @@ from typing import Callable
 from .cortex_m import measure_cortex_m
 from .data import load_mnist, preprocess
 from .errors import TinyqError
+from .outdir import check_manifest, claim, read_json, write_text_atomic
 from .pipeline import cortex_m_figures
 from .quantize import inspect_tflite
 from .report import target_section
@@ -18,31 +19,46 @@ from .verify import quantize_input, run_tflm
 
 
 def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None, images: int, opt: str,
-                 say: Callable[[str], None]) -> list[tuple[str, str]]:
-    """Build DIR/firmware for `target`, run golden vectors and `images` test images, merge figures into report.json."""
-    out = Path(out_dir)
-    model_path, fw, report_path = out / "model_int8.tflite", out / "firmware", out / "report.json"
-    for p in (model_path, fw / "tinyq_stub.h", report_path):
-        if not p.exists():
-            raise TinyqError(f"{p}: missing; --out must name a folder written by `tinyq demo` or `tinyq convert`")
+                 say: Callable[[str], None], allow_modified: bool = False) -> list[tuple[str, str]]:
+    """Build DIR/firmware for `target`, run golden vectors and `images` test images, merge figures into report.json.
+
+    The folder is locked for the run and checked against its manifest first: a changed, missing or added file
+    is refused, naming it, unless `allow_modified` (then the changes are recorded in report.json)."""
     if images < 1:
         raise TinyqError(f"--images must be >= 1, got {images}")
-    q = inspect_tflite(model_path.read_bytes(), model_path.stem)
-    ds = load_mnist(data_path)
-    n = min(images, len(ds.test_x))
-    x = quantize_input(preprocess(ds.test_x[:n], q.input.shape[1:]), q.input)
-    say(f"TFLM reference outputs for {n} test images")
-    expected = run_tflm(q.tflite, x).reshape(n, -1)
-    say(f"{target}: cross-compiling ({opt}) and running in QEMU")
-    with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
-        m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
-                             target=target)
-    report = json.loads(report_path.read_text())
-    fig = cortex_m_figures(m)
-    report[target.replace("-", "_")] = target_section(fig)
-    tmp_report = report_path.with_suffix(".json.tmp")
-    tmp_report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_report, report_path)
-    return [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
+    with claim(out_dir, must_exist=True) as held:
+        out = held.out
+        model_path, fw, report_path = out / "model_int8.tflite", out / "firmware", out / "report.json"
+        for p in (model_path, fw / "tinyq_stub.h"):
+            if not p.exists():
+                raise TinyqError(f"{p}: missing; --out must name a folder written by `tinyq demo` or `tinyq convert`")
+        report = read_json(report_path, "the report of `tinyq demo` or `tinyq convert`")
+        changes = check_manifest(out)
+        if changes and not allow_modified:
+            listing = ", ".join(f"{c.name} ({c.change})" for c in changes)
+            raise TinyqError(f"{fw}: differs from manifest.json: {listing}; regenerate the folder, or pass "
+                             f"--allow-modified to build your edits (recorded in report.json)")
+        for c in changes:
+            say(f"building a modified file: {c.name} ({c.change})")
+        q = inspect_tflite(model_path.read_bytes(), model_path.stem)
+        ds = load_mnist(data_path)
+        n = min(images, len(ds.test_x))
+        x = quantize_input(preprocess(ds.test_x[:n], q.input.shape[1:]), q.input)
+        say(f"TFLM reference outputs for {n} test images")
+        expected = run_tflm(q.tflite, x).reshape(n, -1)
+        say(f"{target}: cross-compiling ({opt}) and running in QEMU")
+        with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
+            m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
+                                 target=target)
+        fig = cortex_m_figures(m)
+        section = target_section(fig)
+        if changes:
+            section["modified_files"] = [{"name": c.name, "change": c.change} for c in changes]
+        report[target.replace("-", "_")] = section
+        write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    rows = [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
             ("instructions/inference", str(fig.instructions_per_inference)),
             ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images")]
+    if changes:
+        rows.append(("modified files (allowed)", ", ".join(f"{c.name} ({c.change})" for c in changes)))
+    return rows

@@ -155,20 +155,90 @@ def _cache_key(name: str, data: Dataset, config: TrainConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def demo_model(name: str, data: Dataset, config: TrainConfig = TrainConfig(), use_cache: bool = True):
-    """A trained demo model, from the cache when the same name, data, config and versions were trained before."""
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _producer(name: str, key: str, config: TrainConfig) -> dict:
+    """What a cache entry records about how it was made, besides its content hash."""
+    tf = _tf()
+    return {"model": name, "key": key, "train_config": repr(config), "tinyq": __version__,
+            "tensorflow": tf.__version__, "keras": tf.keras.__version__}
+
+
+def _cache_problem(path: Path, sidecar: Path, producer: dict) -> str | None:
+    """Why a cache entry cannot be trusted (None if it can): its sidecar is missing or broken, says another
+    producer made it, or its content hash does not match the file."""
+    import json
+
+    if not path.is_file():
+        return "has no model file"
+    try:
+        record = json.loads(sidecar.read_text())
+    except FileNotFoundError:
+        return f"has no record of what produced it ({sidecar.name} missing)"
+    except (OSError, ValueError) as exc:
+        return f"has an unreadable record {sidecar.name} ({exc})"
+    if not isinstance(record, dict):
+        return f"has an unreadable record {sidecar.name}"
+    differs = [k for k, v in producer.items() if record.get(k) != v]
+    if differs:
+        return f"was produced differently ({', '.join(differs)} differ)"
+    if record.get("sha256") != _sha256_file(path):
+        return "is corrupt or was replaced (content hash mismatch)"
+    return None
+
+
+def demo_model(name: str, data: Dataset, config: TrainConfig = TrainConfig(), use_cache: bool = True,
+               progress=None):
+    """A trained demo model, from the cache when the same name, data, config and versions were trained before.
+
+    A cache entry is a .keras file and a JSON sidecar with its sha256 and what produced it; an entry that
+    is corrupt, replaced, unrecorded or does not load is rebuilt, saying why through `progress`."""
     if name not in BUILDERS:
         raise ModelError(f"unknown demo model {name!r}; choose one of {', '.join(BUILDERS)}")
-    path = cache_dir() / f"{name}-{_cache_key(name, data, config)}.keras"
-    if use_cache and path.is_file():
-        return load_keras_model(path)
+    say = progress or (lambda _msg: None)
+    key = _cache_key(name, data, config)
+    path = cache_dir() / f"{name}-{key}.keras"
+    sidecar = path.with_suffix(".json")
+    producer = _producer(name, key, config)
+    if use_cache and (path.exists() or sidecar.exists()):
+        problem = _cache_problem(path, sidecar, producer)
+        if problem is None:
+            try:
+                model = load_keras_model(path)
+            except ModelError as exc:
+                problem = f"does not load ({exc})"
+            else:
+                if model.name == name:
+                    return model
+                problem = f"holds model {model.name!r}, not {name!r}"
+        say(f"model cache: {path} {problem}; retraining {name}")
+        for stale in (path, sidecar):
+            stale.unlink(missing_ok=True)
     model = train(build(name, config), data, config)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.keras")
-        model.save(tmp)
-        os.replace(tmp, path)
+        _cache_store(model, path, sidecar, producer)
     return model
+
+
+def _cache_store(model, path: Path, sidecar: Path, producer: dict) -> None:
+    """Write the model, then its sidecar (each by rename): an entry killed half-way has no sidecar, so it is
+    rebuilt rather than trusted."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.keras")
+    model.save(tmp)
+    record = dict(producer, sha256=_sha256_file(tmp))
+    os.replace(tmp, path)
+    tmp_side = sidecar.with_suffix(f".tmp{os.getpid()}.json")
+    tmp_side.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_side, sidecar)
 
 
 def load_keras_model(path: str | os.PathLike):

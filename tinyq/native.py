@@ -1,9 +1,43 @@
-"""Redirecting what native libraries (TFLM, the TFLite converter) print straight to file descriptors 1 and 2."""
+"""Native code at arm's length: the TF converter, LiteRT and TFLM run in worker processes, so a signal, an abort
+or a sanitizer report in them becomes a `NativeCrash` naming the runtime, the step and the signal, not a dead
+tinyq. Also: redirecting what native libraries print straight to file descriptors 1 and 2.
+
+Cost model: one long-lived worker per runtime kind for a whole `Workers` session (a fresh interpreter started on
+first use), whole arrays passed in one
+call, and a fresh worker after a crash.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import NativeCrash
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding this tinyq package
+
+_SANITIZER_LINE = re.compile(r"ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|"
+                             r"SUMMARY: |Fatal Python error|Assertion .* failed|terminate called|abort")
+
+
+class Runtime(enum.Enum):
+    """The native runtimes tinyq calls; each kind gets its own worker process."""
+
+    CONVERTER = "TF converter"
+    LITERT = "LiteRT"
+    TFLM = "TFLM"
 
 
 @contextlib.contextmanager
@@ -26,3 +60,249 @@ def native_quiet():
     """Discard what native code prints on fd 1 and 2 (progress chatter; errors still raise)."""
     with open(os.devnull, "wb") as devnull, native_output_to(devnull.fileno()):
         yield
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (even by SIGKILL); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _serve(fd: int, log_path: str, parent_pid: int) -> None:
+    """Worker loop: call what the parent sends, send back ("ok", value) or ("err", exception)."""
+    import faulthandler
+    from multiprocessing.connection import Connection
+
+    die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    conn = Connection(fd)
+    sys.path[:] = conn.recv()  # the parent's, so functions it sends by reference import the same way
+    log = open(log_path, "ab", buffering=0)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    faulthandler.enable(log)
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = ("ok", fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            reply = ("err", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. an exception that does not pickle
+            conn.send(("err", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]} ({exc})")))
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    conn: Connection
+    log_path: str
+    pending: bool = False  # a preload was sent and its reply not yet read
+
+
+_PRELOAD = {"CONVERTER": ("tensorflow",), "LITERT": ("ai_edge_litert.interpreter",),
+            "TFLM": ("tflite_micro.python.tflite_micro.runtime",)}
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """In a worker: import the runtime's modules ahead of its first real call."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "no exit status"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+def _first_lines(text: str, count: int = 4) -> list[str]:
+    """The lines that say what happened: sanitizer and fatal-error lines first, else the first lines."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    key = [ln for ln in lines if _SANITIZER_LINE.search(ln)]
+    return (key or lines)[:count]
+
+
+class Workers:
+    """One worker process per runtime kind, started on first use, replaced after a crash, ended by close()."""
+
+    def __init__(self) -> None:
+        self._workers: dict[Runtime, _Worker] = {}
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self, runtime: Runtime) -> _Worker:
+        fd, log_path = tempfile.mkstemp(prefix=f"tinyq-{runtime.name.lower()}-", suffix=".log")
+        os.close(fd)
+        parent, child = socket.socketpair()
+        code = f"from tinyq.native import _serve; _serve({child.fileno()}, {log_path!r}, {os.getpid()})"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH"))
+                                                          if p))
+        try:
+            # a fresh interpreter, not a fork: forking a process with TensorFlow threads is unsafe, and unlike
+            # multiprocessing's 'spawn' this does not re-run the caller's __main__ script
+            process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child.fileno(),), env=env,
+                                       stdin=subprocess.DEVNULL)
+        finally:
+            child.close()
+        worker = _Worker(process, Connection(parent.detach()), log_path)
+        worker.conn.send(list(sys.path))
+        self._workers[runtime] = worker
+        return worker
+
+    def prepare(self, *runtimes: Runtime) -> None:
+        """Start these runtimes' workers and their imports now, without waiting, so the start-up (TensorFlow's
+        import above all) overlaps with what the caller does next."""
+        for runtime in runtimes:
+            worker = self._workers.get(runtime) or self._start(runtime)
+            if not worker.pending:
+                worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
+                worker.pending = True
+
+    def call(self, runtime: Runtime, step: str, fn: Callable, *args):
+        """fn(*args) in the runtime's worker; a crash raises NativeCrash and the next call gets a new worker.
+
+        `fn` must be a module-level function (it is sent by reference); exceptions it raises are re-raised here.
+        """
+        worker = self._workers.get(runtime) or self._start(runtime)
+        offset = os.path.getsize(worker.log_path)
+        try:
+            if worker.pending:
+                worker.conn.recv()
+                worker.pending = False
+            worker.conn.send((fn, args))
+            status, value = worker.conn.recv()
+        except (EOFError, OSError):
+            raise self._crashed(runtime, worker, step, offset) from None
+        except BaseException:  # interrupted mid-call: the worker's state is unknown
+            self._stop(runtime)
+            raise
+        if status == "err":
+            raise value
+        return value
+
+    def _crashed(self, runtime: Runtime, worker: _Worker, step: str, offset: int) -> NativeCrash:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(5)
+        exitcode = worker.process.returncode
+        with open(worker.log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read(1 << 16).decode(errors="replace")
+        self._stop(runtime)
+        return NativeCrash(runtime.value, step, _signal_name(exitcode), tuple(_first_lines(text)))
+
+    def _stop(self, runtime: Runtime) -> None:
+        worker = self._workers.pop(runtime, None)
+        if worker is None:
+            return
+        worker.conn.close()
+        if worker.pending:  # still importing its runtime: nothing to finish
+            worker.process.kill()
+        try:
+            worker.process.wait(2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(worker.log_path)
+
+    def close(self) -> None:
+        """End every worker (they also end on their own when this process dies)."""
+        for runtime in list(self._workers):
+            self._stop(runtime)
+
+
+@contextlib.contextmanager
+def session(workers: Workers | None = None) -> Iterator[Workers]:
+    """`workers` if given (the caller's session), else a fresh one closed at the end of the block."""
+    if workers is not None:
+        yield workers
+        return
+    with Workers() as fresh:
+        yield fresh
+
+
+# Supervisor between tinyq and a command: the kernel sends it SIGTERM when tinyq dies (even by SIGKILL), and it
+# then kills its whole process group (the command and the command's own children, e.g. make's compilers).
+_SUPERVISOR = """
+import ctypes, os, signal, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    os.killpg(0, signal.SIGKILL)
+try:
+    child = subprocess.Popen(sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"{sys.argv[2]}: {exc}\\n")
+    sys.exit(127)
+while True:
+    try:
+        code = child.wait()
+        break
+    except InterruptedError:
+        continue
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+POLL_SECONDS = 0.5  # how often run_child calls its poll callback
+
+
+def run_child(cmd: list[str], cwd: str | os.PathLike | None = None, timeout: float | None = None,
+              env: dict[str, str] | None = None, stdin=subprocess.DEVNULL, poll=None) -> subprocess.CompletedProcess:
+    """Run a command (make, a compiler, QEMU, a stub) that dies with tinyq: in its own process group, killed
+    with all its children on any exception here (Ctrl-C, SIGTERM, timeout), and on Linux, under a small
+    supervisor the kernel warns when tinyq dies, even by SIGKILL. Text output captured; TimeoutExpired is
+    re-raised after the kill. `poll()`, when given, is called about twice a second while the command runs."""
+    argv = [str(c) for c in cmd]
+    if sys.platform.startswith("linux"):
+        argv = [sys.executable, "-S", "-c", _SUPERVISOR, str(os.getpid()), *argv]
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", start_new_session=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            wait = POLL_SECONDS if poll is not None else None
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
+            try:
+                out, err = proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                poll()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)

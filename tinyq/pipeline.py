@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .analyze import Analysis
 from .data import Dataset, preprocess
-from .emit import prepare, write_files
+from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
 from .models import input_shape
+from .native import Workers, session
+from .outdir import Claim, check_folder, claimed
 from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
@@ -50,22 +50,29 @@ class PipelineResult:
     analysis: Analysis | None = None
 
 
-def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
-        progress: Progress | None = None) -> PipelineResult:
-    """Run every stage into a temporary folder, then move it to `out_dir`; nothing half-written on error."""
-    say = progress or (lambda _msg: None)
-    out = check_out_dir(out_dir, config.overwrite)
+def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: PipelineConfig = PipelineConfig(),
+        progress: Progress | None = None, workers: Workers | None = None) -> PipelineResult:
+    """Run every stage into a staging folder, then swap it in as `out_dir`; nothing half-written on error,
+    interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments, `workers`
+    the caller's native-runtime workers (else one per runtime for this run)."""
+    with claimed(out_dir, config.overwrite) as held, session(workers) as w:
+        return _run(model, dataset, held, config, progress or (lambda _msg: None), w)
+
+
+def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress,
+         workers: Workers) -> PipelineResult:
+    out = held.out
     say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
     calib = preprocess(dataset.train_x, input_shape(model))
-    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y)
-    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say)
-    notes: list[str] = []
-    with staged_dir(out) as tmp:
+    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
+    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
+    notes: list[str] = list(result.crashes)
+    with held.staged() as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
         say("emitting firmware files")
         fw = tmp / "firmware"
         emission = prepare(quantized, result, config.name, config.golden_count, config.c_engine)
-        files = write_files(list(emission.files), fw)
+        files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
         if emission.engine is not None:
@@ -78,7 +85,7 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
         fidelity = _quick_diff(quantized, result, fw if emission.engine is not None else None, c_fig, tmp, notes, say)
-        analysis = _analysis(model, dataset, quantized, result, notes, say) if config.analysis else None
+        analysis = _analysis(model, dataset, quantized, result, notes, say, workers) if config.analysis else None
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         write_report(report, tmp)
         write_html(tmp / "report.html",
@@ -88,29 +95,14 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
     return PipelineResult(out, quantized, result, report, written, analysis)
 
 
-@contextlib.contextmanager
-def staged_dir(out: Path):
-    """A temporary folder beside `out` that replaces it when the block succeeds and vanishes when it fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult,
-              notes: list[str], say: Progress) -> Analysis | None:
+              notes: list[str], say: Progress, workers: Workers | None = None) -> Analysis | None:
     """The quantization analysis for report.html, reusing this run's model and checks; a model the analysis
     cannot take apart leaves a note instead of failing the chain."""
     from .analyze import analyze
 
     try:
-        return analyze(model, dataset, quantized, result, progress=say)
+        return analyze(model, dataset, quantized, result, progress=say, workers=workers)
     except TinyqError as exc:
         notes.append(f"analysis (report.html) not run: {exc}")
         say(notes[-1])
@@ -141,12 +133,9 @@ def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a non-empty output folder unless told to replace it; checked before any long step."""
+    """Refuse a non-empty output folder unless told to replace it (the lock and the other checks: outdir.claim)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TinyqError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TinyqError(f"{out}: exists and is not empty (use --force / overwrite=True to replace it)")
+    check_folder(out, overwrite)
     return out
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import io
 import hashlib
+import io
+import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .calibration import ActivationRange, CalibrationAudit, audit_calibration, clip_recorded_ranges, require_usable
 from .data import balanced_indices
-from .errors import QuantizationError
+from .errors import NativeCrash, QuantizationError
 from .models import check_supported, input_shape
-from .native import native_quiet
+from .native import Runtime, Workers, native_quiet, session
 
 
 class WeightGranularity(enum.Enum):
@@ -163,10 +165,16 @@ def _convert(converter, what: str) -> bytes:
         raise QuantizationError(f"{what}: TFLiteConverter failed: {exc}") from exc
 
 
-def convert_float(model) -> bytes:
-    """The float32 .tflite of the model (batch 1), the baseline for size comparisons."""
-    check_supported(model)
+def _float(model) -> bytes:
     return _convert(_batch1_converter(model, input_shape(model)), f"model {model.name!r} (float)")
+
+
+def convert_float(model, workers: Workers | None = None) -> bytes:
+    """The float32 .tflite of the model (batch 1), the baseline for size comparisons; converted in the
+    converter's worker."""
+    check_supported(model)
+    return _in_converter(model, f"float conversion of model {model.name!r}", _float_from_file, (), workers,
+                         lambda: _float(model))
 
 
 def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
@@ -192,10 +200,12 @@ def _converter(model, shape: tuple[int, ...], samples: np.ndarray, config: Quant
 
 
 def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = QuantizeConfig(),
-             labels: np.ndarray | None = None, name: str | None = None) -> QuantizedModel:
+             labels: np.ndarray | None = None, name: str | None = None, workers: Workers | None = None
+             ) -> QuantizedModel:
     """Convert a Keras model to a full-integer .tflite calibrated on preprocessed float samples.
 
     The chosen samples are audited (with `labels`: class coverage and balance); an audit error raises.
+    Calibration and conversion run in the converter's worker process (a converter crash raises NativeCrash).
     """
     check_supported(model)
     shape = input_shape(model)
@@ -204,14 +214,67 @@ def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = Qua
     classes = int(np.prod(model.outputs[0].shape[1:]))
     audit = require_usable(audit_calibration(samples[idx], None if labels is None else np.asarray(labels)[idx],
                                              config.input_range, classes, "calibration samples"))
-    converter = _converter(model, shape, samples[idx], config)
-    ranges: tuple[ActivationRange, ...] = ()
-    if config.percentile is None:
-        tflite = _convert(converter, f"model {model.name!r}")
-    else:
-        tflite, ranges = _percentile_quantize(converter, samples[idx], config, f"model {model.name!r}")
-    q = inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx))
+    tflite, ranges = _isolated_int8(model, shape, samples[idx], config, workers)
+    q = inspect_tflite(tflite, name or model.name, config, tuple(int(i) for i in idx), workers)
     return dataclasses.replace(q, audit=audit, ranges=ranges)
+
+
+def _int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
+          ) -> tuple[bytes, tuple[ActivationRange, ...]]:
+    """Calibrate and convert (min-max, or percentile-clipped ranges) in this process."""
+    converter = _converter(model, shape, samples, config)
+    if config.percentile is None:
+        return _convert(converter, f"model {model.name!r}"), ()
+    return _percentile_quantize(converter, samples, config, f"model {model.name!r}")
+
+
+def _load_in_worker(path: str):
+    """In the converter worker: the Keras model saved at `path`, or None if this process cannot load it."""
+    import tensorflow as tf
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return tf.keras.models.load_model(path, compile=False)
+    except Exception:  # noqa: BLE001 - e.g. custom layers: the caller converts in its own process
+        return None
+
+
+def _int8_from_file(path: str, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
+                    ) -> tuple[bytes, tuple[ActivationRange, ...]] | None:
+    """In the converter worker: _int8 on the model saved at `path`; None if this process cannot load it."""
+    model = _load_in_worker(path)
+    return None if model is None else _int8(model, shape, samples, config)
+
+
+def _float_from_file(path: str) -> bytes | None:
+    """In the converter worker: the float .tflite of the model saved at `path`; None if it cannot load it."""
+    model = _load_in_worker(path)
+    return None if model is None else _float(model)
+
+
+def _in_converter(model, step: str, fn, args: tuple, workers: Workers | None, here):
+    """fn(saved model path, *args) in the converter's worker; a model that does not survive saving and
+    loading (custom layers) runs `here()` in this process instead."""
+    with tempfile.TemporaryDirectory(prefix="tinyq_convert_") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                model.save(path)
+        except Exception:  # noqa: BLE001 - keras raises many types for a model it cannot serialise
+            path = None
+        if path is not None:
+            with session(workers) as w:
+                done = w.call(Runtime.CONVERTER, step, fn, path, *args)
+            if done is not None:
+                return done
+    return here()
+
+
+def _isolated_int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig,
+                   workers: Workers | None) -> tuple[bytes, tuple[ActivationRange, ...]]:
+    """_int8 in the converter's worker, the model passed as a saved .keras file."""
+    return _in_converter(model, f"calibration and int8 conversion of model {model.name!r}", _int8_from_file,
+                         (shape, samples, config), workers, lambda: _int8(model, shape, samples, config))
 
 
 def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig, what: str
@@ -235,17 +298,27 @@ def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig,
     return bytes(tflite), ranges
 
 
-def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
-                   calibration_indices: tuple[int, ...] = ()) -> QuantizedModel:
-    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor."""
+def _litert_details(tflite: bytes) -> tuple[list[dict], list[dict], dict, dict]:
+    """In the LiteRT worker: tensor details, op details, input and output details of a .tflite."""
     from ai_edge_litert.interpreter import Interpreter
 
-    try:
-        interp = Interpreter(model_content=tflite)
-    except Exception as exc:  # noqa: BLE001
-        raise QuantizationError(f"model {name!r}: LiteRT cannot load the .tflite: {exc}") from exc
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    interp = Interpreter(model_content=tflite)
     ops = interp._get_ops_details()  # noqa: SLF001 - the only public-enough view of the op list
+    return interp.get_tensor_details(), ops, interp.get_input_details()[0], interp.get_output_details()[0]
+
+
+def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
+                   calibration_indices: tuple[int, ...] = (), workers: Workers | None = None) -> QuantizedModel:
+    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor."""
+    with session(workers) as w:
+        try:
+            details, ops, input_detail, output_detail = w.call(Runtime.LITERT, f"loading model {name!r}",
+                                                               _litert_details, tflite)
+        except NativeCrash:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise QuantizationError(f"model {name!r}: LiteRT cannot load the .tflite: {exc}") from exc
+    tensors = {t["index"]: t for t in details}
     problems = []
     for op in ops:
         bad = []
@@ -264,8 +337,8 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
                 if config.activations is ActivationType.INT8 else
                 "16x8 (allowed: int16 activations, int8 weights, int32/int64 biases, int32 shape operands)")
         raise QuantizationError(f"model {name!r} is not full-integer {kind}: " + "; ".join(problems))
-    inp = _tensor_quant(interp.get_input_details()[0])
-    out = _tensor_quant(interp.get_output_details()[0])
+    inp = _tensor_quant(input_detail)
+    out = _tensor_quant(output_detail)
     op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
     return QuantizedModel(name, tflite, op_infos, inp, out, config, calibration_indices)
 

@@ -76,12 +76,12 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         "model": {"name": quantized.name, "sha256": quantized.sha256, "params": result.params,
                   "macs": result.macs},
         "test_images": result.test_images,
-        "accuracy": {"keras_float": result.keras_float, "litert_ref_int8": result.litert_ref_int8,
-                     "litert_int8": result.litert_int8, "tflm_int8": result.tflm_int8},
+        "accuracy": {"keras_float": result.keras_float, "litert_ref_int8": _finite(result.litert_ref_int8),
+                     "litert_int8": _finite(result.litert_int8), "tflm_int8": result.tflm_int8},
         "per_class_accuracy": {"keras_float": list(result.per_class_float),
                                "tflm_int8": list(result.per_class_tflm)},
-        "agreement": {"tflm_vs_litert_ref_bitexact": a.bitexact, "tflm_vs_litert_ref_max_lsb": a.max_lsb,
-                      "tflm_vs_litert_ref_argmax": a.argmax},
+        "agreement": {"tflm_vs_litert_ref_bitexact": _finite(a.bitexact), "tflm_vs_litert_ref_max_lsb": a.max_lsb,
+                      "tflm_vs_litert_ref_argmax": _finite(a.argmax)},
         "sizes": {"float_tflite_bytes": result.float_tflite_bytes, "int8_tflite_bytes": result.int8_tflite_bytes},
         "arena_bytes": {"tflm": result.tflm_arena_bytes},
         "ops": list(quantized.op_names),
@@ -137,8 +137,13 @@ def write_report(report: dict, out_dir: str | Path) -> list[Path]:
     return [json_path, md_path]
 
 
-def _pct(value: float) -> str:
-    return f"{100.0 * value:.2f} %"
+def _finite(value: float) -> float | None:
+    """None (JSON null) for the NaN figures of a runtime that crashed (see the report's notes)."""
+    return None if value != value else value
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (crashed, see notes)" if value is None else f"{100.0 * value:.2f} %"
 
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:

@@ -9,15 +9,15 @@ from typing import Callable
 
 import numpy as np
 
-from .data import preprocess
-from .errors import VerificationError
+from .data import check_labels, preprocess
+from .errors import NativeCrash, VerificationError
 from .models import input_shape
-from .native import native_output_to, native_quiet
+from .native import Runtime, Workers, native_output_to, native_quiet, session
 from .progress import counted
 from .quantize import QuantizedModel, TensorQuant, convert_float
 
 Progress = Callable[[str], None]
-PROGRESS_EVERY = 100  # images between progress reports of a runtime's pass over the test set
+PROGRESS_EVERY = 500  # inputs a runtime worker takes at a time when progress is followed
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class VerifyResult:
     float_outputs: np.ndarray
     litert_ref_outputs: np.ndarray
     litert_outputs: np.ndarray
+    crashes: tuple[str, ...] = ()  # runtimes that crashed (their outputs are empty, their figures NaN)
 
     @classmethod
     def tflm_only(cls, quantized: QuantizedModel, inputs: np.ndarray, tflm_outputs: np.ndarray, labels: np.ndarray,
@@ -85,6 +86,8 @@ def stage_agreement(result: VerifyResult) -> tuple[StageAgreement, ...]:
     for stage, acc, outputs in (("LiteRT int8, reference kernels", result.litert_ref_int8, result.litert_ref_outputs),
                                 ("LiteRT int8, default kernels", result.litert_int8, result.litert_outputs),
                                 ("TFLM int8", result.tflm_int8, result.tflm_outputs)):
+        if len(outputs) != n:  # that runtime crashed; its crash is in result.crashes
+            continue
         rows.append(StageAgreement(stage, acc, same_argmax(outputs), agreement(outputs, result.tflm_outputs)))
     return tuple(rows)
 
@@ -105,7 +108,9 @@ def dequantize(q8: np.ndarray, q: TensorQuant) -> np.ndarray:
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of output vectors (any dtype) against labels."""
+    """Top-1 accuracy of output vectors (any dtype) against labels; NaN for a runtime that crashed (no outputs)."""
+    if len(outputs) != len(labels):
+        return float("nan")
     return float(np.mean(np.argmax(outputs.reshape(len(labels), -1), axis=1) == labels))
 
 
@@ -116,7 +121,9 @@ def per_class_accuracy(outputs: np.ndarray, labels: np.ndarray) -> tuple[float, 
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
-    """Agreement of two int8 output sets of the same shape (N, ...)."""
+    """Agreement of two int8 output sets of the same shape (N, ...); NaN when one runtime crashed (no outputs)."""
+    if len(a) != len(b):
+        return Agreement(float("nan"), -1, float("nan"))
     a2 = a.reshape(len(a), -1).astype(np.int32)
     b2 = b.reshape(len(b), -1).astype(np.int32)
     return Agreement(
@@ -126,9 +133,8 @@ def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
     )
 
 
-def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool, tick=None) -> np.ndarray:
-    """int8 outputs of LiteRT, one sample a call (the batch is fixed at 1), reference or default kernels;
-    `tick(done)` is called after each sample when given."""
+def _litert_outputs(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
+    """In the LiteRT worker: int8 outputs, one sample a call (the batch is fixed at 1)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
@@ -142,9 +148,35 @@ def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool, tick=None) ->
         interp.set_tensor(inp["index"], x[np.newaxis])
         interp.invoke()
         result[i] = interp.get_tensor(out["index"])[0]
-        if tick is not None:
-            tick(i + 1)
     return result
+
+
+def _in_chunks(inputs: np.ndarray, run, tick) -> np.ndarray:
+    """`run(chunk)` over the inputs in one call, or in chunks of PROGRESS_EVERY with `tick(done)` after each."""
+    if tick is None or len(inputs) <= PROGRESS_EVERY:
+        out = run(np.ascontiguousarray(inputs))
+    else:
+        parts = []
+        for start in range(0, len(inputs), PROGRESS_EVERY):
+            parts.append(run(np.ascontiguousarray(inputs[start:start + PROGRESS_EVERY])))
+            tick(start + len(parts[-1]))
+        out = np.concatenate(parts)
+    if tick is not None:
+        tick(len(inputs))
+    return out
+
+
+def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool, workers: Workers | None = None,
+               tick=None) -> np.ndarray:
+    """int8 outputs of LiteRT over all inputs, reference or default kernels, in the LiteRT worker;
+    `tick(done)` follows the progress when given."""
+    kernels = "reference" if reference else "default"
+    with session(workers) as w:
+        def run(x: np.ndarray) -> np.ndarray:
+            return w.call(Runtime.LITERT, f"LiteRT ({kernels} kernels) over {len(x)} inputs", _litert_outputs,
+                          tflite, x, reference)
+
+        return _in_chunks(inputs, run, tick)
 
 
 HOST_ARENA_BYTES = 64 << 20  # any microcontroller-sized model fits; tflm_arena_bytes measures the real need
@@ -158,9 +190,8 @@ def _tflm(tflite: bytes, arena_size: int | None = None):
     return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or HOST_ARENA_BYTES)
 
 
-def run_tflm(tflite: bytes, inputs: np.ndarray, tick=None) -> np.ndarray:
-    """int8 outputs of the TFLM Python interpreter, the kernels a device runs, one sample a call; `tick(done)`
-    is called after each sample when given."""
+def _tflm_outputs(tflite: bytes, inputs: np.ndarray) -> np.ndarray:
+    """In the TFLM worker: int8 outputs of the TFLM Python interpreter, one sample a call."""
     interp = _tflm(tflite)
     result = None
     for i, x in enumerate(inputs):
@@ -170,14 +201,21 @@ def run_tflm(tflite: bytes, inputs: np.ndarray, tick=None) -> np.ndarray:
         if result is None:
             result = np.empty((len(inputs),) + y.shape[1:], dtype=y.dtype)
         result[i] = y[0]
-        if tick is not None:
-            tick(i + 1)
     return result if result is not None else np.empty((0,), np.int8)
 
 
-def tflm_problem(tflite: bytes, sample: np.ndarray) -> str | None:
-    """None when TFLM allocates and invokes the model on one sample; else why not, as TFLM printed it
-    (e.g. "Didn't find op for builtin opcode 'GELU'" or a kernel's "Only float32 and int8 types are supported")."""
+def run_tflm(tflite: bytes, inputs: np.ndarray, workers: Workers | None = None, tick=None) -> np.ndarray:
+    """int8 outputs of the TFLM Python interpreter, the kernels a device runs, in the TFLM worker;
+    `tick(done)` follows the progress when given."""
+    with session(workers) as w:
+        def run(x: np.ndarray) -> np.ndarray:
+            return w.call(Runtime.TFLM, f"TFLM over {len(x)} inputs", _tflm_outputs, tflite, x)
+
+        return _in_chunks(inputs, run, tick)
+
+
+def _tflm_problem(tflite: bytes, sample: np.ndarray) -> str | None:
+    """In the TFLM worker: None when TFLM allocates and invokes on one sample, else what TFLM printed."""
     with tempfile.TemporaryFile() as log:
         try:
             with native_output_to(log.fileno()):
@@ -191,21 +229,35 @@ def tflm_problem(tflite: bytes, sample: np.ndarray) -> str | None:
             return " / ".join(dict.fromkeys(lines)) or str(exc)
 
 
+def tflm_problem(tflite: bytes, sample: np.ndarray, workers: Workers | None = None) -> str | None:
+    """None when TFLM allocates and invokes the model on one sample; else why not, as TFLM printed it
+    (e.g. "Didn't find op for builtin opcode 'GELU'" or a kernel's "Only float32 and int8 types are supported"),
+    or how it crashed."""
+    with session(workers) as w:
+        try:
+            return w.call(Runtime.TFLM, "TFLM trial run on one input", _tflm_problem, tflite, sample)
+        except NativeCrash as exc:
+            return str(exc)
+
+
 def _tflm_runs(tflite: bytes, arena_size: int, sample: np.ndarray) -> bool:
+    """In the TFLM worker: whether TFLM allocates and invokes with this arena size."""
     try:
-        interp = _tflm(tflite, arena_size)
-        interp.set_input(sample[np.newaxis], 0)
-        interp.invoke()
+        with native_quiet():
+            interp = _tflm(tflite, arena_size)
+            interp.set_input(sample[np.newaxis], 0)
+            interp.invoke()
         return True
     except RuntimeError:
         return False
 
 
 def _recorded_arena_total(tflite: bytes, sample: np.ndarray) -> int | None:
-    """The 'Arena allocation total' that TFLM's recording allocator prints, or None if it printed none."""
-    interp = _tflm(tflite)
-    interp.set_input(sample[np.newaxis], 0)
-    interp.invoke()
+    """In the TFLM worker: the 'Arena allocation total' TFLM's recording allocator prints, or None."""
+    with native_quiet():
+        interp = _tflm(tflite)
+        interp.set_input(sample[np.newaxis], 0)
+        interp.invoke()
     with tempfile.TemporaryFile() as log:
         with native_output_to(log.fileno()):
             interp.print_allocations()
@@ -214,28 +266,54 @@ def _recorded_arena_total(tflite: bytes, sample: np.ndarray) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def tflm_arena_bytes(tflite: bytes, sample: np.ndarray) -> int:
+@dataclass(frozen=True)
+class ArenaProbe:
+    """One probed arena size and what TFLM did with it; `crash` says how TFLM died at that size."""
+
+    size: int
+    runs: bool
+    crash: str | None = None
+
+
+def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None = None,
+                     probes: list[ArenaProbe] | None = None) -> int:
     """Smallest arena (bytes) with which TFLM allocates and invokes; checked: 16 bytes fewer fails.
 
     Starts from the total TFLM's recording allocator prints, then bisects on real runs, because the
-    arena start alignment makes the usable size differ from the recorded one by a few bytes.
+    arena start alignment makes the usable size differ from the recorded one by a few bytes. TFLM itself
+    crashes at some sizes: a crash at a probed size counts as "that size fails" and the search goes on
+    (each probe is appended to `probes` when given).
     """
-    with native_quiet():
-        hi = _recorded_arena_total(tflite, sample) or max(4096, len(tflite) * 10)
-        while not _tflm_runs(tflite, hi, sample):
+    with session(workers) as w:
+        def runs(size: int) -> bool:
+            try:
+                ok = bool(w.call(Runtime.TFLM, f"TFLM arena probe at {size} B", _tflm_runs, tflite, size, sample))
+                crash = None
+            except NativeCrash as exc:
+                ok, crash = False, exc.signal
+            if probes is not None:
+                probes.append(ArenaProbe(size, ok, crash))
+            return ok
+
+        try:
+            recorded = w.call(Runtime.TFLM, "TFLM arena recording", _recorded_arena_total, tflite, sample)
+        except NativeCrash:
+            recorded = None
+        hi = recorded or max(4096, len(tflite) * 10)
+        while not runs(hi):
             hi *= 2
             if hi > 1 << 30:
                 raise VerificationError("TFLM cannot run the model with any arena up to 1 GiB")
         lo = max(0, hi - 256)
-        while lo > 0 and _tflm_runs(tflite, lo, sample):
+        while lo > 0 and runs(lo):
             lo = max(0, lo - (hi - lo))
         while hi - lo > 1:  # lo fails, hi works
             mid = (lo + hi) // 2
-            if _tflm_runs(tflite, mid, sample):
+            if runs(mid):
                 hi = mid
             else:
                 lo = mid
-        tight = not _tflm_runs(tflite, hi - 16, sample)
+        tight = not runs(hi - 16)
     if not tight:
         raise VerificationError(f"TFLM arena search not monotonic around {hi} bytes")
     return hi
@@ -249,28 +327,41 @@ def count_macs(tflite: bytes) -> int:
 
 
 def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndarray,
-           progress: Progress | None = None) -> VerifyResult:
-    """Every runtime over the whole test set (uint8 images), with agreement, per-class accuracy and sizes."""
+           progress: Progress | None = None, workers: Workers | None = None) -> VerifyResult:
+    """Every runtime over the whole test set (uint8 images), with agreement, per-class accuracy and sizes.
+
+    Each native runtime runs in its worker (one per kind for the whole call). A LiteRT crash is recorded in
+    `crashes` and the other results are kept; TFLM is the reference the firmware is checked against, so a
+    TFLM crash raises NativeCrash.
+    """
     say = progress or (lambda _msg: None)
     shape = input_shape(model)
     x = preprocess(test_x, shape)
-    labels = np.asarray(test_y).astype(np.int64)
+    labels = check_labels(test_y, int(np.prod(quantized.output.shape[1:])), "test labels")
     say(f"Keras float on {len(x)} images")
     float_out = model.predict(x, batch_size=500, verbose=0)
     if quantized.input.dtype != "int8":
         raise VerificationError(f"model {quantized.name!r}: input is {quantized.input.dtype}; verify needs int8 I/O")
     xq = quantize_input(x, quantized.input)
-    n = len(xq)
-    ref = run_litert(quantized.tflite, xq, reference=True,
-                     tick=counted(say, "LiteRT int8, reference kernels", n, PROGRESS_EVERY))
-    opt = run_litert(quantized.tflite, xq, reference=False,
-                     tick=counted(say, "LiteRT int8, default kernels", n, PROGRESS_EVERY))
-    try:
-        tflm = run_tflm(quantized.tflite, xq, tick=counted(say, "TFLM int8", n, PROGRESS_EVERY))
-    except RuntimeError as exc:
-        raise VerificationError(f"model {quantized.name!r}: TFLM cannot run it: {exc}") from exc
-    say("TFLM arena size")
-    arena = tflm_arena_bytes(quantized.tflite, xq[0])
+    crashes: list[str] = []
+    with session(workers) as w:
+        try:
+            tflm = run_tflm(quantized.tflite, xq, w, tick=counted(say, "TFLM int8", len(xq)))
+        except RuntimeError as exc:
+            raise VerificationError(f"model {quantized.name!r}: TFLM cannot run it: {exc}") from exc
+        litert = {}
+        for reference, label in ((True, "LiteRT int8, reference kernels"), (False, "LiteRT int8, default kernels")):
+            try:
+                litert[reference] = run_litert(quantized.tflite, xq, reference, w,
+                                               tick=counted(say, label, len(xq)))
+            except NativeCrash as exc:
+                crashes.append(str(exc))
+                say(f"{label}: {exc}")
+                litert[reference] = np.empty((0,) + tflm.shape[1:], tflm.dtype)
+        say("TFLM arena size")
+        arena = tflm_arena_bytes(quantized.tflite, xq[0], w)
+        float_bytes = len(convert_float(model, w))
+    ref, opt = litert[True], litert[False]
     return VerifyResult(
         test_images=len(x),
         keras_float=accuracy(float_out, labels),
@@ -280,7 +371,7 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
         tflm_vs_litert_ref=agreement(tflm, ref),
         per_class_float=per_class_accuracy(float_out, labels),
         per_class_tflm=per_class_accuracy(tflm, labels),
-        float_tflite_bytes=len(convert_float(model)),
+        float_tflite_bytes=float_bytes,
         int8_tflite_bytes=len(quantized.tflite),
         tflm_arena_bytes=arena,
         params=int(model.count_params()),
@@ -291,4 +382,5 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
         float_outputs=np.asarray(float_out),
         litert_ref_outputs=ref,
         litert_outputs=opt,
+        crashes=tuple(crashes),
     )
