@@ -19,6 +19,30 @@ from .graph import (Activation, AddOptions, ConvOptions, FullyConnectedOptions, 
 
 ADD_LEFT_SHIFT = 20
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+SOFTMAX_MAX_DEPTH = (1 << 12) - 1  # each exponential is < 2^19 in the kernel's Q12.19 sum, which must fit int32
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+
+
+def _extents(kernel: str, f: dict) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
+    """What a kernel touches given its parameters: bytes read per input, bytes written, elements of each
+    constant array it indexes (in pointer-field order); None for a kernel without a rule (tensor sizes then)."""
+    if kernel == "tq_conv2d":
+        oc = f["out_c"]
+        return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
+                (oc * f["k_h"] * f["k_w"] * f["in_c"], oc, oc, oc))
+    if kernel == "tq_depthwise_conv2d":
+        oc = f["in_c"] * f["depth_multiplier"]
+        return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
+                (f["k_h"] * f["k_w"] * oc, oc, oc, oc))
+    if kernel == "tq_fully_connected":
+        return (f["in_depth"],), f["out_depth"], (f["in_depth"] * f["out_depth"],) + (f["out_depth"],) * 3
+    if kernel in ("tq_max_pool", "tq_average_pool"):
+        return (f["in_h"] * f["in_w"] * f["channels"],), f["out_h"] * f["out_w"] * f["channels"], ()
+    if kernel == "tq_add":
+        return (f["size"], f["size"]), f["size"], ()
+    if kernel == "tq_softmax":
+        return (f["rows"] * f["depth"],), f["rows"] * f["depth"], ()
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,8 @@ class KernelCall:
     inputs: tuple[int, ...]
     output: int
     arrays: tuple[ConstArray, ...]
+    reads: tuple[int, ...] = ()  # bytes the kernel reads from each input, from its parameters
+    writes: int = 0  # bytes the kernel writes to its output, from its parameters
 
 
 @dataclass(frozen=True)
@@ -175,6 +201,9 @@ class _Lowerer:
             schema_op.ADD: self.add,
             schema_op.SOFTMAX: self.softmax,
         }
+        if len(self.g.inputs) != 1 or len(self.g.outputs) != 1:
+            raise UnsupportedOpError(f"the C engine runs graphs of one input and one output; this one has "
+                                     f"{len(self.g.inputs)} inputs and {len(self.g.outputs)} outputs")
         calls, aliases = [], []
         for op in self.g.operators:
             if op.code == schema_op.RESHAPE:
@@ -316,17 +345,32 @@ class _Lowerer:
             raise self.fail(op, f"softmax input scale {in_t.scales[0]} with beta {o.beta} is too small")
         radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift))
         depth = in_t.shape[-1]
+        if depth > SOFTMAX_MAX_DEPTH or in_t.size != out_t.size:
+            raise self.fail(op, f"softmax over {depth} values into {out_t.size} of {in_t.size}: the kernel needs "
+                                f"equal sizes and at most {SOFTMAX_MAX_DEPTH} values per row (int32 sum)")
         fields = dict(rows=in_t.size // depth, depth=depth, input_multiplier=multiplier,
                       input_left_shift=left_shift, diff_min=-radius)
         return self.call(op, "tq_softmax", "tq_softmax_params", fields, [], ())
 
     def call(self, op: Operator, kernel: str, params_type: str, fields: dict, arrays: list[ConstArray],
              pointer_fields: tuple[str, ...]) -> KernelCall:
+        inputs = tuple(i for i in op.inputs[:2 if kernel == "tq_add" else 1])
+        for k, v in fields.items():
+            if not INT32_RANGE[0] <= int(v) <= INT32_RANGE[1]:
+                raise self.fail(op, f"kernel parameter {k} = {int(v)} does not fit int32")
+        extents = _extents(kernel, fields)
+        if extents is None:
+            reads, writes = tuple(self.g.tensors[i].nbytes for i in inputs), self.g.tensors[op.outputs[0]].nbytes
+        else:
+            reads, writes, counts = extents
+            for field, arr, count in zip(pointer_fields, arrays, counts):
+                if arr.values.size != count:
+                    raise self.fail(op, f"constant array {field} has {arr.values.size} values, the kernel indexes "
+                                        f"{count}")
         values = [(k, str(int(v))) for k, v in fields.items()]
         values += [(field, arr.name) for field, arr in zip(pointer_fields, arrays)]
-        inputs = tuple(i for i in op.inputs[:2 if kernel == "tq_add" else 1])
         return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
-                          inputs, op.outputs[0], tuple(arrays))
+                          inputs, op.outputs[0], tuple(arrays), tuple(reads), writes)
 
 
 def _int32(values: np.ndarray, where: str) -> np.ndarray:

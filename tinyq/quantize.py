@@ -237,9 +237,13 @@ def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig,
 
 def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
                    calibration_indices: tuple[int, ...] = ()) -> QuantizedModel:
-    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor."""
+    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor.
+    The reader's gate runs first: a malformed file raises InvalidModelError before any runtime loads it."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from .graph import read_graph
+
+    graph = read_graph(tflite)
     try:
         interp = Interpreter(model_content=tflite)
     except Exception as exc:  # noqa: BLE001
@@ -266,7 +270,7 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
         raise QuantizationError(f"model {name!r} is not full-integer {kind}: " + "; ".join(problems))
     inp = _tensor_quant(interp.get_input_details()[0])
     out = _tensor_quant(interp.get_output_details()[0])
-    op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
+    op_infos = tuple(OpInfo(op.name, op.version) for op in graph.operators)
     return QuantizedModel(name, tflite, op_infos, inp, out, config, calibration_indices)
 
 
@@ -296,11 +300,3 @@ def _tensor_quant(detail: dict) -> TensorQuant:
     scale, zero_point = detail["quantization"]
     return TensorQuant(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
                        float(scale), int(zero_point))
-
-
-def _op_version(tflite: bytes, op_index: int) -> int:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(tflite, 0)
-    op = model.Subgraphs(0).Operators(op_index)
-    return int(model.OperatorCodes(op.OpcodeIndex()).Version())
