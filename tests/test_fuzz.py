@@ -211,3 +211,15 @@ def test_every_kernel_call_of_the_demo_models_is_proven_in_bounds(cnn_q, mlp_q, 
             assert call.writes == g.tensors[call.output].nbytes
             assert call.reads == tuple(g.tensors[t].nbytes for t in call.inputs)
 
+
+
+def test_lowering_refuses_int32_overflow_in_the_generated_arithmetic(dsres_q):
+    """A conv output scale of 1e-12 makes the requantization shift the accumulator left by 29 bits: signed
+    overflow in C for some inputs, so the generator refuses instead of emitting undefined behaviour."""
+    def tiny_scale(m):
+        sg = m.subgraphs[0]
+        sg.tensors[sg.operators[2].outputs[0]].quantization.scale = [1e-12]
+    data = fz.edit(dsres_q.tflite, tiny_scale)
+    read_graph(data)
+    with pytest.raises(UnsupportedOpError, match=r"op #2 CONV_2D .*shifted left by 29 overflows int32; refusing"):
+        cengine.generate(data, "m", Banner("t", "m", "0", "-", "-"))

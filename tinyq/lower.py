@@ -23,6 +23,53 @@ SOFTMAX_MAX_DEPTH = (1 << 12) - 1  # each exponential is < 2^19 in the kernel's 
 INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
 
 
+def _requant_problem(x_max: np.ndarray, mult: np.ndarray, shift: np.ndarray, out_offset: int) -> str | None:
+    """MultiplyByQuantizedMultiplier(x) + zero point stays inside int32 for |x| <= x_max (per channel), the
+    left shift included; what overflows otherwise."""
+    x = [int(v) for v in np.broadcast_to(x_max, mult.shape)]
+    for c, (xc, m, s) in enumerate(zip(x, (int(v) for v in mult), (int(v) for v in shift))):
+        left, right = max(s, 0), max(-s, 0)
+        if xc << left > INT32_RANGE[1]:
+            return f"channel {c}: accumulator bound {xc} shifted left by {left} overflows int32"
+        scaled = ((xc << left) * m + (1 << 31) - 1) // (1 << 31) + 1
+        if (scaled >> right) + 1 + abs(out_offset) > INT32_RANGE[1]:
+            return f"channel {c}: requantized bound {scaled >> right} plus zero point {out_offset} overflows int32"
+    return None
+
+
+def _overflow_problem(kernel: str, f: dict, arrays: dict[str, np.ndarray]) -> str | None:
+    """Worst case over every int8 input of each kernel's int32 arithmetic, from its parameters and its actual
+    weights: what could overflow (signed overflow is undefined behaviour in C), or None."""
+    limit = INT32_RANGE[1]
+    if kernel in ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected"):
+        w = np.abs(arrays["weights"].astype(np.int64))
+        if kernel == "tq_depthwise_conv2d":
+            w_sum = w.reshape(-1, f["out_c"]).sum(axis=0)
+        else:
+            w_sum = w.reshape(len(arrays["bias"]), -1).sum(axis=1)
+        offset = f.get("input_offset", 0)
+        max_in = max(abs(-128 + offset), abs(127 + offset))
+        bias = np.abs(arrays["bias"].astype(np.int64))
+        acc = w_sum * max_in + bias
+        if int(acc.max(initial=0)) > limit:
+            c = int(acc.argmax())
+            return (f"the int32 accumulator of channel {c} could reach {int(acc[c])} (weights' absolute sum "
+                    f"{int(w_sum[c])} x input magnitude {max_in} + bias {int(bias[c])})")
+        return _requant_problem(acc, arrays["mult"], arrays["shift"], f["output_offset"])
+    if kernel == "tq_add":
+        x = 255 << f["left_shift"]
+        sides = [((x * f[f"in{i}_mult"]) >> 31 >> max(-f[f"in{i}_shift"], 0)) + 2 for i in (1, 2)]
+        if x > limit or f["in1_shift"] > 0 or f["in2_shift"] > 0:
+            return "input rescaling could overflow int32"
+        return _requant_problem(np.array([sum(sides)]), np.array([f["out_mult"]]), np.array([f["out_shift"]]),
+                                f["out_offset"])
+    if kernel == "tq_average_pool":
+        area = min(f["k_h"], f["in_h"]) * min(f["k_w"], f["in_w"])
+        if area * 128 + area > limit:
+            return f"the int32 sum of a {area}-value pooling window could overflow"
+    return None
+
+
 def _extents(kernel: str, f: dict) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
     """What a kernel touches given its parameters: bytes read per input, bytes written, elements of each
     constant array it indexes (in pointer-field order); None for a kernel without a rule (tensor sizes then)."""
@@ -367,6 +414,10 @@ class _Lowerer:
                 if arr.values.size != count:
                     raise self.fail(op, f"constant array {field} has {arr.values.size} values, the kernel indexes "
                                         f"{count}")
+            problem = _overflow_problem(kernel, {k: int(v) for k, v in fields.items()},
+                                        {field: arr.values for field, arr in zip(pointer_fields, arrays)})
+            if problem:
+                raise self.fail(op, f"{problem}; refusing to generate C with undefined behaviour")
         values = [(k, str(int(v))) for k, v in fields.items()]
         values += [(field, arr.name) for field, arr in zip(pointer_fields, arrays)]
         return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
