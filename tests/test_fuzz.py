@@ -223,3 +223,38 @@ def test_lowering_refuses_int32_overflow_in_the_generated_arithmetic(dsres_q):
     read_graph(data)
     with pytest.raises(UnsupportedOpError, match=r"op #2 CONV_2D .*shifted left by 29 overflows int32; refusing"):
         cengine.generate(data, "m", Banner("t", "m", "0", "-", "-"))
+
+
+def _shared_name_bomb(tensors: int, name_bytes: int) -> bytes:
+    """A valid flatbuffer whose tensors all point at one long name: small on disk, gigabytes once unpacked."""
+    import flatbuffers
+
+    s = fz._schema()
+    b = flatbuffers.Builder(1024)
+    name = b.CreateString("n" * name_bytes)
+    offsets = []
+    for _ in range(tensors):
+        s.TensorStart(b)
+        s.TensorAddName(b, name)
+        offsets.append(s.TensorEnd(b))
+    s.SubGraphStartTensorsVector(b, tensors)
+    for t in reversed(offsets):
+        b.PrependUOffsetTRelative(t)
+    vec = b.EndVector()
+    s.SubGraphStart(b)
+    s.SubGraphAddTensors(b, vec)
+    sg = s.SubGraphEnd(b)
+    s.ModelStartSubgraphsVector(b, 1)
+    b.PrependUOffsetTRelative(sg)
+    sgs = b.EndVector()
+    s.ModelStart(b)
+    s.ModelAddVersion(b, 3)
+    s.ModelAddSubgraphs(b, sgs)
+    b.Finish(s.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_shared_tables_cannot_unpack_into_gigabytes():
+    bomb = _shared_name_bomb(20000, 100_000)
+    assert len(bomb) < 400_000
+    _rejects(bomb, "tensor #", "name would unpack into more than")

@@ -579,6 +579,57 @@ class _Gate:
         return ids
 
 
+def _string_bytes(obj, slot: int) -> int:
+    """Length of a string field read from its flatbuffer header, without copying the string."""
+    import flatbuffers
+
+    o = obj._tab.Offset(slot)  # noqa: SLF001 - the generated accessors would copy the whole string
+    if o == 0:
+        return 0
+    start = obj._tab.Indirect(o + obj._tab.Pos)  # noqa: SLF001
+    return int(flatbuffers.encode.Get(flatbuffers.packer.uoffset, obj._tab.Bytes, start))  # noqa: SLF001
+
+
+def _check_unpack_budget(schema, data: bytes) -> None:
+    """Bound what unpacking will build before it builds it: tables and strings the object API copies. Flatbuffers
+    may share one table or string among many references, so a small file could otherwise unpack into gigabytes.
+    Numeric vectors are numpy views and cost nothing."""
+    budget = 16 * len(data) + (1 << 20)
+    spent = 0
+
+    def spend(n: int, what: str) -> int:
+        nonlocal spent
+        spent += n
+        if spent > budget:
+            raise InvalidModelError(f"invalid .tflite: {what} would unpack into more than {budget} bytes from a "
+                                    f"{len(data)}-byte file (shared or overlapping tables)")
+        return n
+
+    m = schema.Model.GetRootAs(data, 0)
+    spend(_string_bytes(m, 10), "field description")
+    for i in range(spend(m.OperatorCodesLength(), "operator_codes")):
+        spend(_string_bytes(m.OperatorCodes(i), 6), f"operator_codes[{i}].custom_code")
+    spend(m.BuffersLength(), "buffers")
+    for i in range(spend(m.MetadataLength(), "metadata")):
+        spend(_string_bytes(m.Metadata(i), 4), f"metadata[{i}].name")
+    for i in range(spend(m.SignatureDefsLength(), "signature_defs")):
+        sig = m.SignatureDefs(i)
+        spend(_string_bytes(sig, 8), f"signature_defs[{i}].signature_key")
+        for field, n, get in (("inputs", sig.InputsLength(), sig.Inputs),
+                              ("outputs", sig.OutputsLength(), sig.Outputs)):
+            for j in range(spend(n, f"signature_defs[{i}].{field}")):
+                spend(_string_bytes(get(j), 4), f"signature_defs[{i}].{field}[{j}].name")
+    for g in range(spend(m.SubgraphsLength(), "subgraphs")):
+        sg = m.Subgraphs(g)
+        spend(_string_bytes(sg, 12), f"subgraphs[{g}].name")
+        spend(sg.OperatorsLength(), f"subgraphs[{g}].operators")
+        for i in range(spend(sg.TensorsLength(), f"subgraphs[{g}].tensors")):
+            t = sg.Tensors(i)
+            spend(_string_bytes(t, 10), f"tensor #{i} name")
+            if t.Sparsity() is not None or t.VariantTensorsLength():
+                raise InvalidModelError(f"invalid .tflite: tensor #{i}: sparse and variant tensors are not supported")
+
+
 def read_graph(tflite: bytes) -> Graph:
     """Parse and validate a .tflite (the one gate for model bytes); anything malformed raises InvalidModelError
     naming the op, tensor and field at fault. The Graph returned holds the invariants its docstring lists."""
@@ -587,7 +638,10 @@ def read_graph(tflite: bytes) -> Graph:
     if not is_tflite(data):
         raise InvalidModelError(f"not a .tflite flatbuffer ({len(data)} bytes): {_file_kind(data)}")
     try:
+        _check_unpack_budget(schema, data)
         model = schema.ModelT.InitFromPackedBuf(data, 0)
+    except InvalidModelError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the flatbuffer runtime raises struct/index errors on bad data
         raise InvalidModelError(f"corrupt or truncated .tflite ({len(data)} bytes): {type(exc).__name__}: "
                                 f"{exc}") from None
