@@ -258,3 +258,17 @@ def test_shared_tables_cannot_unpack_into_gigabytes():
     bomb = _shared_name_bomb(20000, 100_000)
     assert len(bomb) < 400_000
     _rejects(bomb, "tensor #", "name would unpack into more than")
+
+
+@pytest.mark.integration
+def test_tensor_names_cannot_close_a_comment_in_generated_c(cnn_q, tmp_path):
+    def inject(m):
+        sg = m.subgraphs[0]
+        sg.tensors[sg.operators[2].outputs[0]].name = b"conv2 */ int injected = 1; /* \xc3\xa9\n#error x"
+    data = fz.edit(cnn_q.tflite, inject)
+    outcome = fz.run_case(fz.Mutant("cnn", 0, "name", "comment injection", data))
+    assert outcome.klass == "accepted", outcome.message
+    model_c = next(f.text for f in outcome.files if f.name.endswith("_model.c"))
+    assert "int injected" in model_c and "*/ int injected" not in model_c and "#error" not in model_c
+    run = fz.sanitized_run(outcome, tmp_path)
+    assert run.clean, run.detail

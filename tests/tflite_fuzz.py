@@ -227,8 +227,10 @@ def _m_name(m, rng):
     t = rng.choice(_tensors(m))
     name = bytes(t.name or b"")
     choice = rng.random()
-    if choice < 0.5:
+    if choice < 0.4:
         t.name = name[:3] + rng.choice((b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80")) + name[3:]
+    elif choice < 0.6:
+        t.name = name + rng.choice((b" */ int injected; /* ", b"*/", b"/*", b"\n#error x\n", "\u00e9\u2028".encode()))
     elif choice < 0.7:
         t.name = b""
     else:
