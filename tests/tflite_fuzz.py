@@ -265,7 +265,10 @@ def _field_mutant(seed: bytes, rng: random.Random) -> tuple[str, str, bytes] | N
     applied = []
     for _ in range(1 if rng.random() < 0.8 else rng.choice((2, 3))):
         kind = rng.choice(kinds)
-        detail = FIELD_MUTATORS[kind](model, rng)
+        try:
+            detail = FIELD_MUTATORS[kind](model, rng)
+        except (IndexError, ValueError):  # nothing left to mutate there (an emptied list from an earlier mutation)
+            detail = None
         if detail is not None:
             applied.append((kind, detail))
     if not applied:
