@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tinyq import cengine, emit, firmware, verify
 from tinyq.emit import make_banner
-from tinyq.errors import UnsupportedOpError
+from tinyq.errors import InvalidModelError, UnsupportedOpError
 from tinyq.graph import read_graph
 from tinyq.lower import lower, quantize_multiplier
 from tinyq.plan import plan
@@ -145,9 +145,9 @@ def test_unsupported_op_named_and_nothing_written(tmp_path, cnn_verify):
 
 
 def test_corrupt_and_truncated_tflite(cnn_q):
-    with pytest.raises(UnsupportedOpError, match="not a .tflite flatbuffer"):
+    with pytest.raises(InvalidModelError, match="not a .tflite flatbuffer"):
         read_graph(b"\0" * 64)
-    with pytest.raises(UnsupportedOpError, match="corrupt or truncated"):
+    with pytest.raises(InvalidModelError, match="corrupt or truncated"):
         read_graph(cnn_q.tflite[:2000])
 
 

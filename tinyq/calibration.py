@@ -157,8 +157,10 @@ def clip_recorded_ranges(calibrated: bytes, samples: np.ndarray, percentile: flo
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+    from .graph import read_graph
     from .native import native_quiet
 
+    read_graph(calibrated)  # the one gate for model bytes, the converter's included
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
     graph = model.subgraphs[0]
     targets = [i for i, t in enumerate(graph.tensors)

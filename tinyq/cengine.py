@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .emit import Banner, GeneratedFile, environment, int_rows, render
+from .emit import Banner, GeneratedFile, comment_safe, environment, int_rows, render
 from .graph import read_graph
 from .lower import lower
 from .plan import plan
@@ -66,7 +66,7 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
     arrays = [a for call in lowered.calls for a in call.arrays]
     array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
                     for a in arrays]
-    calls = [CallValues(f"op{c.op_index}", f"op #{c.op_index} {c.op_name} (layer {c.layer})", c.kernel,
+    calls = [CallValues(f"op{c.op_index}", comment_safe(f"op #{c.op_index} {c.op_name} (layer {c.layer})"), c.kernel,
                         c.params_type, c.fields,
                         tuple(dict(c.const_inputs).get(t) or memory.location(t) for t in c.inputs),
                         memory.location(c.output), c.input_array, c.op_index, graph.tensors[c.output].nbytes)

@@ -47,6 +47,15 @@ class GeneratedFile:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
+def comment_safe(text: str) -> str:
+    """Text that can sit inside a C /* */ comment whatever a model file put in it: printable ASCII only, and no
+    sequence that opens or closes a comment (a tensor named '*/ ...' must not end the comment and inject code)."""
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+    while "*/" in printable or "/*" in printable:
+        printable = printable.replace("*/", "*?").replace("/*", "/?")
+    return printable
+
+
 def make_banner(model_name: str, model_sha256: str) -> Banner:
     """The banner for a model, with the versions of the tools that produced it."""
     import tensorflow as tf
@@ -57,7 +66,7 @@ def make_banner(model_name: str, model_sha256: str) -> Banner:
         tflm = version("tflite-micro")
     except Exception:  # noqa: BLE001 - the package may be absent where only emission runs
         tflm = "unknown"
-    return Banner(__version__, model_name, model_sha256, tf.__version__, tflm)
+    return Banner(__version__, comment_safe(model_name), model_sha256, tf.__version__, tflm)
 
 
 def c_identifier(name: str) -> str:

@@ -17,6 +17,10 @@ class QuantizationError(TinyqError):
     """Calibration data is unusable or the converted model is not full-integer int8."""
 
 
+class InvalidModelError(TinyqError):
+    """A .tflite is malformed or inconsistent: the reader's gate names the op, tensor and field at fault."""
+
+
 class UnsupportedOpError(TinyqError):
     """An op or op option that the C engine or a target cannot run."""
 

@@ -23,6 +23,79 @@ from .graph import (Activation, AddOptions, ConcatenationOptions, ConvOptions, F
 
 ADD_LEFT_SHIFT = 20
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+SOFTMAX_MAX_DEPTH = (1 << 12) - 1  # each exponential is < 2^19 in the kernel's Q12.19 sum, which must fit int32
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+
+
+def _requant_problem(x_max: np.ndarray, mult: np.ndarray, shift: np.ndarray, out_offset: int) -> str | None:
+    """MultiplyByQuantizedMultiplier(x) + zero point stays inside int32 for |x| <= x_max (per channel), the
+    left shift included; what overflows otherwise."""
+    x = [int(v) for v in np.broadcast_to(x_max, mult.shape)]
+    for c, (xc, m, s) in enumerate(zip(x, (int(v) for v in mult), (int(v) for v in shift))):
+        left, right = max(s, 0), max(-s, 0)
+        if xc << left > INT32_RANGE[1]:
+            return f"channel {c}: accumulator bound {xc} shifted left by {left} overflows int32"
+        scaled = ((xc << left) * m + (1 << 31) - 1) // (1 << 31) + 1
+        if (scaled >> right) + 1 + abs(out_offset) > INT32_RANGE[1]:
+            return f"channel {c}: requantized bound {scaled >> right} plus zero point {out_offset} overflows int32"
+    return None
+
+
+def _overflow_problem(kernel: str, f: dict, arrays: dict[str, np.ndarray]) -> str | None:
+    """Worst case over every int8 input of each kernel's int32 arithmetic, from its parameters and its actual
+    weights: what could overflow (signed overflow is undefined behaviour in C), or None."""
+    limit = INT32_RANGE[1]
+    if kernel in ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected"):
+        w = np.abs(arrays["weights"].astype(np.int64))
+        if kernel == "tq_depthwise_conv2d":
+            w_sum = w.reshape(-1, f["out_c"]).sum(axis=0)
+        else:
+            w_sum = w.reshape(len(arrays["bias"]), -1).sum(axis=1)
+        offset = f.get("input_offset", 0)
+        max_in = max(abs(-128 + offset), abs(127 + offset))
+        bias = np.abs(arrays["bias"].astype(np.int64))
+        acc = w_sum * max_in + bias
+        if int(acc.max(initial=0)) > limit:
+            c = int(acc.argmax())
+            return (f"the int32 accumulator of channel {c} could reach {int(acc[c])} (weights' absolute sum "
+                    f"{int(w_sum[c])} x input magnitude {max_in} + bias {int(bias[c])})")
+        return _requant_problem(acc, arrays["mult"], arrays["shift"], f["output_offset"])
+    if kernel == "tq_add":
+        x = 255 << f["left_shift"]
+        sides = [((x * f[f"in{i}_mult"]) >> 31 >> max(-f[f"in{i}_shift"], 0)) + 2 for i in (1, 2)]
+        if x > limit or f["in1_shift"] > 0 or f["in2_shift"] > 0:
+            return "input rescaling could overflow int32"
+        return _requant_problem(np.array([sum(sides)]), np.array([f["out_mult"]]), np.array([f["out_shift"]]),
+                                f["out_offset"])
+    if kernel == "tq_average_pool":
+        area = min(f["k_h"], f["in_h"]) * min(f["k_w"], f["in_w"])
+        if area * 128 + area > limit:
+            return f"the int32 sum of a {area}-value pooling window could overflow"
+    return None
+
+
+def _extents(kernel: str, f: dict) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
+    """What a kernel touches given its parameters: bytes read per input, bytes written, elements of each
+    constant array it indexes (in pointer-field order); None for a kernel without a rule (tensor sizes then)."""
+    if kernel == "tq_conv2d":
+        oc = f["out_c"]
+        return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
+                (oc * f["k_h"] * f["k_w"] * f["in_c"], oc, oc, oc))
+    if kernel == "tq_depthwise_conv2d":
+        oc = f["in_c"] * f["depth_multiplier"]
+        return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
+                (f["k_h"] * f["k_w"] * oc, oc, oc, oc))
+    if kernel == "tq_fully_connected":
+        rows = f.get("rows", 1)
+        return ((rows * f["in_depth"],), rows * f["out_depth"],
+                (f["in_depth"] * f["out_depth"],) + (f["out_depth"],) * 3)
+    if kernel in ("tq_max_pool", "tq_average_pool"):
+        return (f["in_h"] * f["in_w"] * f["channels"],), f["out_h"] * f["out_w"] * f["channels"], ()
+    if kernel == "tq_add":
+        return (f["size"], f["size"]), f["size"], ()
+    if kernel == "tq_softmax":
+        return (f["rows"] * f["depth"],), f["rows"] * f["depth"], ()
+    return None
 
 
 @dataclass(frozen=True)
@@ -53,6 +126,8 @@ class KernelCall:
     arrays: tuple[ConstArray, ...]
     const_inputs: tuple[tuple[int, str], ...] = ()  # (input tensor, ConstArray holding its constant data)
     input_array: bool = False  # the inputs go to the kernel as one array argument (a variable count)
+    reads: tuple[int, ...] = ()  # bytes the kernel reads from each input, from its parameters
+    writes: int = 0  # bytes the kernel writes to its output, from its parameters
 
 
 @dataclass(frozen=True)
@@ -171,6 +246,9 @@ class _Lowerer:
         schema_op = _schema().BuiltinOperator
         alias_ops = (schema_op.RESHAPE, schema_op.SQUEEZE, schema_op.EXPAND_DIMS)
         table = self.table()
+        if len(self.g.inputs) != 1 or len(self.g.outputs) != 1:
+            raise UnsupportedOpError(f"the C engine runs graphs of one input and one output; this one has "
+                                     f"{len(self.g.inputs)} inputs and {len(self.g.outputs)} outputs")
         calls, aliases = [], []
         for op in self.g.operators:
             if op.code in alias_ops:
@@ -314,6 +392,9 @@ class _Lowerer:
             raise self.fail(op, f"softmax input scale {in_t.scales[0]} with beta {o.beta} is too small")
         radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift))
         depth = in_t.shape[-1]
+        if depth > SOFTMAX_MAX_DEPTH or in_t.size != out_t.size:
+            raise self.fail(op, f"softmax over {depth} values into {out_t.size} of {in_t.size}: the kernel needs "
+                                f"equal sizes and at most {SOFTMAX_MAX_DEPTH} values per row (int32 sum)")
         fields = dict(rows=in_t.size // depth, depth=depth, input_multiplier=multiplier,
                       input_left_shift=left_shift, diff_min=-radius)
         return self.call(op, "tq_softmax", "tq_softmax_params", fields, [], ())
@@ -321,12 +402,31 @@ class _Lowerer:
     def call(self, op: Operator, kernel: str, params_type: str, fields: dict, arrays: list[ConstArray],
              pointer_fields: tuple[str, ...], inputs: tuple[int, ...] | None = None,
              const_inputs: tuple[tuple[int, str], ...] = (), input_array: bool = False) -> KernelCall:
-        """The call: integer fields, then pointer fields naming the first arrays; inputs default to op input 0."""
+        """The call: integer fields, then pointer fields naming the first arrays; inputs default to op input 0.
+        What it reads and writes comes from its parameters where the kernel has a rule (else the tensors'
+        sizes), and its int32 arithmetic is proven not to overflow; the planner checks both against buffers."""
+        inputs = tuple(op.inputs[:1]) if inputs is None else tuple(inputs)
+        for k, v in fields.items():
+            if not INT32_RANGE[0] <= int(v) <= INT32_RANGE[1]:
+                raise self.fail(op, f"kernel parameter {k} = {int(v)} does not fit int32")
+        extents = _extents(kernel, fields)
+        if extents is None:
+            reads, writes = tuple(self.g.tensors[i].nbytes for i in inputs), self.g.tensors[op.outputs[0]].nbytes
+        else:
+            reads, writes, counts = extents
+            for field, arr, count in zip(pointer_fields, arrays, counts):
+                if arr.values.size != count:
+                    raise self.fail(op, f"constant array {field} has {arr.values.size} values, the kernel indexes "
+                                        f"{count}")
+            problem = _overflow_problem(kernel, {k: int(v) for k, v in fields.items()},
+                                        {field: arr.values for field, arr in zip(pointer_fields, arrays)})
+            if problem:
+                raise self.fail(op, f"{problem}; refusing to generate C with undefined behaviour")
         values = [(k, str(int(v))) for k, v in fields.items()]
         values += [(field, arr.name) for field, arr in zip(pointer_fields, arrays)]
-        inputs = tuple(op.inputs[:1]) if inputs is None else tuple(inputs)
         return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
-                          inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array)
+                          inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array, tuple(reads),
+                          writes)
 
     # ---- operands shared by the new families ----
 

@@ -309,7 +309,11 @@ def _litert_details(tflite: bytes) -> tuple[list[dict], list[dict], dict, dict]:
 
 def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
                    calibration_indices: tuple[int, ...] = (), workers: Workers | None = None) -> QuantizedModel:
-    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor."""
+    """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor.
+    The reader's gate runs first: a malformed file raises InvalidModelError before any runtime loads it."""
+    from .graph import read_graph
+
+    graph = read_graph(tflite)
     with session(workers) as w:
         try:
             details, ops, input_detail, output_detail = w.call(Runtime.LITERT, f"loading model {name!r}",
@@ -339,7 +343,7 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
         raise QuantizationError(f"model {name!r} is not full-integer {kind}: " + "; ".join(problems))
     inp = _tensor_quant(input_detail)
     out = _tensor_quant(output_detail)
-    op_infos = tuple(OpInfo(op["op_name"], _op_version(tflite, i)) for i, op in enumerate(ops))
+    op_infos = tuple(OpInfo(op.name, op.version) for op in graph.operators)
     return QuantizedModel(name, tflite, op_infos, inp, out, config, calibration_indices)
 
 
@@ -372,11 +376,3 @@ def _tensor_quant(detail: dict) -> TensorQuant:
     scale, zero_point = detail["quantization"]
     return TensorQuant(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
                        float(scale), int(zero_point))
-
-
-def _op_version(tflite: bytes, op_index: int) -> int:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(tflite, 0)
-    op = model.Subgraphs(0).Operators(op_index)
-    return int(model.OperatorCodes(op.OpcodeIndex()).Version())
