@@ -63,10 +63,19 @@ def html_values(analysis, version: str) -> dict:
     from .analyze import most_sensitive
 
     q, v = analysis.quantized, analysis.verified
+    classify = analysis.task == "classification"
+    metric = _pct if classify else (lambda x: "n/a" if x is None else f"{x:.6g}")
+    sweep_metric = _pct if classify else (lambda x: "-" if x is None else f"{x:.1f} dB")
+    if classify:
+        delta = ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp")
+    else:
+        e = v.output_error
+        delta = ("int8 vs float outputs", "n/a" if e is None else f"MSE {e.mse:.6g}, SQNR {e.sqnr_db:.1f} dB")
     summary = [
-        ("Keras float accuracy", _pct(v.keras_float)),
-        ("int8 accuracy (TFLM, the kernels a device runs)", _pct(v.tflm_int8)),
-        ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp"),
+        ("task", analysis.task),
+        (f"Keras float {analysis.metric_name}", metric(v.keras_float)),
+        (f"int8 {analysis.metric_name} (TFLM, the kernels a device runs)", metric(v.tflm_int8)),
+        delta,
         ("model size, float / int8 .tflite", f"{v.float_tflite_bytes} / {v.int8_tflite_bytes} B "
                                             f"({v.float_tflite_bytes / v.int8_tflite_bytes:.2f}x smaller)"),
         ("TFLM arena", f"{v.tflm_arena_bytes} B"),
@@ -74,10 +83,10 @@ def html_values(analysis, version: str) -> dict:
         ("calibration", f"{len(q.calibration_indices)} samples, {q.config.calibration_method}, "
                         f"{q.config.granularity.value.replace('_', '-')} weights"),
     ]
-    stages = [(s.stage, _pct(s.accuracy), _pct(s.argmax_vs_float),
+    stages = [(s.stage, metric(s.accuracy), _pct(s.argmax_vs_float),
                "-" if s.vs_tflm is None else _pct(s.vs_tflm.bitexact),
                "-" if s.vs_tflm is None else f"{s.vs_tflm.max_lsb} LSB") for s in analysis.stages]
-    sweep = [(r.label, _pct(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
+    sweep = [(r.label, sweep_metric(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
               "-" if r.tflm_arena_bytes is None else str(r.tflm_arena_bytes), "yes" if r.tflm_runs else "no",
               r.runtime, r.note) for r in analysis.sweep]
     ops = [(o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes, o.constant_bytes, o.macs)
@@ -88,8 +97,11 @@ def html_values(analysis, version: str) -> dict:
         arena=v.tflm_arena_bytes, sweep=sweep,
         layers=analysis.layers, sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(analysis.layers)],
         layer_plot=layer_error_plot(analysis.layers), weights=analysis.weights, findings=analysis.audit.findings,
-        confusion_float=confusion_plot(analysis.confusion_float, "Keras float"),
-        confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
+        metric_name=analysis.metric_name, sweep_metric_name=analysis.sweep_metric_name, task=analysis.task,
+        confusion_float=None if analysis.confusion_float is None else confusion_plot(analysis.confusion_float,
+                                                                                       "Keras float"),
+        confusion_int8=None if analysis.confusion_int8 is None else confusion_plot(analysis.confusion_int8,
+                                                                                     "int8 in TFLM"))
 
 
 def write_html(out_path: str | Path, analysis) -> Path:
