@@ -221,3 +221,27 @@ def test_reconstruction_task_from_the_cli(tmp_path, regression_run):
     r = json.loads((tmp_path / "out" / "report.json").read_text())
     assert r["metric"]["tflm_int8"] > 0 and r["c_engine"]["status"] == "generated"
     assert sorted(p.name for p in (tmp_path / "out" / "firmware").glob("tiny_ae_*.c"))[0] == "tiny_ae_golden.c"
+
+
+def test_saved_model_folders_load_and_quantize(tmp_path):
+    import tf_keras
+
+    from tinyq.quantize import QuantizeConfig, quantize
+
+    keras = _keras()
+    x = np.random.default_rng(0).uniform(0, 1, (20, 6, 6, 2)).astype(np.float32)
+    k3 = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu"),
+                           keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    k3.export(tmp_path / "exported", verbose=False)
+    k2 = tf_keras.Sequential([tf_keras.Input((6, 6, 2)), tf_keras.layers.Conv2D(3, 3), tf_keras.layers.Flatten(),
+                              tf_keras.layers.Dense(4)])
+    k2.save(tmp_path / "keras2_saved", save_format="tf")
+    for folder, how, ops in (("exported", "wrapped as one layer", ("CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX")),
+                             ("keras2_saved", "loaded with tf_keras", ("CONV_2D", "RESHAPE", "FULLY_CONNECTED"))):
+        said = []
+        loaded = models.load_model(tmp_path / folder, said.append)
+        assert loaded.kind is models.ModelKind.SAVED_MODEL and how in said[0]
+        q = quantize(loaded.keras, x, QuantizeConfig(num_calibration_samples=10, balanced=False))
+        assert q.op_names == ops
+    assert np.abs(models.load_model(tmp_path / "exported").keras.predict(x, verbose=0)
+                  - k3.predict(x, verbose=0)).max() == 0.0

@@ -27,9 +27,12 @@ class _Progress:
             print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
-    _data_options(p)
+    if demo:
+        p.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
+    else:
+        _data_options(p)
     p.add_argument("--name", help="C identifier prefix of the generated files (default: the model file's name; "
                                   "'mnist' for the demo)")
     p.add_argument("--calibration-samples", type=int, default=300)
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train (or reuse) an MNIST demo model and run the whole chain")
-    _common(demo)
+    _common(demo, demo=True)
     demo.add_argument("--model", default="mnist_cnn", help="mnist_cnn (default), mnist_mlp or mnist_dsres")
     demo.add_argument("--no-cache", action="store_true", help="retrain instead of reusing a cached model")
     conv = sub.add_parser("convert", help="run the whole chain on your own model and data")
@@ -142,8 +145,8 @@ def _pipeline_config(args, default_name: str = "mnist"):
     granularity = WeightGranularity.PER_TENSOR if args.per_tensor else WeightGranularity.PER_CHANNEL
     return PipelineConfig(
         name=c_identifier(args.name or default_name),
-        preprocessing=_preprocessing(args),
-        task=Task(args.task) if args.task else None,
+        preprocessing=_preprocessing(args) if hasattr(args, "as_stored") else None,
+        task=Task(args.task) if getattr(args, "task", None) else None,
         quantize=QuantizeConfig(num_calibration_samples=args.calibration_samples, granularity=granularity,
                                 percentile=args.percentile),
         golden_count=args.golden,
@@ -175,12 +178,14 @@ def _run_chain(args, config, model, dataset, say) -> int:
 
 
 def cmd_demo(args, say) -> int:
+    from .data import load_mnist
     from .models import demo_model
     from .pipeline import check_out_dir
 
     config = _pipeline_config(args)
     check_out_dir(args.out, args.force)
-    dataset = _load_dataset(args, say)
+    dataset = load_mnist(args.data)
+    say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
     say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
     say(f"training or loading {args.model}")
     model = demo_model(args.model, dataset, use_cache=not args.no_cache)
