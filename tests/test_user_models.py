@@ -156,6 +156,18 @@ def test_keras2_h5_loads_through_tf_keras_and_runs_bit_exact(tmp_path):
     assert r["preprocessing"]["input_range"] == [-1.0, 1.0] and r["class_names"] == ["non_person", "person"]
     settings = (result.out_dir / "firmware" / "vww_model_settings.h").read_text()
     assert "vww_input_from_u8(uint8_t raw, unsigned channel)" in settings and '"non_person", "person"' in settings
+    # the C helper gives, for every stored pixel, exactly the int8 input every runtime was fed
+    main = tmp_path / "table.c"
+    main.write_text('#include <stdio.h>\n#include "vww_model_settings.h"\nint main(void) {\n'
+                    '  for (unsigned c = 0; c < 3; ++c) for (unsigned v = 0; v < 256; ++v)\n'
+                    '    printf("%d\\n", vww_input_from_u8((uint8_t)v, c));\n  return 0;\n}\n')
+    exe = tmp_path / "table"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(result.out_dir / "firmware"),
+                    str(main), "-o", str(exe), "-lm"], check=True)
+    printed = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(), int)
+    fed = result.verify.int8_inputs.reshape(-1, 3)
+    raw = ds.test_x.reshape(-1, 3)
+    assert np.array_equal(printed.reshape(3, 256)[np.arange(3)[None, :], raw], fed)
 
 
 def _regressor(keras):
