@@ -81,7 +81,7 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         quantized = inspect_tflite(model.tflite, model.name)
     else:
         qconfig = dataclasses.replace(config.quantize, input_range=reference_range(pre, calib, dataset.train_x))
-        say(f"quantizing {model.name} ({qconfig.num_calibration_samples} calibration samples)")
+        say(f"quantizing {model.name} ({min(qconfig.num_calibration_samples, len(calib))} calibration samples)")
         labels = dataset.train_y if task is Task.CLASSIFICATION else None
         quantized = quantize(model, calib, qconfig, labels=labels)
     result = verify(keras_model, quantized, dataset.test_x, dataset.test_y, progress=say, preprocessing=pre,
@@ -114,6 +114,9 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike, config: PipelineCon
         analysis = None
         if config.analysis and keras_model is not None:
             analysis = _analysis(model, dataset, quantized, result, tmp, notes, say, pre)
+        elif config.analysis:
+            notes.append("analysis (report.html) not run: its sweep re-quantizes the Keras model, and this "
+                         ".tflite came already quantized")
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
         report.update(run_section(pre, report_pre, config.c_engine_mode, engine_on, names))
         write_report(report, tmp)
