@@ -2,7 +2,7 @@
 model file, with ops, float vs int8 metric, C engine vs TFLM bit-exact count, arena, flash, Cortex-M4
 instructions per inference and wall time.
 
-    python benchmarks/user_models.py WORKDIR [--formats h5 tflite keras] [--only resnet8 ...] [--no-cortex-m]
+    python benchmarks/user_models.py WORKDIR [--formats h5 tflite keras] [--only resnet8 ...] [--cortex-m-images N]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def _run(model: Path, data: Path, extra: list[str], out: Path, cortex_m: bool) -> tuple[int, float, str]:
+def _run(model: Path, data: Path, extra: list[str], out: Path, cortex_m: int) -> tuple[int, float, str]:
     cmd = [sys.executable, "-m", "tinyq.cli", "convert", str(model), "--data", str(data), *extra, "--out", str(out),
-           "--force", "--no-analysis"] + ([] if cortex_m else ["--no-cortex-m"])
+           "--force", "--no-analysis"] + (["--cortex-m-images", str(cortex_m)] if cortex_m else ["--no-cortex-m"])
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("workdir")
     parser.add_argument("--formats", nargs="+", default=["h5", "tflite"], choices=["keras", "h5", "tflite"])
     parser.add_argument("--only", nargs="+", choices=["resnet8", "mobilenet", "ds_cnn", "autoencoder"])
-    parser.add_argument("--no-cortex-m", action="store_true")
+    parser.add_argument("--cortex-m-images", type=int, default=100, help="0: no Cortex-M4 run")
     parser.add_argument("--tiny", action="store_true", help="tiny variants (quick)")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -76,7 +76,7 @@ def main() -> int:
         for fmt in args.formats:
             out = work / "out" / f"{name}-{fmt}"
             rc, seconds, err = _run(Path(entry["models"][fmt]), Path(entry["data"]), entry["args"], out,
-                                    not args.no_cortex_m)
+                                    args.cortex_m_images)
             rows.append(_row(name, fmt, out, rc, seconds, err))
             print(json.dumps(rows[-1]), flush=True)
     (work / "results.json").write_text(json.dumps(rows, indent=2))

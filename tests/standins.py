@@ -21,14 +21,14 @@ def resnet8(keras, width: float = 1.0, classes: int = 10):
     f = [max(2, int(c * width)) for c in (16, 32, 64)]
     inp = keras.Input((32, 32, 3), name="image")
     x = L.Conv2D(f[0], 3, padding="same", name="stem")(inp)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = L.Activation("relu", name="stem_relu")(x)
     for i, (c, s) in enumerate(zip(f, (1, 2, 2))):
         y = L.Conv2D(c, 3, strides=s, padding="same", name=f"s{i}_conv1")(x)
-        y = L.BatchNormalization(name=f"s{i}_bn1")(y)
+        y = L.BatchNormalization(momentum=0.9, name=f"s{i}_bn1")(y)
         y = L.Activation("relu", name=f"s{i}_relu1")(y)
         y = L.Conv2D(c, 3, padding="same", name=f"s{i}_conv2")(y)
-        y = L.BatchNormalization(name=f"s{i}_bn2")(y)
+        y = L.BatchNormalization(momentum=0.9, name=f"s{i}_bn2")(y)
         if s != 1:
             x = L.Conv2D(c, 1, strides=s, name=f"s{i}_short")(x)
         x = L.Add(name=f"s{i}_add")([x, y])
@@ -48,15 +48,15 @@ def mobilenet_v1(keras, width: float = 0.25, classes: int = 2, size: int = 96):
 
     inp = keras.Input((size, size, 3), name="image")
     x = L.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False, name="conv1")(inp)
-    x = L.BatchNormalization(name="conv1_bn")(x)
+    x = L.BatchNormalization(momentum=0.9, name="conv1_bn")(x)
     x = L.ReLU(6.0, name="conv1_relu")(x)
     blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
     for i, (c, s) in enumerate(blocks):
         x = L.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False, name=f"dw{i}")(x)
-        x = L.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"dw{i}_bn")(x)
         x = L.ReLU(6.0, name=f"dw{i}_relu")(x)
         x = L.Conv2D(ch(c), 1, use_bias=False, name=f"pw{i}")(x)
-        x = L.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"pw{i}_bn")(x)
         x = L.ReLU(6.0, name=f"pw{i}_relu")(x)
     x = L.AveragePooling2D(int(x.shape[1]), name="pool")(x)
     x = L.Flatten(name="flatten")(x)
@@ -70,14 +70,14 @@ def ds_cnn(keras, width: float = 1.0, classes: int = 12):
     c = max(2, int(64 * width))
     inp = keras.Input((49, 10, 1), name="features")
     x = L.Conv2D(c, (10, 4), strides=2, padding="same", name="conv1")(inp)
-    x = L.BatchNormalization(name="conv1_bn")(x)
+    x = L.BatchNormalization(momentum=0.9, name="conv1_bn")(x)
     x = L.Activation("relu", name="conv1_relu")(x)
     for i in range(4):
         x = L.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
-        x = L.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"dw{i}_bn")(x)
         x = L.Activation("relu", name=f"dw{i}_relu")(x)
         x = L.Conv2D(c, 1, name=f"pw{i}")(x)
-        x = L.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"pw{i}_bn")(x)
         x = L.Activation("relu", name=f"pw{i}_relu")(x)
     x = L.AveragePooling2D((int(x.shape[1]), int(x.shape[2])), name="pool")(x)
     x = L.Flatten(name="flatten")(x)
@@ -93,7 +93,7 @@ def fc_autoencoder(keras, width: float = 1.0, inputs: int = 640):
     x = inp
     for i, units in enumerate([w] * 4 + [8] + [w] * 4):
         x = L.Dense(units, name=f"fc{i}")(x)
-        x = L.BatchNormalization(name=f"fc{i}_bn")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"fc{i}_bn")(x)
         x = L.Activation("relu", name=f"fc{i}_relu")(x)
     out = L.Dense(inputs, name="reconstruction")(x)
     return keras.Model(inp, out, name="fc_autoencoder")
@@ -174,7 +174,7 @@ def machine_sounds(n_train: int, n_test: int, inputs: int = 640, seed: int = 2) 
     return Synthetic(make(n_train), None, make(n_test), None)
 
 
-def train(model, data: Synthetic, preprocess: Callable[[np.ndarray], np.ndarray], epochs: int = 2,
+def train(model, data: Synthetic, preprocess: Callable[[np.ndarray], np.ndarray], epochs: int = 3,
           reconstruction: bool = False, seed: int = 0):
     """A quick deterministic fit: cross-entropy on labels, or MSE against the input."""
     import tensorflow as tf

@@ -45,6 +45,8 @@ def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
                         "only, saying which ops blocked it), require (an unsupported op is an error), off")
     p.add_argument("--no-c-engine", action="store_true", help="alias of --c-engine off")
     p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
+    p.add_argument("--cortex-m-images", type=int, default=1000, metavar="N",
+                   help="test samples streamed through the Cortex-M4 in QEMU (default 1000)")
     p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
     p.add_argument("--no-analysis", action="store_true",
                    help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
@@ -153,6 +155,7 @@ def _pipeline_config(args, default_name: str = "mnist"):
         c_engine=CEngineMode.OFF if args.no_c_engine else CEngineMode(args.c_engine),
         sanitize=args.sanitize,
         cortex_m=not args.no_cortex_m,
+        cortex_m_images=args.cortex_m_images,
         analysis=not args.no_analysis,
         overwrite=args.force,
     )
