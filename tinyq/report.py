@@ -158,10 +158,12 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         ("TFLM int8", metric_text(report, acc["tflm_int8"])),
         ("TFLM vs LiteRT-ref bit-exact", f"{_pct(agr['tflm_vs_litert_ref_bitexact'])}"
                                          f" (max {agr['tflm_vs_litert_ref_max_lsb']} LSB)"),
-        ("TFLM vs LiteRT-ref argmax", _pct(agr["tflm_vs_litert_ref_argmax"])),
         (".tflite float / int8", f"{report['sizes']['float_tflite_bytes'] or 'n/a'} / {report['sizes']['int8_tflite_bytes']} B"),
         ("TFLM arena", f"{ar['tflm']} B"),
     ]
+    if report.get("task", "classification") == "classification":
+        rows.insert(rows.index(next(r for r in rows if r[0] == "TFLM vs LiteRT-ref bit-exact")) + 1,
+                    ("TFLM vs LiteRT-ref argmax", _pct(agr["tflm_vs_litert_ref_argmax"])))
     if "output_error" in report:
         e = report["output_error"]
         sqnr = "inf" if e["tflm_int8_vs_keras_float_sqnr_db"] is None else f"{e['tflm_int8_vs_keras_float_sqnr_db']:.1f}"
