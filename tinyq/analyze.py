@@ -90,35 +90,57 @@ def weight_storage(tflite: bytes) -> str:
     return ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items()))
 
 
-def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels: np.ndarray, fallback: str,
+def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels, fallback: str,
              describe: bool = False, workers=None) -> SweepRow:
-    """Accuracy in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why.
+    """The sweep metric (accuracy against integer labels; else SQNR in dB against float outputs given as
+    `labels`) in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why.
     With `describe`, the note also says how the weights are stored."""
-    from .verify import accuracy, run_litert, run_tflm, tflm_arena_bytes, tflm_problem
+    from .verify import run_litert, run_tflm, tflm_arena_bytes, tflm_problem
 
     notes = [f"weights: {weight_storage(tflite)}"] if describe else []
     problem = tflm_problem(tflite, inputs[0], workers)
     if problem is None:
-        return SweepRow(label, accuracy(run_tflm(tflite, inputs, workers), labels), len(tflite),
+        return SweepRow(label, _sweep_metric(tflite, run_tflm(tflite, inputs, workers), labels), len(tflite),
                         tflm_arena_bytes(tflite, inputs[0], workers), True, "TFLM", "; ".join(notes))
-    return SweepRow(label, accuracy(run_litert(tflite, inputs, True, workers), labels), len(tflite), None, False,
-                    fallback, "; ".join(notes + [f"TFLM: {problem}"]))
+    return SweepRow(label, _sweep_metric(tflite, run_litert(tflite, inputs, True, workers), labels), len(tflite),
+                    None, False, fallback, "; ".join(notes + [f"TFLM: {problem}"]))
 
 
-def sweep(model, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-          configs=None, comparisons: bool = True, tick=None, workers=None) -> tuple[SweepRow, ...]:
-    """Quantize under each config and measure accuracy over the test set in TFLM (LiteRT where TFLM lacks a
-    kernel); optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison.
-    One worker per native runtime serves the whole sweep; a setting whose conversion crashes gets a row
-    saying so."""
+def _sweep_metric(tflite: bytes, outputs: np.ndarray, reference: np.ndarray) -> float:
+    """Accuracy when `reference` holds integer labels; else SQNR (dB) of the (dequantized) outputs against
+    the float outputs in `reference`."""
+    from .graph import read_graph
+    from .verify import accuracy, output_error
+
+    reference = np.asarray(reference)
+    if np.issubdtype(reference.dtype, np.integer):
+        return accuracy(outputs, reference)
+    y = np.asarray(outputs)
+    if np.issubdtype(y.dtype, np.integer):
+        graph = read_graph(tflite)
+        out = graph.tensors[graph.outputs[0]]
+        y = (y.astype(np.float64) - out.zero_points[0]) * out.scales[0]
+    return output_error(reference, y).sqnr_db
+
+
+def sweep(model, train_x: np.ndarray, train_y: np.ndarray | None, test_x: np.ndarray, test_y: np.ndarray,
+          configs=None, comparisons: bool = True, preprocessing=None, input_range=None, tick=None,
+          workers=None) -> tuple[SweepRow, ...]:
+    """Quantize under each config and measure over the test set in TFLM (LiteRT where TFLM lacks a kernel);
+    optionally add dynamic-range and float16 conversions, which TFLM cannot run, for comparison. One worker
+    per native runtime serves the whole sweep; a setting whose conversion crashes gets a row saying so.
+
+    The metric is accuracy when `test_y` holds integer labels; else give the Keras float outputs as
+    `test_y` (and `train_y` None) and the metric is the SQNR of the int8 outputs against them."""
     from .native import session
 
     with session(workers) as w:
-        return _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons, w, tick)
+        return _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons, preprocessing, input_range,
+                      w, tick)
 
 
-def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, workers,
-           tick=None) -> tuple[SweepRow, ...]:
+def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, preprocessing, input_range,
+           workers, tick=None) -> tuple[SweepRow, ...]:
     from .data import preprocess
     from .errors import NativeCrash
     from .models import input_shape
@@ -126,12 +148,16 @@ def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, 
     from .verify import quantize_input
 
     shape = input_shape(model)
-    calib = preprocess(train_x, shape)
-    x = preprocess(test_x, shape)
-    labels = np.asarray(test_y).astype(np.int64)
+    calib = preprocess(train_x, shape, preprocessing)
+    x = preprocess(test_x, shape, preprocessing)
+    labels = np.asarray(test_y)
+    if np.issubdtype(labels.dtype, np.integer):
+        labels = labels.astype(np.int64)
     rows = []
     tick = tick or (lambda _done: None)
     for label, config in (configs or default_sweep()):
+        if input_range is not None:
+            config = dataclasses.replace(config, input_range=input_range)
         try:
             q = quantize(model, calib, config, labels=train_y, workers=workers)
         except (QuantizationError, NativeCrash) as exc:
@@ -177,17 +203,16 @@ class LayerError:
     sqnr_db: float
 
 
-def layer_errors(model, quantized, images: np.ndarray) -> tuple[LayerError, ...]:
+def layer_errors(model, quantized, images: np.ndarray, preprocessing=None) -> tuple[LayerError, ...]:
     """Per-layer error of the int8 model (LiteRT reference kernels, every tensor kept) against Keras float.
 
     An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
     """
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from .data import preprocess
     from .graph import read_graph
-    from .models import input_shape
+    from .models import input_shape, keras_module
     from .verify import quantize_input
 
     graph = read_graph(quantized.tflite)
@@ -201,8 +226,8 @@ def layer_errors(model, quantized, images: np.ndarray) -> tuple[LayerError, ...]
         pairs.append((out_op, None))
     if not pairs:
         raise QuantizationError(f"model {model.name!r}: no op output could be matched to a Keras layer")
-    x = preprocess(images, input_shape(model))
-    probe = tf.keras.Model(model.inputs, [model.get_layer(name).output if name else model.outputs[0]
+    x = preprocess(images, input_shape(model), preprocessing)
+    probe = keras_module(model).Model(model.inputs, [model.get_layer(name).output if name else model.outputs[0]
                                           for _, name in pairs])
     floats = probe.predict(x, batch_size=len(x), verbose=0)
     floats = floats if isinstance(floats, list) else [floats]
@@ -274,8 +299,11 @@ class Analysis:
     layers: tuple[LayerError, ...]
     weights: tuple[WeightError, ...]
     audit: CalibrationAudit
-    confusion_float: np.ndarray
-    confusion_int8: np.ndarray
+    confusion_float: np.ndarray | None  # None unless the task is classification
+    confusion_int8: np.ndarray | None
+    task: str = "classification"
+    metric_name: str = "accuracy"  # of the verified stages; the sweep's is `sweep_metric_name`
+    sweep_metric_name: str = "accuracy"
 
     @property
     def float_accuracy(self) -> float:
@@ -299,34 +327,49 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.nda
 
 
 def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 200, configs=None,
-            progress=None, workers=None) -> Analysis:
-    """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and confusion
-    matrices over the test set. Pass the pipeline's own quantized model and verification to reuse them."""
+            progress=None, preprocessing=None, task=None, workers=None) -> Analysis:
+    """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and (for a
+    classifier) confusion matrices over the test set. Pass the pipeline's own quantized model and
+    verification to reuse them. A model that is not a classifier is swept by int8-vs-float SQNR."""
     import time
 
-    from .data import NUM_CLASSES, preprocess
+    from .data import NUM_CLASSES, Task, default_preprocessing, infer_task, preprocess
     from .models import input_shape
     from .quantize import QuantizeConfig, quantize
     from .verify import stage_agreement, verify
 
     say = progress or (lambda _msg: None)
+    pre = preprocessing or default_preprocessing(dataset.train_x)
+    shape = input_shape(model)
+    calib = preprocess(dataset.train_x, shape, pre)
+    task = verified.task if verified is not None else task or infer_task(dataset.test_y, int(np.prod(model.outputs[0].shape[1:])))
+    classify = task is Task.CLASSIFICATION
+    from .pipeline import reference_range
+
+    rng = reference_range(pre, calib, dataset.train_x)
     if quantized is None:
-        quantized = quantize(model, preprocess(dataset.train_x, input_shape(model)), QuantizeConfig(),
-                             labels=dataset.train_y, workers=workers)
+        quantized = quantize(model, calib, dataclasses.replace(QuantizeConfig(), input_range=rng),
+                             labels=dataset.train_y if classify else None, workers=workers)
     if verified is None:
-        verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
+        verified = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, preprocessing=pre,
+                          task=task, workers=workers)
     settings = len(configs or default_sweep()) + len(COMPARISONS)
     tick = counted(say, f"sweeping {settings} quantization settings ({len(COMPARISONS)} for comparison) over "
-                        f"{verified.test_images} test images", settings)
+                        f"{verified.test_images} test samples", settings)
     start = time.monotonic()
-    rows = sweep(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, configs, tick=tick,
-                 workers=workers)
+    reference = dataset.test_y if classify else verified.float_outputs.astype(np.float64)
+    rows = sweep(model, dataset.train_x, dataset.train_y if classify else None, dataset.test_x, reference, configs,
+                 preprocessing=pre, input_range=rng, tick=tick, workers=workers)
     seconds = time.monotonic() - start
-    say(f"per-layer error on {layer_images} test images")
-    layers = layer_errors(model, quantized, dataset.test_x[:layer_images])
+    say(f"per-layer error on {layer_images} test samples")
+    layers = layer_errors(model, quantized, dataset.test_x[:layer_images], pre)
     n = verified.test_images
-    classes = max(NUM_CLASSES, int(verified.labels.max()) + 1)
+    confusion_float = confusion_int8 = None
+    if classify:
+        classes = max(int(np.prod(quantized.output.shape[1:])), int(verified.labels.max()) + 1)
+        if classes <= 2 * NUM_CLASSES * 5:  # a readable matrix; larger ones stay out of the report
+            confusion_float = confusion(verified.labels, verified.float_outputs.reshape(n, -1).argmax(1), classes)
+            confusion_int8 = confusion(verified.labels, verified.tflm_outputs.reshape(n, -1).argmax(1), classes)
     return Analysis(quantized, verified, stage_agreement(verified), op_summary(quantized.tflite), rows, seconds,
-                    layers, weight_errors(model), quantized.audit,
-                    confusion(verified.labels, verified.float_outputs.reshape(n, -1).argmax(1), classes),
-                    confusion(verified.labels, verified.tflm_outputs.reshape(n, -1).argmax(1), classes))
+                    layers, weight_errors(model), quantized.audit, confusion_float, confusion_int8,
+                    task.value, verified.metric_name, "accuracy" if classify else "SQNR vs float (dB)")

@@ -66,17 +66,26 @@ class _Progress:
         self._close_bar()
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
-    p.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
-    p.add_argument("--name", default="mnist", help="C identifier prefix of the generated files")
+    if demo:
+        p.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
+    else:
+        _data_options(p)
+    p.add_argument("--name", help="C identifier prefix of the generated files (default: the model file's name; "
+                                  "'mnist' for the demo)")
     p.add_argument("--calibration-samples", type=int, default=300)
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
     p.add_argument("--percentile", type=float, metavar="P",
                    help="clip activation ranges to the P-th percentile of the calibration values (default min-max)")
     p.add_argument("--golden", type=int, default=10, help="golden test vectors in the firmware files")
-    p.add_argument("--no-c-engine", action="store_true", help="emit TFLM files only, skip the C engine")
+    p.add_argument("--c-engine", choices=["require", "auto", "off"], default="auto",
+                   help="tinyq's C engine: auto (default: generated when every op is supported, else TFLM files "
+                        "only, saying which ops blocked it), require (an unsupported op is an error), off")
+    p.add_argument("--no-c-engine", action="store_true", help="alias of --c-engine off")
     p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
+    p.add_argument("--cortex-m-images", type=int, default=1000, metavar="N",
+                   help="test samples streamed through the Cortex-M4 in QEMU (default 1000)")
     p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
     p.add_argument("--no-analysis", action="store_true",
                    help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
@@ -97,6 +106,59 @@ def _check_arguments(args) -> None:
 
     if getattr(args, "name", None) is not None:
         check_name(args.name)
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """Where the data comes from and how it maps onto the model's input."""
+    p.add_argument("--data", help="MNIST IDX folder, .npz (x_train/y_train/x_test/y_test, or x/y), .npy of samples, "
+                                  "or a folder of images with one sub-folder per class (default: MNIST from "
+                                  "$TINYQ_MNIST, else keras download)")
+    p.add_argument("--calibration-data", metavar="PATH", help="a separate calibration set (same formats as --data)")
+    p.add_argument("--npz-keys", metavar="ROLE=NAME,...",
+                   help="array names in the .npz, e.g. x_train=images,y_train=labels,x_test=val_x,y_test=val_y")
+    p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position)")
+    p.add_argument("--task", choices=[t.value for t in _task_enum()],
+                   help="classification, regression (vs float targets), reconstruction (output vs input, "
+                        "e.g. an autoencoder) or none (agreement only); default: from the labels")
+    pre = p.add_mutually_exclusive_group()
+    pre.add_argument("--input-range", nargs=2, type=float, metavar=("LO", "HI"),
+                     help="model input = raw 0..255 mapped linearly to LO..HI (default 0 1 for uint8 data)")
+    pre.add_argument("--mean", nargs="+", type=float, help="model input = (raw - MEAN) / STD (one value, or one a "
+                                                           "channel); needs --std")
+    pre.add_argument("--as-stored", action="store_true",
+                     help="the stored data is the model's float input (default for float data)")
+    p.add_argument("--std", nargs="+", type=float, help="see --mean")
+
+
+def _task_enum():
+    from .data import Task
+
+    return Task
+
+
+def _preprocessing(args):
+    """The declared preprocessing from the command line; None: the default for the data's type."""
+    from .data import Preprocessing
+
+    if args.std is not None and args.mean is None:
+        raise TinyqError("--std needs --mean")
+    if args.input_range is not None:
+        return Preprocessing.input_range(*args.input_range)
+    if args.mean is not None:
+        if args.std is None:
+            raise TinyqError("--mean needs --std")
+        return Preprocessing.standardize(args.mean, args.std)
+    if args.as_stored:
+        return Preprocessing.as_stored()
+    return None
+
+
+def _load_dataset(args, say):
+    from .data import NpzKeys, load_data
+
+    keys = NpzKeys.parse(args.npz_keys) if args.npz_keys else NpzKeys()
+    ds = load_data(args.data, keys, args.calibration_data, args.labels)
+    say(f"data: {len(ds.train_x)} calibration and {len(ds.test_x)} test samples of shape {ds.sample_shape} "
+        f"({ds.test_x.dtype}) from {ds.source}")
+    return ds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,17 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train (or reuse) an MNIST demo model and run the whole chain")
-    _common(demo)
+    _common(demo, demo=True)
     demo.add_argument("--model", default="mnist_cnn", help="mnist_cnn (default), mnist_mlp or mnist_dsres")
     demo.add_argument("--no-cache", action="store_true", help="retrain instead of reusing a cached model")
-    conv = sub.add_parser("convert", help="run the whole chain on your own Keras model")
-    conv.add_argument("model", help="a .keras (or .h5) model taking MNIST-shaped input scaled to 0..1")
+    conv = sub.add_parser("convert", help="run the whole chain on your own model and data")
+    conv.add_argument("model", help="a .keras, a Keras 2 .h5, a SavedModel folder, or a full-integer int8 .tflite")
     _common(conv)
     fw = sub.add_parser("firmware", help="cross-compile an emitted model for a target, run it, measure it")
     fw.add_argument("--target", default="cortex-m4", choices=list(QEMU_MACHINES),
                     help="the core, run in QEMU: " + ", ".join(f"{t} ({m})" for t, m in QEMU_MACHINES.items()))
     fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
-    fw.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
+    fw.add_argument("--data", help="test data (default: the int8 test inputs saved in the folder by demo/convert)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
     fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
     fw.add_argument("--allow-modified", action="store_true",
@@ -135,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--allow-modified", action="store_true",
                     help="diff generated files edited by hand (default: refuse them)")
     an = sub.add_parser("analyze", help="quantization analysis and report.html for a Keras model")
-    an.add_argument("model", nargs="?", help="a .keras model (or use --demo)")
+    an.add_argument("model", nargs="?", help="a .keras, Keras 2 .h5 or SavedModel (or use --demo)")
     an.add_argument("--demo", choices=["mnist_cnn", "mnist_mlp", "mnist_dsres"], help="analyse a demo model")
-    an.add_argument("--data", help="MNIST: IDX folder or mnist.npz (default: $TINYQ_MNIST, else keras download)")
+    _data_options(an)
     an.add_argument("--out", required=True, help="output folder for report.html")
     an.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     return parser
@@ -152,19 +214,25 @@ def _workers():
     return workers
 
 
-def _pipeline_config(args):
+def _pipeline_config(args, default_name: str = "mnist"):
+    from .data import Task
+    from .emit import c_identifier
     from .pipeline import PipelineConfig
+    from .preflight import CEngineMode
     from .quantize import QuantizeConfig, WeightGranularity
 
     granularity = WeightGranularity.PER_TENSOR if args.per_tensor else WeightGranularity.PER_CHANNEL
     return PipelineConfig(
-        name=args.name,
+        name=c_identifier(args.name or default_name),
+        preprocessing=_preprocessing(args) if hasattr(args, "as_stored") else None,
+        task=Task(args.task) if getattr(args, "task", None) else None,
         quantize=QuantizeConfig(num_calibration_samples=args.calibration_samples, granularity=granularity,
                                 percentile=args.percentile),
         golden_count=args.golden,
-        c_engine=not args.no_c_engine,
+        c_engine=CEngineMode.OFF if args.no_c_engine else CEngineMode(args.c_engine),
         sanitize=args.sanitize,
         cortex_m=not args.no_cortex_m,
+        cortex_m_images=args.cortex_m_images,
         analysis=not args.no_analysis,
         overwrite=args.force,
     )
@@ -203,15 +271,17 @@ def cmd_demo(args, say) -> int:
 
 
 def cmd_convert(args, say) -> int:
-    from .data import load_mnist
-    from .models import load_keras_model
+    from pathlib import Path
+
+    from .models import c_name, load_model
     from .outdir import claim
 
-    config = _pipeline_config(args)
+    config = _pipeline_config(args, c_name(Path(args.model)))
     with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
-        model = load_keras_model(args.model)
-        dataset = load_mnist(args.data)
-        return _run_chain(args, config, model, dataset, say, out, workers)
+        loaded = load_model(args.model, say)
+        say(f"model: {loaded.path} ({loaded.kind.value}); C prefix {config.name}")
+        dataset = _load_dataset(args, say)
+        return _run_chain(args, config, loaded.model, dataset, say, out, workers)
 
 
 def cmd_firmware(args, say) -> int:
@@ -245,8 +315,8 @@ def cmd_diff(args, say) -> int:
 
 def cmd_analyze(args, say) -> int:
     from .analyze import analyze
-    from .data import load_mnist
-    from .models import demo_model, load_keras_model
+    from .data import Task
+    from .models import demo_model, load_model
     from .outdir import claim
     from .report import ChainReport
     from .report_html import write_html
@@ -255,17 +325,33 @@ def cmd_analyze(args, say) -> int:
         raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
     with claim(args.out, args.force) as held:
         out = held.out
-        dataset = load_mnist(args.data)
-        model = demo_model(args.demo, dataset, progress=say) if args.demo else load_keras_model(args.model)
+        dataset = _load_dataset(args, say)
+        if args.demo:
+            model = demo_model(args.demo, dataset, progress=say)
+        else:
+            loaded = load_model(args.model, say)
+            if loaded.keras is None:
+                raise TinyqError(f"{args.model}: analyze needs the Keras model (the sweep re-quantizes it); "
+                                 f"a .tflite is already quantized")
+            model = loaded.keras
         say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
-        result = analyze(model, dataset, progress=say)
+        result = analyze(model, dataset, progress=say, preprocessing=_preprocessing(args),
+                         task=Task(args.task) if args.task else None)
         with held.staged() as tmp:
             write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
-    print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
+    classify = result.task == Task.CLASSIFICATION.value
+    if classify:
+        print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")
+    else:
+        e = result.verified.output_error
+        print(f"{result.task}: int8 (TFLM) vs float outputs MSE {e.mse:.6g}, SQNR {e.sqnr_db:.1f} dB")
     for row in result.sweep:
-        acc = "     -" if row.accuracy is None else f"{100 * row.accuracy:6.2f}"
+        if classify:
+            acc = "     -" if row.accuracy is None else f"{100 * row.accuracy:6.2f} %"
+        else:
+            acc = "     -" if row.accuracy is None else f"{row.accuracy:6.1f} dB"
         size = "-" if row.model_bytes is None else row.model_bytes
-        print(f"  {row.label:<44} {acc} %  {size:>7} B  TFLM runs: {'yes' if row.tflm_runs else 'no'}")
+        print(f"  {row.label:<44} {acc}  {size:>7} B  TFLM runs: {'yes' if row.tflm_runs else 'no'}")
     print(f"sweep: {len(result.sweep)} settings in {result.sweep_seconds:.0f} s")
     print("most sensitive layers: " + ", ".join(f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in result.layers_sorted[:3]))
     print(f"wrote {out / 'report.html'}")

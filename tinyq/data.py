@@ -1,11 +1,15 @@
-"""MNIST loading: IDX (gzip or raw) or Keras mnist.npz, validated, from a path, $TINYQ_MNIST or keras."""
+"""Datasets: MNIST (IDX or mnist.npz, as for the demo), a user's .npz, .npy, image folder, arrays or
+representative-dataset generator; the declared preprocessing from stored values to the model's float input;
+and the task kind the labels imply."""
 
 from __future__ import annotations
 
+import enum
 import gzip
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -14,6 +18,7 @@ from .errors import DataError
 ENV_VAR = "TINYQ_MNIST"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+MNIST_CLASSES = tuple(str(d) for d in range(NUM_CLASSES))
 
 _IDX_MAGIC_IMAGES = 0x00000803  # unsigned byte, 3 dimensions
 _IDX_MAGIC_LABELS = 0x00000801  # unsigned byte, 1 dimension
@@ -22,13 +27,19 @@ _SPLITS = {"train": "train", "test": "t10k"}
 
 @dataclass(frozen=True)
 class Dataset:
-    """uint8 images (N, 28, 28) and uint8 labels (N,) for a training and a test split."""
+    """Samples as stored (N, ...) for calibration (`train_*`) and test, with optional labels: integer class
+    labels (N,), or float targets (N, ...) for a regression; None when there are none."""
 
     train_x: np.ndarray
-    train_y: np.ndarray
+    train_y: np.ndarray | None
     test_x: np.ndarray
-    test_y: np.ndarray
+    test_y: np.ndarray | None
     source: str
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.test_x.shape[1:])
 
 
 def load_mnist(path: str | os.PathLike | None = None) -> Dataset:
@@ -87,7 +98,7 @@ def _load_idx_dir(folder: Path) -> Dataset:
         x = read_idx(img_path, _IDX_MAGIC_IMAGES)
         y = read_idx(lbl_path, _IDX_MAGIC_LABELS)
         arrays[split] = _validate(x, y, f"{img_path} / {lbl_path}")
-    return Dataset(*arrays["train"], *arrays["test"], source=str(folder))
+    return Dataset(*arrays["train"], *arrays["test"], source=str(folder), class_names=MNIST_CLASSES)
 
 
 def _load_npz(path: Path) -> Dataset:
@@ -101,7 +112,7 @@ def _load_npz(path: Path) -> Dataset:
         raise DataError(f"{path}: not a readable .npz file: {exc}") from exc
     train = _validate(parts["x_train"], parts["y_train"], f"{path} (x_train/y_train)")
     test = _validate(parts["x_test"], parts["y_test"], f"{path} (x_test/y_test)")
-    return Dataset(*train, *test, source=str(path))
+    return Dataset(*train, *test, source=str(path), class_names=MNIST_CLASSES)
 
 
 def _load_keras() -> Dataset:
@@ -115,7 +126,7 @@ def _load_keras() -> Dataset:
             f"pass a folder of IDX files or a mnist.npz") from exc
     train = _validate(xtr, ytr, "keras.datasets.mnist (train)")
     test = _validate(xte, yte, "keras.datasets.mnist (test)")
-    return Dataset(*train, *test, source="keras.datasets.mnist")
+    return Dataset(*train, *test, source="keras.datasets.mnist", class_names=MNIST_CLASSES)
 
 
 def _validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -154,13 +165,16 @@ def check_labels(labels, classes: int, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def preprocess(images: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """uint8 images -> float32 in 0..1, reshaped to the model's per-sample input shape (the training recipe)."""
+def preprocess(images: np.ndarray, input_shape: tuple[int, ...],
+               preprocessing: "Preprocessing | None" = None) -> np.ndarray:
+    """Stored samples -> float32 model input through the declared preprocessing (default: the MNIST demo's
+    raw 0..255 -> 0..1), reshaped to the model's per-sample input shape."""
     images = np.asarray(images)
     per_sample = int(np.prod(images.shape[1:]))
     if per_sample != int(np.prod(input_shape)):
-        raise DataError(f"images of shape {images.shape[1:]} do not fit a model input of shape {input_shape}")
-    return (images.astype(np.float32) / 255.0).reshape((images.shape[0],) + tuple(input_shape))
+        raise DataError(f"samples of shape {images.shape[1:]} do not fit a model input of shape {input_shape}")
+    pre = preprocessing or MNIST_PREPROCESSING
+    return pre.apply(images).reshape((images.shape[0],) + tuple(input_shape))
 
 
 def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -174,3 +188,316 @@ def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
         order.extend(int(ix[depth]) for ix in per_class if depth < len(ix))
         depth += 1
     return np.array(sorted(order[:count]), dtype=np.int64)
+
+
+class Task(enum.Enum):
+    """What the model's output means, and so how it is scored."""
+
+    CLASSIFICATION = "classification"  # argmax vs integer labels: accuracy, per class, confusion
+    REGRESSION = "regression"  # outputs vs float targets: MSE; int8 vs float output error
+    RECONSTRUCTION = "reconstruction"  # outputs vs the model's own (preprocessed) input, e.g. an autoencoder
+    NONE = "none"  # no labels: agreement between runtimes only
+
+
+def infer_task(labels: np.ndarray | None, output_size: int) -> Task:
+    """Integer labels (N,) -> classification; float targets -> regression; none -> agreement only."""
+    if labels is None:
+        return Task.NONE
+    y = np.asarray(labels)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and output_size > 1:
+        return Task.CLASSIFICATION
+    return Task.REGRESSION
+
+
+class PreprocessingKind(enum.Enum):
+    """How stored values become the model's float input."""
+
+    RANGE = "range"  # raw 0..255 mapped linearly onto low..high
+    STANDARDIZE = "standardize"  # (raw - mean) / std, per channel (last axis) or for all
+    AS_STORED = "as_stored"  # the stored values are the model's float input
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The declared mapping from stored data to the model's float input, applied identically in calibration,
+    Keras float, every int8 runtime and the golden vectors."""
+
+    kind: PreprocessingKind
+    low: float = 0.0
+    high: float = 1.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, PreprocessingKind):
+            raise DataError(f"preprocessing kind must be a PreprocessingKind, got {self.kind!r}")
+        if self.kind is PreprocessingKind.RANGE and not self.low < self.high:
+            raise DataError(f"input range must be LO HI with LO < HI, got {self.low:g} {self.high:g}")
+        if self.kind is PreprocessingKind.STANDARDIZE:
+            if not self.mean or not self.std:
+                raise DataError("mean/std preprocessing needs both --mean and --std")
+            if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
+                raise DataError(f"--mean has {len(self.mean)} values, --std {len(self.std)}: give one each, "
+                                f"or one per channel for both")
+            if any(not s > 0 for s in self.std):
+                raise DataError(f"--std values must be > 0, got {list(self.std)}")
+
+    @classmethod
+    def input_range(cls, low: float, high: float) -> "Preprocessing":
+        """Raw 0..255 -> low..high."""
+        return cls(PreprocessingKind.RANGE, float(low), float(high))
+
+    @classmethod
+    def standardize(cls, mean, std) -> "Preprocessing":
+        """(raw - mean) / std; scalars or one value per channel (last axis)."""
+        return cls(PreprocessingKind.STANDARDIZE, mean=tuple(float(m) for m in np.atleast_1d(mean)),
+                   std=tuple(float(s) for s in np.atleast_1d(std)))
+
+    @classmethod
+    def as_stored(cls) -> "Preprocessing":
+        return cls(PreprocessingKind.AS_STORED)
+
+    @property
+    def channels(self) -> int:
+        """How many per-channel variants the mapping has (1 unless mean/std are per channel)."""
+        return max(len(self.mean), len(self.std), 1) if self.kind is PreprocessingKind.STANDARDIZE else 1
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Stored values -> float32 model input."""
+        x = np.asarray(raw).astype(np.float32)
+        if self.kind is PreprocessingKind.RANGE:
+            return x / np.float32(255.0) * np.float32(self.high - self.low) + np.float32(self.low)
+        if self.kind is PreprocessingKind.STANDARDIZE:
+            mean = np.asarray(self.mean, np.float32)
+            std = np.asarray(self.std, np.float32)
+            if self.channels > 1 and (x.ndim < 2 or x.shape[-1] != self.channels):
+                raise DataError(f"mean/std have {self.channels} values (one per channel) but samples have shape "
+                                f"{x.shape[1:]}, last axis {x.shape[-1] if x.ndim else None}")
+            return ((x - mean) / std).astype(np.float32)
+        return x
+
+    def output_range(self, source_range: tuple[float, float] = (0.0, 255.0)) -> tuple[float, float]:
+        """The float input range this mapping produces from stored values in `source_range`."""
+        lo, hi = source_range
+        ends = self.apply(np.array([[lo] * self.channels, [hi] * self.channels], np.float32))
+        return float(ends.min()), float(ends.max())
+
+    def describe(self) -> str:
+        """One line for the report, the progress output and the settings header."""
+        if self.kind is PreprocessingKind.RANGE:
+            return f"raw 0..255 -> {self.low:g}..{self.high:g}"
+        if self.kind is PreprocessingKind.STANDARDIZE:
+            fmt = lambda v: ", ".join(f"{x:g}" for x in v)  # noqa: E731
+            return f"(raw - mean) / std, mean {fmt(self.mean)}, std {fmt(self.std)}"
+        return "as stored (the data is the model's float input)"
+
+    def as_dict(self) -> dict:
+        """report.json's view."""
+        d = {"kind": self.kind.value, "description": self.describe()}
+        if self.kind is PreprocessingKind.RANGE:
+            d["input_range"] = [self.low, self.high]
+        if self.kind is PreprocessingKind.STANDARDIZE:
+            d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+
+MNIST_PREPROCESSING = Preprocessing.input_range(0.0, 1.0)
+
+
+def default_preprocessing(samples: np.ndarray) -> Preprocessing:
+    """When none is declared: raw 0..255 -> 0..1 for uint8 data (the MNIST demo's recipe), else as stored."""
+    return MNIST_PREPROCESSING if np.asarray(samples).dtype == np.uint8 else Preprocessing.as_stored()
+
+
+@dataclass(frozen=True)
+class NpzKeys:
+    """Array names inside a .npz: calibration samples/labels and test samples/labels (labels optional)."""
+
+    x_train: str = "x_train"
+    y_train: str = "y_train"
+    x_test: str = "x_test"
+    y_test: str = "y_test"
+
+    @classmethod
+    def parse(cls, text: str) -> "NpzKeys":
+        """'x_train=images,y_train=labels,...' (any subset of the four)."""
+        fields = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key.strip() not in cls.__dataclass_fields__ or not value.strip():
+                raise DataError(f"--npz-keys: {part!r} is not ROLE=NAME with ROLE one of "
+                                f"{', '.join(cls.__dataclass_fields__)}")
+            fields[key.strip()] = value.strip()
+        return cls(**fields)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
+
+
+def load_data(path: str | os.PathLike | None, npz_keys: NpzKeys = NpzKeys(),
+              calibration: str | os.PathLike | None = None, labels_file: str | os.PathLike | None = None
+              ) -> Dataset:
+    """A dataset from MNIST IDX (as `load_mnist`), a .npz, a .npy (samples only), or a folder of images
+    with one sub-folder per class (optionally inside train/ and test/). A source with one set serves as
+    both calibration and test set, unless `calibration` names a separate source."""
+    if path is None:
+        ds = load_mnist(None)
+    else:
+        p = Path(path)
+        if p.is_dir() and _has_idx(p):
+            ds = _load_idx_dir(p)
+        elif p.is_dir():
+            ds = load_image_folder(p)
+        elif p.is_file() and p.suffix.lower() == ".npy":
+            ds = load_npy(p)
+        elif p.is_file():
+            ds = load_npz(p, npz_keys)
+        else:
+            raise DataError(f"{p}: no such file or directory (expected an IDX folder, a .npz, a .npy or a "
+                            f"folder of images with one sub-folder per class)")
+    if calibration is not None:
+        cal = load_data(calibration, npz_keys)
+        ds = replace(ds, train_x=cal.train_x, train_y=cal.train_y, source=f"{ds.source} (calibration: {cal.source})")
+    if labels_file is not None:
+        ds = replace(ds, class_names=read_labels_file(labels_file))
+    return ds
+
+
+def _has_idx(folder: Path) -> bool:
+    return any((folder / f"train-images-idx3-ubyte{gz}").is_file() for gz in ("", ".gz"))
+
+
+def read_labels_file(path: str | os.PathLike) -> tuple[str, ...]:
+    """Class names, one a line (blank lines ignored), index = output position."""
+    p = Path(path)
+    try:
+        names = tuple(line.strip() for line in p.read_text().splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read class names: {exc}") from exc
+    if not names:
+        raise DataError(f"{p}: no class names (expected one a line)")
+    return names
+
+
+def check_samples(x: np.ndarray, y: np.ndarray | None, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any per-sample shape of numbers; labels integer (N,) or float targets (N, ...), or None."""
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise DataError(f"{where}: samples have shape {x.shape}, expected (N, ...) with one row per sample")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: no samples")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{where}: samples are {x.dtype}, expected integers or floats")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(f"{where}: samples hold {int((~np.isfinite(x)).sum())} NaN/Inf values")
+    if y is None:
+        return x, None
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{where}: {x.shape[0]} samples but labels of shape {y.shape}")
+    if np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1:
+            raise DataError(f"{where}: integer labels have shape {y.shape}, expected (N,)")
+        if y.min() < 0:
+            raise DataError(f"{where}: label {int(y.min())} is negative")
+        return x, y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.floating):
+        raise DataError(f"{where}: labels are {y.dtype}, expected integer classes or float targets")
+    return x, y
+
+
+def load_npz(path: Path, keys: NpzKeys = NpzKeys()) -> Dataset:
+    """A .npz with calibration and test arrays (labels optional), or a single set as x/y."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file: {exc}") from exc
+    if keys.x_test in arrays:
+        xte, yte = check_samples(arrays[keys.x_test], arrays.get(keys.y_test), f"{path} ({keys.x_test})")
+        if keys.x_train in arrays:
+            xtr, ytr = check_samples(arrays[keys.x_train], arrays.get(keys.y_train), f"{path} ({keys.x_train})")
+        else:
+            xtr, ytr = xte, yte
+        return Dataset(xtr, ytr, xte, yte, str(path))
+    if "x" in arrays:
+        x, y = check_samples(arrays["x"], arrays.get("y"), f"{path} (x)")
+        return Dataset(x, y, x, y, f"{path} (calibration and test from the same set)")
+    raise DataError(f"{path}: no array {keys.x_test!r} (nor 'x'); it holds {sorted(arrays)}; name the arrays "
+                    f"with --npz-keys x_train=...,y_train=...,x_test=...,y_test=...")
+
+
+def load_npy(path: Path) -> Dataset:
+    """A .npy of samples (N, ...) without labels, used for calibration and test alike."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npy file: {exc}") from exc
+    x, _ = check_samples(x, None, str(path))
+    return Dataset(x, None, x, None, f"{path} (no labels; calibration and test from the same set)")
+
+
+def _image_split(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    from PIL import Image
+
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{folder}: no class sub-folders (expected one folder of images per class)")
+    images, labels, first = [], [], None
+    for c, name in enumerate(classes):
+        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{folder / name}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16") else "RGB"))
+            except OSError as exc:
+                raise DataError(f"{f}: cannot read image: {exc}") from exc
+            if first is None:
+                first = (f, arr.shape)
+            elif arr.shape != first[1]:
+                raise DataError(f"{f}: image of shape {arr.shape}, but {first[0]} has {first[1]}; all images "
+                                f"must have the model's input size")
+            images.append(arr)
+            labels.append(c)
+    return np.stack(images), np.array(labels, np.int64), tuple(classes)
+
+
+def load_image_folder(folder: Path) -> Dataset:
+    """Images in one sub-folder per class (names sorted = class indices), or train/ and test/ holding such."""
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        xtr, ytr, ctr = _image_split(folder / "train")
+        xte, yte, cte = _image_split(folder / "test")
+        if ctr != cte:
+            raise DataError(f"{folder}: train/ has classes {list(ctr)}, test/ has {list(cte)}")
+        return Dataset(xtr, ytr, xte, yte, str(folder), ctr)
+    x, y, classes = _image_split(folder)
+    return Dataset(x, y, x, y, f"{folder} (calibration and test from the same set)", classes)
+
+
+def from_arrays(calibration_x: np.ndarray, test_x: np.ndarray, test_y: np.ndarray | None = None,
+                calibration_y: np.ndarray | None = None, class_names: Iterable[str] | None = None,
+                source: str = "arrays") -> Dataset:
+    """A dataset from in-memory arrays (Python API)."""
+    xtr, ytr = check_samples(calibration_x, calibration_y, f"{source} (calibration)")
+    xte, yte = check_samples(test_x, test_y, f"{source} (test)")
+    return Dataset(xtr, ytr, xte, yte, source, None if class_names is None else tuple(class_names))
+
+
+def from_representative(representative: Callable[[], Iterable], test_x: np.ndarray,
+                        test_y: np.ndarray | None = None, class_names: Iterable[str] | None = None) -> Dataset:
+    """Calibration samples from a TFLite-style representative dataset (a callable yielding `[input]`, the
+    input with or without its batch dimension of 1), with test arrays beside it."""
+    samples = []
+    for i, item in enumerate(representative()):
+        if not isinstance(item, (list, tuple)) or len(item) != 1:
+            raise DataError(f"representative dataset: item {i} is {type(item).__name__}, expected [input] "
+                            f"(a list holding the one model input)")
+        arr = np.asarray(item[0])
+        if samples and arr.shape not in (samples[0].shape, (1,) + samples[0].shape):
+            raise DataError(f"representative dataset: item {i} has shape {arr.shape}, item 0 {samples[0].shape}")
+        samples.append(arr[0] if arr.ndim and arr.shape[0] == 1 and arr.ndim == np.asarray(test_x).ndim else arr)
+    if not samples:
+        raise DataError("representative dataset yielded nothing")
+    return from_arrays(np.stack(samples), test_x, test_y, None, class_names, "representative dataset")

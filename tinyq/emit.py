@@ -236,6 +236,37 @@ def camel(ident: str) -> str:
 
 
 @dataclass(frozen=True)
+class PreprocessingValues:
+    """The declared preprocessing as the settings template prints it; `table` rows of int8 literals per
+    channel (256 values each) when the source is uint8, else empty."""
+
+    description: str
+    channels: int
+    table: tuple[tuple[str, ...], ...]
+
+
+def input_table(preprocessing, q) -> "object":
+    """int8 model input for every raw uint8 value 0..255 (per channel): the declared preprocessing, then
+    TFLite's QUANTIZE, exactly as Python feeds every runtime."""
+    import numpy as np
+
+    from .verify import quantize_input
+
+    raw = np.repeat(np.arange(256, dtype=np.uint8)[:, None], preprocessing.channels, axis=1)
+    return quantize_input(preprocessing.apply(raw), q).T  # (channels, 256)
+
+
+def preprocessing_values(preprocessing, q, uint8_source: bool) -> PreprocessingValues:
+    from .data import MNIST_PREPROCESSING
+
+    pre = preprocessing or MNIST_PREPROCESSING
+    table = ()
+    if uint8_source and q.dtype == "int8":
+        table = tuple(tuple(int_rows(row, 16)) for row in input_table(pre, q))
+    return PreprocessingValues(pre.describe(), pre.channels, table)
+
+
+@dataclass(frozen=True)
 class Emission:
     """Every rendered firmware file of one model, and the C engine's figures when it was generated."""
 
@@ -244,15 +275,21 @@ class Emission:
 
 
 def emit(quantized, verify_result, out_dir: str | os.PathLike, name: str = "mnist", golden_count: int = 10,
-         overwrite: bool = False, c_engine: bool = True, class_labels: tuple[str, ...] = CLASS_LABELS) -> list[Path]:
+         overwrite: bool = False, c_engine: bool = True, class_labels: tuple[str, ...] | None = CLASS_LABELS,
+         preprocessing=None, uint8_source: bool = True) -> list[Path]:
     """Render every firmware file of one model into `out_dir` (all or nothing) and return their paths."""
-    emission = prepare(quantized, verify_result, name, golden_count, c_engine, class_labels)
+    emission = prepare(quantized, verify_result, name, golden_count, c_engine, class_labels, preprocessing,
+                       uint8_source)
     return write_files(list(emission.files), out_dir, overwrite=overwrite)
 
 
 def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 10, c_engine: bool = True,
-            class_labels: tuple[str, ...] = CLASS_LABELS) -> Emission:
-    """Render every firmware file of one model in memory; raises before anything is written."""
+            class_labels: tuple[str, ...] | None = CLASS_LABELS, preprocessing=None,
+            uint8_source: bool = True) -> Emission:
+    """Render every firmware file of one model in memory; raises before anything is written.
+
+    `class_labels` None: no label names (unknown, or not a classifier); `preprocessing` (default the MNIST
+    0..1) goes into the settings header, with a raw-uint8 -> int8 input table when `uint8_source`."""
     import json
 
     if golden_count < 1:
@@ -263,8 +300,12 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     env = environment()
     inp = _tensor_values(quantized.input)
     out = _tensor_values(quantized.output)
-    if out.bytes != len(class_labels):
+    classifier = getattr(verify_result, "task", None) is None or verify_result.task.value == "classification"
+    if class_labels is not None and out.bytes != len(class_labels):
+        if class_labels is not CLASS_LABELS:
+            raise EmitError(f"{len(class_labels)} class names for a model with {out.bytes} outputs")
         class_labels = tuple(str(i) for i in range(out.bytes))
+    pre = preprocessing_values(preprocessing, quantized.input, uint8_source)
     common = dict(ident=ident, macro=macro)
 
     def guard(fname: str) -> str:
@@ -276,7 +317,9 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     files.append(render(env, "model_data.c.j2", f"{ident}_model_data.c", banner, length=len(quantized.tflite),
                         rows=byte_rows(quantized.tflite, 12), **common))
     files.append(render(env, "model_settings.h.j2", f"{ident}_model_settings.h", banner,
-                        guard=guard(f"{ident}_model_settings.h"), input=inp, output=out, labels=class_labels,
+                        guard=guard(f"{ident}_model_settings.h"), input=inp, output=out,
+                        labels=class_labels if classifier else None, num_classes=out.bytes if classifier else None,
+                        preprocessing=pre,
                         op_count=len(quantized.ops), op_list=", ".join(quantized.op_names),
                         macs=verify_result.macs, arena_measured=verify_result.tflm_arena_bytes,
                         arena_margin=ARENA_MARGIN_BYTES, **common))

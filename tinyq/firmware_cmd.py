@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .cortex_m import measure_cortex_m
-from .data import load_mnist, preprocess
+from .data import Preprocessing, PreprocessingKind, default_preprocessing, load_data, preprocess
 from .errors import TinyqError
 from .outdir import check_manifest, claim, read_json, write_text_atomic
-from .pipeline import cortex_m_figures
+from .pipeline import TEST_INPUTS_FILE, cortex_m_figures
 from .quantize import inspect_tflite
 from .report import target_section
 from .verify import quantize_input, run_tflm
@@ -41,10 +43,18 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         for c in changes:
             say(f"building a modified file: {c.name} ({c.change})")
         q = inspect_tflite(model_path.read_bytes(), model_path.stem)
-        ds = load_mnist(data_path)
-        n = min(images, len(ds.test_x))
-        x = quantize_input(preprocess(ds.test_x[:n], q.input.shape[1:]), q.input)
-        say(f"TFLM reference outputs for {n} test images")
+        saved = out / TEST_INPUTS_FILE
+        if data_path is None and saved.is_file():
+            x_all = np.load(saved, allow_pickle=False)
+            n = min(images, len(x_all))
+            x = x_all[:n].reshape((n,) + tuple(q.input.shape[1:]))
+            say(f"{n} int8 test inputs from {saved.name}")
+        else:
+            ds = load_data(data_path)
+            n = min(images, len(ds.test_x))
+            pre = _saved_preprocessing(report, ds.test_x)
+            x = quantize_input(preprocess(ds.test_x[:n], tuple(q.input.shape[1:]), pre), q.input)
+        say(f"TFLM reference outputs for {n} test samples")
         expected = run_tflm(q.tflite, x).reshape(n, -1)
         say(f"{target}: cross-compiling ({opt}) and running in QEMU")
         with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
@@ -62,3 +72,16 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
     if changes:
         rows.append(("modified files (allowed)", ", ".join(f"{c.name} ({c.change})" for c in changes)))
     return rows
+
+
+def _saved_preprocessing(report: dict, samples) -> Preprocessing:
+    """The preprocessing the folder was made with (report.json), so --data maps as convert did."""
+    section = report.get("preprocessing")
+    if not section:
+        return default_preprocessing(samples)
+    kind = PreprocessingKind(section["kind"])
+    if kind is PreprocessingKind.RANGE:
+        return Preprocessing.input_range(*section["input_range"])
+    if kind is PreprocessingKind.STANDARDIZE:
+        return Preprocessing.standardize(section["mean"], section["std"])
+    return Preprocessing.as_stored()

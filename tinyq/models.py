@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .data import Dataset, preprocess
-from .errors import ModelError
+from .errors import ModelError, TinyqError
 
 CACHE_ENV_VAR = "TINYQ_CACHE"
 DEMO_MODELS = ("mnist_cnn", "mnist_mlp", "mnist_dsres")
@@ -103,10 +104,11 @@ def input_shape(model) -> tuple[int, ...]:
 def check_supported(model, where: str = "") -> None:
     """Refuse what the device path cannot carry: several inputs or outputs, unknown input dimensions."""
     label = where or f"model {model.name!r}"
-    if len(model.inputs) != 1:
-        raise ModelError(f"{label}: has {len(model.inputs)} inputs; tinyq supports exactly one")
-    if len(model.outputs) != 1:
-        raise ModelError(f"{label}: has {len(model.outputs)} outputs; tinyq supports exactly one")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        ins = [getattr(t, "name", str(t)) for t in model.inputs]
+        outs = [getattr(t, "name", str(t)) for t in model.outputs]
+        raise ModelError(f"{label}: has {len(ins)} inputs {ins} and {len(outs)} outputs {outs}; tinyq supports "
+                         f"exactly one input and one output")
     input_shape(model)
 
 
@@ -252,3 +254,172 @@ def load_keras_model(path: str | os.PathLike):
         raise ModelError(f"{p}: cannot load as a Keras model: {exc}") from exc
     check_supported(model, str(p))
     return model
+
+
+class ModelKind(enum.Enum):
+    """What a model file turned out to be."""
+
+    KERAS = "Keras 3 model"
+    KERAS2 = "Keras 2 model (loaded with tf_keras)"
+    SAVED_MODEL = "SavedModel"
+    TFLITE_INT8 = "full-integer .tflite"
+
+
+@dataclass(frozen=True)
+class TfliteModel:
+    """An already quantized full-integer .tflite: quantization is skipped, everything after it runs."""
+
+    name: str
+    tflite: bytes
+    path: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model from a file: a Keras model (`keras`) or an int8 .tflite (`tflite`), and what it was."""
+
+    kind: ModelKind
+    path: str
+    keras: object | None = None
+    tflite: TfliteModel | None = None
+
+    @property
+    def model(self):
+        """What pipeline.run takes: the Keras model, or the TfliteModel."""
+        return self.keras if self.keras is not None else self.tflite
+
+
+def is_tflite(data: bytes) -> bool:
+    """A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4..8."""
+    return len(data) >= 8 and data[4:8] == b"TFL3"
+
+
+def keras_module(model):
+    """The Keras the model belongs to: tf_keras (Keras 2) for models it loaded, else tf.keras (Keras 3)."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    return _tf().keras
+
+
+def load_model(path: str | os.PathLike, progress=None) -> LoadedModel:
+    """A .keras, a Keras 2 .h5 (Keras 3 first, then tf_keras where Keras 3 refuses, saying so through
+    `progress`), a SavedModel folder, or a full-integer .tflite; refuses other files naming the reason."""
+    say = progress or (lambda _msg: None)
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "saved_model.pb").is_file():
+            raise ModelError(f"{p}: a folder but not a SavedModel (no saved_model.pb)")
+        return LoadedModel(ModelKind.SAVED_MODEL, str(p), keras=_load_saved_model(p, say))
+    if not p.is_file():
+        raise ModelError(f"{p}: no such model file")
+    try:
+        head = p.open("rb").read(8)
+    except OSError as exc:
+        raise ModelError(f"{p}: cannot read: {exc}") from exc
+    if is_tflite(head):
+        return LoadedModel(ModelKind.TFLITE_INT8, str(p), tflite=load_tflite(p))
+    if p.suffix.lower() == ".tflite":
+        raise ModelError(f"{p}: named .tflite but not a TFLite flatbuffer (no 'TFL3' identifier at byte 4)")
+    try:
+        model = _tf().keras.models.load_model(p, compile=False)
+        kind = ModelKind.KERAS
+    except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad or foreign file
+        if head[:4] != b"\x89HDF":
+            raise ModelError(f"{p}: cannot load as a Keras model: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        say(f"Keras 3 cannot load {p.name} ({first[:160]}); loading it with tf_keras (Keras 2)")
+        model = _load_tf_keras(p, exc)
+        kind = ModelKind.KERAS2
+    check_supported(model, str(p))
+    return LoadedModel(kind, str(p), keras=model)
+
+
+def _load_tf_keras(p: Path, keras3_error: Exception):
+    try:
+        import tf_keras
+    except ImportError as exc:
+        raise ModelError(f"{p}: Keras 3 cannot load it ({keras3_error}) and tf_keras (Keras 2) is not installed "
+                         f"(pip install tf-keras)") from exc
+    try:
+        return tf_keras.models.load_model(p, compile=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{p}: cannot load as a Keras model: Keras 3 said {keras3_error}; tf_keras said {exc}"
+                         ) from exc
+
+
+def _load_saved_model(p: Path, say):
+    """A SavedModel as a Keras model: tf_keras restores Keras-2-saved ones whole; any other becomes one
+    TFSMLayer over its serving signature (enough to predict and convert; no per-layer analysis)."""
+    try:
+        import tf_keras
+
+        model = tf_keras.models.load_model(p, compile=False)
+        check_supported(model, str(p))
+        say(f"{p.name}: SavedModel loaded with tf_keras (Keras 2)")
+        return model
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - not a Keras-2 SavedModel: fall through to its signature
+        pass
+    tf = _tf()
+    try:
+        sig = tf.saved_model.load(str(p)).signatures["serving_default"]
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{p}: cannot load the SavedModel's serving_default signature: {exc}") from exc
+    specs = sig.structured_input_signature[1]
+    outs = sig.structured_outputs
+    if len(specs) != 1 or len(outs) != 1:
+        raise ModelError(f"{p}: has inputs {sorted(specs)} and outputs {sorted(outs)}; tinyq supports exactly one "
+                         f"input and one output")
+    (in_name, spec), = specs.items()
+    keras = tf.keras
+    inp = keras.Input(shape=tuple(spec.shape[1:]), name=in_name)
+    out = keras.layers.TFSMLayer(str(p), call_endpoint="serving_default")(inp)
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    say(f"{p.name}: SavedModel wrapped as one layer over its serving signature")
+    model = keras.Model(inp, out, name=c_name(p))
+    check_supported(model, str(p))
+    return model
+
+
+def c_name(p: Path) -> str:
+    """The file's name without its model suffix ('cifar_resnet8.h5' -> 'cifar_resnet8')."""
+    name = p.name
+    for suffix in (".keras", ".h5", ".hdf5", ".tflite"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_tflite(p: Path) -> TfliteModel:
+    """A full-integer .tflite; a float or hybrid one is refused with the reason (quantization needs the
+    TensorFlow model), and so is one with several inputs or outputs, naming the tensors."""
+    from .quantize import inspect_tflite
+
+    data = p.read_bytes()
+    _check_tflite_io(data, p)
+    try:
+        inspect_tflite(data, c_name(p))
+    except TinyqError as exc:
+        raise ModelError(
+            f"{p}: not a full-integer int8 .tflite, so tinyq cannot take it as it is, and cannot quantize it "
+            f"either: TFLiteConverter calibrates and quantizes the TensorFlow/Keras model, not a converted "
+            f".tflite. Give the .keras/.h5/SavedModel it came from. Details: {exc}") from exc
+    return TfliteModel(c_name(p), data, str(p))
+
+
+def _check_tflite_io(data: bytes, p: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_content=data)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{p}: LiteRT cannot load the .tflite: {exc}") from exc
+    ins = [d["name"] for d in interp.get_input_details()]
+    outs = [d["name"] for d in interp.get_output_details()]
+    if len(ins) != 1 or len(outs) != 1:
+        raise ModelError(f"{p}: has {len(ins)} inputs {ins} and {len(outs)} outputs {outs}; tinyq supports "
+                         f"exactly one input and one output")

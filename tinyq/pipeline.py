@@ -8,17 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dataclasses
+
+import numpy as np
+
 from .analyze import Analysis
-from .data import Dataset, preprocess
+from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess
 from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
-from .models import input_shape
+from .models import TfliteModel, input_shape
 from .native import Workers, session
 from .outdir import Claim, check_folder, claimed
-from .quantize import QuantizeConfig, QuantizedModel, quantize
+from .preflight import CEngineMode, PreflightReport, check, preflight_keras, preflight_tflite
+from .quantize import QuantizeConfig, QuantizedModel, inspect_tflite, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
-from .verify import VerifyResult, accuracy, agreement, verify
+from .verify import VerifyResult, agreement, verify
 
 Progress = Callable[[str], None]
 
@@ -30,12 +35,20 @@ class PipelineConfig:
     name: str = "mnist"
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     golden_count: int = 10
-    c_engine: bool = True
+    c_engine: CEngineMode | bool = CEngineMode.AUTO  # True: AUTO, False: OFF
     sanitize: bool = False
     cortex_m: bool = True
     cortex_m_images: int = 1000
     analysis: bool = True
     overwrite: bool = False
+    preprocessing: Preprocessing | None = None  # None: raw 0..255 -> 0..1 for uint8 data, else as stored
+    task: Task | None = None  # None: from the labels (integer: classification, float: regression, none)
+
+    @property
+    def c_engine_mode(self) -> CEngineMode:
+        if isinstance(self.c_engine, CEngineMode):
+            return self.c_engine
+        return CEngineMode.AUTO if self.c_engine else CEngineMode.OFF
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,8 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: Pip
         progress: Progress | None = None, workers: Workers | None = None) -> PipelineResult:
     """Run every stage into a staging folder, then swap it in as `out_dir`; nothing half-written on error,
     interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments, `workers`
-    the caller's native-runtime workers (else one per runtime for this run)."""
+    the caller's native-runtime workers (else one per runtime for this run). `model` is a Keras model, or a
+    TfliteModel already full-integer (quantization and Keras float skipped)."""
     with claimed(out_dir, config.overwrite) as held, session(workers) as w:
         return _run(model, dataset, held, config, progress or (lambda _msg: None), w)
 
@@ -62,16 +76,37 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: Pip
 def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Progress,
          workers: Workers) -> PipelineResult:
     out = held.out
-    say(f"quantizing {model.name} ({config.quantize.num_calibration_samples} calibration samples)")
-    calib = preprocess(dataset.train_x, input_shape(model))
-    quantized = quantize(model, calib, config.quantize, labels=dataset.train_y, workers=workers)
-    result = verify(model, quantized, dataset.test_x, dataset.test_y, progress=say, workers=workers)
+    pre = config.preprocessing or default_preprocessing(dataset.train_x)
+    say(f"preprocessing: {pre.describe()}")
+    keras_model = None if isinstance(model, TfliteModel) else model
+    shape = (input_shape(model) if keras_model is not None
+             else tuple(inspect_tflite(model.tflite, model.name, workers=workers).input.shape[1:]))
+    calib = preprocess(dataset.train_x, shape, pre)
+    report_pre, engine_on = run_preflight(model, calib, config, say)
+    task = config.task or infer_task(dataset.test_y, _output_size(model))
+    say(f"task: {task.value}")
+    if keras_model is None:
+        quantized = inspect_tflite(model.tflite, model.name, workers=workers)
+    else:
+        qconfig = dataclasses.replace(config.quantize, input_range=reference_range(pre, calib, dataset.train_x))
+        say(f"quantizing {model.name} ({min(qconfig.num_calibration_samples, len(calib))} calibration samples)")
+        labels = dataset.train_y if task is Task.CLASSIFICATION else None
+        quantized = quantize(model, calib, qconfig, labels=labels, workers=workers)
+    result = verify(keras_model, quantized, dataset.test_x, dataset.test_y, progress=say, preprocessing=pre,
+                    task=task, workers=workers)
     notes: list[str] = list(result.crashes)
+    if report_pre.c_engine_blockers and config.c_engine_mode is CEngineMode.AUTO:
+        notes.append("C engine not generated (TFLM files and checks only; --c-engine require makes this an "
+                     "error): " + "; ".join(report_pre.c_engine_blockers))
+        say(notes[-1])
+    names = dataset.class_names if task is Task.CLASSIFICATION else None
     with held.staged() as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
+        save_test_vectors(tmp, result)
         say("emitting firmware files")
         fw = tmp / "firmware"
-        emission = prepare(quantized, result, config.name, config.golden_count, config.c_engine)
+        emission = prepare(quantized, result, config.name, config.golden_count, engine_on, names, pre,
+                           np.asarray(dataset.test_x).dtype == np.uint8)
         files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
@@ -85,8 +120,14 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
         fidelity = _quick_diff(quantized, result, fw if emission.engine is not None else None, c_fig, tmp, notes, say)
-        analysis = _analysis(model, dataset, quantized, result, notes, say, workers) if config.analysis else None
+        analysis = None
+        if config.analysis and keras_model is not None:
+            analysis = _analysis(model, dataset, quantized, result, notes, say, pre, workers)
+        elif config.analysis:
+            notes.append("analysis (report.html) not run: its sweep re-quantizes the Keras model, and this "
+                         ".tflite came already quantized")
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
+        report.update(run_section(pre, report_pre, config.c_engine_mode, engine_on, names))
         write_report(report, tmp)
         write_html(tmp / "report.html",
                    ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes), fidelity))
@@ -95,14 +136,74 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
     return PipelineResult(out, quantized, result, report, written, analysis)
 
 
-def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult,
-              notes: list[str], say: Progress, workers: Workers | None = None) -> Analysis | None:
+TEST_INPUTS_FILE = "test_inputs_int8.npy"
+TFLM_OUTPUTS_FILE = "tflm_outputs_int8.npy"
+
+
+SAVED_TEST_VECTORS = 1000  # `tinyq firmware` streams 1000 by default
+
+
+def save_test_vectors(out: Path, result: VerifyResult) -> None:
+    """The first int8 test inputs and TFLM's outputs for them, so `tinyq firmware` can check a target
+    without the data (and without knowing how it was preprocessed)."""
+    n = min(result.test_images, SAVED_TEST_VECTORS)
+    np.save(out / TEST_INPUTS_FILE, result.int8_inputs.reshape(result.test_images, -1)[:n])
+    np.save(out / TFLM_OUTPUTS_FILE, result.tflm_outputs.reshape(result.test_images, -1)[:n])
+
+
+def _output_size(model) -> int:
+    if isinstance(model, TfliteModel):
+        return int(np.prod(inspect_tflite(model.tflite, model.name).output.shape[1:]))
+    return int(np.prod(model.outputs[0].shape[1:]))
+
+
+def reference_range(pre: Preprocessing, calib: np.ndarray, raw: np.ndarray) -> tuple[float, float]:
+    """The float input range the calibration audit checks against: what the preprocessing makes of a uint8
+    source, else what the calibration data spans."""
+    from .data import PreprocessingKind
+
+    if np.asarray(raw).dtype == np.uint8 and pre.kind is not PreprocessingKind.AS_STORED:
+        return pre.output_range()
+    lo, hi = float(np.min(calib)), float(np.max(calib))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progress) -> tuple[PreflightReport, bool]:
+    """The pre-flight check on the int8 graph (a quick conversion for a Keras model); raises listing every
+    problem that blocks the chain; returns the report and whether the C engine is generated."""
+    say("pre-flight check (quick int8 conversion, ops, types, runtimes)")
+    if isinstance(model, TfliteModel):
+        from .verify import quantize_input
+
+        q = inspect_tflite(model.tflite, model.name)
+        report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0])
+    else:
+        report = preflight_keras(model, calib, model.name)
+    engine_on = check(report, config.c_engine_mode, f"model {model.name!r}")
+    say(f"pre-flight: ops {', '.join(report.ops)}; "
+        + ("no problems" if not report.problems else f"{len(report.problems)} problem(s) for the C engine"))
+    return report, engine_on
+
+
+def run_section(pre: Preprocessing, preflight: PreflightReport, mode: CEngineMode, engine_on: bool,
+                class_names) -> dict:
+    """report.json keys this module adds: preprocessing, pre-flight findings, C engine status, class names."""
+    status = "generated" if engine_on else ("off" if mode is CEngineMode.OFF else "blocked")
+    return {"preprocessing": pre.as_dict(), "preflight": preflight.as_dict(),
+            "c_engine": {"mode": mode.value, "status": status, "blocked_by": list(preflight.c_engine_blockers)},
+            "class_names": None if class_names is None else list(class_names)}
+
+
+def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: VerifyResult, notes: list[str],
+              say: Progress, preprocessing: Preprocessing | None = None,
+              workers: Workers | None = None) -> Analysis | None:
     """The quantization analysis for report.html, reusing this run's model and checks; a model the analysis
     cannot take apart leaves a note instead of failing the chain."""
     from .analyze import analyze
 
     try:
-        return analyze(model, dataset, quantized, result, progress=say, workers=workers)
+        return analyze(model, dataset, quantized, result, progress=say, preprocessing=preprocessing,
+                       workers=workers)
     except TinyqError as exc:
         notes.append(f"analysis (report.html) not run: {exc}")
         say(notes[-1])
@@ -153,9 +254,10 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
     inputs = result.int8_inputs.reshape(result.test_images, -1)
     outputs = firmware.run_batch(exe, inputs, result.tflm_outputs[0].size)
     vs_tflm = agreement(outputs, result.tflm_outputs)
-    float_pred = result.float_outputs.reshape(result.test_images, -1).argmax(axis=1)
+    float_pred = (None if result.float_outputs is None
+                  else result.float_outputs.reshape(result.test_images, -1).argmax(axis=1))
     return CEngineFigures(
-        accuracy=accuracy(outputs, result.labels),
+        accuracy=result.score(outputs),
         bitexact_vs_tflm=vs_tflm.bitexact,
         images=result.test_images,
         arena_bytes=engine.arena_bytes,
@@ -164,7 +266,8 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
         code_bytes=firmware.code_bytes(exe),
         sanitized=config.sanitize,
         max_lsb_vs_tflm=vs_tflm.max_lsb,
-        argmax_vs_float=float((outputs.reshape(len(outputs), -1).argmax(axis=1) == float_pred).mean()),
+        argmax_vs_float=(None if float_pred is None
+                         else float((outputs.reshape(len(outputs), -1).argmax(axis=1) == float_pred).mean())),
         blocks=engine.blocks,
         call_count=engine.call_count,
     )

@@ -152,8 +152,11 @@ def _batch1_converter(model, shape: tuple[int, ...]):
     """A TFLiteConverter over the model with its batch fixed at 1, so no SHAPE/STRIDED_SLICE/PACK ops appear."""
     import tensorflow as tf
 
-    batch1 = tf.keras.Input(batch_shape=(1,) + shape, name="input")
-    wrapped = tf.keras.Model(batch1, model(batch1, training=False), name=model.name)
+    from .models import keras_module
+
+    keras = keras_module(model)
+    batch1 = keras.Input(batch_shape=(1,) + shape, name="input")
+    wrapped = keras.Model(batch1, model(batch1, training=False), name=model.name)
     return tf.lite.TFLiteConverter.from_keras_model(wrapped)
 
 

@@ -76,13 +76,13 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         "model": {"name": quantized.name, "sha256": quantized.sha256, "params": result.params,
                   "macs": result.macs},
         "test_images": result.test_images,
-        "accuracy": {"keras_float": result.keras_float, "litert_ref_int8": _finite(result.litert_ref_int8),
-                     "litert_int8": _finite(result.litert_int8), "tflm_int8": result.tflm_int8},
-        "per_class_accuracy": {"keras_float": list(result.per_class_float),
-                               "tflm_int8": list(result.per_class_tflm)},
+        "task": result.task.value,
+        "metric": {"name": result.metric_name, "keras_float": result.keras_float,
+                   "litert_ref_int8": _finite(result.litert_ref_int8), "litert_int8": _finite(result.litert_int8),
+                   "tflm_int8": result.tflm_int8},
         "agreement": {"tflm_vs_litert_ref_bitexact": _finite(a.bitexact), "tflm_vs_litert_ref_max_lsb": a.max_lsb,
                       "tflm_vs_litert_ref_argmax": _finite(a.argmax)},
-        "sizes": {"float_tflite_bytes": result.float_tflite_bytes, "int8_tflite_bytes": result.int8_tflite_bytes},
+        "sizes": {"float_tflite_bytes": result.float_tflite_bytes or None, "int8_tflite_bytes": result.int8_tflite_bytes},
         "arena_bytes": {"tflm": result.tflm_arena_bytes},
         "ops": list(quantized.op_names),
         "quantization": {
@@ -96,10 +96,20 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         },
         "notes": list(notes or []),
     }
+    if result.task.value == "classification":
+        report["accuracy"] = {k: v for k, v in report["metric"].items() if k != "name"}
+        report["per_class_accuracy"] = {"keras_float": list(result.per_class_float),
+                                        "tflm_int8": list(result.per_class_tflm)}
+    if result.output_error is not None:
+        e = result.output_error
+        report["output_error"] = {"tflm_int8_vs_keras_float_mse": e.mse,
+                                  "tflm_int8_vs_keras_float_sqnr_db": _finite(e.sqnr_db)}
     if files is not None:
         report["emit"] = {"files": list(files)}
     if c_engine is not None:
-        report["accuracy"]["c_int8"] = c_engine.accuracy
+        report["metric"]["c_int8"] = c_engine.accuracy
+        if "accuracy" in report:
+            report["accuracy"]["c_int8"] = c_engine.accuracy
         report["agreement"]["c_vs_tflm_bitexact"] = c_engine.bitexact_vs_tflm
         report["agreement"]["c_vs_tflm_images"] = c_engine.images
         report["arena_bytes"]["c"] = c_engine.arena_bytes
@@ -133,37 +143,57 @@ def write_report(report: dict, out_dir: str | Path) -> list[Path]:
     json_path = out / "report.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     md_path = out / "report.md"
-    md_path.write_text(environment().get_template("report.md.j2").render(r=report, pct=_pct))
+    md_path.write_text(environment().get_template("report.md.j2").render(
+        r=report, pct=_pct, metric=lambda v: metric_text(report, v)))
     return [json_path, md_path]
 
 
-def _finite(value: float) -> float | None:
-    """None (JSON null) for the NaN figures of a runtime that crashed (see the report's notes)."""
-    return None if value != value else value
-
-
 def _pct(value: float | None) -> str:
-    return "n/a (crashed, see notes)" if value is None else f"{100.0 * value:.2f} %"
+    return "n/a" if value is None else f"{100.0 * value:.2f} %"
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: the NaN figures of a runtime that crashed (see the report's notes) and an
+    SQNR of +inf (identical outputs) are written as null."""
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def metric_text(report: dict, value: float | None) -> str:
+    """A task metric as the report prints it: a percentage for accuracy, else the number, or n/a."""
+    if value is None:
+        return "n/a"
+    return _pct(value) if report.get("task", "classification") == "classification" else f"{value:.6g}"
 
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:
     """The few lines a person reads first, as (label, value) pairs for the CLI table."""
-    acc, agr, ar = report["accuracy"], report["agreement"], report["arena_bytes"]
+    acc, agr, ar = report["metric"], report["agreement"], report["arena_bytes"]
+    name = acc["name"]
     rows = [
         ("model", f"{report['model']['name']} ({report['model']['params']} params, {report['model']['macs']} MACs)"),
         ("test images", str(report["test_images"])),
-        ("Keras float accuracy", _pct(acc["keras_float"])),
-        ("LiteRT int8 (reference kernels)", _pct(acc["litert_ref_int8"])),
-        ("LiteRT int8 (default kernels)", _pct(acc["litert_int8"])),
-        ("TFLM int8", _pct(acc["tflm_int8"])),
+        ("task / metric", f"{report['task']} / {name}"),
+        (f"Keras float {name}", metric_text(report, acc["keras_float"])),
+        ("LiteRT int8 (reference kernels)", metric_text(report, acc["litert_ref_int8"])),
+        ("LiteRT int8 (default kernels)", metric_text(report, acc["litert_int8"])),
+        ("TFLM int8", metric_text(report, acc["tflm_int8"])),
         ("TFLM vs LiteRT-ref bit-exact", f"{_pct(agr['tflm_vs_litert_ref_bitexact'])}"
                                          f" (max {agr['tflm_vs_litert_ref_max_lsb']} LSB)"),
-        ("TFLM vs LiteRT-ref argmax", _pct(agr["tflm_vs_litert_ref_argmax"])),
-        (".tflite float / int8", f"{report['sizes']['float_tflite_bytes']} / {report['sizes']['int8_tflite_bytes']} B"),
+        (".tflite float / int8", f"{report['sizes']['float_tflite_bytes'] or 'n/a'} / {report['sizes']['int8_tflite_bytes']} B"),
         ("TFLM arena", f"{ar['tflm']} B"),
     ]
+    if report.get("task", "classification") == "classification":
+        rows.insert(rows.index(next(r for r in rows if r[0] == "TFLM vs LiteRT-ref bit-exact")) + 1,
+                    ("TFLM vs LiteRT-ref argmax", _pct(agr["tflm_vs_litert_ref_argmax"])))
+    if "output_error" in report:
+        e = report["output_error"]
+        sqnr = "inf" if e["tflm_int8_vs_keras_float_sqnr_db"] is None else f"{e['tflm_int8_vs_keras_float_sqnr_db']:.1f}"
+        rows.insert(7, ("TFLM int8 vs float output", f"MSE {e['tflm_int8_vs_keras_float_mse']:.6g}, SQNR {sqnr} dB"))
+    if "c_engine" in report and report["c_engine"]["status"] != "generated":
+        rows.append(("C engine", report["c_engine"]["status"] + (
+            ": " + "; ".join(report["c_engine"]["blocked_by"]) if report["c_engine"]["blocked_by"] else "")))
     if "c_int8" in acc:
-        rows += [("C engine int8", _pct(acc["c_int8"])),
+        rows += [("C engine int8", metric_text(report, acc["c_int8"])),
                  ("C engine vs TFLM bit-exact", _pct(agr["c_vs_tflm_bitexact"])),
                  ("C engine arena / lower bound", f"{ar['c']} / {ar['lower_bound']} B"),
                  ("C engine weights / code", f"{report['flash_bytes']['c_weights']} / "

@@ -92,13 +92,14 @@ def _stages(chain: ChainReport) -> list[tuple[str, str, str, str, str, str]]:
     from .verify import stage_agreement
 
     v = chain.verified
-    rows = [(s.stage, str(v.test_images), _pct(s.accuracy), _pct(s.argmax_vs_float),
+    metric = _metric(v)
+    rows = [(s.stage, str(v.test_images), metric(s.accuracy), _pct(s.argmax_vs_float),
              "-" if s.vs_tflm is None else _pct(s.vs_tflm.bitexact),
              "-" if s.vs_tflm is None else f"{s.vs_tflm.max_lsb} LSB") for s in stage_agreement(v)]
     c = chain.c_engine
     if c is not None:
         rows.append(("tinyq C engine, host" + (" (ASan+UBSan)" if c.sanitized else ""), str(c.images),
-                     _pct(c.accuracy), _pct(c.argmax_vs_float), _pct(c.bitexact_vs_tflm), f"{c.max_lsb_vs_tflm} LSB"))
+                     metric(c.accuracy), _pct(c.argmax_vs_float), _pct(c.bitexact_vs_tflm), f"{c.max_lsb_vs_tflm} LSB"))
     m = chain.cortex_m
     if m is not None:
         rows.append((f"tinyq C engine, {m.target} (QEMU, {m.opt})", str(m.images), "-", "-",
@@ -106,17 +107,35 @@ def _stages(chain: ChainReport) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
+def _metric(v):
+    """How the verified task's metric is printed: a percentage for accuracy, else the number."""
+    from .data import Task
+
+    return _pct if v.task is Task.CLASSIFICATION else (lambda x: "n/a" if x is None else f"{x:.6g}")
+
+
 def _summary(chain: ChainReport) -> list[tuple[str, str]]:
+    from .data import Task
+
     q, v, c, m = chain.quantized, chain.verified, chain.c_engine, chain.cortex_m
+    metric = _metric(v)
+    if v.task is Task.CLASSIFICATION and v.keras_float is not None:
+        delta = ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp")
+    else:
+        e = v.output_error
+        delta = ("int8 vs float outputs", "n/a" if e is None else f"MSE {e.mse:.6g}, SQNR {e.sqnr_db:.1f} dB")
+    size = (f"{v.float_tflite_bytes} / {v.int8_tflite_bytes} B ({v.float_tflite_bytes / v.int8_tflite_bytes:.2f}x "
+            f"smaller)" if v.float_tflite_bytes else f"n/a / {v.int8_tflite_bytes} B")
     rows = [
-        ("Keras float accuracy", _pct(v.keras_float)),
-        ("int8 accuracy (TFLM, the kernels a device runs)", _pct(v.tflm_int8)),
-        ("int8 vs float", f"{100.0 * (v.tflm_int8 - v.keras_float):+.2f} pp"),
-        ("model size, float / int8 .tflite", f"{v.float_tflite_bytes} / {v.int8_tflite_bytes} B "
-                                            f"({v.float_tflite_bytes / v.int8_tflite_bytes:.2f}x smaller)"),
+        ("task", v.task.value),
+        (f"Keras float {v.metric_name}", metric(v.keras_float)),
+        (f"int8 {v.metric_name} (TFLM, the kernels a device runs)", metric(v.tflm_int8)),
+        delta,
+        ("model size, float / int8 .tflite", size),
         ("parameters / MACs per inference", f"{v.params} / {v.macs}"),
         ("calibration", f"{len(q.calibration_indices)} samples, {q.config.calibration_method}, "
-                        f"{q.config.granularity.value.replace('_', '-')} weights"),
+                        f"{q.config.granularity.value.replace('_', '-')} weights" if q.calibration_indices
+                        else "none here (the .tflite came already quantized)"),
     ]
     if c is not None:
         rows.append(("C engine vs TFLM, bit-exact", f"{round(c.bitexact_vs_tflm * c.images)} / {c.images} test inputs"))
@@ -160,16 +179,22 @@ def _ops(chain: ChainReport) -> list[tuple]:
 
 def _analysis_values(analysis) -> dict:
     from .analyze import most_sensitive
+    from .data import Task
 
-    sweep = [(r.label, _pct(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
+    classify = analysis.verified.task is Task.CLASSIFICATION
+    sweep_metric = _pct if classify else (lambda x: "-" if x is None else f"{x:.1f} dB")
+    sweep = [(r.label, sweep_metric(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),
               "-" if r.tflm_arena_bytes is None else str(r.tflm_arena_bytes), "yes" if r.tflm_runs else "no",
               r.runtime, r.note) for r in analysis.sweep]
     return dict(
         sweep=sweep, layers=analysis.layers,
         sensitive=[f"{e.layer} ({e.sqnr_db:.1f} dB)" for e in most_sensitive(analysis.layers)],
         layer_plot=layer_error_plot(analysis.layers), weights=analysis.weights, findings=analysis.audit.findings,
-        confusion_float=confusion_plot(analysis.confusion_float, "Keras float"),
-        confusion_int8=confusion_plot(analysis.confusion_int8, "int8 in TFLM"))
+        sweep_metric_name=analysis.sweep_metric_name,
+        confusion_float=None if analysis.confusion_float is None else confusion_plot(analysis.confusion_float,
+                                                                                       "Keras float"),
+        confusion_int8=None if analysis.confusion_int8 is None else confusion_plot(analysis.confusion_int8,
+                                                                                     "int8 in TFLM"))
 
 
 def fidelity_values(quick) -> dict:
@@ -208,13 +233,15 @@ def html_values(chain: ChainReport, version: str) -> dict:
     """Plain values (strings, numbers, data URIs) for templates/report.html.j2."""
     q, v, c = chain.quantized, chain.verified, chain.c_engine
     sections = SECTIONS + (ANALYSIS_SECTIONS if chain.analysis is not None else ())
+    if chain.analysis is not None and chain.analysis.confusion_float is None:
+        sections = tuple(sec for sec in sections if sec[0] != "confusion")
     if chain.fidelity is not None:
         sections = sections[:len(SECTIONS)] + (("fidelity", "Fidelity"),) + sections[len(SECTIONS):]
     if chain.notes:
         sections += (("notes", "Notes"),)
     values = dict(
-        model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images,
-        sections=sections, summary=_summary(chain), stages=_stages(chain), memory=_memory(chain),
+        model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images, task=v.task.value,
+        metric_name=v.metric_name, sections=sections, summary=_summary(chain), stages=_stages(chain), memory=_memory(chain),
         flash=_flash(chain), ops=_ops(chain), notes=list(chain.notes), analysis=chain.analysis is not None,
         arena_plot=arena_plot(c.blocks, c.call_count, c.arena_bytes, c.lower_bound_bytes) if c and c.blocks else None,
         fidelity=fidelity_values(chain.fidelity) if chain.fidelity is not None else None,
