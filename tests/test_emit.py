@@ -197,3 +197,16 @@ def test_failure_midway_writes_nothing(cnn_q, cnn_verify, tmp_path, monkeypatch)
     with pytest.raises(EmitError, match="simulated failure"):
         emit.emit(cnn_q, cnn_verify, tmp_path / "o", c_engine=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_names_cannot_end_their_c_string_literal():
+    assert emit.c_string('cat" }; int evil; //') == 'cat\\" }; int evil; //'
+    assert emit.c_string("a\\b??=\n\u00e9") == "a\\\\b\\?\\?=\\012\\303\\251"
+
+
+def test_report_html_escapes_names_from_the_model():
+    page = emit.environment().from_string("{{ x }}").render(x="<script>")  # C templates are never escaped
+    assert page == "<script>"
+    html = emit.environment().get_template("_fidelity.html.j2").render(fidelity=dict(
+        runtimes=["<b>"], matrix=[("<b>", ["1 / 1"])], divergences=[], disagreeing=0, traced=0, twins=[]))
+    assert "<b>" not in html and "&lt;b&gt;" in html

@@ -56,6 +56,21 @@ def comment_safe(text: str) -> str:
     return printable
 
 
+def c_string(text: str) -> str:
+    """The body of a C string literal holding `text`: quotes, backslashes and anything but printable ASCII
+    escaped (octal), and no trigraph, so a class name from the user's files cannot end the literal."""
+    out = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\?':
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return "".join(out)
+
+
 def make_banner(model_name: str, model_sha256: str) -> Banner:
     """The banner for a model, with the versions of the tools that produced it."""
     import tensorflow as tf
@@ -120,7 +135,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
     )
 
 
@@ -318,7 +333,8 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         rows=byte_rows(quantized.tflite, 12), **common))
     files.append(render(env, "model_settings.h.j2", f"{ident}_model_settings.h", banner,
                         guard=guard(f"{ident}_model_settings.h"), input=inp, output=out,
-                        labels=class_labels if classifier else None, num_classes=out.bytes if classifier else None,
+                        labels=[c_string(label) for label in class_labels] if classifier else None,
+                        num_classes=out.bytes if classifier else None,
                         preprocessing=pre,
                         op_count=len(quantized.ops), op_list=", ".join(quantized.op_names),
                         macs=verify_result.macs, arena_measured=verify_result.tflm_arena_bytes,
