@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 
+import markupsafe
 import numpy as np
 import pytest
 
@@ -81,7 +82,7 @@ def test_demo_names_the_first_divergent_op(demo):
     assert all("exact value" in x["explanation"]["text"] for x in ref_tflm)
     assert any(n.startswith("diff: ") for n in r["notes"])
     html = (out / "report.html").read_text()
-    assert "<h2>Fidelity</h2>" in html and ref_tflm[0]["explanation"]["text"] in html
+    assert "<h2>Fidelity</h2>" in html and str(markupsafe.escape(ref_tflm[0]["explanation"]["text"])) in html
 
 
 @pytest.mark.integration

@@ -210,13 +210,14 @@ def test_regression_scores_mse_against_targets_and_sqnr_against_float(regression
 def test_analysis_of_a_regression_model_has_no_confusion_matrix(regression_run, tmp_path):
     from tinyq.analyze import analyze
     from tinyq.quantize import QuantizeConfig
+    from tinyq.report import ChainReport
     from tinyq.report_html import write_html
 
     model, ds, result = regression_run
     a = analyze(model, ds, result.quantized, result.verify, configs=[("int8", QuantizeConfig())])
     assert a.confusion_float is None and a.task == "regression" and a.sweep_metric_name.startswith("SQNR")
     assert a.sweep[0].accuracy > 15  # dB
-    html = write_html(tmp_path / "report.html", a).read_text()
+    html = write_html(tmp_path / "report.html", ChainReport(a.quantized, a.verified, analysis=a)).read_text()
     assert "Confusion matrices" not in html and "SQNR vs float (dB)" in html
 
 

@@ -45,7 +45,7 @@ def _overflow_problem(kernel: str, f: dict, arrays: dict[str, np.ndarray]) -> st
     """Worst case over every int8 input of each kernel's int32 arithmetic, from its parameters and its actual
     weights: what could overflow (signed overflow is undefined behaviour in C), or None."""
     limit = INT32_RANGE[1]
-    if kernel in ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected"):
+    if kernel in ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected", "tq_transpose_conv"):
         w = np.abs(arrays["weights"].astype(np.int64))
         if kernel == "tq_depthwise_conv2d":
             w_sum = w.reshape(-1, f["out_c"]).sum(axis=0)
@@ -60,13 +60,15 @@ def _overflow_problem(kernel: str, f: dict, arrays: dict[str, np.ndarray]) -> st
             return (f"the int32 accumulator of channel {c} could reach {int(acc[c])} (weights' absolute sum "
                     f"{int(w_sum[c])} x input magnitude {max_in} + bias {int(bias[c])})")
         return _requant_problem(acc, arrays["mult"], arrays["shift"], f["output_offset"])
-    if kernel == "tq_add":
+    if kernel in ("tq_add", "tq_add_broadcast", "tq_sub"):
         x = 255 << f["left_shift"]
         sides = [((x * f[f"in{i}_mult"]) >> 31 >> max(-f[f"in{i}_shift"], 0)) + 2 for i in (1, 2)]
         if x > limit or f["in1_shift"] > 0 or f["in2_shift"] > 0:
             return "input rescaling could overflow int32"
         return _requant_problem(np.array([sum(sides)]), np.array([f["out_mult"]]), np.array([f["out_shift"]]),
                                 f["out_offset"])
+    if kernel == "tq_mean" and f["count"] * 128 + abs(f["input_zp_sum"]) > limit:
+        return f"the int32 sum of {f['count']} values could overflow"
     if kernel == "tq_average_pool":
         area = min(f["k_h"], f["in_h"]) * min(f["k_w"], f["in_w"])
         if area * 128 + area > limit:
@@ -74,9 +76,35 @@ def _overflow_problem(kernel: str, f: dict, arrays: dict[str, np.ndarray]) -> st
     return None
 
 
-def _extents(kernel: str, f: dict) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
-    """What a kernel touches given its parameters: bytes read per input, bytes written, elements of each
-    constant array it indexes (in pointer-field order); None for a kernel without a rule (tensor sizes then)."""
+def _extents(kernel: str, f: dict, arrays: dict[str, np.ndarray] | None = None
+             ) -> tuple[tuple[int, ...], int, tuple[int, ...]] | None:
+    """What a kernel touches given its parameters (and the index arrays it follows): bytes read per input,
+    bytes written, elements of each constant array it indexes (in pointer-field order); None for a kernel
+    without a rule (tensor sizes then)."""
+    arrays = arrays or {}
+    if kernel in ("tq_add_broadcast", "tq_sub", "tq_mul", "tq_maximum", "tq_minimum"):
+        dims = [f[f"n{k}"] for k in range(4)]
+        span = [1 + sum((d - 1) * f[f"{side}{k}"] for k, d in enumerate(dims)) for side in ("a", "b")]
+        return tuple(span), int(np.prod(dims)), ()
+    if kernel == "tq_lut":
+        return (f["size"],), f["size"], (256,)
+    if kernel == "tq_mean":
+        return (f["outer"] * f["count"] * f["inner"],), f["outer"] * f["inner"], ()
+    if kernel == "tq_pad":
+        return (int(np.prod([f[f"in{k}"] for k in range(4)])),), int(np.prod([f[f"out{k}"] for k in range(4)])), ()
+    if kernel == "tq_concatenation":
+        chunk = arrays["chunk"].astype(np.int64)
+        return tuple(int(f["outer"] * c) for c in chunk), int(f["outer"] * chunk.sum()), (f["count"],)
+    if kernel == "tq_resize_nearest":
+        rows, cols = arrays["rows"].astype(np.int64), arrays["cols"].astype(np.int64)
+        if rows.min(initial=0) < 0 or cols.min(initial=0) < 0:
+            return (1 << 62,), 0, (f["out_h"], f["out_w"])  # a negative index: refused by the bounds proof
+        read = (int(rows.max(initial=0)) * f["in_w"] + int(cols.max(initial=0)) + 1) * f["channels"]
+        return (read,), f["out_h"] * f["out_w"] * f["channels"], (f["out_h"], f["out_w"])
+    if kernel == "tq_transpose_conv":
+        oc = f["out_c"]
+        return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
+                (oc * f["k_h"] * f["k_w"] * f["in_c"], oc, oc, oc))
     if kernel == "tq_conv2d":
         oc = f["out_c"]
         return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc,
@@ -409,7 +437,7 @@ class _Lowerer:
         for k, v in fields.items():
             if not INT32_RANGE[0] <= int(v) <= INT32_RANGE[1]:
                 raise self.fail(op, f"kernel parameter {k} = {int(v)} does not fit int32")
-        extents = _extents(kernel, fields)
+        extents = _extents(kernel, fields, {field: arr.values for field, arr in zip(pointer_fields, arrays)})
         if extents is None:
             reads, writes = tuple(self.g.tensors[i].nbytes for i in inputs), self.g.tensors[op.outputs[0]].nbytes
         else:
