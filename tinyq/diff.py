@@ -24,6 +24,7 @@ import numpy as np
 
 from .cortex_m import QEMU_MACHINES
 from .errors import BuildError, TinyqError, VerificationError
+from .native import Runtime as NativeRuntime, session
 from .explain import Explanation, explain
 from .graph import Graph, read_graph
 from .lower import KernelCall, Lowered, lower
@@ -220,6 +221,21 @@ def trace_tflm(tflite: bytes, inputs: np.ndarray, layout: Layout) -> np.ndarray:
     return out
 
 
+def _trace_python_runtimes(pool, workers, runtimes, tflite: bytes, x: np.ndarray, layout: Layout) -> list:
+    """Futures, each of {runtime: trace}, of the Python runtimes run in the native workers (a crash is a
+    NativeCrash, not a dead tinyq): TFLM in its worker beside LiteRT's, whose two kernel sets take turns."""
+    def tflm() -> dict:
+        return {Runtime.TFLM: workers.call(NativeRuntime.TFLM, f"TFLM trace of {len(x)} inputs", trace_tflm,
+                                           tflite, x, layout)}
+
+    def litert(which: list) -> dict:
+        return {r: workers.call(NativeRuntime.LITERT, f"{r.value} trace of {len(x)} inputs", trace_litert, tflite,
+                                x, layout, r is Runtime.LITERT_REF) for r in which}
+
+    lite = [r for r in runtimes if r in (Runtime.LITERT_REF, Runtime.LITERT)]
+    return ([pool.submit(tflm)] if Runtime.TFLM in runtimes else []) + ([pool.submit(litert, lite)] if lite else [])
+
+
 def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str) -> Path:
     """The stub with the generated C engine and its trace hook (`make TRACE=1`), for the host or a Cortex-M."""
     from .firmware import build_stub
@@ -414,8 +430,9 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
     pairs = list(combinations(runtimes, 2))
     tally = _Tally(pairs, m.layout)
     divergences: list[Divergence] = []
-    with tempfile.TemporaryDirectory(prefix="tinyq_diff_") as tmp, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    with tempfile.TemporaryDirectory(prefix="tinyq_diff_") as tmp, session() as workers, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        workers.prepare(NativeRuntime.TFLM, NativeRuntime.LITERT)
         exes = {}
         for t in c_targets:
             say(f"building the C engine with its trace hook ({t})")
@@ -425,10 +442,10 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
             say(f"tracing inputs {lo + 1}..{lo + len(x)} of {len(inputs)} through {len(runtimes)} runtimes")
             pending = {C_TARGETS[t]: pool.submit(_run_c, exe, t, x, Path(tmp) / f"run-{t}")
                        for t, exe in exes.items()}
+            python = _trace_python_runtimes(pool, workers, config.python_runtimes, tflite, x, m.layout)
             traces = {}
-            for r in config.python_runtimes:
-                traces[r] = (trace_tflm(tflite, x, m.layout) if r is Runtime.TFLM else
-                             trace_litert(tflite, x, m.layout, reference=r is Runtime.LITERT_REF))
+            for fut in python:
+                traces.update(fut.result())
             for r, fut in pending.items():
                 traces[r] = parse_c_trace(fut.result(), len(x), m.graph, m.lowered, m.layout, x, r.value)
             _compare_chunk(m, tally, traces, x, np.asarray(indices[lo:lo + CHUNK]), divergences)
