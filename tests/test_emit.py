@@ -210,3 +210,9 @@ def test_report_html_escapes_names_from_the_model():
     html = emit.environment().get_template("_fidelity.html.j2").render(fidelity=dict(
         runtimes=["<b>"], matrix=[("<b>", ["1 / 1"])], divergences=[], disagreeing=0, traced=0, twins=[]))
     assert "<b>" not in html and "&lt;b&gt;" in html
+
+
+def test_classifier_without_class_names_emits_no_label_table(cnn_q, cnn_verify, tmp_path):
+    emit.emit(cnn_q, cnn_verify, tmp_path / "o", c_engine=False, class_labels=None)
+    settings = (tmp_path / "o" / "mnist_model_settings.h").read_text()
+    assert "MNIST_CLASS_LABELS" not in settings and "MNIST_OUTPUT_BYTES 10" in settings

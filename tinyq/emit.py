@@ -333,7 +333,8 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         rows=byte_rows(quantized.tflite, 12), **common))
     files.append(render(env, "model_settings.h.j2", f"{ident}_model_settings.h", banner,
                         guard=guard(f"{ident}_model_settings.h"), input=inp, output=out,
-                        labels=[c_string(label) for label in class_labels] if classifier else None,
+                        labels=([c_string(label) for label in class_labels]
+                                if classifier and class_labels is not None else None),
                         num_classes=out.bytes if classifier else None,
                         preprocessing=pre,
                         op_count=len(quantized.ops), op_list=", ".join(quantized.op_names),
