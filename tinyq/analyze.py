@@ -167,7 +167,7 @@ def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, 
                                  workers=workers))
         tick(len(rows))
     if comparisons:
-        for label, tflite in _float_io_conversions(model, shape):
+        for label, tflite in _float_io_conversions(model, shape, workers):
             rows.append(_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True,
                                  workers=workers))
             tick(len(rows))
@@ -177,8 +177,24 @@ def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, 
 COMPARISONS = ("dynamic-range (int8 weights, float activations)", "float16 weights")
 
 
-def _float_io_conversions(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
-    """Dynamic-range (hybrid) and float16 conversions, for size and accuracy comparison."""
+def _float_io_conversions(model, shape: tuple[int, ...], workers=None) -> list[tuple[str, bytes]]:
+    """Dynamic-range (hybrid) and float16 conversions, for size and accuracy comparison, in the converter's
+    worker."""
+    from .quantize import _in_converter
+
+    return _in_converter(model, f"comparison conversions of model {model.name!r}", _comparisons_from_file,
+                         (shape,), workers, lambda: _comparisons(model, shape))
+
+
+def _comparisons_from_file(path: str, shape: tuple[int, ...]) -> list[tuple[str, bytes]] | None:
+    """In the converter worker: the comparison conversions of the model saved at `path` (None: cannot load)."""
+    from .quantize import _load_in_worker
+
+    model = _load_in_worker(path)
+    return None if model is None else _comparisons(model, shape)
+
+
+def _comparisons(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
     import tensorflow as tf
 
     from .quantize import _batch1_converter, _convert
@@ -203,13 +219,30 @@ class LayerError:
     sqnr_db: float
 
 
-def layer_errors(model, quantized, images: np.ndarray, preprocessing=None) -> tuple[LayerError, ...]:
-    """Per-layer error of the int8 model (LiteRT reference kernels, every tensor kept) against Keras float.
+def _dequantized_outputs(tflite: bytes, xq: np.ndarray, tensors: list[tuple[int, float, int]]) -> list[np.ndarray]:
+    """In the LiteRT worker: each listed tensor (index, scale, zero point) dequantized, per input, with the
+    reference kernels keeping every tensor."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                         experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    out = [np.empty((len(xq), int(np.prod(interp.get_tensor(t).shape))), np.float64) for t, _, _ in tensors]
+    for i, sample in enumerate(xq):
+        interp.set_tensor(index, sample[np.newaxis])
+        interp.invoke()
+        for k, (t, scale, zero) in enumerate(tensors):
+            out[k][i] = (interp.get_tensor(t).astype(np.float64).reshape(-1) - zero) * scale
+    return out
+
+
+def layer_errors(model, quantized, images: np.ndarray, preprocessing=None, workers=None) -> tuple[LayerError, ...]:
+    """Per-layer error of the int8 model (LiteRT reference kernels, every tensor kept, in LiteRT's worker)
+    against Keras float.
 
     An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     from .data import preprocess
     from .graph import read_graph
     from .models import input_shape, keras_module
@@ -231,19 +264,14 @@ def layer_errors(model, quantized, images: np.ndarray, preprocessing=None) -> tu
                                           for _, name in pairs])
     floats = probe.predict(x, batch_size=len(x), verbose=0)
     floats = floats if isinstance(floats, list) else [floats]
-    interp = Interpreter(model_content=quantized.tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                         experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
+    from .native import Runtime, session
+
     xq = quantize_input(x, quantized.input)
-    index = interp.get_input_details()[0]["index"]
-    ints = [np.empty((len(x), int(np.prod(graph.tensors[op.outputs[0]].shape))), np.float64) for op, _ in pairs]
-    for i, sample in enumerate(xq):
-        interp.set_tensor(index, sample[np.newaxis])
-        interp.invoke()
-        for k, (op, _) in enumerate(pairs):
-            t = graph.tensors[op.outputs[0]]
-            q = interp.get_tensor(op.outputs[0]).astype(np.float64).reshape(-1)
-            ints[k][i] = (q - t.zero_points[0]) * t.scales[0]
+    tensors = [(op.outputs[0], graph.tensors[op.outputs[0]].scales[0], graph.tensors[op.outputs[0]].zero_points[0])
+               for op, _ in pairs]
+    with session(workers) as w:
+        ints = w.call(Runtime.LITERT, f"LiteRT per-layer outputs of {len(xq)} inputs", _dequantized_outputs,
+                      quantized.tflite, xq, tensors)
     rows = []
     for (op, name), f, dq in zip(pairs, floats, ints):
         f = np.asarray(f, np.float64).reshape(len(x), -1)
@@ -331,6 +359,15 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
     """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and (for a
     classifier) confusion matrices over the test set. Pass the pipeline's own quantized model and
     verification to reuse them. A model that is not a classifier is swept by int8-vs-float SQNR."""
+    from .native import session
+
+    with session(workers) as w:  # one worker per native runtime for the whole analysis
+        return _analyze(model, dataset, quantized, verified, layer_images, configs, progress, preprocessing, task,
+                        w)
+
+
+def _analyze(model, dataset, quantized, verified, layer_images, configs, progress, preprocessing, task,
+             workers) -> Analysis:
     import time
 
     from .data import NUM_CLASSES, Task, default_preprocessing, infer_task, preprocess
@@ -362,7 +399,7 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
                  preprocessing=pre, input_range=rng, tick=tick, workers=workers)
     seconds = time.monotonic() - start
     say(f"per-layer error on {layer_images} test samples")
-    layers = layer_errors(model, quantized, dataset.test_x[:layer_images], pre)
+    layers = layer_errors(model, quantized, dataset.test_x[:layer_images], pre, workers)
     n = verified.test_images
     confusion_float = confusion_int8 = None
     if classify:
