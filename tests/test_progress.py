@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tinyq import cli
@@ -62,3 +63,14 @@ def test_demo_stderr_holds_only_tinyq_lines(tmp_path, model_cache):
     lines = proc.stderr.splitlines()
     assert lines and all(re.match(r"^\[\s*[\d.]+s\] ", ln) for ln in lines), lines
     assert "TFLM int8 (10000)" in proc.stderr
+
+
+def test_a_runtime_pass_over_many_inputs_is_one_line_and_one_bar():
+    from tinyq.verify import PROGRESS_EVERY, _in_chunks
+
+    stream = io.StringIO()
+    say = cli._Progress(quiet=False, stream=stream)
+    n = 2 * PROGRESS_EVERY + 7
+    out = _in_chunks(np.arange(n), lambda x: x * 2, counted(say, "TFLM int8", n))
+    assert (out == 2 * np.arange(n)).all()
+    assert stream.getvalue().count("TFLM int8") == 1

@@ -225,15 +225,14 @@ def _in_chunks(inputs: np.ndarray, run, tick) -> np.ndarray:
     """`run(chunk)` over the inputs in one call, or in chunks of PROGRESS_EVERY with `tick(done)` after each."""
     if tick is None or len(inputs) <= PROGRESS_EVERY:
         out = run(np.ascontiguousarray(inputs))
-    else:
-        parts = []
-        for start in range(0, len(inputs), PROGRESS_EVERY):
-            parts.append(run(np.ascontiguousarray(inputs[start:start + PROGRESS_EVERY])))
-            tick(start + len(parts[-1]))
-        out = np.concatenate(parts)
-    if tick is not None:
-        tick(len(inputs))
-    return out
+        if tick is not None:
+            tick(len(inputs))
+        return out
+    parts = []
+    for start in range(0, len(inputs), PROGRESS_EVERY):
+        parts.append(run(np.ascontiguousarray(inputs[start:start + PROGRESS_EVERY])))
+        tick(start + len(parts[-1]))
+    return np.concatenate(parts)
 
 
 def run_litert(tflite: bytes, inputs: np.ndarray, reference: bool, workers: Workers | None = None,
