@@ -15,11 +15,11 @@ from fractions import Fraction
 
 import numpy as np
 
+from .fixedpoint import (INT32_MAX, mul_by_quantized_multiplier, rounding_divide_by_pot,
+                         saturating_rounding_mul_by_pot, srdhm, trunc_div, wrap32)
 from .graph import Graph, Operator
 from .lower import KernelCall, round_half_away
 
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -48,44 +48,11 @@ class Explanation:
                 "rules": {name: list(rules) for name, rules in self.matches}}
 
 
-# ---- the fixed-point primitives of the TFLite quantization specification, on Python integers ----
-
-def _wrap32(x: int) -> int:
-    return ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
-
-
-def _c_div(a: int, b: int) -> int:
-    """C's integer division: truncates toward zero."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-def srdhm(a: int, b: int) -> int:
-    """SaturatingRoundingDoublingHighMul: the high 32 bits of 2ab, rounded to nearest."""
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    ab = a * b
-    return _c_div(ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30)), 1 << 31)
-
-
-def rounding_divide_by_pot(x: int, exponent: int) -> int:
-    """x / 2^exponent, rounded to nearest, ties away from zero (gemmlowp's RoundingDivideByPOT)."""
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
-
-
-def _saturating_mul_by_pot(x: int, exponent: int) -> int:
-    if exponent <= 0:
-        return rounding_divide_by_pot(x, -exponent) if exponent else x
-    threshold = (1 << (31 - exponent)) - 1
-    return INT32_MAX if x > threshold else INT32_MIN if x < -threshold else x << exponent
-
+# ---- the rounding rules runtimes differ by (the primitives are tinyq/fixedpoint.py) ----
 
 def multiply_double_rounding(x: int, multiplier: int, shift: int) -> int:
     """TFLite's MultiplyByQuantizedMultiplier as TFLM and tinyq's C run it: SRDHM, then a rounding shift."""
-    left, right = max(shift, 0), max(-shift, 0)
-    return rounding_divide_by_pot(srdhm(_wrap32(x << left), multiplier), right)
+    return mul_by_quantized_multiplier(x, multiplier, shift)
 
 
 def multiply_single_rounding(x: int, multiplier: int, shift: int) -> int:
@@ -149,7 +116,7 @@ def _scale(graph: Graph, op: Operator, channel: int) -> Fraction:
 
 def _conv(graph: Graph, op: Operator, call: KernelCall, x: np.ndarray, flat: int) -> _Element:
     f = _fields(call)
-    out_h, out_w, out_c = f["out_h"], f["out_w"], f["out_c"]
+    out_w, out_c = f["out_w"], f["out_c"]
     oy, ox, oc = flat // (out_w * out_c), (flat // out_c) % out_w, flat % out_c
     x = x.reshape(f["in_h"], f["in_w"], f["in_c"]).astype(np.int64) + f["input_offset"]
     depthwise = call.kernel == "tq_depthwise_conv2d"
@@ -227,7 +194,7 @@ def _pool(graph: Graph, op: Operator, call: KernelCall, x: np.ndarray, flat: int
     rules = (Rule("ties away from zero (TFLite reference, TFLM, tinyq C)",
                   _clamp(round_half_away(float(exact)), lo, hi)),
              Rule("ties to even", _clamp(round(exact), lo, hi)),
-             Rule("truncation toward zero", _clamp(_c_div(total, count), lo, hi)),
+             Rule("truncation toward zero", _clamp(trunc_div(total, count), lo, hi)),
              Rule("float32 scale 1/count, ties to even (XNNPACK)",
                   _clamp(_rint_f32(np.float32(total) * np.float32(1.0 / count)), lo, hi)))
     return _Element(coords, rules, exact, total, f"window sum {total} over {count} values")
@@ -241,8 +208,8 @@ def _exp_neg_quarter(a: int) -> int:
     x = a + (1 << 28)
     x2 = srdhm(x, x)
     x3 = srdhm(x2, x)
-    x4_over_4 = _saturating_mul_by_pot(srdhm(x2, x2), -2)
-    poly = _saturating_mul_by_pot(srdhm(x4_over_4 + x3, 715827883) + x2, -1)
+    x4_over_4 = saturating_rounding_mul_by_pot(srdhm(x2, x2), -2)
+    poly = saturating_rounding_mul_by_pot(srdhm(x4_over_4 + x3, 715827883) + x2, -1)
     return 1895147668 + srdhm(1895147668, x + poly)
 
 
@@ -250,7 +217,7 @@ def _exp_on_negative_values(a: int, integer_bits: int) -> int:
     fractional = 31 - integer_bits
     quarter = 1 << (fractional - 2)
     a_mod = (a & (quarter - 1)) - quarter
-    result = _exp_neg_quarter(_saturating_mul_by_pot(a_mod, integer_bits))
+    result = _exp_neg_quarter(saturating_rounding_mul_by_pot(a_mod, integer_bits))
     remainder = a_mod - a
     for k, m in enumerate(_EXP_BARREL):
         e = k - 2
@@ -261,11 +228,11 @@ def _exp_on_negative_values(a: int, integer_bits: int) -> int:
 
 def _one_over_one_plus_x(a: int) -> int:
     s = a + INT32_MAX
-    half = _c_div(s + (1 if s >= 0 else -1), 2)
+    half = trunc_div(s + (1 if s >= 0 else -1), 2)
     x = 1515870810 + srdhm(half, -1010580540)
     for _ in range(3):
-        x = x + _saturating_mul_by_pot(srdhm(x, (1 << 29) - srdhm(half, x)), 2)
-    return _saturating_mul_by_pot(x, 1)
+        x = x + saturating_rounding_mul_by_pot(srdhm(x, (1 << 29) - srdhm(half, x)), 2)
+    return saturating_rounding_mul_by_pot(x, 1)
 
 
 def softmax_fixed_point(row: np.ndarray, multiplier: int, left_shift: int, diff_min: int,
@@ -276,10 +243,10 @@ def softmax_fixed_point(row: np.ndarray, multiplier: int, left_shift: int, diff_
     for v in row.astype(np.int64):
         diff = int(v) - top
         exps.append(None if diff < diff_min else
-                    _exp_on_negative_values(srdhm(_wrap32(diff << left_shift), multiplier), integer_bits))
-    total = sum(_saturating_mul_by_pot(e, -accum_bits) for e in exps if e is not None)
+                    _exp_on_negative_values(srdhm(wrap32(diff << left_shift), multiplier), integer_bits))
+    total = sum(saturating_rounding_mul_by_pot(e, -accum_bits) for e in exps if e is not None)
     headroom = 32 - total.bit_length() if total > 0 else 32
-    scale = _one_over_one_plus_x(_wrap32(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
+    scale = _one_over_one_plus_x(wrap32(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
     bits_over_unit = accum_bits - headroom
     return [-128 if e is None else
             _clamp(rounding_divide_by_pot(srdhm(scale, e), bits_over_unit + 31 - 8) - 128, -128, 127)
