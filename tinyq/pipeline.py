@@ -16,6 +16,7 @@ from .analyze import Analysis
 from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess
 from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
+from .lower import Optimize
 from .models import TfliteModel, input_shape
 from .native import Workers, session
 from .outdir import Claim, check_folder, claimed
@@ -43,6 +44,7 @@ class PipelineConfig:
     overwrite: bool = False
     preprocessing: Preprocessing | None = None  # None: raw 0..255 -> 0..1 for uint8 data, else as stored
     task: Task | None = None  # None: from the labels (integer: classification, float: regression, none)
+    optimize: Optimize = Optimize.SPEED  # the C engine's kernels: specialised per layer, or generic (size)
 
     @property
     def c_engine_mode(self) -> CEngineMode:
@@ -106,7 +108,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         say("emitting firmware files")
         fw = tmp / "firmware"
         emission = prepare(quantized, result, config.name, config.golden_count, engine_on, names, pre,
-                           np.asarray(dataset.test_x).dtype == np.uint8)
+                           np.asarray(dataset.test_x).dtype == np.uint8, config.optimize)
         files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
