@@ -551,19 +551,26 @@ class OpProfile:
         return sum(o.instructions for o in self.ops)
 
 
-def op_costs(tflite: bytes, profile: ProfileReport, where: str) -> tuple[OpCost, ...]:
-    """Name each profiled kernel call after the engine's lowering of `tflite` (op, kernel) and the graph (MACs);
-    raises BuildError when the firmware's calls are not the ones this model lowers to."""
+def op_costs(gen_dir: str | os.PathLike, tflite: bytes, profile: ProfileReport, where: str) -> tuple[OpCost, ...]:
+    """Name each profiled kernel call after the kernels the folder's manifest lists (the ones its engine was
+    generated with) and the graph (op, MACs); raises BuildError when the firmware's calls are not those."""
     from .graph import read_graph
-    from .lower import lower
+    from .outdir import read_json
 
+    manifest = read_json(Path(gen_dir) / "manifest.json", "the manifest of the generated files")
+    engine = manifest.get("c_engine") if isinstance(manifest, dict) else None
+    try:
+        calls = [(int(c["op"]), str(c["kernel"])) for c in engine["calls"]]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BuildError(f"{gen_dir}: manifest.json lists no C engine kernel calls; emit the folder again") from exc
     graph = read_graph(tflite)
-    calls = lower(graph).calls
-    if tuple(c.op_index for c in calls) != profile.call_ops:
-        raise BuildError(f"{where}: the firmware's kernel calls (ops {list(profile.call_ops)}) are not this "
-                         f"model's (ops {[c.op_index for c in calls]}); emit the folder again")
-    return tuple(OpCost(c.op_index, c.op_name, c.kernel, profile.mean(k), graph.op_macs(graph.operators[c.op_index]))
-                 for k, c in enumerate(calls))
+    if tuple(op for op, _ in calls) != profile.call_ops:
+        raise BuildError(f"{where}: the firmware's kernel calls (ops {list(profile.call_ops)}) are not the "
+                         f"folder's (ops {[op for op, _ in calls]}); emit the folder again")
+    if any(op >= len(graph.operators) for op, _ in calls):
+        raise BuildError(f"{gen_dir}: manifest.json names ops this model does not have; emit the folder again")
+    return tuple(OpCost(op, graph.operators[op].name, kernel, profile.mean(k), graph.op_macs(graph.operators[op]))
+                 for k, (op, kernel) in enumerate(calls))
 
 
 def profile_ops(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, tflite: bytes, inputs: np.ndarray,
@@ -582,4 +589,4 @@ def profile_ops(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, tflite
     report = parse_profile_report(batch.console, str(elf))
     exact = int(np.sum(np.all(batch.outputs == expected, axis=1)))
     return OpProfile(target, opt, len(expected), exact, report.instructions_per_tick,
-                     op_costs(tflite, report, str(elf)), report.tail_sum / report.invokes)
+                     op_costs(gen_dir, tflite, report, str(elf)), report.tail_sum / report.invokes)
