@@ -2,7 +2,7 @@
 
 Every CONV_2D becomes a matrix product of output pixels by output channels, two of each per step (2x2 block,
 SMLAD on cores with the DSP extension): a 1x1 convolution without padding whose input depth is a multiple of 4
-reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an int16 scratch
+(zero point folded) reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an int16 scratch
 (`tq_conv2d_im2col`). The weights are laid out once here for that product."""
 
 from __future__ import annotations
@@ -37,10 +37,20 @@ def pair_weights(weights: np.ndarray, out_c: int, k_padded: int) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(pairs, 2, k_padded // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
 
 
+def requant_table(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per output channel the kernels' requantization constants, read together: bias, multiplier, left shift,
+    right shift ([out_c][4] int32; the shift > 0 is a left shift, < 0 a right one)."""
+    shift = shift.astype(np.int32)
+    table = np.stack([bias.astype(np.int32), mult.astype(np.int32), np.maximum(shift, 0), np.maximum(-shift, 0)],
+                     axis=1)
+    return np.ascontiguousarray(table, dtype=np.int32).reshape(-1)
+
+
 def is_pointwise(fields: Mapping[str, int]) -> bool:
-    """A 1x1 convolution without padding over whole 4-byte groups: each output pixel is one run of input."""
+    """A 1x1 convolution without padding over whole 4-byte groups, its input zero point folded into the bias:
+    each output pixel is one run of input, multiplied in place."""
     return (fields["k_h"] == 1 and fields["k_w"] == 1 and fields["pad_h"] == 0 and fields["pad_w"] == 0
-            and fields["in_c"] % 4 == 0)
+            and fields["in_c"] % 4 == 0 and fields["input_offset"] == 0)
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
@@ -53,11 +63,12 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     k_padded = padded_depth(fields)
     packed = pair_weights(arrays["weights"].values, out_c, k_padded)
     weights = ConstArray(f"{name}_weights_mm", "int8_t", packed)
+    requant = ConstArray(f"{name}_requant", "int32_t",
+                         requant_table(arrays["bias"].values, mult, arrays["shift"].values))
     values = dict(fields, k_padded=k_padded)
     pointwise = is_pointwise(fields)
     return Variant(kernel="tq_conv2d_1x1" if pointwise else "tq_conv2d_im2col", params_type=PARAMS_TYPE,
                    fields=tuple((k, int(values[k])) for k in FIELDS),
-                   arrays=(weights, arrays["bias"], arrays["mult"], arrays["shift"]),
-                   pointer_fields=("weights", "bias", "mult", "shift"),
-                   counts=((out_c + 1) // 2 * 2 * k_padded, out_c, out_c, out_c),
+                   arrays=(weights, requant), pointer_fields=("weights", "requant"),
+                   counts=((out_c + 1) // 2 * 2 * k_padded, 4 * out_c),
                    scratch_bytes=0 if pointwise else 2 * k_padded * 2)
