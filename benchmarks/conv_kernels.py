@@ -1,6 +1,7 @@
 """The specialised CONV_2D kernels on the demo CNN: generic (--optimize size) against specialised (speed).
 
-    TINYQ_MNIST=../shared/data/mnist python3 benchmarks/conv_kernels.py [--qemu-images 20] [--targets cortex-m4 cortex-m3]
+    TINYQ_MNIST=../shared/data/mnist python3 benchmarks/conv_kernels.py [--qemu-images 20]
+        [--targets cortex-m4 cortex-m3]
 
 Per engine: images of the whole MNIST test set bit-exact with TFLM on this host (packed path, and -DTQ_PORTABLE
 for the specialised engine), the host time for them at -O3, and per Cortex-M target instructions per inference

@@ -29,15 +29,20 @@ TQ_CONV_INLINE tq_conv_rq channel_rq(const int32_t *requant, int32_t oc)
     return q;
 }
 
-/* Bias, per-channel rescale, output zero point and clamp of one sum: tq_multiply_by_quantized_multiplier without
-   64-bit division, for mult >= 0. The doubling high multiply rounds half up, floor((x * mult + 2^30) / 2^31), then
-   the shift right rounds half away from zero. */
+/* tq_multiply_by_quantized_multiplier without 64-bit division, for mult >= 0 and x << left within int32: the
+   doubling high multiply rounds half up, floor((x * mult + 2^30) / 2^31), then the shift right rounds half away
+   from zero. */
+TQ_CONV_INLINE int32_t rescale(int32_t x, const tq_conv_rq q)
+{
+    const int32_t high = (int32_t)(((int64_t)(int32_t)((uint32_t)x << q.left) * q.mult + ((int64_t)1 << 30)) >> 31);
+    const int32_t threshold = (q.mask >> 1) + (high < 0 ? 1 : 0);
+    return (high >> q.right) + ((high & q.mask) > threshold ? 1 : 0);
+}
+
+/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one sum. */
 TQ_CONV_INLINE int8_t requantize(int32_t acc, const tq_conv_rq q, const tq_conv_out o)
 {
-    const int32_t x = (int32_t)((uint32_t)(acc + q.bias) << q.left);
-    const int32_t high = (int32_t)(((int64_t)x * q.mult + ((int64_t)1 << 30)) >> 31);
-    const int32_t threshold = (q.mask >> 1) + (high < 0 ? 1 : 0);
-    int32_t v = (high >> q.right) + ((high & q.mask) > threshold ? 1 : 0) + o.offset;
+    int32_t v = rescale(acc + q.bias, q) + o.offset;
     v = v < o.lo ? o.lo : v;
     v = v > o.hi ? o.hi : v;
     return (int8_t)v;

@@ -2,8 +2,8 @@
 
 Every CONV_2D becomes a matrix product of output pixels by output channels, two of each per step (2x2 block,
 SMLAD on cores with the DSP extension): a 1x1 convolution without padding whose input depth is a multiple of 4
-(zero point folded) reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an int16 scratch
-(`tq_conv2d_im2col`). The weights are laid out once here for that product."""
+(zero point folded) reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an
+int16 scratch (`tq_conv2d_im2col`). The weights and requantization constants are laid out once here."""
 
 from __future__ import annotations
 
