@@ -6,49 +6,58 @@
 #include "tq_requant.h"
 #include "tq_simd.h"
 
-/* acc[0..3] += the dot products of four interleaved weight rows with x over in_depth values. */
-static inline void dot4(const int8_t *x, const int8_t *w, int32_t in_depth, int32_t acc[4])
+#if TQ_PACKED
+/* acc += the products of 4 input bytes xv with one row's 4 weight bytes wv. */
+#define TQ_FC_MAC4(acc, wv, xe, xo) \
+    acc = tq_smlad(tq_sxtb16_ror8(wv), xo, tq_smlad(tq_sxtb16(wv), xe, acc))
+
+/* One block of 4 input columns against the four rows' words w[0..3]. */
+#define TQ_FC_BLOCK(x, w)                          \
+    do {                                           \
+        const int32_t xv = tq_read_s8x4(x);        \
+        const int32_t xe = tq_sxtb16(xv);          \
+        const int32_t xo = tq_sxtb16_ror8(xv);     \
+        const int32_t w0 = (w)[0], w1 = (w)[1];    \
+        const int32_t w2 = (w)[2], w3 = (w)[3];    \
+        TQ_FC_MAC4(a0, w0, xe, xo);                \
+        TQ_FC_MAC4(a1, w1, xe, xo);                \
+        TQ_FC_MAC4(a2, w2, xe, xo);                \
+        TQ_FC_MAC4(a3, w3, xe, xo);                \
+    } while (0)
+#endif
+
+/* acc[0..3] += the dot products of four interleaved weight rows (in_depth words from w) with x. */
+static inline void dot4(const int8_t *x, const int32_t *w, int32_t in_depth, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t k;
     const int32_t tail = in_depth & 3;
+    const int8_t *wb;
 #if TQ_PACKED
     for (k = in_depth >> 2; k > 0; k--) {
-        const int32_t xv = tq_read_s8x4(x);
-        const int32_t xe = tq_sxtb16(xv);
-        const int32_t xo = tq_sxtb16_ror8(xv);
-        int32_t wv = tq_read_s8x4(w);
-        a0 = tq_smlad(tq_sxtb16(wv), xe, a0);
-        a0 = tq_smlad(tq_sxtb16_ror8(wv), xo, a0);
-        wv = tq_read_s8x4(w + 4);
-        a1 = tq_smlad(tq_sxtb16(wv), xe, a1);
-        a1 = tq_smlad(tq_sxtb16_ror8(wv), xo, a1);
-        wv = tq_read_s8x4(w + 8);
-        a2 = tq_smlad(tq_sxtb16(wv), xe, a2);
-        a2 = tq_smlad(tq_sxtb16_ror8(wv), xo, a2);
-        wv = tq_read_s8x4(w + 12);
-        a3 = tq_smlad(tq_sxtb16(wv), xe, a3);
-        a3 = tq_smlad(tq_sxtb16_ror8(wv), xo, a3);
+        TQ_FC_BLOCK(x, w);
         x += 4;
-        w += 16;
+        w += 4;
     }
+    wb = (const int8_t *)w;
 #else
+    wb = (const int8_t *)w;
     for (k = in_depth >> 2; k > 0; k--) {
         const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-        a0 += w[0] * x0 + w[1] * x1 + w[2] * x2 + w[3] * x3;
-        a1 += w[4] * x0 + w[5] * x1 + w[6] * x2 + w[7] * x3;
-        a2 += w[8] * x0 + w[9] * x1 + w[10] * x2 + w[11] * x3;
-        a3 += w[12] * x0 + w[13] * x1 + w[14] * x2 + w[15] * x3;
+        a0 += wb[0] * x0 + wb[1] * x1 + wb[2] * x2 + wb[3] * x3;
+        a1 += wb[4] * x0 + wb[5] * x1 + wb[6] * x2 + wb[7] * x3;
+        a2 += wb[8] * x0 + wb[9] * x1 + wb[10] * x2 + wb[11] * x3;
+        a3 += wb[12] * x0 + wb[13] * x1 + wb[14] * x2 + wb[15] * x3;
         x += 4;
-        w += 16;
+        wb += 16;
     }
 #endif
     for (k = 0; k < tail; k++) {
         const int32_t xk = x[k];
-        a0 += w[k] * xk;
-        a1 += w[tail + k] * xk;
-        a2 += w[2 * tail + k] * xk;
-        a3 += w[3 * tail + k] * xk;
+        a0 += wb[k] * xk;
+        a1 += wb[tail + k] * xk;
+        a2 += wb[2 * tail + k] * xk;
+        a3 += wb[3 * tail + k] * xk;
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -56,7 +65,7 @@ static inline void dot4(const int8_t *x, const int8_t *w, int32_t in_depth, int3
     acc[3] = a3;
 }
 
-/* acc + the dot product of one weight row with x over in_depth values. */
+/* acc + the dot product of one weight row (in_depth bytes from w, any alignment) with x. */
 static inline int32_t dot1(const int8_t *x, const int8_t *w, int32_t in_depth, int32_t acc)
 {
     int32_t k;
@@ -77,14 +86,15 @@ static inline int32_t dot1(const int8_t *x, const int8_t *w, int32_t in_depth, i
     return acc;
 }
 
-void tq_fc_interleaved4(const tq_fc_params *p, const int8_t *input, int8_t *output)
+void tq_fc_interleaved4(const tq_fc_il4_params *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_depth = p->in_depth;
     const int32_t groups = p->out_depth >> 2;
     int32_t r, g, o, j;
     for (r = 0; r < p->rows; r++, input += in_depth, output += p->out_depth) {
-        const int8_t *w = p->weights;
-        for (g = 0, o = 0; g < groups; g++, o += 4, w += 4 * in_depth) {
+        const int32_t *w = p->weights;
+        const int8_t *wb;
+        for (g = 0, o = 0; g < groups; g++, o += 4, w += in_depth) {
             int32_t acc[4];
             acc[0] = p->bias[o];
             acc[1] = p->bias[o + 1];
@@ -96,8 +106,8 @@ void tq_fc_interleaved4(const tq_fc_params *p, const int8_t *input, int8_t *outp
                                                  p->act_min, p->act_max);
             }
         }
-        for (; o < p->out_depth; o++, w += in_depth) {
-            const int32_t acc = dot1(input, w, in_depth, p->bias[o]);
+        for (wb = (const int8_t *)w; o < p->out_depth; o++, wb += in_depth) {
+            const int32_t acc = dot1(input, wb, in_depth, p->bias[o]);
             output[o] = tq_requantize_s8(acc, p->mult[o], p->shift[o], p->output_offset, p->act_min, p->act_max);
         }
     }

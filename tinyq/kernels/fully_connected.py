@@ -26,15 +26,17 @@ def interleave(weights: np.ndarray, rows: int = ROWS) -> np.ndarray:
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """tq_fc_interleaved4 (its exact requantization needs non-negative multipliers and shifts in [-31, 30]),
+    """tq_fc_interleaved4, its weights interleaved and packed into aligned int32 words (its exact requantization needs non-negative multipliers and shifts in [-31, 30]),
     else None for the generic kernel."""
     mult, shift = arrays["mult"].values, arrays["shift"].values
     if (mult < 0).any() or (shift < -31).any() or (shift > 30).any():
         return None
     in_depth, out_depth = fields["in_depth"], fields["out_depth"]
     w = arrays["weights"].values.reshape(out_depth, in_depth)
-    weights = ConstArray(f"{name}_weights_il4", "int8_t", interleave(w))
+    data = interleave(w).astype(np.int8).tobytes()
+    words = np.frombuffer(data + bytes(-len(data) % 4), dtype="<i4").astype(np.int32)
+    weights = ConstArray(f"{name}_weights_il4", "int32_t", words)
     names = ("rows", "in_depth", "out_depth", "output_offset", "act_min", "act_max")
-    return Variant("tq_fc_interleaved4", "tq_fc_params", tuple((k, int(fields[k])) for k in names),
+    return Variant("tq_fc_interleaved4", "tq_fc_il4_params", tuple((k, int(fields[k])) for k in names),
                    (weights, arrays["bias"], arrays["mult"], arrays["shift"]), ("weights", "bias", "mult", "shift"),
-                   (in_depth * out_depth, out_depth, out_depth, out_depth))
+                   ((in_depth * out_depth + 3) // 4, out_depth, out_depth, out_depth))
