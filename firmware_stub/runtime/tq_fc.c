@@ -26,6 +26,14 @@
     } while (0)
 #endif
 
+#if TQ_DSP
+/* Keeps the compiler from hoisting the next block's loads above this one's multiplies: with both blocks' eight
+   weight words live at once the four accumulators spill to the stack. */
+#define TQ_FC_BARRIER() __asm__ volatile("" ::: "memory")
+#else
+#define TQ_FC_BARRIER() ((void)0)
+#endif
+
 /* acc[0..3] += the dot products of four interleaved weight rows (in_depth words from w) with x. */
 static inline void dot4(const int8_t *x, const int32_t *w, int32_t in_depth, int32_t acc[4])
 {
@@ -34,7 +42,14 @@ static inline void dot4(const int8_t *x, const int32_t *w, int32_t in_depth, int
     const int32_t tail = in_depth & 3;
     const int8_t *wb;
 #if TQ_PACKED
-    for (k = in_depth >> 2; k > 0; k--) {
+    for (k = in_depth >> 3; k > 0; k--) {
+        TQ_FC_BLOCK(x, w);
+        TQ_FC_BARRIER();
+        TQ_FC_BLOCK(x + 4, w + 4);
+        x += 8;
+        w += 8;
+    }
+    if (in_depth & 4) {
         TQ_FC_BLOCK(x, w);
         x += 4;
         w += 4;
