@@ -55,8 +55,45 @@ static inline void average4(int8_t *out, int32_t even, int32_t odd, int32_t n, i
 }
 #endif
 
+/* Max pooling when every window is a whole 2x2 inside the input (the demo CNN's pools): pointers step, nothing is
+   cut. */
+static void max_pool_2x2_inside(const tq_pool_params *p, const int8_t *input, int8_t *output)
+{
+    const int32_t ch = p->channels, row = p->in_w * ch, step = p->stride_w * ch;
+    const int32_t lo = p->act_min, hi = p->act_max;
+#if TQ_PACKED
+    const int32_t c4 = ch & ~3, lo4 = splat4(lo), hi4 = splat4(hi);
+#endif
+    int32_t oy, ox, c;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int8_t *win = input + oy * p->stride_h * row;
+        for (ox = p->out_w; ox > 0; ox--, win += step, output += ch) {
+            const int8_t *r = win;
+            c = 0;
+#if TQ_PACKED
+            for (; c < c4; c += 4, r += 4) {
+                int32_t m = tq_max_s8x4(tq_read_s8x4(r), tq_read_s8x4(r + ch));
+                m = tq_max_s8x4(m, tq_max_s8x4(tq_read_s8x4(r + row), tq_read_s8x4(r + row + ch)));
+                write4(output + c, tq_min_s8x4(tq_max_s8x4(m, lo4), hi4));
+            }
+#endif
+            for (; c < ch; c++, r++) {
+                const int32_t a = r[0] > r[ch] ? r[0] : r[ch];
+                const int32_t b = r[row] > r[row + ch] ? r[row] : r[row + ch];
+                const int32_t m = a > b ? a : b;
+                output[c] = clamp8(m, lo, hi);
+            }
+        }
+    }
+}
+
 void tq_max_pool_c4(const tq_pool_params *p, const int8_t *input, int8_t *output)
 {
+    if (p->k_h == 2 && p->k_w == 2 && p->pad_h == 0 && p->pad_w == 0 && (p->out_h - 1) * p->stride_h + 2 <= p->in_h
+        && (p->out_w - 1) * p->stride_w + 2 <= p->in_w) {
+        max_pool_2x2_inside(p, input, output);
+        return;
+    }
     const int32_t ch = p->channels, row = p->in_w * ch;
     const int32_t lo = p->act_min, hi = p->act_max;
 #if TQ_PACKED
