@@ -324,13 +324,14 @@ static void shallow_gather_border(const tq_conv_shallow_params *p, const int8_t 
     }
 }
 
-/* Both pixels' taps at once, their windows inside the input (a and b: the windows' first bytes). */
-TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8_t *a, const int8_t *b,
-                                          int32_t *s)
+/* Both pixels' taps at once, their windows inside the input (a and b: the windows' first bytes); `offset`
+   says whether to add the input offset (0 where it was folded into the bias: a constant where inlined). */
+TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8_t *restrict a,
+                                          const int8_t *restrict b, int32_t *restrict s, int offset)
 {
-    const int32_t *off = p->tap_offsets;
+    const int32_t *restrict off = p->tap_offsets;
     const int32_t *const end = off + (p->taps & ~1);
-    const int32_t io = p->input_offset;
+    const int32_t io = offset ? p->input_offset : 0;
     while (off != end) {
         const int32_t o0 = off[0], o1 = off[1];
         s[0] = tq_pack16(a[o0] + io, a[o1] + io);
@@ -344,15 +345,14 @@ TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const
     }
 }
 
-#define TQ_SHALLOW_STEP                                                                                        \
+/* Word i of both pixels' taps times word i of both channels' weights. */
+#define TQ_SHALLOW_STEP(i)                                                                                     \
     do {                                                                                                       \
-        const int32_t xa = s[0], xb = s[1], w0 = w[0], w1 = w[1];                                              \
+        const int32_t xa = s[2 * (i)], xb = s[2 * (i) + 1], w0 = w[2 * (i)], w1 = w[2 * (i) + 1];              \
         a0 = tq_smlad(xa, w0, a0);                                                                             \
         a1 = tq_smlad(xa, w1, a1);                                                                             \
         b0 = tq_smlad(xb, w0, b0);                                                                             \
         b1 = tq_smlad(xb, w1, b1);                                                                             \
-        s += 2;                                                                                                \
-        w += 2;                                                                                                \
     } while (0)
 
 /* One sum requantized with its channel's row of the shallow requant table and clamped: to int8 only when the
@@ -376,22 +376,28 @@ TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32
                                  int32_t hi)
 {
     int32_t a0 = q[2], b0 = q[2], a1 = q[6 + 2], b1 = q[6 + 2];
-    int32_t n = (words + 3) >> 2;
-    /* Duff's device: the run of `words` steps unrolled by 4, entered at its remainder. */
+    const int32_t *const s_end = s + 2 * (words & ~3);
+    /* four words per pass at constant offsets, then the last 0 to 3 */
+    while (s != s_end) {
+        TQ_SHALLOW_STEP(0);
+        TQ_SHALLOW_STEP(1);
+        TQ_SHALLOW_STEP(2);
+        TQ_SHALLOW_STEP(3);
+        s += 8;
+        w += 8;
+    }
     switch (words & 3) {
-    case 0:
-        do {
-            TQ_SHALLOW_STEP;
-            /* fall through */
     case 3:
-            TQ_SHALLOW_STEP;
-            /* fall through */
+        TQ_SHALLOW_STEP(2);
+        /* fall through */
     case 2:
-            TQ_SHALLOW_STEP;
-            /* fall through */
+        TQ_SHALLOW_STEP(1);
+        /* fall through */
     case 1:
-            TQ_SHALLOW_STEP;
-        } while (--n > 0);
+        TQ_SHALLOW_STEP(0);
+        break;
+    default:
+        break;
     }
     out[d] = shallow_requantize(a1, q + 6, full, lo, hi);
     out_b[d] = shallow_requantize(b1, q + 6, full, lo, hi);
@@ -422,8 +428,13 @@ void tq_conv2d_shallow(const tq_conv_shallow_params *p, const int8_t *input, int
         int8_t *out_b = out + (two ? out_c : 0);
         if (ya >= 0 && yb >= 0 && xa >= 0 && xb >= 0 && ya + span_h < p->in_h && yb + span_h < p->in_h
             && xa + span_w < p->in_w && xb + span_w < p->in_w) {
-            shallow_gather_inside(p, input + (ya * p->in_w + xa) * p->in_c, input + (yb * p->in_w + xb) * p->in_c,
-                                  scr);
+            const int8_t *const in_a = input + (ya * p->in_w + xa) * p->in_c;
+            const int8_t *const in_b = input + (yb * p->in_w + xb) * p->in_c;
+            if (p->input_offset != 0) {
+                shallow_gather_inside(p, in_a, in_b, scr, 1);
+            } else {
+                shallow_gather_inside(p, in_a, in_b, scr, 0);
+            }
         } else {
             shallow_gather_border(p, input, oy, ox, scr);
             shallow_gather_border(p, input, oy_b, ox_b, scr + 1);
