@@ -44,6 +44,13 @@ def _shallow(x):
     return L.Conv2D(9, 3, strides=2, padding="same")(x)             # in_c 16, stride 2 over SAME
 
 
+def _first(x):
+    x = L.Conv2D(3, 3, strides=2, padding="same")(x)                # in_c 2, SAME stride 2: offset per tap, border
+    x = L.Conv2D(1, (3, 2), activation="relu6")(x)                  # in_c 3, VALID, out_c 1, clamped activation
+    x = L.Conv2D(7, 3, dilation_rate=2, padding="same")(x)          # in_c 1, dilated SAME, odd out_c and pixels
+    return L.Conv2D(4, (5, 1), strides=(1, 2), padding="same", activation="relu")(x)  # in_c 7: not shallow
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -51,7 +58,7 @@ class Case:
     shape: tuple[int, ...]
 
 
-CASES = (Case("deep", _deep, (9, 9, 3)), Case("shallow", _shallow, (12, 11, 1)))
+CASES = (Case("deep", _deep, (9, 9, 3)), Case("shallow", _shallow, (12, 11, 1)), Case("first", _first, (13, 11, 2)))
 
 
 def _convert(case: Case, seed: int):
@@ -104,9 +111,29 @@ def test_choice_covers_every_branch_and_size_keeps_generic(emitted):
         kernels += [c.kernel for c in calls]
         for c in calls:
             fields = dict(c.fields)
-            assert c.scratch_bytes == (0 if c.kernel == "tq_conv2d_1x1" else 4 * int(fields["k_padded"]))
+            if c.kernel == "tq_conv2d_shallow":
+                assert int(fields["in_c"]) <= 3 and c.scratch_bytes == 8 * ((int(fields["taps"]) + 1) // 2)
+            else:
+                assert c.scratch_bytes == (0 if c.kernel == "tq_conv2d_1x1" else 4 * int(fields["k_padded"]))
     assert kernels.count("tq_conv2d_1x1") == 2
-    assert kernels.count("tq_conv2d_im2col") == 7
+    assert kernels.count("tq_conv2d_im2col") == 6
+    assert kernels.count("tq_conv2d_shallow") == 5
+
+
+def test_shallow_layout_pairs_taps_and_channels():
+    w = np.arange(1, 3 * 5 + 1, dtype=np.int8).reshape(3, 5)  # 3 channels, K = 5 -> 3 words per channel
+    words = conv.shallow_weights(w, 3).view(np.uint32).reshape(2, 3, 2)  # [pair][word][channel]
+    assert [int(v) for v in words[0, 0]] == [1 | 2 << 16, 6 | 7 << 16]
+    assert [int(v) for v in words[0, 2]] == [5, 10]
+    assert [int(v) for v in words[1, 1]] == [13 | 14 << 16] * 2  # the odd channel's copy completes the pair
+    neg = conv.shallow_weights(np.array([[-1, -2]], dtype=np.int8), 1).view(np.uint32)
+    assert int(neg[0]) == 0xFFFF | 0xFFFE << 16
+    fields = dict(k_h=2, k_w=3, in_c=2, in_w=10, dil_h=2, dil_w=1)
+    assert conv.tap_offsets(fields).tolist() == [0, 1, 2, 3, 4, 5, 40, 41, 42, 43, 44, 45]
+    rows = conv.shallow_requant(np.array([7, -3]), np.array([1 << 30, 3 << 29]), np.array([-1, -9]), -5)
+    c = (1 << 30) + (1 << 39) - 5 * (1 << 40)
+    assert rows.reshape(2, 6)[1].tolist() == [c & 0xFFFFFFFF, (c >> 32), -3, 3 << 29, 8, -(1 << 31)]
+    assert conv.shallow_requant(np.array([0]), np.array([1 << 30]), np.array([0]), 0) is None  # no right shift
 
 
 def test_weight_layout_pairs_channels_per_group_of_four():
@@ -140,7 +167,7 @@ def test_conv_bitexact_with_tflm_in_qemu(target, emitted, tmp_path):
 
 REQUANT_HARNESS = r"""
 #include <stdio.h>
-#include "tq_conv.c"
+#include "tq_requant.h"
 #include "tinyq_kernels.h"
 
 static uint32_t state = 12345u;
@@ -151,31 +178,43 @@ int main(void)
     static const int32_t edges[] = {0, 1, -1, 2, -2, 3, -3, 127, -128, 255, -255, 1 << 20, -(1 << 20), 0x3FFFFFFF,
                                     -0x40000000, INT32_MAX, INT32_MIN + 1, INT32_MIN};
     const int32_t n_edges = (int32_t)(sizeof edges / sizeof edges[0]);
-    long n = 0;
+    long n = 0, fused = 0;
     int32_t shift, e, i;
     for (shift = -31; shift <= 30; shift++) {
         const int32_t left = shift > 0 ? shift : 0;
         for (i = 0; i < 20000; i++) {
             const int32_t mult = i < 64 ? (int32_t)(i == 0 ? 0 : (1u << 30) + (uint32_t)i * 0x00FFFFFFu)
                                         : (int32_t)(next() >> 1);
-            const int32_t rq[4] = {0, mult, left, shift > 0 ? 0 : -shift};
-            const tq_conv_rq q = channel_rq(rq, 0);
+            /* the fused form's output zero point, within int8 and where the constant fits (see conv.py) */
+            const int32_t zp = (int32_t)(next() % 256u) - 128;
+            const int32_t r = -shift;
+            const int64_t c = r >= 1 ? ((int64_t)1 << 30) + ((int64_t)1 << (30 + r)) + zp * (int64_t)((uint64_t)1 << (31 + r)) : 0;
+            const int fits = r >= 1 && r <= 23;
             for (e = 0; e <= n_edges; e++) {
                 const int32_t raw = e < n_edges ? edges[e] : (int32_t)next();
                 /* keep x << left within int32, as tinyq/lower.py proves for every layer */
                 const int32_t x = (int32_t)((uint32_t)raw << (left + 1)) >> (left + 1);
-                const int32_t got = rescale(x, q);
                 const int32_t want = tq_multiply_by_quantized_multiplier(x, mult, shift);
+                const int32_t got = tq_requantize(x, mult, shift);
                 if (got != want) {
                     printf("x=%ld mult=%ld shift=%ld: %ld, not %ld\n", (long)x, (long)mult, (long)shift, (long)got,
                            (long)want);
                     return 1;
                 }
+                if (fits) {
+                    const int32_t f = tq_requantize_fused(x, mult, c, r - 1);
+                    if (f != want + zp) {
+                        printf("fused x=%ld mult=%ld shift=%ld zp=%ld: %ld, not %ld\n", (long)x, (long)mult,
+                               (long)shift, (long)zp, (long)f, (long)(want + zp));
+                        return 1;
+                    }
+                    fused++;
+                }
                 n++;
             }
         }
     }
-    printf("%ld\n", n);
+    printf("%ld %ld\n", n, fused);
     return 0;
 }
 """
@@ -191,4 +230,4 @@ def test_division_free_requantization_equals_generic(tmp_path):
                     str(exe)], check=True, capture_output=True, text=True)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert int(run.stdout) == 62 * 20000 * 19
+    assert [int(v) for v in run.stdout.split()] == [62 * 20000 * 19, 23 * 20000 * 19]
