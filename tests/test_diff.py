@@ -14,18 +14,19 @@ from tinyq.diff import DiffConfig, Runtime
 from tinyq.errors import TinyqError, VerificationError
 from tinyq.explain import explain, multiply_double_rounding, multiply_single_rounding, srdhm
 from tinyq.graph import read_graph
-from tinyq.lower import lower
+from tinyq.lower import Optimize, lower
 
 IMAGES = 20
 
 
-def _folder(q, dataset, root, name):
-    """A folder as `tinyq demo` leaves it, as far as diff reads it: model_int8.tflite and firmware/."""
+def _folder(q, dataset, root, name, optimize=Optimize.SPEED):
+    """A folder as `tinyq demo` leaves it, as far as diff reads it: model_int8.tflite and firmware/. Planted
+    edits use SIZE folders: their constant arrays are the generic kernels' (op<N>_weights, _bias, _mult, _shift)."""
     out = root / name
     inputs, _ = diff.folder_inputs(q.tflite, None, tuple(range(IMAGES)))
     tflm = verify.run_tflm(q.tflite, inputs)
     r = verify.VerifyResult.tflm_only(q, inputs, tflm, dataset.test_y[:IMAGES])
-    emit.emit(q, r, out / "firmware", name="mnist")
+    emit.emit(q, r, out / "firmware", name="mnist", optimize=optimize)
     (out / "model_int8.tflite").write_bytes(q.tflite)
     return out
 
@@ -36,8 +37,13 @@ def cnn_dir(tmp_path_factory, cnn_q, dataset):
 
 
 @pytest.fixture(scope="module")
+def cnn_size_dir(tmp_path_factory, cnn_q, dataset):
+    return _folder(cnn_q, dataset, tmp_path_factory.mktemp("diff"), "cnn", Optimize.SIZE)
+
+
+@pytest.fixture(scope="module")
 def mlp_dir(tmp_path_factory, mlp_q, dataset):
-    return _folder(mlp_q, dataset, tmp_path_factory.mktemp("diff"), "mlp")
+    return _folder(mlp_q, dataset, tmp_path_factory.mktemp("diff"), "mlp", Optimize.SIZE)
 
 
 def _copy(src, tmp_path):
@@ -90,8 +96,8 @@ PLANTS = [
 
 @pytest.mark.integration
 @pytest.mark.parametrize("array, index, change, op_index", PLANTS, ids=[p[0] for p in PLANTS])
-def test_planted_divergence_named_at_its_op_on_the_host(cnn_dir, tmp_path, array, index, change, op_index):
-    out = _copy(cnn_dir, tmp_path)
+def test_planted_divergence_named_at_its_op_on_the_host(cnn_size_dir, tmp_path, array, index, change, op_index):
+    out = _copy(cnn_size_dir, tmp_path)
     _plant(out, array, index, change)
     with pytest.raises(TinyqError, match=r"mnist_model\.c.*--allow-modified"):
         _diff(out, allow_modified=False)
@@ -114,8 +120,8 @@ def test_planted_divergence_named_at_its_op_on_the_host(cnn_dir, tmp_path, array
 
 @pytest.mark.integration
 @pytest.mark.qemu
-def test_planted_divergence_named_at_its_op_on_cortex_m4(cnn_dir, tmp_path):
-    out = _copy(cnn_dir, tmp_path)
+def test_planted_divergence_named_at_its_op_on_cortex_m4(cnn_size_dir, tmp_path):
+    out = _copy(cnn_size_dir, tmp_path)
     _plant(out, "op5_bias", 3, lambda v: v + 200000)
     result = _diff(out, targets=("host", "cortex-m4"), images=3)
     assert result.runtimes == (Runtime.TFLM, Runtime.C_HOST, Runtime.C_CORTEX_M4)
@@ -169,7 +175,7 @@ def test_exact_recomputation_reproduces_tflm(which, request):
     softmax): the rule TFLM follows, recomputed from the model, gives TFLM's value at sampled elements."""
     q = request.getfixturevalue(f"{which}_q")
     graph = read_graph(q.tflite)
-    calls = {c.op_index: c for c in lower(graph).calls}
+    calls = {c.op_index: c for c in lower(graph, Optimize.SIZE).calls}
     layout = diff.Layout.of(graph)
     inputs, _ = diff.folder_inputs(q.tflite, None, (0, 1))
     trace = diff.trace_tflm(q.tflite, inputs, layout)
@@ -193,12 +199,12 @@ def test_exact_recomputation_reproduces_tflm(which, request):
 
 
 @pytest.mark.integration
-def test_cli_exit_status_and_diff_json(cnn_dir, tmp_path, capsys):
+def test_cli_exit_status_and_diff_json(cnn_dir, cnn_size_dir, tmp_path, capsys):
     assert cli.main(["--quiet", "diff", str(cnn_dir), "--images", "5"]) == 0
     text = capsys.readouterr().out
     assert "final outputs agree in every pair" in text and "inputs with identical final outputs (of 5)" in text
     assert "c-host is identical to " in text
-    out = _copy(cnn_dir, tmp_path)
+    out = _copy(cnn_size_dir, tmp_path)
     _plant(out, "op5_bias", 3, lambda v: v + 200000)
     assert cli.main(["--quiet", "diff", str(out), "--image", "0"]) == 2
     assert "--allow-modified" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from .errors import BuildError, TinyqError, VerificationError
 from .native import Runtime as NativeRuntime, session
 from .explain import Explanation, explain
 from .graph import Graph, read_graph
-from .lower import KernelCall, Lowered, lower
+from .lower import KernelCall, Lowered, Optimize, lower
 
 Progress = Callable[[str], None]
 CHUNK = 1000  # inputs traced and compared at a time: bounds memory at CHUNK x (bytes of every op output)
@@ -320,8 +320,8 @@ class _Model:
 
 def _model(tflite: bytes) -> _Model:
     graph = read_graph(tflite)
-    try:
-        lowered = lower(graph)
+    try:  # the generic kernels: explain.py recomputes their arithmetic, which every specialised variant equals
+        lowered = lower(graph, Optimize.SIZE)
     except TinyqError:
         lowered = None
     return _Model(tflite, graph, lowered, Layout.of(graph))
