@@ -9,6 +9,30 @@
 extern "C" {
 #endif
 
+/* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
+   tinyq/kernels/depthwise.py so that TFLite's two roundings (SaturatingRoundingDoublingHighMul, then
+   RoundingDivideByPOT) become one 64-bit multiply-add and shift: ((acc + bias) << left) * mult + rnd, minus
+   2^31 where neg is set and acc + bias < 0, shifted right by sh (31 + TFLite's right shift). */
+enum {
+    TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_LEFT, TQ_DW_SH, TQ_DW_RND_LO, TQ_DW_RND_HI, TQ_DW_NEG, TQ_DW_PAD,
+    TQ_DW_REQUANT_SIZE
+};
+
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels). Weights are grouped by
+   four channels: [ceil(channels / 4)][k_h * k_w][4], taps in row-major order, zero past the last channel. The
+   input offset is added per tap inside the image and padding taps are skipped (it is 0 when folded into bias).
+   tq_dw_conv3x3 takes k_h == k_w == 3 with the window fully unrolled; tq_dw_conv any window size. */
+typedef struct {
+    int32_t in_h, in_w, channels, out_h, out_w, k_h, k_w;
+    int32_t stride_h, stride_w, pad_h, pad_w;
+    int32_t input_offset, output_offset, act_min, act_max;
+    const int8_t *weights;
+    const int32_t *requant; /* [channels][TQ_DW_REQUANT_SIZE] */
+} tq_dw_params;
+
+void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output);
+void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

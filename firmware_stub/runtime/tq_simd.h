@@ -107,6 +107,14 @@ static inline int32_t tq_smlatt(int32_t x, int32_t y, int32_t acc)
     return __smlatt(x, y, acc);
 }
 
+/* Lanes of a plus bytes 1 and 3 of x, sign-extended (SXTAB16 with its rotation). */
+static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"((uint32_t)a), "r"((uint32_t)x));
+    return (int32_t)r;
+}
+
 #else
 
 static inline int32_t tq_sxtb16(int32_t x)
@@ -144,6 +152,12 @@ static inline int32_t tq_smlabb(int32_t x, int32_t y, int32_t acc)
 static inline int32_t tq_smlatt(int32_t x, int32_t y, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(tq_hi16(x) * tq_hi16(y)));
+}
+
+static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
+{
+    const int32_t b = tq_sxtb16_ror8(x);
+    return tq_pack16(tq_lo16(a) + tq_lo16(b), tq_hi16(a) + tq_hi16(b));
 }
 
 #endif

@@ -1,12 +1,59 @@
-"""Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/)."""
+"""Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
+
+Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled) or tq_dw_conv (any window):
+weights grouped by four channels so one word load feeds four channels' packed multiply-accumulates, and a
+per-channel record that turns TFLite's two-step requantization into one 64-bit multiply-add and shift."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 from .base import ConstArray, Variant
+
+GROUP = 4  # channels per packed step
+REQUANT_SIZE = 8  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
+_PARAMS = ("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w",
+           "input_offset", "output_offset", "act_min", "act_max")
+
+
+def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray:
+    """Depthwise weights [taps][channels] as [ceil(channels / 4)][taps][4], zero past the last channel."""
+    groups = -(-channels // GROUP)
+    w = np.zeros((taps, groups * GROUP), np.int8)
+    w[:, :channels] = weights.reshape(taps, channels)
+    return np.ascontiguousarray(w.reshape(taps, groups, GROUP).transpose(1, 0, 2)).reshape(-1)
+
+
+def requant_record(bias: int, mult: int, shift: int) -> tuple[int, ...]:
+    """One channel's record (bias, mult, left, sh, rnd_lo, rnd_hi, neg, 0): TFLite's
+    RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, mult), right) equals
+    (x' * mult + rnd - (2^31 if neg and x < 0)) >> (31 + right) for mult >= 0, where the doubling high multiply is
+    floor((x' * mult + 2^30) / 2^31) and the rounding divide adds 2^(right - 1) less one for negative values."""
+    left, right = max(shift, 0), max(-shift, 0)
+    rnd = (1 << 30) + ((1 << (30 + right)) if right else 0)
+    lo = rnd & 0xFFFFFFFF
+    lo = lo - (1 << 32) if lo >= 1 << 31 else lo
+    return bias, mult, left, 31 + right, lo, rnd >> 32, -1 if right else 0, 0
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """The variant for this call, or None for the generic kernel."""
-    return None
+    """tq_dw_conv3x3 / tq_dw_conv for depth multiplier 1 without dilation; None (the generic kernel) else."""
+    if fields["depth_multiplier"] != 1 or fields["dil_h"] != 1 or fields["dil_w"] != 1:
+        return None
+    channels = fields["in_c"]
+    mult = arrays["mult"].values.astype(np.int64)
+    shift = arrays["shift"].values.astype(np.int64)
+    if fields["out_c"] != channels or (mult < 0).any():
+        return None
+    taps = fields["k_h"] * fields["k_w"]
+    weights = ConstArray(f"{name}_weights_dw", "int8_t", grouped_weights(arrays["weights"].values, taps, channels))
+    bias = arrays["bias"].values.astype(np.int64)
+    records = np.array([requant_record(int(b), int(m), int(s)) for b, m, s in zip(bias, mult, shift)], np.int64)
+    requant = ConstArray(f"{name}_requant_dw", "int32_t", records.astype(np.int32).reshape(-1))
+    kernel = "tq_dw_conv3x3" if fields["k_h"] == 3 and fields["k_w"] == 3 else "tq_dw_conv"
+    return Variant(kernel, "tq_dw_params",
+                   fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
+                   arrays=(weights, requant), pointer_fields=("weights", "requant"),
+                   counts=(-(-channels // GROUP) * GROUP * taps, channels * REQUANT_SIZE))

@@ -1,0 +1,152 @@
+/* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
+   word of input bytes becomes two lanes pairs with the input offset added (SXTAB16), one word of weights two
+   matching pairs (SXTB16), and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
+   runs the same order one channel at a time. Interior pixels read their window without bounds checks; border
+   pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
+#include "tq_depthwise.h"
+
+#include "tq_simd.h"
+
+/* TFLite's per-channel requantization of acc (bias not yet added), exact; see tq_depthwise.h. */
+static inline int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
+                                 int32_t act_max)
+{
+    const int32_t x = (int32_t)((uint32_t)(acc + q[TQ_DW_BIAS]) << q[TQ_DW_LEFT]);
+    const int64_t rnd = (int64_t)(((uint64_t)(uint32_t)q[TQ_DW_RND_HI] << 32) | (uint32_t)q[TQ_DW_RND_LO]);
+    const int64_t neg = (int64_t)(x >> 31) & (int64_t)q[TQ_DW_NEG];
+    int32_t out = (int32_t)(((int64_t)x * q[TQ_DW_MULT] + rnd + neg * ((int64_t)1 << 31)) >> q[TQ_DW_SH]);
+    out += output_offset;
+    out = out < act_min ? act_min : out;
+    return out > act_max ? act_max : out;
+}
+
+#if TQ_PACKED
+
+/* Four channels' sums over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap inside the
+   image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
+static inline void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                           int32_t k_w, int32_t off2, int32_t acc[4])
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int32_t ky, kx;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            const int32_t xw = tq_read_s8x4(in + ky * row + kx * c);
+            const int32_t ww = tq_read_s8x4(w + (ky * k_w + kx) * 4);
+            const int32_t x02 = tq_sxtab16(off2, xw);
+            const int32_t x13 = tq_sxtab16_ror8(off2, xw);
+            const int32_t w02 = tq_sxtb16(ww);
+            const int32_t w13 = tq_sxtb16_ror8(ww);
+            a0 = tq_smlabb(x02, w02, a0);
+            a2 = tq_smlatt(x02, w02, a2);
+            a1 = tq_smlabb(x13, w13, a1);
+            a3 = tq_smlatt(x13, w13, a3);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+#else
+
+static inline void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                           int32_t k_w, int32_t off2, int32_t acc[4])
+{
+    const int32_t off = tq_lo16(off2);
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int32_t ky, kx;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            const int8_t *x = in + ky * row + kx * c;
+            const int8_t *ww = w + (ky * k_w + kx) * 4;
+            a0 += ((int32_t)x[0] + off) * ww[0];
+            a1 += ((int32_t)x[1] + off) * ww[1];
+            a2 += ((int32_t)x[2] + off) * ww[2];
+            a3 += ((int32_t)x[3] + off) * ww[3];
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+#endif
+
+/* The last channels % 4 channels of one pixel, one at a time over the same layout. */
+static int32_t dw_sum1(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                       int32_t k_w, int32_t off)
+{
+    int32_t acc = 0;
+    int32_t ky, kx;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            acc += ((int32_t)in[ky * row + kx * c] + off) * w[(ky * k_w + kx) * 4];
+        }
+    }
+    return acc;
+}
+
+static inline int32_t max_i32(int32_t a, int32_t b)
+{
+    return a > b ? a : b;
+}
+
+static inline int32_t min_i32(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The kernel body for a window of k_h x k_w taps; the 3x3 entry point passes constants so the interior window
+   unrolls. */
+static inline void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w)
+{
+    const int32_t c = p->channels;
+    const int32_t row = p->in_w * c;
+    const int32_t groups = c / 4;
+    const int32_t taps4 = k_h * k_w * 4;
+    const int32_t off2 = tq_pack16(p->input_offset, p->input_offset);
+    int32_t oy, ox, g, j;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int32_t ky0 = max_i32(0, -y0);
+        const int32_t ky1 = min_i32(k_h, p->in_h - y0);
+        for (ox = 0; ox < p->out_w; ox++, output += c) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            const int32_t kx0 = max_i32(0, -x0);
+            const int32_t kx1 = min_i32(k_w, p->in_w - x0);
+            const int32_t n_y = ky1 - ky0, n_x = kx1 - kx0;
+            const int interior = n_y == k_h && n_x == k_w;
+            const int8_t *in = input + (y0 + ky0) * row + (x0 + kx0) * c;
+            const int8_t *w = p->weights + (ky0 * k_w + kx0) * 4;
+            const int32_t *q = p->requant;
+            for (g = 0; g < groups; g++, in += 4, w += taps4) {
+                int32_t acc[4];
+                if (interior) {
+                    dw_sum4(in, w, row, c, k_h, k_w, k_w, off2, acc);
+                } else {
+                    dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
+                }
+                for (j = 0; j < 4; j++, q += TQ_DW_REQUANT_SIZE) {
+                    output[4 * g + j] = (int8_t)dw_requant(acc[j], q, p->output_offset, p->act_min, p->act_max);
+                }
+            }
+            for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
+                const int32_t acc = dw_sum1(in + j, w + j, row, c, n_y, n_x, k_w, p->input_offset);
+                output[4 * groups + j] = (int8_t)dw_requant(acc, q, p->output_offset, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, 3, 3);
+}
+
+void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, p->k_h, p->k_w);
+}

@@ -1,0 +1,119 @@
+"""The specialised depthwise kernels (tinyq/kernels/depthwise.py, firmware_stub/runtime/tq_depthwise.c), each
+bit-exact with TFLM: one synthetic graph whose layers reach every branch of the choice (3x3 with strides 1 and 2,
+SAME and VALID, channel tails of 0 to 3, a tall window on the any-size kernel, a depth multiplier left to the
+generic kernel), run on a few hundred random inputs through the packed path, the portable path, the sanitizers,
+and in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no DSP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tinyq import cortex_m, emit, firmware, verify
+from tinyq.fixedpoint import mul_by_quantized_multiplier
+from tinyq.graph import read_graph
+from tinyq.kernels.depthwise import grouped_weights, requant_record
+from tinyq.lower import Optimize, lower
+from tinyq.quantize import QuantizeConfig, quantize
+
+L = tf.keras.layers
+SAMPLES = 300
+SHAPE = (10, 11, 8)
+
+
+def _model():
+    inp = tf.keras.Input(SHAPE)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(inp)  # 2 groups, input offset per tap
+    x = L.Conv2D(7, 1)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 1 group + 3 tail channels
+    y = L.DepthwiseConv2D(3, padding="valid")(x)  # offset folded into the bias
+    z = L.DepthwiseConv2D((5, 2), strides=(1, 2), padding="same")(x)  # any-size window
+    w = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # generic kernel
+    return tf.keras.Model(inp, L.Concatenate()([L.Flatten()(y), L.Flatten()(z), L.Flatten()(w)]), name="dw")
+
+
+@dataclass(frozen=True)
+class Case:
+    quantized: object
+    folder: object
+    inputs: np.ndarray
+    tflm: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> Case:
+    tf.keras.utils.set_random_seed(11)
+    model = _model()
+    rng = np.random.default_rng(11)
+    for v in model.weights:  # non-zero biases, or the converter drops them
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
+    calib = rng.random((64,) + SHAPE, dtype=np.float32) * 2 - 0.5  # asymmetric: non-zero input zero point
+    q = quantize(model, calib, QuantizeConfig(64, input_range=(-0.5, 1.5)))
+    xs = np.random.default_rng(7).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
+    tflm = verify.run_tflm(q.tflite, xs)
+    r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
+    folder = tmp_path_factory.mktemp("dw") / "fw"
+    emit.emit(q, r, folder, name="dw", golden_count=5)
+    return Case(q, folder, xs, tflm.reshape(len(xs), -1))
+
+
+def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
+    same = np.all(outs == tflm, axis=1)
+    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
+
+
+def test_choice_covers_every_variant_and_size_keeps_generic(case):
+    g = read_graph(case.quantized.tflite)
+    speed = [c.kernel for c in lower(g).calls if c.op_name == "DEPTHWISE_CONV_2D"]
+    size = [c.kernel for c in lower(g, Optimize.SIZE).calls if c.op_name == "DEPTHWISE_CONV_2D"]
+    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
+                             "tq_dw_conv3x3"]
+    assert size == ["tq_depthwise_conv2d"] * 5
+    offsets = [dict(c.fields)["input_offset"] for c in lower(g).calls if c.kernel == "tq_dw_conv3x3"]
+    assert "0" in offsets and any(o != "0" for o in offsets)  # folded (VALID) and per tap (SAME)
+
+
+def test_requant_record_equals_tflite_rounding():
+    """The one-step requantization of the C kernel, evaluated in Python, against TFLite's two steps."""
+    rng = np.random.default_rng(3)
+    edges = [0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, -(1 << 31), (1 << 30), -(1 << 30), 12345, -12345]
+    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 3000)]
+    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 3000)]
+    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 40)]
+    for shift in list(range(-31, 3)):
+        for m in mults:
+            _, mult, left, sh, lo, hi, neg, _ = requant_record(0, m, shift)
+            rnd = (hi << 32) + (lo & 0xFFFFFFFF)
+            for x in xs:
+                xl = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+                got = (xl * mult + rnd - ((1 << 31) if neg and xl < 0 else 0)) >> sh
+                assert got == mul_by_quantized_multiplier(x, m, shift), (x, m, shift)
+
+
+def test_grouped_weights_layout():
+    w = np.arange(2 * 3 * 6, dtype=np.int8).reshape(2, 3, 6)  # [k_h][k_w][channels]
+    g = grouped_weights(w.reshape(-1), 6, 6).reshape(2, 6, 4)
+    assert np.array_equal(g[0], w.reshape(6, 6)[:, :4])
+    assert np.array_equal(g[1, :, :2], w.reshape(6, 6)[:, 4:]) and not g[1, :, 2:].any()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
+                         ids=["packed-O3", "portable", "asan-ubsan"])
+def test_bitexact_with_tflm_on_host(case, opt, sanitize, tmp_path):
+    exe = firmware.build_stub(case.folder, tmp_path / "build", opt=opt, sanitize=sanitize)
+    assert firmware.run_golden(exe).passed
+    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+def test_bitexact_with_tflm_in_qemu(case, target, tmp_path):
+    elf = cortex_m.build_cortex_m(case.folder, tmp_path / target, target=target)
+    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
+                                                      target=target).outputs, case.tflm[:40])
