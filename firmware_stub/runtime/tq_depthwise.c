@@ -7,14 +7,28 @@
 
 #include "tq_simd.h"
 
-/* TFLite's per-channel requantization of acc (bias not yet added), exact; see tq_depthwise.h. */
-static inline int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
-                                 int32_t act_max)
+#if defined(__GNUC__)
+#define TQ_DW_INLINE __attribute__((always_inline)) static inline
+#else
+#define TQ_DW_INLINE static inline
+#endif
+
+/* TFLite's per-channel requantization of acc (bias not yet added) with the output offset and clamp, exact; see
+   tq_depthwise.h. */
+TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
+                                int32_t act_max)
 {
-    const int32_t x = (int32_t)((uint32_t)(acc + q[TQ_DW_BIAS]) << q[TQ_DW_LEFT]);
-    const int64_t rnd = (int64_t)(((uint64_t)(uint32_t)q[TQ_DW_RND_HI] << 32) | (uint32_t)q[TQ_DW_RND_LO]);
-    const int64_t neg = (int64_t)(x >> 31) & (int64_t)q[TQ_DW_NEG];
-    int32_t out = (int32_t)(((int64_t)x * q[TQ_DW_MULT] + rnd + neg * ((int64_t)1 << 31)) >> q[TQ_DW_SH]);
+    const int32_t x = acc + q[TQ_DW_BIAS];
+    const int32_t rsh = q[TQ_DW_RSH];
+    int32_t out;
+    if (rsh >= 0) {
+        const int32_t *r = q + (x < 0 ? TQ_DW_NEG_LO : TQ_DW_POS_LO);
+        const int64_t v = (int64_t)(((uint64_t)(uint32_t)r[1] << 32) | (uint32_t)r[0]) + (int64_t)x * q[TQ_DW_MULT];
+        out = (int32_t)(v >> 32) >> rsh;
+    } else {
+        const int32_t xl = (int32_t)((uint32_t)x << q[TQ_DW_LEFT]);
+        out = (int32_t)(((int64_t)xl * q[TQ_DW_MULT] + ((int64_t)1 << 30)) >> 31);
+    }
     out += output_offset;
     out = out < act_min ? act_min : out;
     return out > act_max ? act_max : out;
@@ -22,36 +36,54 @@ static inline int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_o
 
 #if TQ_PACKED
 
+/* One tap of four channels: input bytes xw with the offset added in lanes (x0, x2) and (x1, x3), weights ww
+   the same way, each product into its channel's sum. */
+TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t ww, int32_t off2, int32_t acc[4])
+{
+    const int32_t x02 = tq_sxtab16(off2, xw);
+    const int32_t x13 = tq_sxtab16_ror8(off2, xw);
+    const int32_t w02 = tq_sxtb16(ww);
+    const int32_t w13 = tq_sxtb16_ror8(ww);
+    acc[0] = tq_smlabb(x02, w02, acc[0]);
+    acc[2] = tq_smlatt(x02, w02, acc[2]);
+    acc[1] = tq_smlabb(x13, w13, acc[1]);
+    acc[3] = tq_smlatt(x13, w13, acc[3]);
+}
+
 /* Four channels' sums over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap inside the
    image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
-static inline void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                           int32_t k_w, int32_t off2, int32_t acc[4])
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                          int32_t k_w, int32_t off2, int32_t acc[4])
 {
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     int32_t ky, kx;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
     for (ky = 0; ky < n_y; ky++) {
         for (kx = 0; kx < n_x; kx++) {
-            const int32_t xw = tq_read_s8x4(in + ky * row + kx * c);
-            const int32_t ww = tq_read_s8x4(w + (ky * k_w + kx) * 4);
-            const int32_t x02 = tq_sxtab16(off2, xw);
-            const int32_t x13 = tq_sxtab16_ror8(off2, xw);
-            const int32_t w02 = tq_sxtb16(ww);
-            const int32_t w13 = tq_sxtb16_ror8(ww);
-            a0 = tq_smlabb(x02, w02, a0);
-            a2 = tq_smlatt(x02, w02, a2);
-            a1 = tq_smlabb(x13, w13, a1);
-            a3 = tq_smlatt(x13, w13, a3);
+            dw_mac4(tq_read_s8x4(in + ky * row + kx * c), tq_read_s8x4(w + (ky * k_w + kx) * 4), off2, acc);
         }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+}
+
+/* The whole 3x3 window, unrolled: the input pointer walks the pixels, the weights are nine consecutive words. */
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t off2,
+                              int32_t acc[4])
+{
+    const int8_t *r0 = in, *r1 = in + row, *r2 = in + 2 * row;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    dw_mac4(tq_read_s8x4(r0), tq_read_s8x4(w), off2, acc);
+    dw_mac4(tq_read_s8x4(r0 + c), tq_read_s8x4(w + 4), off2, acc);
+    dw_mac4(tq_read_s8x4(r0 + 2 * c), tq_read_s8x4(w + 8), off2, acc);
+    dw_mac4(tq_read_s8x4(r1), tq_read_s8x4(w + 12), off2, acc);
+    dw_mac4(tq_read_s8x4(r1 + c), tq_read_s8x4(w + 16), off2, acc);
+    dw_mac4(tq_read_s8x4(r1 + 2 * c), tq_read_s8x4(w + 20), off2, acc);
+    dw_mac4(tq_read_s8x4(r2), tq_read_s8x4(w + 24), off2, acc);
+    dw_mac4(tq_read_s8x4(r2 + c), tq_read_s8x4(w + 28), off2, acc);
+    dw_mac4(tq_read_s8x4(r2 + 2 * c), tq_read_s8x4(w + 32), off2, acc);
 }
 
 #else
 
-static inline void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
                            int32_t k_w, int32_t off2, int32_t acc[4])
 {
     const int32_t off = tq_lo16(off2);
@@ -71,6 +103,12 @@ static inline void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
+}
+
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t off2,
+                              int32_t acc[4])
+{
+    dw_sum4(in, w, row, c, 3, 3, 3, off2, acc);
 }
 
 #endif
@@ -101,13 +139,14 @@ static inline int32_t min_i32(int32_t a, int32_t b)
 
 /* The kernel body for a window of k_h x k_w taps; the 3x3 entry point passes constants so the interior window
    unrolls. */
-static inline void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w)
+TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w)
 {
     const int32_t c = p->channels;
     const int32_t row = p->in_w * c;
     const int32_t groups = c / 4;
     const int32_t taps4 = k_h * k_w * 4;
     const int32_t off2 = tq_pack16(p->input_offset, p->input_offset);
+    const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int32_t oy, ox, g, j;
     for (oy = 0; oy < p->out_h; oy++) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -124,18 +163,22 @@ static inline void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *o
             const int32_t *q = p->requant;
             for (g = 0; g < groups; g++, in += 4, w += taps4) {
                 int32_t acc[4];
-                if (interior) {
+                if (interior && k_h == 3 && k_w == 3) {
+                    dw_sum4_3x3(in, w, row, c, off2, acc);
+                } else if (interior) {
                     dw_sum4(in, w, row, c, k_h, k_w, k_w, off2, acc);
                 } else {
                     dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
                 }
-                for (j = 0; j < 4; j++, q += TQ_DW_REQUANT_SIZE) {
-                    output[4 * g + j] = (int8_t)dw_requant(acc[j], q, p->output_offset, p->act_min, p->act_max);
-                }
+                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max);
+                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
+                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
+                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
+                q += 4 * TQ_DW_REQUANT_SIZE;
             }
             for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
                 const int32_t acc = dw_sum1(in + j, w + j, row, c, n_y, n_x, k_w, p->input_offset);
-                output[4 * groups + j] = (int8_t)dw_requant(acc, q, p->output_offset, p->act_min, p->act_max);
+                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max);
             }
         }
     }

@@ -10,11 +10,12 @@ extern "C" {
 #endif
 
 /* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
-   tinyq/kernels/depthwise.py so that TFLite's two roundings (SaturatingRoundingDoublingHighMul, then
-   RoundingDivideByPOT) become one 64-bit multiply-add and shift: ((acc + bias) << left) * mult + rnd, minus
-   2^31 where neg is set and acc + bias < 0, shifted right by sh (31 + TFLite's right shift). */
+   tinyq/kernels/depthwise.py. With a right shift (rsh >= 0) TFLite's two roundings (SaturatingRoundingDoubling-
+   HighMul, then RoundingDivideByPOT) become one multiply-accumulate into a 64-bit constant chosen by the sign of
+   x = acc + bias: out = ((x * mult + (x < 0 ? neg : pos)) >> 32) >> rsh. Without one (rsh = -1) the doubling
+   high multiply of x << left is the whole rescale: (x' * mult + 2^30) >> 31. */
 enum {
-    TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_LEFT, TQ_DW_SH, TQ_DW_RND_LO, TQ_DW_RND_HI, TQ_DW_NEG, TQ_DW_PAD,
+    TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_POS_LO, TQ_DW_POS_HI, TQ_DW_NEG_LO, TQ_DW_NEG_HI, TQ_DW_RSH, TQ_DW_LEFT,
     TQ_DW_REQUANT_SIZE
 };
 

@@ -26,16 +26,23 @@ def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray
     return np.ascontiguousarray(w.reshape(taps, groups, GROUP).transpose(1, 0, 2)).reshape(-1)
 
 
+def _halves(v: int) -> tuple[int, int]:
+    """A 64-bit constant as its low and high int32 words."""
+    lo = v & 0xFFFFFFFF
+    return (lo - (1 << 32) if lo >= 1 << 31 else lo), v >> 32
+
+
 def requant_record(bias: int, mult: int, shift: int) -> tuple[int, ...]:
-    """One channel's record (bias, mult, left, sh, rnd_lo, rnd_hi, neg, 0): TFLite's
-    RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, mult), right) equals
-    (x' * mult + rnd - (2^31 if neg and x < 0)) >> (31 + right) for mult >= 0, where the doubling high multiply is
-    floor((x' * mult + 2^30) / 2^31) and the rounding divide adds 2^(right - 1) less one for negative values."""
+    """One channel's record (bias, mult, pos_lo, pos_hi, neg_lo, neg_hi, rsh, left). For mult >= 0 TFLite's
+    doubling high multiply is floor((x * mult + 2^30) / 2^31) and its rounding divide by 2^right adds
+    2^(right - 1), less one for negative values (x < 0 gives the same as the product's sign); nested floors of
+    divisions compose, so with right >= 1 the two are floor((x * mult + 2^30 + 2^(30 + right) - [x < 0] 2^31)
+    / 2^(31 + right)): the high word of the sum, shifted right by right - 1."""
     left, right = max(shift, 0), max(-shift, 0)
-    rnd = (1 << 30) + ((1 << (30 + right)) if right else 0)
-    lo = rnd & 0xFFFFFFFF
-    lo = lo - (1 << 32) if lo >= 1 << 31 else lo
-    return bias, mult, left, 31 + right, lo, rnd >> 32, -1 if right else 0, 0
+    if right == 0:
+        return bias, mult, 0, 0, 0, 0, -1, left
+    pos = (1 << 30) + (1 << (30 + right))
+    return (bias, mult, *_halves(pos), *_halves(pos - (1 << 31)), right - 1, 0)
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
