@@ -5,6 +5,7 @@
    pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
 #include "tq_depthwise.h"
 
+#include "tinyq_kernels.h"
 #include "tq_simd.h"
 
 #if defined(__GNUC__)
@@ -14,20 +15,20 @@
 #endif
 
 /* TFLite's per-channel requantization of acc (bias not yet added) with the output offset and clamp, exact; see
-   tq_depthwise.h. */
+   tq_depthwise.h. `one_step` says every channel has the one-step form (a constant at each call site). */
 TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
-                                int32_t act_max)
+                                int32_t act_max, int one_step)
 {
     const int32_t x = acc + q[TQ_DW_BIAS];
     const int32_t rsh = q[TQ_DW_RSH];
     int32_t out;
-    if (rsh >= 0) {
-        const int32_t *r = q + (x < 0 ? TQ_DW_NEG_LO : TQ_DW_POS_LO);
-        const int64_t v = (int64_t)(((uint64_t)(uint32_t)r[1] << 32) | (uint32_t)r[0]) + (int64_t)x * q[TQ_DW_MULT];
+    if (one_step || rsh >= 0) {
+        const uint32_t lo = 0x40000000u | ((uint32_t)x & 0x80000000u);
+        const uint32_t hi = (uint32_t)q[TQ_DW_HI] + (uint32_t)(x >> 31);
+        const int64_t v = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * q[TQ_DW_MULT];
         out = (int32_t)(v >> 32) >> rsh;
     } else {
-        const int32_t xl = (int32_t)((uint32_t)x << q[TQ_DW_LEFT]);
-        out = (int32_t)(((int64_t)xl * q[TQ_DW_MULT] + ((int64_t)1 << 30)) >> 31);
+        out = tq_multiply_by_quantized_multiplier(x, q[TQ_DW_MULT], q[TQ_DW_HI]);
     }
     out += output_offset;
     out = out < act_min ? act_min : out;
@@ -137,9 +138,10 @@ static inline int32_t min_i32(int32_t a, int32_t b)
     return a < b ? a : b;
 }
 
-/* The kernel body for a window of k_h x k_w taps; the 3x3 entry point passes constants so the interior window
-   unrolls. */
-TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w)
+/* The kernel body for a window of k_h x k_w taps; the 3x3 entry point passes constants, so its interior window
+   unrolls and its requantization has no branch. */
+TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w,
+                          int one_step)
 {
     const int32_t c = p->channels;
     const int32_t row = p->in_w * c;
@@ -170,15 +172,15 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
                 } else {
                     dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
                 }
-                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max);
-                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
-                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
-                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max);
+                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max, one_step);
+                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
+                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
+                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
                 q += 4 * TQ_DW_REQUANT_SIZE;
             }
             for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
                 const int32_t acc = dw_sum1(in + j, w + j, row, c, n_y, n_x, k_w, p->input_offset);
-                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max);
+                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max, one_step);
             }
         }
     }
@@ -186,10 +188,10 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
 
 void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output)
 {
-    dw_conv(p, input, output, 3, 3);
+    dw_conv(p, input, output, 3, 3, 1);
 }
 
 void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
 {
-    dw_conv(p, input, output, p->k_h, p->k_w);
+    dw_conv(p, input, output, p->k_h, p->k_w, 0);
 }

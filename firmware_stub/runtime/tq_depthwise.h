@@ -10,14 +10,12 @@ extern "C" {
 #endif
 
 /* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
-   tinyq/kernels/depthwise.py. With a right shift (rsh >= 0) TFLite's two roundings (SaturatingRoundingDoubling-
-   HighMul, then RoundingDivideByPOT) become one multiply-accumulate into a 64-bit constant chosen by the sign of
-   x = acc + bias: out = ((x * mult + (x < 0 ? neg : pos)) >> 32) >> rsh. Without one (rsh = -1) the doubling
-   high multiply of x << left is the whole rescale: (x' * mult + 2^30) >> 31. */
-enum {
-    TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_POS_LO, TQ_DW_POS_HI, TQ_DW_NEG_LO, TQ_DW_NEG_HI, TQ_DW_RSH, TQ_DW_LEFT,
-    TQ_DW_REQUANT_SIZE
-};
+   tinyq/kernels/depthwise.py. With a right shift of 2 or more (rsh = right - 1 >= 1) TFLite's two roundings
+   (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT) are one multiply-accumulate into a 64-bit
+   constant that depends only on the sign of x = acc + bias: high word hi - (x < 0), low word 2^30 with bit 31
+   set when x < 0; out = ((x * mult + that) >> 32) >> rsh. Otherwise rsh = -1 and hi holds TFLite's shift for the
+   generic two-step rescale. tq_dw_conv3x3 is chosen only when every channel has the one-step form. */
+enum { TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_HI, TQ_DW_RSH, TQ_DW_REQUANT_SIZE };
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels). Weights are grouped by
    four channels: [ceil(channels / 4)][k_h * k_w][4], taps in row-major order, zero past the last channel. The

@@ -1,6 +1,7 @@
 """Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
 
-Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled) or tq_dw_conv (any window):
+Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale a
+right shift of 2 or more) or tq_dw_conv (any window, any rescale):
 weights grouped by four channels so one word load feeds four channels' packed multiply-accumulates, and a
 per-channel record that turns TFLite's two-step requantization into one 64-bit multiply-add and shift."""
 
@@ -13,7 +14,7 @@ import numpy as np
 from .base import ConstArray, Variant
 
 GROUP = 4  # channels per packed step
-REQUANT_SIZE = 8  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
+REQUANT_SIZE = 4  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
 _PARAMS = ("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w",
            "input_offset", "output_offset", "act_min", "act_max")
 
@@ -26,23 +27,17 @@ def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray
     return np.ascontiguousarray(w.reshape(taps, groups, GROUP).transpose(1, 0, 2)).reshape(-1)
 
 
-def _halves(v: int) -> tuple[int, int]:
-    """A 64-bit constant as its low and high int32 words."""
-    lo = v & 0xFFFFFFFF
-    return (lo - (1 << 32) if lo >= 1 << 31 else lo), v >> 32
-
-
-def requant_record(bias: int, mult: int, shift: int) -> tuple[int, ...]:
-    """One channel's record (bias, mult, pos_lo, pos_hi, neg_lo, neg_hi, rsh, left). For mult >= 0 TFLite's
-    doubling high multiply is floor((x * mult + 2^30) / 2^31) and its rounding divide by 2^right adds
-    2^(right - 1), less one for negative values (x < 0 gives the same as the product's sign); nested floors of
-    divisions compose, so with right >= 1 the two are floor((x * mult + 2^30 + 2^(30 + right) - [x < 0] 2^31)
-    / 2^(31 + right)): the high word of the sum, shifted right by right - 1."""
-    left, right = max(shift, 0), max(-shift, 0)
-    if right == 0:
-        return bias, mult, 0, 0, 0, 0, -1, left
-    pos = (1 << 30) + (1 << (30 + right))
-    return (bias, mult, *_halves(pos), *_halves(pos - (1 << 31)), right - 1, 0)
+def requant_record(bias: int, mult: int, shift: int) -> tuple[int, int, int, int]:
+    """One channel's record (bias, mult, hi, rsh). For mult >= 0 TFLite's doubling high multiply is
+    floor((x * mult + 2^30) / 2^31) and its rounding divide by 2^right adds 2^(right - 1), less one for negative
+    values (x < 0 gives the same as the product's sign); nested floors of divisions compose, so the two are
+    floor((x * mult + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)). For right >= 2 that constant has
+    low word 2^30 (bit 31 set when x < 0) and high word 2^(right - 2) (less one when x < 0): the result is the
+    high word of the sum shifted right by right - 1. Smaller right shifts keep TFLite's shift (rsh = -1)."""
+    right = max(-shift, 0)
+    if right < 2:
+        return bias, mult, shift, -1
+    return bias, mult, 1 << (right - 2), right - 1
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
@@ -59,7 +54,8 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     bias = arrays["bias"].values.astype(np.int64)
     records = np.array([requant_record(int(b), int(m), int(s)) for b, m, s in zip(bias, mult, shift)], np.int64)
     requant = ConstArray(f"{name}_requant_dw", "int32_t", records.astype(np.int32).reshape(-1))
-    kernel = "tq_dw_conv3x3" if fields["k_h"] == 3 and fields["k_w"] == 3 else "tq_dw_conv"
+    one_step = bool((records[:, 3] >= 1).all())
+    kernel = "tq_dw_conv3x3" if fields["k_h"] == 3 and fields["k_w"] == 3 and one_step else "tq_dw_conv"
     return Variant(kernel, "tq_dw_params",
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
