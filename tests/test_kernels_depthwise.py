@@ -32,7 +32,10 @@ def _model():
     y = L.DepthwiseConv2D(3, padding="valid")(x)  # offset folded into the bias
     z = L.DepthwiseConv2D((5, 2), strides=(1, 2), padding="same")(x)  # any-size window
     w = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # generic kernel
-    return tf.keras.Model(inp, L.Concatenate()([L.Flatten()(y), L.Flatten()(z), L.Flatten()(w)]), name="dw")
+    # large weights into a ReLU6: rescales above 1/4, TFLite's two-step requantization on the any-size kernel
+    v = L.DepthwiseConv2D(3, padding="same", activation="relu6", name="big")(x)
+    outs = [L.Flatten()(t) for t in (y, z, w, v)]
+    return tf.keras.Model(inp, L.Concatenate()(outs), name="dw")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def case(tmp_path_factory) -> Case:
     for v in model.weights:  # non-zero biases, or the converter drops them
         if v.path.endswith("bias"):
             v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
+        elif v.path.startswith("big/"):
+            v.assign(rng.normal(0.0, 300.0, v.shape).astype(np.float32))
     calib = rng.random((64,) + SHAPE, dtype=np.float32) * 2 - 0.5  # asymmetric: non-zero input zero point
     q = quantize(model, calib, QuantizeConfig(64, input_range=(-0.5, 1.5)))
     xs = np.random.default_rng(7).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
@@ -70,9 +75,11 @@ def test_choice_covers_every_variant_and_size_keeps_generic(case):
     g = read_graph(case.quantized.tflite)
     speed = [c.kernel for c in lower(g).calls if c.op_name == "DEPTHWISE_CONV_2D"]
     size = [c.kernel for c in lower(g, Optimize.SIZE).calls if c.op_name == "DEPTHWISE_CONV_2D"]
-    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
+    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
                              "tq_dw_conv3x3"]
-    assert size == ["tq_depthwise_conv2d"] * 5
+    assert size == ["tq_depthwise_conv2d"] * 6
+    two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and dict(c.fields)["k_w"] == "3"]
+    assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, 4)[:, 3] < 0).any()
     offsets = [dict(c.fields)["input_offset"] for c in lower(g).calls if c.kernel == "tq_dw_conv3x3"]
     assert "0" in offsets and any(o != "0" for o in offsets)  # folded (VALID) and per tap (SAME)
 
@@ -81,9 +88,9 @@ def test_requant_record_equals_tflite_rounding():
     """The one-step requantization of the C kernel, evaluated in Python, against TFLite's two steps."""
     rng = np.random.default_rng(3)
     edges = [0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, -(1 << 31), (1 << 30), -(1 << 30), 12345, -12345]
-    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 3000)]
-    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 3000)]
-    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 40)]
+    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 500)]
+    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 500)]
+    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 8)]
     for shift in list(range(-31, 3)):
         for m in mults:
             _, mult, hi, rsh = requant_record(0, m, shift)

@@ -65,21 +65,30 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_
     }
 }
 
-/* The whole 3x3 window, unrolled: the input pointer walks the pixels, the weights are nine consecutive words. */
+/* The whole 3x3 window, unrolled: one input pointer walks the nine pixels (few registers live beside the four
+   sums), the weights are nine consecutive words. */
 TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t off2,
                               int32_t acc[4])
 {
-    const int8_t *r0 = in, *r1 = in + row, *r2 = in + 2 * row;
+    const int32_t skip = row - 2 * c;
     acc[0] = acc[1] = acc[2] = acc[3] = 0;
-    dw_mac4(tq_read_s8x4(r0), tq_read_s8x4(w), off2, acc);
-    dw_mac4(tq_read_s8x4(r0 + c), tq_read_s8x4(w + 4), off2, acc);
-    dw_mac4(tq_read_s8x4(r0 + 2 * c), tq_read_s8x4(w + 8), off2, acc);
-    dw_mac4(tq_read_s8x4(r1), tq_read_s8x4(w + 12), off2, acc);
-    dw_mac4(tq_read_s8x4(r1 + c), tq_read_s8x4(w + 16), off2, acc);
-    dw_mac4(tq_read_s8x4(r1 + 2 * c), tq_read_s8x4(w + 20), off2, acc);
-    dw_mac4(tq_read_s8x4(r2), tq_read_s8x4(w + 24), off2, acc);
-    dw_mac4(tq_read_s8x4(r2 + c), tq_read_s8x4(w + 28), off2, acc);
-    dw_mac4(tq_read_s8x4(r2 + 2 * c), tq_read_s8x4(w + 32), off2, acc);
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 4), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 8), off2, acc);
+    in += skip;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 12), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 16), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 20), off2, acc);
+    in += skip;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 24), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 28), off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 32), off2, acc);
 }
 
 #else
