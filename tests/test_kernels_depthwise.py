@@ -104,10 +104,13 @@ def test_requant_record_equals_tflite_rounding():
 
 
 def test_grouped_weights_layout():
-    w = np.arange(2 * 3 * 6, dtype=np.int8).reshape(2, 3, 6)  # [k_h][k_w][channels]
-    g = grouped_weights(w.reshape(-1), 6, 6).reshape(2, 6, 4)
-    assert np.array_equal(g[0], w.reshape(6, 6)[:, :4])
-    assert np.array_equal(g[1, :, :2], w.reshape(6, 6)[:, 4:]) and not g[1, :, 2:].any()
+    w = np.arange(-36, 36, 2, dtype=np.int8).reshape(2, 3, 6)  # [k_h][k_w][channels]
+    g = grouped_weights(w.reshape(-1), 6, 6).reshape(2, 6, 2)  # [group][tap][word]
+    lanes = np.stack([(g << 16) >> 16, g >> 16], axis=-1)  # [group][tap][word][lo, hi]
+    chans = lanes[..., [0, 1, 0, 1], [0, 0, 1, 1]]  # words (w0, w2), (w1, w3) -> channels 0..3
+    flat = w.reshape(6, 6)
+    assert np.array_equal(chans[0], flat[:, :4])
+    assert np.array_equal(chans[1, :, :2], flat[:, 4:]) and not chans[1, :, 2:].any()
 
 
 @pytest.mark.integration

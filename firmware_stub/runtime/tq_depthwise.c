@@ -1,6 +1,6 @@
 /* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
-   word of input bytes becomes two lanes pairs with the input offset added (SXTAB16), one word of weights two
-   matching pairs (SXTB16), and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
+   word of input bytes becomes two 16-bit lane pairs with the input offset added (SXTAB16), two words of weights
+   stored as 16-bit lanes match them, and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
    runs the same order one channel at a time. Interior pixels read their window without bounds checks; border
    pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
 #include "tq_depthwise.h"
@@ -37,14 +37,12 @@ TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_of
 
 #if TQ_PACKED
 
-/* One tap of four channels: input bytes xw with the offset added in lanes (x0, x2) and (x1, x3), weights ww
-   the same way, each product into its channel's sum. */
-TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t ww, int32_t off2, int32_t acc[4])
+/* One tap of four channels: input bytes xw with the offset added in lanes (x0, x2) and (x1, x3), times the
+   weights' matching 16-bit lanes w02 and w13, each product into its channel's sum. */
+TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, int32_t acc[4])
 {
     const int32_t x02 = tq_sxtab16(off2, xw);
     const int32_t x13 = tq_sxtab16_ror8(off2, xw);
-    const int32_t w02 = tq_sxtb16(ww);
-    const int32_t w13 = tq_sxtb16_ror8(ww);
     acc[0] = tq_smlabb(x02, w02, acc[0]);
     acc[2] = tq_smlatt(x02, w02, acc[2]);
     acc[1] = tq_smlabb(x13, w13, acc[1]);
@@ -53,48 +51,49 @@ TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t ww, int32_t off2, int32_t acc[4])
 
 /* Four channels' sums over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap inside the
    image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
-TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
                           int32_t k_w, int32_t off2, int32_t acc[4])
 {
     int32_t ky, kx;
     acc[0] = acc[1] = acc[2] = acc[3] = 0;
     for (ky = 0; ky < n_y; ky++) {
         for (kx = 0; kx < n_x; kx++) {
-            dw_mac4(tq_read_s8x4(in + ky * row + kx * c), tq_read_s8x4(w + (ky * k_w + kx) * 4), off2, acc);
+            const int32_t *wt = w + (ky * k_w + kx) * 2;
+            dw_mac4(tq_read_s8x4(in + ky * row + kx * c), wt[0], wt[1], off2, acc);
         }
     }
 }
 
 /* The whole 3x3 window, unrolled: one input pointer walks the nine pixels (few registers live beside the four
-   sums), the weights are nine consecutive words. */
-TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t off2,
+   sums), the weights are eighteen consecutive words. */
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
                               int32_t acc[4])
 {
     const int32_t skip = row - 2 * c;
     acc[0] = acc[1] = acc[2] = acc[3] = 0;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[0], w[1], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 4), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[2], w[3], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 8), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[4], w[5], off2, acc);
     in += skip;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 12), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[6], w[7], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 16), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[8], w[9], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 20), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[10], w[11], off2, acc);
     in += skip;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 24), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[12], w[13], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 28), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[14], w[15], off2, acc);
     in += c;
-    dw_mac4(tq_read_s8x4(in), tq_read_s8x4(w + 32), off2, acc);
+    dw_mac4(tq_read_s8x4(in), w[16], w[17], off2, acc);
 }
 
 #else
 
-TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                           int32_t k_w, int32_t off2, int32_t acc[4])
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                          int32_t k_w, int32_t off2, int32_t acc[4])
 {
     const int32_t off = tq_lo16(off2);
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -102,11 +101,11 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_
     for (ky = 0; ky < n_y; ky++) {
         for (kx = 0; kx < n_x; kx++) {
             const int8_t *x = in + ky * row + kx * c;
-            const int8_t *ww = w + (ky * k_w + kx) * 4;
-            a0 += ((int32_t)x[0] + off) * ww[0];
-            a1 += ((int32_t)x[1] + off) * ww[1];
-            a2 += ((int32_t)x[2] + off) * ww[2];
-            a3 += ((int32_t)x[3] + off) * ww[3];
+            const int32_t *wt = w + (ky * k_w + kx) * 2;
+            a0 += ((int32_t)x[0] + off) * tq_lo16(wt[0]);
+            a1 += ((int32_t)x[1] + off) * tq_lo16(wt[1]);
+            a2 += ((int32_t)x[2] + off) * tq_hi16(wt[0]);
+            a3 += ((int32_t)x[3] + off) * tq_hi16(wt[1]);
         }
     }
     acc[0] = a0;
@@ -115,7 +114,7 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int8_t *w, int32_t row, int32_
     acc[3] = a3;
 }
 
-TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t off2,
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
                               int32_t acc[4])
 {
     dw_sum4(in, w, row, c, 3, 3, 3, off2, acc);
@@ -123,15 +122,16 @@ TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int8_t *w, int32_t row, in
 
 #endif
 
-/* The last channels % 4 channels of one pixel, one at a time over the same layout. */
-static int32_t dw_sum1(const int8_t *in, const int8_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                       int32_t k_w, int32_t off)
+/* Channel j (< 4) of a group's last, partial step, alone over the same layout. */
+static int32_t dw_sum1(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                       int32_t k_w, int32_t off, int32_t j)
 {
     int32_t acc = 0;
     int32_t ky, kx;
     for (ky = 0; ky < n_y; ky++) {
         for (kx = 0; kx < n_x; kx++) {
-            acc += ((int32_t)in[ky * row + kx * c] + off) * w[(ky * k_w + kx) * 4];
+            const int32_t wt = w[(ky * k_w + kx) * 2 + (j & 1)];
+            acc += ((int32_t)in[ky * row + kx * c + j] + off) * (j < 2 ? tq_lo16(wt) : tq_hi16(wt));
         }
     }
     return acc;
@@ -155,7 +155,7 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
     const int32_t c = p->channels;
     const int32_t row = p->in_w * c;
     const int32_t groups = c / 4;
-    const int32_t taps4 = k_h * k_w * 4;
+    const int32_t taps2 = k_h * k_w * 2;
     const int32_t off2 = tq_pack16(p->input_offset, p->input_offset);
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int32_t oy, ox, g, j;
@@ -170,9 +170,9 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
             const int32_t n_y = ky1 - ky0, n_x = kx1 - kx0;
             const int interior = n_y == k_h && n_x == k_w;
             const int8_t *in = input + (y0 + ky0) * row + (x0 + kx0) * c;
-            const int8_t *w = p->weights + (ky0 * k_w + kx0) * 4;
+            const int32_t *w = p->weights + (ky0 * k_w + kx0) * 2;
             const int32_t *q = p->requant;
-            for (g = 0; g < groups; g++, in += 4, w += taps4) {
+            for (g = 0; g < groups; g++, in += 4, w += taps2) {
                 int32_t acc[4];
                 if (interior && k_h == 3 && k_w == 3) {
                     dw_sum4_3x3(in, w, row, c, off2, acc);
@@ -188,7 +188,7 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
                 q += 4 * TQ_DW_REQUANT_SIZE;
             }
             for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
-                const int32_t acc = dw_sum1(in + j, w + j, row, c, n_y, n_x, k_w, p->input_offset);
+                const int32_t acc = dw_sum1(in, w, row, c, n_y, n_x, k_w, p->input_offset, j);
                 output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max, one_step);
             }
         }

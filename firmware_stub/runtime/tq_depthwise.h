@@ -18,14 +18,15 @@ extern "C" {
 enum { TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_HI, TQ_DW_RSH, TQ_DW_REQUANT_SIZE };
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels). Weights are grouped by
-   four channels: [ceil(channels / 4)][k_h * k_w][4], taps in row-major order, zero past the last channel. The
+   four channels as 16-bit lanes: [ceil(channels / 4)][k_h * k_w][2] words, taps in row-major order, the first
+   word (w0, w2) and the second (w1, w3) of the group's channels (lo, hi lanes), zero past the last channel. The
    input offset is added per tap inside the image and padding taps are skipped (it is 0 when folded into bias).
    tq_dw_conv3x3 takes k_h == k_w == 3 with the window fully unrolled; tq_dw_conv any window size. */
 typedef struct {
     int32_t in_h, in_w, channels, out_h, out_w, k_h, k_w;
     int32_t stride_h, stride_w, pad_h, pad_w;
     int32_t input_offset, output_offset, act_min, act_max;
-    const int8_t *weights;
+    const int32_t *weights;
     const int32_t *requant; /* [channels][TQ_DW_REQUANT_SIZE] */
 } tq_dw_params;
 

@@ -2,7 +2,8 @@
 
 Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale a
 right shift of 2 or more) or tq_dw_conv (any window, any rescale):
-weights grouped by four channels so one word load feeds four channels' packed multiply-accumulates, and a
+weights grouped by four channels as 16-bit lanes so one word of input bytes and two of weights feed four
+channels' packed multiply-accumulates, and a
 per-channel record that turns TFLite's two-step requantization into one 64-bit multiply-add and shift."""
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ _PARAMS = ("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w
 
 
 def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray:
-    """Depthwise weights [taps][channels] as [ceil(channels / 4)][taps][4], zero past the last channel."""
+    """Depthwise weights [taps][channels] as int32 words [ceil(channels / 4)][taps][2] of 16-bit lanes: (w0, w2)
+    and (w1, w3) of each group of four channels, matching SXTB16's split of four input bytes; zero past the last
+    channel."""
     groups = -(-channels // GROUP)
-    w = np.zeros((taps, groups * GROUP), np.int8)
+    w = np.zeros((taps, groups * GROUP), np.int64)
     w[:, :channels] = weights.reshape(taps, channels)
-    return np.ascontiguousarray(w.reshape(taps, groups, GROUP).transpose(1, 0, 2)).reshape(-1)
+    w = w.reshape(taps, groups, GROUP).transpose(1, 0, 2)
+    lo, hi = w[..., [0, 1]] & 0xFFFF, w[..., [2, 3]]
+    return np.ascontiguousarray((lo | (hi << 16)).astype(np.int32)).reshape(-1)
 
 
 def requant_record(bias: int, mult: int, shift: int) -> tuple[int, int, int, int]:
@@ -50,7 +55,7 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     if fields["out_c"] != channels or (mult < 0).any():
         return None
     taps = fields["k_h"] * fields["k_w"]
-    weights = ConstArray(f"{name}_weights_dw", "int8_t", grouped_weights(arrays["weights"].values, taps, channels))
+    weights = ConstArray(f"{name}_weights_dw", "int32_t", grouped_weights(arrays["weights"].values, taps, channels))
     bias = arrays["bias"].values.astype(np.int64)
     records = np.array([requant_record(int(b), int(m), int(s)) for b, m, s in zip(bias, mult, shift)], np.int64)
     requant = ConstArray(f"{name}_requant_dw", "int32_t", records.astype(np.int32).reshape(-1))
@@ -59,4 +64,4 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     return Variant(kernel, "tq_dw_params",
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
-                   counts=(-(-channels // GROUP) * GROUP * taps, channels * REQUANT_SIZE))
+                   counts=(-(-channels // GROUP) * 2 * taps, channels * REQUANT_SIZE))
