@@ -6,13 +6,13 @@ and in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no DSP)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import cortex_m, emit, firmware, verify
+from tinyq import cortex_m, emit, firmware, kernels, verify
 from tinyq.fixedpoint import mul_by_quantized_multiplier
 from tinyq.graph import read_graph
 from tinyq.kernels.depthwise import grouped_weights, requant_record
@@ -66,6 +66,24 @@ def case(tmp_path_factory) -> Case:
     return Case(q, folder, xs, tflm.reshape(len(xs), -1))
 
 
+@pytest.fixture(scope="module")
+def clamp_folder(case, tmp_path_factory):
+    """The same model with the 3x3 layers on the clamping twin (exact for any range, so for these too)."""
+    choose = kernels.CHOOSERS["tq_depthwise_conv2d"]
+
+    def clamping(fields, arrays, name):
+        v = choose(fields, arrays, name)
+        return replace(v, kernel="tq_dw_conv3x3_clamp") if v is not None and v.kernel == "tq_dw_conv3x3" else v
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(kernels.CHOOSERS, "tq_depthwise_conv2d", clamping)
+        r = verify.VerifyResult.tflm_only(case.quantized, case.inputs, case.tflm, np.arange(len(case.inputs)) % 10)
+        folder = tmp_path_factory.mktemp("dw_clamp") / "fw"
+        emit.emit(case.quantized, r, folder, name="dw", golden_count=5)
+    assert "tq_dw_conv3x3_clamp(" in next(folder.glob("*_model.c")).read_text()
+    return folder
+
+
 def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
     same = np.all(outs == tflm, axis=1)
     assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
@@ -76,7 +94,7 @@ def test_choice_covers_every_variant_and_size_keeps_generic(case):
     speed = [c.kernel for c in lower(g).calls if c.op_name == "DEPTHWISE_CONV_2D"]
     size = [c.kernel for c in lower(g, Optimize.SIZE).calls if c.op_name == "DEPTHWISE_CONV_2D"]
     assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
-                             "tq_dw_conv3x3"]
+                             "tq_dw_conv3x3"]  # every activation range here is all of int8
     assert size == ["tq_depthwise_conv2d"] * 6
     two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and dict(c.fields)["k_w"] == "3"]
     assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, 4)[:, 3] < 0).any()
@@ -119,6 +137,13 @@ def test_grouped_weights_layout():
 def test_bitexact_with_tflm_on_host(case, opt, sanitize, tmp_path):
     exe = firmware.build_stub(case.folder, tmp_path / "build", opt=opt, sanitize=sanitize)
     assert firmware.run_golden(exe).passed
+    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt", ["-O2", "-O2 -DTQ_PORTABLE"])
+def test_clamping_twin_bitexact_on_host(case, clamp_folder, opt, tmp_path):
+    exe = firmware.build_stub(clamp_folder, tmp_path / "build", opt=opt)
     _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
 
 

@@ -8,6 +8,10 @@
 #include "tinyq_kernels.h"
 #include "tq_simd.h"
 
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#endif
+
 #if defined(__GNUC__)
 #define TQ_DW_INLINE __attribute__((always_inline)) static inline
 #else
@@ -15,9 +19,10 @@
 #endif
 
 /* TFLite's per-channel requantization of acc (bias not yet added) with the output offset and clamp, exact; see
-   tq_depthwise.h. `one_step` says every channel has the one-step form (a constant at each call site). */
+   tq_depthwise.h. Constants at each call site: `one_step` says every channel has the one-step form, `clamp`
+   that the activation range is narrower than int8's (else a saturation to 8 bits, one SSAT). */
 TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
-                                int32_t act_max, int one_step)
+                                int32_t act_max, int one_step, int clamp)
 {
     const int32_t x = acc + q[TQ_DW_BIAS];
     const int32_t rsh = q[TQ_DW_RSH];
@@ -31,6 +36,13 @@ TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_of
         out = tq_multiply_by_quantized_multiplier(x, q[TQ_DW_MULT], q[TQ_DW_HI]);
     }
     out += output_offset;
+    if (!clamp) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+        return __ssat(out, 8);
+#else
+        return out < -128 ? -128 : (out > 127 ? 127 : out);
+#endif
+    }
     out = out < act_min ? act_min : out;
     return out > act_max ? act_max : out;
 }
@@ -147,10 +159,10 @@ static inline int32_t min_i32(int32_t a, int32_t b)
     return a < b ? a : b;
 }
 
-/* The kernel body for a window of k_h x k_w taps; the 3x3 entry point passes constants, so its interior window
-   unrolls and its requantization has no branch. */
+/* The kernel body for a window of k_h x k_w taps; the 3x3 entry points pass constants, so their interior window
+   unrolls and their requantization has no branch. */
 TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w,
-                          int one_step)
+                          int one_step, int clamp)
 {
     const int32_t c = p->channels;
     const int32_t row = p->in_w * c;
@@ -181,15 +193,15 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
                 } else {
                     dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
                 }
-                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max, one_step);
-                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
-                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
-                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step);
+                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max, one_step, clamp);
+                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
+                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
+                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
                 q += 4 * TQ_DW_REQUANT_SIZE;
             }
             for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
                 const int32_t acc = dw_sum1(in, w, row, c, n_y, n_x, k_w, p->input_offset, j);
-                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max, one_step);
+                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max, one_step, clamp);
             }
         }
     }
@@ -197,10 +209,15 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
 
 void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output)
 {
-    dw_conv(p, input, output, 3, 3, 1);
+    dw_conv(p, input, output, 3, 3, 1, 0);
+}
+
+void tq_dw_conv3x3_clamp(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, 3, 3, 1, 1);
 }
 
 void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
 {
-    dw_conv(p, input, output, p->k_h, p->k_w, 0);
+    dw_conv(p, input, output, p->k_h, p->k_w, 0, 1);
 }

@@ -1,7 +1,8 @@
 """Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
 
 Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale a
-right shift of 2 or more) or tq_dw_conv (any window, any rescale):
+right shift of 2 or more, activation range all of int8), tq_dw_conv3x3_clamp (the same with a narrower range) or
+tq_dw_conv (any window, any rescale):
 weights grouped by four channels as 16-bit lanes so one word of input bytes and two of weights feed four
 channels' packed multiply-accumulates, and a
 per-channel record that turns TFLite's two-step requantization into one 64-bit multiply-add and shift."""
@@ -60,7 +61,11 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     records = np.array([requant_record(int(b), int(m), int(s)) for b, m, s in zip(bias, mult, shift)], np.int64)
     requant = ConstArray(f"{name}_requant_dw", "int32_t", records.astype(np.int32).reshape(-1))
     one_step = bool((records[:, 3] >= 1).all())
-    kernel = "tq_dw_conv3x3" if fields["k_h"] == 3 and fields["k_w"] == 3 and one_step else "tq_dw_conv"
+    if fields["k_h"] == 3 and fields["k_w"] == 3 and one_step:
+        full = fields["act_min"] == -128 and fields["act_max"] == 127
+        kernel = "tq_dw_conv3x3" if full else "tq_dw_conv3x3_clamp"
+    else:
+        kernel = "tq_dw_conv"
     return Variant(kernel, "tq_dw_params",
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
