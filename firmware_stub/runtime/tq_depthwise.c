@@ -194,9 +194,12 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
                     dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
                 }
                 output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max, one_step, clamp);
-                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
-                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
-                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min, act_max, one_step, clamp);
+                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max,
+                                                       one_step, clamp);
+                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min,
+                                                       act_max, one_step, clamp);
+                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min,
+                                                       act_max, one_step, clamp);
                 q += 4 * TQ_DW_REQUANT_SIZE;
             }
             for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
