@@ -389,6 +389,10 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         "tflm_margin": ARENA_MARGIN_BYTES,
                         "c_engine": engine.arena_bytes if engine else None},
         "golden": {"count": len(idx), "test_index": idx},
+        "c_engine": None if engine is None else {
+            "optimize": engine.optimize.value, "arena_bytes": engine.arena_bytes,
+            "scratch_bytes": engine.scratch_bytes,
+            "calls": [{"op": op, "kernel": kernel} for op, kernel in engine.kernels]},
         "files": [{"name": f.name, "bytes": len(f.text.encode()), "sha256": f.sha256} for f in files],
     }
     files.append(GeneratedFile("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"))

@@ -2,8 +2,8 @@
 
 The arithmetic mirrors TFLite Micro's reference kernels: multipliers from QuantizeMultiplier on the same double
 expressions, activation ranges from the output quantization, TFLM's padding rule. The input zero point is
-folded into the bias wherever every filter tap reads real input (fully connected, VALID convolutions), which
-leaves the integer sums unchanged.
+folded into the bias wherever every filter tap reads real input (fully connected, convolutions that pad
+nothing), which leaves the integer sums unchanged.
 """
 
 from __future__ import annotations
@@ -323,7 +323,9 @@ class _Lowerer:
         pad_w = tflm_padding(o.padding, o.stride_w, o.dilation_w, in_w, k_w, out_w)
         bias = self.bias(op, out_c)
         input_offset = -in_t.zero_points[0]
-        if o.padding is Padding.VALID:
+        reach = [(out - 1) * s + (k - 1) * d + 1 - size for size, k, s, d, out in
+                 ((in_h, k_h, o.stride_h, o.dilation_h, out_h), (in_w, k_w, o.stride_w, o.dilation_w, out_w))]
+        if max(reach) <= 0:  # every tap of every output reads real input (VALID, or SAME that pads nothing)
             per_channel = (w.data.astype(np.int64).sum(axis=(0, 1, 2)) if depthwise
                            else w.data.astype(np.int64).reshape(out_c, -1).sum(axis=1))
             bias = bias + input_offset * per_channel

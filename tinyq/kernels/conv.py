@@ -1,12 +1,151 @@
-"""Specialised conv kernels: choice and constant layout (C in firmware_stub/runtime/)."""
+"""Specialised conv kernels: choice and constant layout (C in firmware_stub/runtime/tq_conv.c).
+
+Every CONV_2D becomes a matrix product of output pixels by output channels, two of each per step (2x2 block,
+SMLAD on cores with the DSP extension): a 1x1 convolution without padding whose input depth is a multiple of 4
+(zero point folded) reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an
+int16 scratch (`tq_conv2d_im2col`). A shallow input (1 to 3 channels, a network's first layer) takes its own
+path (`tq_conv2d_shallow`): each pixel's few taps gathered once as int16 pairs, int16 weights, and the whole
+requantization folded into one 64-bit constant per channel. The weights and constants are laid out once here."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 from .base import ConstArray, Variant
+
+PARAMS_TYPE = "tq_conv_mm_params"
+SHIFT_RANGE = (-31, 30)  # the fast requantization's shifts, left up to 30 and right up to 31
+# tq_conv_mm_params' integer fields, in struct order (k_padded is computed here).
+FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
+          "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max")
+
+
+def padded_depth(fields: Mapping[str, int]) -> int:
+    """Products per output (k_h * k_w * in_c), rounded up to a multiple of 4 for the 4-byte weight groups."""
+    k = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    return (k + 3) // 4 * 4
+
+
+def pair_weights(weights: np.ndarray, out_c: int, k_padded: int) -> np.ndarray:
+    """[out_c][K] int8 weights as the kernels stream them: output channels in pairs (a zero channel completing an
+    odd count), K zero-padded to k_padded, and per pair and group of 4 along K the first channel's 4 bytes then
+    the second's: [(out_c + 1) / 2][k_padded / 4][2][4]."""
+    w = weights.reshape(out_c, -1).astype(np.int8)
+    pairs = (out_c + 1) // 2
+    full = np.zeros((pairs * 2, k_padded), dtype=np.int8)
+    full[:out_c, :w.shape[1]] = w
+    return np.ascontiguousarray(full.reshape(pairs, 2, k_padded // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+
+
+def requant_table(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per output channel the kernels' requantization constants, read together: bias, multiplier, left shift,
+    right shift ([out_c][4] int32; the shift > 0 is a left shift, < 0 a right one)."""
+    shift = shift.astype(np.int32)
+    table = np.stack([bias.astype(np.int32), mult.astype(np.int32), np.maximum(shift, 0), np.maximum(-shift, 0)],
+                     axis=1)
+    return np.ascontiguousarray(table, dtype=np.int32).reshape(-1)
+
+
+SHALLOW_MAX_IN_C = 3
+SHALLOW_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
+                  "dil_w", "pad_h", "pad_w", "taps", "input_offset", "act_min", "act_max")
+SHALLOW_ROW = 6  # requant row: rounding constant low and high words, bias, multiplier, right shift - 1, INT32_MIN
+
+
+def shallow_weights(weights: np.ndarray, out_c: int) -> np.ndarray:
+    """[out_c][K] int8 weights as tq_conv2d_shallow streams them: int16 pairs of taps (2j low, 2j + 1 high; K
+    completed with a zero tap) as int32 words, per pair of output channels (a copy of the last completing an odd
+    count) and pair of taps the first channel's word then the second's: [(out_c + 1) / 2][(K + 1) / 2][2]."""
+    w = weights.reshape(out_c, -1).astype(np.int64)
+    pairs, words = (out_c + 1) // 2, (w.shape[1] + 1) // 2
+    full = np.zeros((pairs * 2, words * 2), dtype=np.int64)
+    full[:out_c, :w.shape[1]] = w
+    full[out_c:, :w.shape[1]] = w[-1]  # the completing channel repeats the last: its stores fall on the same bytes
+    packed = (full[:, 0::2] & 0xFFFF) | (full[:, 1::2] << 16)  # [channel][word]
+    packed = packed.reshape(pairs, 2, words).transpose(0, 2, 1)
+    return np.ascontiguousarray(packed & 0xFFFFFFFF).astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def shallow_requant(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
+    """Per output channel (an odd count completed by a copy of the last row) the constants of tq_requantize_fused: the 64-bit
+    c = 2^30 + 2^(30 + r) + output_offset * 2^(31 + r) as low and high words, bias, multiplier, r - 1
+    and INT32_MIN ([(out_c + 1) / 2 * 2][6] int32); None unless every channel shifts right (r = -shift >= 1) and
+    2^31 * (multiplier + 1) + |c| < 2^63, the bounds within which the fused form is exact."""
+    out_c = len(bias)
+    rows = np.zeros(((out_c + 1) // 2 * 2, SHALLOW_ROW), dtype=np.int64)
+    for ch in range(out_c):
+        m, r = int(mult[ch]), -int(shift[ch])
+        if r < 1 or m < 0:
+            return None
+        c = (1 << 30) + (1 << (30 + r)) + output_offset * (1 << (31 + r))
+        if (m << 31) + abs(c) + (1 << 31) >= 1 << 63:
+            return None
+        rows[ch] = (c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(bias[ch]) & 0xFFFFFFFF, m, r - 1, 1 << 31)
+    if out_c % 2:
+        rows[out_c] = rows[out_c - 1]
+    return rows.astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def tap_offsets(fields: Mapping[str, int]) -> np.ndarray:
+    """Each tap's byte offset in the input from its window's first byte, in K order (k_h, k_w, in_c)."""
+    ky, kx, c = np.meshgrid(np.arange(fields["k_h"]), np.arange(fields["k_w"]), np.arange(fields["in_c"]),
+                            indexing="ij")
+    off = (ky * fields["dil_h"] * fields["in_w"] + kx * fields["dil_w"]) * fields["in_c"] + c
+    return off.reshape(-1).astype(np.int32)
+
+
+def choose_shallow(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+    """tq_conv2d_shallow for an input of 1 to 3 channels whose requantization fits the fused form, else None."""
+    if fields["in_c"] > SHALLOW_MAX_IN_C:
+        return None
+    requant = shallow_requant(arrays["bias"].values, arrays["mult"].values, arrays["shift"].values,
+                              fields["output_offset"])
+    if requant is None:
+        return None
+    out_c = fields["out_c"]
+    taps = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    words, pairs = (taps + 1) // 2, (out_c + 1) // 2
+    values = dict(fields, taps=taps)
+    return Variant(kernel="tq_conv2d_shallow", params_type="tq_conv_shallow_params",
+                   fields=tuple((k, int(values[k])) for k in SHALLOW_FIELDS),
+                   arrays=(ConstArray(f"{name}_weights_shallow", "int32_t",
+                                      shallow_weights(arrays["weights"].values, out_c)),
+                           ConstArray(f"{name}_requant_shallow", "int32_t", requant),
+                           ConstArray(f"{name}_taps", "int32_t", tap_offsets(fields))),
+                   pointer_fields=("weights", "requant", "tap_offsets"),
+                   counts=(pairs * words * 2, pairs * 2 * SHALLOW_ROW, taps),
+                   scratch_bytes=2 * words * 4)
+
+
+def is_pointwise(fields: Mapping[str, int]) -> bool:
+    """A 1x1 convolution without padding over whole 4-byte groups, its input zero point folded into the bias:
+    each output pixel is one run of input, multiplied in place."""
+    return (fields["k_h"] == 1 and fields["k_w"] == 1 and fields["pad_h"] == 0 and fields["pad_w"] == 0
+            and fields["in_c"] % 4 == 0 and fields["input_offset"] == 0)
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """The variant for this call, or None for the generic kernel."""
-    return None
+    """The shallow-input variant where it applies, else the 2x2-block matrix-product variant, or None (generic
+    kernel) when the requantization's multipliers or shifts are outside what its division-free form handles
+    exactly."""
+    mult, shift = arrays["mult"].values, arrays["shift"].values
+    if (mult < 0).any() or (shift < SHIFT_RANGE[0]).any() or (shift > SHIFT_RANGE[1]).any():
+        return None
+    shallow = choose_shallow(fields, arrays, name)
+    if shallow is not None:
+        return shallow
+    out_c = fields["out_c"]
+    k_padded = padded_depth(fields)
+    packed = pair_weights(arrays["weights"].values, out_c, k_padded)
+    weights = ConstArray(f"{name}_weights_mm", "int8_t", packed)
+    requant = ConstArray(f"{name}_requant", "int32_t",
+                         requant_table(arrays["bias"].values, mult, arrays["shift"].values))
+    values = dict(fields, k_padded=k_padded)
+    pointwise = is_pointwise(fields)
+    return Variant(kernel="tq_conv2d_1x1" if pointwise else "tq_conv2d_im2col", params_type=PARAMS_TYPE,
+                   fields=tuple((k, int(values[k])) for k in FIELDS),
+                   arrays=(weights, requant), pointer_fields=("weights", "requant"),
+                   counts=((out_c + 1) // 2 * 2 * k_padded, 4 * out_c),
+                   scratch_bytes=0 if pointwise else 2 * k_padded * 2)

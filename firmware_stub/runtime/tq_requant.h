@@ -1,0 +1,68 @@
+/* Exact requantization for the specialised kernels: TFLite's MultiplyByQuantizedMultiplier (doubling high
+   multiply rounded to nearest, then a rounding right shift, ties away from zero) for a non-negative multiplier,
+   as one 32x32->64 multiply-accumulate and a few 32-bit operations; no 64-bit division. Generation time checks
+   the multiplier's sign (every multiplier quantize_multiplier produces is >= 0) and -31 <= shift <= 30.
+   With multiplier >= 0 the reference's sign-dependent nudge and its truncating division by 2^31 collapse into
+   floor((x * multiplier + 2^30) / 2^31): for a negative product, truncating (p + 1 - 2^30) / 2^31 towards zero
+   is flooring (p + 1 - 2^30 + 2^31 - 1) / 2^31. */
+#ifndef TQ_REQUANT_H_
+#define TQ_REQUANT_H_
+
+#include <stdint.h>
+
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#endif
+
+/* The shift split as the kernels keep it per channel: left = max(shift, 0), right = max(-shift, 0). */
+static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t left, int32_t right)
+{
+    const int64_t product = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + ((int64_t)1 << 30);
+    const int32_t high = (int32_t)(product >> 31);
+    const uint32_t mask = ((uint32_t)1 << right) - 1u;
+    const int32_t remainder = (int32_t)((uint32_t)high & mask);
+    const int32_t threshold = (int32_t)(mask >> 1) + (high < 0 ? 1 : 0);
+    return (high >> right) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t tq_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    return tq_requantize_lr(x, multiplier, shift > 0 ? shift : 0, shift > 0 ? 0 : -shift);
+}
+
+/* Requantized accumulator plus the output zero point, clamped to the activation range, as int8. */
+static inline int8_t tq_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                      int32_t act_min, int32_t act_max)
+{
+    int32_t v = tq_requantize(acc, multiplier, shift) + output_offset;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* Both roundings and the output zero point in one multiply-accumulate, for a right shift r = -shift >= 1:
+   tq_requantize(x, multiplier, -r) + zero_point == (x * multiplier + c - [x < 0] * 2^31) >> (31 + r), with
+   c = 2^30 + 2^(30 + r) + zero_point * 2^(31 + r) (tinyq/kernels/conv.py computes it and checks that
+   2^31 * (multiplier + 1) + |c| < 2^63). The doubling high multiply h = floor((x * m + 2^30) / 2^31) is rounded
+   half away from zero by 2^r as floor((h + 2^(r-1) - [h < 0]) / 2^r); adding an integer to h is adding it times
+   2^31 inside the floor, and two floors make one. [x < 0] stands for [h < 0]: they differ only where x < 0 and
+   h == 0, which is no tie. The shift by 31 + r >= 32 reads the high word only (shifted by `shift_high` = r - 1),
+   and subtracting 2^31 from the 64-bit sum borrows from it exactly when the low word's top bit is clear. */
+static inline int32_t tq_requantize_fused(int32_t x, int32_t multiplier, int64_t c, int32_t shift_high)
+{
+    const int64_t t = c + (int64_t)x * multiplier;
+    const uint32_t borrow = ((uint32_t)x & ~(uint32_t)t) >> 31;
+    return (int32_t)((uint32_t)(t >> 32) - borrow) >> shift_high;
+}
+
+/* x clamped to int8's range: one SSAT where the core has it (Armv7-M and later), compilers do not always find it. */
+static inline int32_t tq_sat_s8(int32_t x)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return __ssat(x, 8);
+#else
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+#endif
+}
+
+#endif /* TQ_REQUANT_H_ */
