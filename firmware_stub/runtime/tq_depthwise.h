@@ -9,6 +9,33 @@
 extern "C" {
 #endif
 
+/* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
+   tinyq/kernels/depthwise.py. With a right shift of 2 or more (rsh = right - 1 >= 1) TFLite's two roundings
+   (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT) are one multiply-accumulate into a 64-bit
+   constant that depends only on the sign of x = acc + bias: high word hi - (x < 0), low word 2^30 with bit 31
+   set when x < 0; out = ((x * mult + that) >> 32) >> rsh. Otherwise rsh = -1 and hi holds TFLite's shift for the
+   generic two-step rescale. tq_dw_conv3x3 is chosen only when every channel has the one-step form. */
+enum { TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_HI, TQ_DW_RSH, TQ_DW_REQUANT_SIZE };
+
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels). Weights are grouped by
+   four channels as 16-bit lanes: [ceil(channels / 4)][k_h * k_w][2] words, taps in row-major order, the first
+   word (w0, w2) and the second (w1, w3) of the group's channels (lo, hi lanes), zero past the last channel. The
+   input offset is added per tap inside the image and padding taps are skipped (it is 0 when folded into bias).
+   tq_dw_conv3x3 takes k_h == k_w == 3 with the window fully unrolled and an activation range of all int8
+   (act_min -128, act_max 127: ReLU and ReLU6 outputs usually have it), tq_dw_conv3x3_clamp any activation range,
+   tq_dw_conv any window size and rescale. */
+typedef struct {
+    int32_t in_h, in_w, channels, out_h, out_w, k_h, k_w;
+    int32_t stride_h, stride_w, pad_h, pad_w;
+    int32_t input_offset, output_offset, act_min, act_max;
+    const int32_t *weights;
+    const int32_t *requant; /* [channels][TQ_DW_REQUANT_SIZE] */
+} tq_dw_params;
+
+void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output);
+void tq_dw_conv3x3_clamp(const tq_dw_params *p, const int8_t *input, int8_t *output);
+void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,226 @@
+/* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
+   word of input bytes becomes two 16-bit lane pairs with the input offset added (SXTAB16), two words of weights
+   stored as 16-bit lanes match them, and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
+   runs the same order one channel at a time. Interior pixels read their window without bounds checks; border
+   pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
+#include "tq_depthwise.h"
+
+#include "tinyq_kernels.h"
+#include "tq_simd.h"
+
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#endif
+
+#if defined(__GNUC__)
+#define TQ_DW_INLINE __attribute__((always_inline)) static inline
+#else
+#define TQ_DW_INLINE static inline
+#endif
+
+/* TFLite's per-channel requantization of acc (bias not yet added) with the output offset and clamp, exact; see
+   tq_depthwise.h. Constants at each call site: `one_step` says every channel has the one-step form, `clamp`
+   that the activation range is narrower than int8's (else a saturation to 8 bits, one SSAT). */
+TQ_DW_INLINE int32_t dw_requant(int32_t acc, const int32_t *q, int32_t output_offset, int32_t act_min,
+                                int32_t act_max, int one_step, int clamp)
+{
+    const int32_t x = acc + q[TQ_DW_BIAS];
+    const int32_t rsh = q[TQ_DW_RSH];
+    int32_t out;
+    if (one_step || rsh >= 0) {
+        const uint32_t lo = 0x40000000u | ((uint32_t)x & 0x80000000u);
+        const uint32_t hi = (uint32_t)q[TQ_DW_HI] + (uint32_t)(x >> 31);
+        const int64_t v = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * q[TQ_DW_MULT];
+        out = (int32_t)(v >> 32) >> rsh;
+    } else {
+        out = tq_multiply_by_quantized_multiplier(x, q[TQ_DW_MULT], q[TQ_DW_HI]);
+    }
+    out += output_offset;
+    if (!clamp) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+        return __ssat(out, 8);
+#else
+        return out < -128 ? -128 : (out > 127 ? 127 : out);
+#endif
+    }
+    out = out < act_min ? act_min : out;
+    return out > act_max ? act_max : out;
+}
+
+#if TQ_PACKED
+
+/* One tap of four channels: input bytes xw with the offset added in lanes (x0, x2) and (x1, x3), times the
+   weights' matching 16-bit lanes w02 and w13, each product into its channel's sum. */
+TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, int32_t acc[4])
+{
+    const int32_t x02 = tq_sxtab16(off2, xw);
+    const int32_t x13 = tq_sxtab16_ror8(off2, xw);
+    acc[0] = tq_smlabb(x02, w02, acc[0]);
+    acc[2] = tq_smlatt(x02, w02, acc[2]);
+    acc[1] = tq_smlabb(x13, w13, acc[1]);
+    acc[3] = tq_smlatt(x13, w13, acc[3]);
+}
+
+/* Four channels' sums over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap inside the
+   image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                          int32_t k_w, int32_t off2, int32_t acc[4])
+{
+    int32_t ky, kx;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            const int32_t *wt = w + (ky * k_w + kx) * 2;
+            dw_mac4(tq_read_s8x4(in + ky * row + kx * c), wt[0], wt[1], off2, acc);
+        }
+    }
+}
+
+/* The whole 3x3 window, unrolled: one input pointer walks the nine pixels (few registers live beside the four
+   sums), the weights are eighteen consecutive words. */
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
+                              int32_t acc[4])
+{
+    const int32_t skip = row - 2 * c;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    dw_mac4(tq_read_s8x4(in), w[0], w[1], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[2], w[3], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[4], w[5], off2, acc);
+    in += skip;
+    dw_mac4(tq_read_s8x4(in), w[6], w[7], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[8], w[9], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[10], w[11], off2, acc);
+    in += skip;
+    dw_mac4(tq_read_s8x4(in), w[12], w[13], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[14], w[15], off2, acc);
+    in += c;
+    dw_mac4(tq_read_s8x4(in), w[16], w[17], off2, acc);
+}
+
+#else
+
+TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                          int32_t k_w, int32_t off2, int32_t acc[4])
+{
+    const int32_t off = tq_lo16(off2);
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int32_t ky, kx;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            const int8_t *x = in + ky * row + kx * c;
+            const int32_t *wt = w + (ky * k_w + kx) * 2;
+            a0 += ((int32_t)x[0] + off) * tq_lo16(wt[0]);
+            a1 += ((int32_t)x[1] + off) * tq_lo16(wt[1]);
+            a2 += ((int32_t)x[2] + off) * tq_hi16(wt[0]);
+            a3 += ((int32_t)x[3] + off) * tq_hi16(wt[1]);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
+                              int32_t acc[4])
+{
+    dw_sum4(in, w, row, c, 3, 3, 3, off2, acc);
+}
+
+#endif
+
+/* Channel j (< 4) of a group's last, partial step, alone over the same layout. */
+static int32_t dw_sum1(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                       int32_t k_w, int32_t off, int32_t j)
+{
+    int32_t acc = 0;
+    int32_t ky, kx;
+    for (ky = 0; ky < n_y; ky++) {
+        for (kx = 0; kx < n_x; kx++) {
+            const int32_t wt = w[(ky * k_w + kx) * 2 + (j & 1)];
+            acc += ((int32_t)in[ky * row + kx * c + j] + off) * (j < 2 ? tq_lo16(wt) : tq_hi16(wt));
+        }
+    }
+    return acc;
+}
+
+static inline int32_t max_i32(int32_t a, int32_t b)
+{
+    return a > b ? a : b;
+}
+
+static inline int32_t min_i32(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The kernel body for a window of k_h x k_w taps; the 3x3 entry points pass constants, so their interior window
+   unrolls and their requantization has no branch. */
+TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w,
+                          int one_step, int clamp)
+{
+    const int32_t c = p->channels;
+    const int32_t row = p->in_w * c;
+    const int32_t groups = c / 4;
+    const int32_t taps2 = k_h * k_w * 2;
+    const int32_t off2 = tq_pack16(p->input_offset, p->input_offset);
+    const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    int32_t oy, ox, g, j;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int32_t ky0 = max_i32(0, -y0);
+        const int32_t ky1 = min_i32(k_h, p->in_h - y0);
+        for (ox = 0; ox < p->out_w; ox++, output += c) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            const int32_t kx0 = max_i32(0, -x0);
+            const int32_t kx1 = min_i32(k_w, p->in_w - x0);
+            const int32_t n_y = ky1 - ky0, n_x = kx1 - kx0;
+            const int interior = n_y == k_h && n_x == k_w;
+            const int8_t *in = input + (y0 + ky0) * row + (x0 + kx0) * c;
+            const int32_t *w = p->weights + (ky0 * k_w + kx0) * 2;
+            const int32_t *q = p->requant;
+            for (g = 0; g < groups; g++, in += 4, w += taps2) {
+                int32_t acc[4];
+                if (interior && k_h == 3 && k_w == 3) {
+                    dw_sum4_3x3(in, w, row, c, off2, acc);
+                } else if (interior) {
+                    dw_sum4(in, w, row, c, k_h, k_w, k_w, off2, acc);
+                } else {
+                    dw_sum4(in, w, row, c, n_y, n_x, k_w, off2, acc);
+                }
+                output[4 * g] = (int8_t)dw_requant(acc[0], q, out_off, act_min, act_max, one_step, clamp);
+                output[4 * g + 1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, out_off, act_min, act_max,
+                                                       one_step, clamp);
+                output[4 * g + 2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, out_off, act_min,
+                                                       act_max, one_step, clamp);
+                output[4 * g + 3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, out_off, act_min,
+                                                       act_max, one_step, clamp);
+                q += 4 * TQ_DW_REQUANT_SIZE;
+            }
+            for (j = 0; j < c - 4 * groups; j++, q += TQ_DW_REQUANT_SIZE) {
+                const int32_t acc = dw_sum1(in, w, row, c, n_y, n_x, k_w, p->input_offset, j);
+                output[4 * groups + j] = (int8_t)dw_requant(acc, q, out_off, act_min, act_max, one_step, clamp);
+            }
+        }
+    }
+}
+
+void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, 3, 3, 1, 0);
+}
+
+void tq_dw_conv3x3_clamp(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, 3, 3, 1, 1);
+}
+
+void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
+{
+    dw_conv(p, input, output, p->k_h, p->k_w, 0, 1);
+}

@@ -1,0 +1,156 @@
+"""The specialised depthwise kernels (tinyq/kernels/depthwise.py, firmware_stub/runtime/tq_depthwise.c), each
+bit-exact with TFLM: one synthetic graph whose layers reach every branch of the choice (3x3 with strides 1 and 2,
+SAME and VALID, channel tails of 0 to 3, a tall window on the any-size kernel, a depth multiplier left to the
+generic kernel), run on a few hundred random inputs through the packed path, the portable path, the sanitizers,
+and in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no DSP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tinyq import cortex_m, emit, firmware, kernels, verify
+from tinyq.fixedpoint import mul_by_quantized_multiplier
+from tinyq.graph import read_graph
+from tinyq.kernels.depthwise import grouped_weights, requant_record
+from tinyq.lower import Optimize, lower
+from tinyq.quantize import QuantizeConfig, quantize
+
+L = tf.keras.layers
+SAMPLES = 300
+SHAPE = (10, 11, 8)
+
+
+def _model():
+    inp = tf.keras.Input(SHAPE)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(inp)  # 2 groups, input offset per tap
+    x = L.Conv2D(7, 1)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 1 group + 3 tail channels
+    y = L.DepthwiseConv2D(3, padding="valid")(x)  # offset folded into the bias
+    z = L.DepthwiseConv2D((5, 2), strides=(1, 2), padding="same")(x)  # any-size window
+    w = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # generic kernel
+    # large weights into a ReLU6: rescales above 1/4, TFLite's two-step requantization on the any-size kernel
+    v = L.DepthwiseConv2D(3, padding="same", activation="relu6", name="big")(x)
+    outs = [L.Flatten()(t) for t in (y, z, w, v)]
+    return tf.keras.Model(inp, L.Concatenate()(outs), name="dw")
+
+
+@dataclass(frozen=True)
+class Case:
+    quantized: object
+    folder: object
+    inputs: np.ndarray
+    tflm: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> Case:
+    tf.keras.utils.set_random_seed(11)
+    model = _model()
+    rng = np.random.default_rng(11)
+    for v in model.weights:  # non-zero biases, or the converter drops them
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
+        elif v.path.startswith("big/"):
+            v.assign(rng.normal(0.0, 300.0, v.shape).astype(np.float32))
+    calib = rng.random((64,) + SHAPE, dtype=np.float32) * 2 - 0.5  # asymmetric: non-zero input zero point
+    q = quantize(model, calib, QuantizeConfig(64, input_range=(-0.5, 1.5)))
+    xs = np.random.default_rng(7).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
+    tflm = verify.run_tflm(q.tflite, xs)
+    r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
+    folder = tmp_path_factory.mktemp("dw") / "fw"
+    emit.emit(q, r, folder, name="dw", golden_count=5)
+    return Case(q, folder, xs, tflm.reshape(len(xs), -1))
+
+
+@pytest.fixture(scope="module")
+def clamp_folder(case, tmp_path_factory):
+    """The same model with the 3x3 layers on the clamping twin (exact for any range, so for these too)."""
+    choose = kernels.CHOOSERS["tq_depthwise_conv2d"]
+
+    def clamping(fields, arrays, name):
+        v = choose(fields, arrays, name)
+        return replace(v, kernel="tq_dw_conv3x3_clamp") if v is not None and v.kernel == "tq_dw_conv3x3" else v
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(kernels.CHOOSERS, "tq_depthwise_conv2d", clamping)
+        r = verify.VerifyResult.tflm_only(case.quantized, case.inputs, case.tflm, np.arange(len(case.inputs)) % 10)
+        folder = tmp_path_factory.mktemp("dw_clamp") / "fw"
+        emit.emit(case.quantized, r, folder, name="dw", golden_count=5)
+    assert "tq_dw_conv3x3_clamp(" in next(folder.glob("*_model.c")).read_text()
+    return folder
+
+
+def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
+    same = np.all(outs == tflm, axis=1)
+    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
+
+
+def test_choice_covers_every_variant_and_size_keeps_generic(case):
+    g = read_graph(case.quantized.tflite)
+    speed = [c.kernel for c in lower(g).calls if c.op_name == "DEPTHWISE_CONV_2D"]
+    size = [c.kernel for c in lower(g, Optimize.SIZE).calls if c.op_name == "DEPTHWISE_CONV_2D"]
+    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
+                             "tq_dw_conv3x3"]  # every activation range here is all of int8
+    assert size == ["tq_depthwise_conv2d"] * 6
+    two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and dict(c.fields)["k_w"] == "3"]
+    assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, 4)[:, 3] < 0).any()
+    offsets = [dict(c.fields)["input_offset"] for c in lower(g).calls if c.kernel == "tq_dw_conv3x3"]
+    assert "0" in offsets and any(o != "0" for o in offsets)  # folded (VALID) and per tap (SAME)
+
+
+def test_requant_record_equals_tflite_rounding():
+    """The one-step requantization of the C kernel, evaluated in Python, against TFLite's two steps."""
+    rng = np.random.default_rng(3)
+    edges = [0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, -(1 << 31), (1 << 30), -(1 << 30), 12345, -12345]
+    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 500)]
+    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 500)]
+    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 8)]
+    for shift in list(range(-31, 3)):
+        for m in mults:
+            _, mult, hi, rsh = requant_record(0, m, shift)
+            for x in xs:
+                if rsh >= 0:
+                    got = ((x * mult + ((hi - (x < 0)) << 32) + (1 << 30) + ((x < 0) << 31)) >> 32) >> rsh
+                else:
+                    assert hi == shift and -shift < 2
+                    continue
+                assert got == mul_by_quantized_multiplier(x, m, shift), (x, m, shift)
+
+
+def test_grouped_weights_layout():
+    w = np.arange(-36, 36, 2, dtype=np.int8).reshape(2, 3, 6)  # [k_h][k_w][channels]
+    g = grouped_weights(w.reshape(-1), 6, 6).reshape(2, 6, 2)  # [group][tap][word]
+    lanes = np.stack([(g << 16) >> 16, g >> 16], axis=-1)  # [group][tap][word][lo, hi]
+    chans = lanes[..., [0, 1, 0, 1], [0, 0, 1, 1]]  # words (w0, w2), (w1, w3) -> channels 0..3
+    flat = w.reshape(6, 6)
+    assert np.array_equal(chans[0], flat[:, :4])
+    assert np.array_equal(chans[1, :, :2], flat[:, 4:]) and not chans[1, :, 2:].any()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
+                         ids=["packed-O3", "portable", "asan-ubsan"])
+def test_bitexact_with_tflm_on_host(case, opt, sanitize, tmp_path):
+    exe = firmware.build_stub(case.folder, tmp_path / "build", opt=opt, sanitize=sanitize)
+    assert firmware.run_golden(exe).passed
+    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt", ["-O2", "-O2 -DTQ_PORTABLE"])
+def test_clamping_twin_bitexact_on_host(case, clamp_folder, opt, tmp_path):
+    exe = firmware.build_stub(clamp_folder, tmp_path / "build", opt=opt)
+    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+def test_bitexact_with_tflm_in_qemu(case, target, tmp_path):
+    elf = cortex_m.build_cortex_m(case.folder, tmp_path / target, target=target)
+    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
+                                                      target=target).outputs, case.tflm[:40])
