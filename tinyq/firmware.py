@@ -1,4 +1,5 @@
-"""Building and running the firmware stub on the host: golden vectors, bulk runs, code size."""
+"""Building and running the firmware stub on the host: golden vectors, bulk runs, code size; and the C engine
+as a host shared library, run in worker processes over whole arrays."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from .errors import BuildError
 from .resources import firmware_stub_dir
-from .native import run_child
+from .native import Runtime, Workers, run_child, session
 
 STUB_DIR = firmware_stub_dir()
 
@@ -31,6 +33,22 @@ class GoldenRun:
 def build_stub(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str = "host", backend: str = "c",
                opt: str = "-O2", sanitize: bool = False, extra: tuple[str, ...] = ()) -> Path:
     """Compile the stub with the generated files in `gen_dir` through firmware_stub/Makefile; the executable."""
+    suffix = ".elf" if target != "host" else ""
+    return _make(gen_dir, build_dir, target, backend, opt, sanitize, extra, f"stub{suffix}")
+
+
+ENGINE_LIBRARY = "libtinyq_engine.so"
+
+
+def build_library(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt: str = "-O3") -> Path:
+    """Compile the generated C engine (the very sources the stub's C backend builds) with engine_lib.c's batch
+    entry point into a host shared library (`make LIB=1`), for run_library; its path."""
+    return _make(gen_dir, build_dir, "host", "c", opt, False, ("LIB=1",), ENGINE_LIBRARY)
+
+
+def _make(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str, backend: str, opt: str,
+          sanitize: bool, extra: tuple[str, ...], product: str) -> Path:
+    """Run firmware_stub/Makefile; the path of `product` in the build folder."""
     if shutil.which("make") is None:
         raise BuildError("building the firmware stub needs 'make' (not found on PATH)")
     build = Path(build_dir).resolve()
@@ -44,8 +62,7 @@ def build_stub(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target:
         errors = [ln for ln in message if "error" in ln.lower()] or message
         raise BuildError(f"building the stub (target {target}, backend {backend}, {opt}) failed: "
                          f"{' | '.join(errors[:4])}")
-    suffix = ".elf" if target != "host" else ""
-    exe = build / f"stub{suffix}"
+    exe = build / product
     if not exe.is_file():
         raise BuildError(f"make succeeded but {exe} is missing")
     return exe
@@ -101,6 +118,55 @@ def run_batch(exe: str | os.PathLike, inputs: np.ndarray, output_bytes: int) -> 
         raise BuildError(f"{exe}: bulk run of {len(x)} inputs exited {proc.returncode} with {len(data)} output "
                          f"bytes (expected {len(x) * output_bytes}): {proc.stderr.strip()[-400:]}")
     return np.frombuffer(data, dtype=np.int8).reshape(len(x), output_bytes).copy()
+
+
+MIN_SLICE = 512  # inputs per worker below which a second worker costs more than it saves
+
+
+def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, workers: Workers | None = None,
+                jobs: int = 2) -> np.ndarray:
+    """Push raw int8 input tensors (N, input_bytes) through the engine library (build_library); outputs
+    (N, output_bytes), the same bytes as run_batch of the stub. The inputs are cut into at most `jobs` contiguous
+    slices, each run in its own worker process (the engine has one static arena, so one invoke at a time per
+    process), and joined in order. A crash in the library raises NativeCrash naming the C engine and the slice;
+    sizes that do not match the engine's raise BuildError naming both."""
+    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1))
+    count = max(1, min(jobs, len(x) // MIN_SLICE))
+    bounds = [len(x) * i // count for i in range(count + 1)]
+    name = Path(lib).name
+    with session(workers) as w, ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(w.call, Runtime.C_ENGINE, f"{name}: inputs {a} to {b - 1} of {len(x)}",
+                               _library_batch, str(Path(lib).resolve()), x[a:b], a, output_bytes, slot=i)
+                   for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+        parts = [f.result() for f in futures]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _library_batch(path: str, x: np.ndarray, first: int, output_bytes: int) -> np.ndarray:
+    """In a C engine worker: load the library, check the sizes, run inputs `first`... of the caller's batch,
+    unload the library again (so one rebuilt at the same path is read afresh on the next call)."""
+    import _ctypes
+    import ctypes
+
+    lib = ctypes.CDLL(path)
+    try:
+        lib.tinyq_engine_model_name.restype = ctypes.c_char_p
+        lib.tinyq_engine_run_batch.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)
+        model = lib.tinyq_engine_model_name().decode(errors="replace")
+        in_bytes, out_bytes = lib.tinyq_engine_input_bytes(), lib.tinyq_engine_output_bytes()
+        if x.shape[1] != in_bytes or output_bytes != out_bytes:
+            raise BuildError(f"{path}: the C engine of model {model!r} takes {in_bytes}-byte inputs and gives "
+                             f"{out_bytes}-byte outputs, but was given {x.shape[1]}-byte inputs for "
+                             f"{output_bytes}-byte outputs")
+        out = np.empty((len(x), out_bytes), dtype=np.int8)
+        status = lib.tinyq_engine_run_batch(x.ctypes.data, out.ctypes.data, len(x))
+    finally:
+        _ctypes.dlclose(lib._handle)
+    if status != 0:
+        what = {-1: "the engine's init failed", -2: "the batch was refused"}.get(status,
+                                                                                    f"invoke failed on input {first + status - 1}")
+        raise BuildError(f"{path}: C engine of model {model!r}: {what} (status {status})")
+    return out
 
 
 def text_bytes(objects: list[str | os.PathLike], size_tool: str = "size") -> int:

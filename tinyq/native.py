@@ -1,10 +1,10 @@
-"""Native code at arm's length: the TF converter, LiteRT and TFLM run in worker processes, so a signal, an abort
-or a sanitizer report in them becomes a `NativeCrash` naming the runtime, the step and the signal, not a dead
-tinyq. Also: redirecting what native libraries print straight to file descriptors 1 and 2.
+"""Native code at arm's length: the TF converter, LiteRT, TFLM and the C engine's host library run in worker
+processes, so a signal, an abort or a sanitizer report in them becomes a `NativeCrash` naming the runtime, the
+step and the signal, not a dead tinyq. Also: redirecting what native libraries print straight to file descriptors 1 and 2.
 
-Cost model: one long-lived worker per runtime kind for a whole `Workers` session (a fresh interpreter started on
-first use), whole arrays passed in one
-call, and a fresh worker after a crash.
+Cost model: one long-lived worker per runtime kind and slot for a whole `Workers` session (a fresh interpreter
+started on first use; slots > 0 only for work split over cores), whole arrays passed in one call, and a fresh
+worker after a crash.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Runtime(enum.Enum):
     CONVERTER = "TF converter"
     LITERT = "LiteRT"
     TFLM = "TFLM"
+    C_ENGINE = "C engine"
 
 
 @contextlib.contextmanager
@@ -113,7 +114,7 @@ class _Worker:
 
 
 _PRELOAD = {"CONVERTER": ("tensorflow",), "LITERT": ("ai_edge_litert.interpreter",),
-            "TFLM": ("tflite_micro.python.tflite_micro.runtime",)}
+            "TFLM": ("tflite_micro.python.tflite_micro.runtime",), "C_ENGINE": ("numpy", "tinyq.firmware")}
 
 
 def _preload(modules: tuple[str, ...]) -> None:
@@ -144,10 +145,11 @@ def _first_lines(text: str, count: int = 4) -> list[str]:
 
 
 class Workers:
-    """One worker process per runtime kind, started on first use, replaced after a crash, ended by close()."""
+    """One worker process per runtime kind and slot, started on first use, replaced after a crash, ended by
+    close(). Calls to different (runtime, slot) pairs may run at the same time from different threads."""
 
     def __init__(self) -> None:
-        self._workers: dict[Runtime, _Worker] = {}
+        self._workers: dict[tuple[Runtime, int], _Worker] = {}
 
     def __enter__(self) -> "Workers":
         return self
@@ -155,7 +157,7 @@ class Workers:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start(self, runtime: Runtime) -> _Worker:
+    def _start(self, runtime: Runtime, slot: int) -> _Worker:
         fd, log_path = tempfile.mkstemp(prefix=f"tinyq-{runtime.name.lower()}-", suffix=".log")
         os.close(fd)
         parent, child = socket.socketpair()
@@ -171,24 +173,26 @@ class Workers:
             child.close()
         worker = _Worker(process, Connection(parent.detach()), log_path)
         worker.conn.send(list(sys.path))
-        self._workers[runtime] = worker
+        self._workers[runtime, slot] = worker
         return worker
 
-    def prepare(self, *runtimes: Runtime) -> None:
-        """Start these runtimes' workers and their imports now, without waiting, so the start-up (TensorFlow's
-        import above all) overlaps with what the caller does next."""
+    def prepare(self, *runtimes: Runtime, slots: int = 1) -> None:
+        """Start these runtimes' workers (slots 0 to slots-1 of each) and their imports now, without waiting, so
+        the start-up (TensorFlow's import above all) overlaps with what the caller does next."""
         for runtime in runtimes:
-            worker = self._workers.get(runtime) or self._start(runtime)
-            if not worker.pending:
-                worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
-                worker.pending = True
+            for slot in range(slots):
+                worker = self._workers.get((runtime, slot)) or self._start(runtime, slot)
+                if not worker.pending:
+                    worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
+                    worker.pending = True
 
-    def call(self, runtime: Runtime, step: str, fn: Callable, *args):
-        """fn(*args) in the runtime's worker; a crash raises NativeCrash and the next call gets a new worker.
+    def call(self, runtime: Runtime, step: str, fn: Callable, *args, slot: int = 0):
+        """fn(*args) in the runtime's worker of this slot; a crash raises NativeCrash and the next call gets a new
+        worker.
 
         `fn` must be a module-level function (it is sent by reference); exceptions it raises are re-raised here.
         """
-        worker = self._workers.get(runtime) or self._start(runtime)
+        worker = self._workers.get((runtime, slot)) or self._start(runtime, slot)
         offset = os.path.getsize(worker.log_path)
         try:
             if worker.pending:
@@ -197,26 +201,26 @@ class Workers:
             worker.conn.send((fn, args))
             status, value = worker.conn.recv()
         except (EOFError, OSError):
-            raise self._crashed(runtime, worker, step, offset) from None
+            raise self._crashed(runtime, slot, worker, step, offset) from None
         except BaseException:  # interrupted mid-call: the worker's state is unknown
-            self._stop(runtime)
+            self._stop((runtime, slot))
             raise
         if status == "err":
             raise value
         return value
 
-    def _crashed(self, runtime: Runtime, worker: _Worker, step: str, offset: int) -> NativeCrash:
+    def _crashed(self, runtime: Runtime, slot: int, worker: _Worker, step: str, offset: int) -> NativeCrash:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(5)
         exitcode = worker.process.returncode
         with open(worker.log_path, "rb") as log:
             log.seek(offset)
             text = log.read(1 << 16).decode(errors="replace")
-        self._stop(runtime)
+        self._stop((runtime, slot))
         return NativeCrash(runtime.value, step, _signal_name(exitcode), tuple(_first_lines(text)))
 
-    def _stop(self, runtime: Runtime) -> None:
-        worker = self._workers.pop(runtime, None)
+    def _stop(self, key: tuple[Runtime, int]) -> None:
+        worker = self._workers.pop(key, None)
         if worker is None:
             return
         worker.conn.close()
@@ -232,8 +236,8 @@ class Workers:
 
     def close(self) -> None:
         """End every worker (they also end on their own when this process dies)."""
-        for runtime in list(self._workers):
-            self._stop(runtime)
+        for key in list(self._workers):
+            self._stop(key)
 
 
 @contextlib.contextmanager
