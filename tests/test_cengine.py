@@ -54,12 +54,18 @@ def _assert_bitexact(outs, tflm):
 @pytest.mark.integration
 @pytest.mark.parametrize("which", ["cnn", "mlp", "dsres"])
 def test_demo_models_bitexact_with_tflm_on_full_test_set(which, request, tmp_path):
+    """The stub executable (-O2, through files) and the engine library (-O3, in worker processes) give TFLM's
+    bytes on every test image."""
     q = request.getfixturevalue(f"{which}_q")
     r = request.getfixturevalue(f"{which}_verify")
     assert len(r.int8_inputs) == 10000
     outs, _, exe = _host_run(q, r.int8_inputs, tmp_path, name=which, tflm=r.tflm_outputs)
     _assert_bitexact(outs, r.tflm_outputs)
     assert firmware.code_bytes(exe) > 0
+    lib = firmware.build_library(tmp_path / f"{which}_fw", tmp_path / f"{which}_lib")
+    lib_outs = firmware.run_library(lib, r.int8_inputs, outs.shape[1])
+    assert lib_outs.tobytes() == outs.tobytes()
+    _assert_bitexact(lib_outs, r.tflm_outputs)
 
 
 @pytest.mark.integration

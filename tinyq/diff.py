@@ -583,10 +583,10 @@ def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarr
         if c_matches_tflm:
             outs[Runtime.C_HOST] = outs[Runtime.TFLM]
         else:
-            from .firmware import run_batch
+            from .firmware import build_library, run_library
 
-            exe = build_trace_stub(fw_dir, Path(build_dir) / "trace-host", "host")
-            outs[Runtime.C_HOST] = run_batch(exe, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])
+            lib = build_library(fw_dir, Path(build_dir) / "lib-host")
+            outs[Runtime.C_HOST] = run_library(lib, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])
     disagree = np.zeros(n, bool)
     pairs, picked_set = [], set()
     for a, b in combinations(outs, 2):

@@ -120,11 +120,12 @@ def run_batch(exe: str | os.PathLike, inputs: np.ndarray, output_bytes: int) -> 
     return np.frombuffer(data, dtype=np.int8).reshape(len(x), output_bytes).copy()
 
 
+LIBRARY_JOBS = 2  # worker processes run_library splits a batch over by default
 MIN_SLICE = 512  # inputs per worker below which a second worker costs more than it saves
 
 
 def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, workers: Workers | None = None,
-                jobs: int = 2) -> np.ndarray:
+                jobs: int = LIBRARY_JOBS) -> np.ndarray:
     """Push raw int8 input tensors (N, input_bytes) through the engine library (build_library); outputs
     (N, output_bytes), the same bytes as run_batch of the stub. The inputs are cut into at most `jobs` contiguous
     slices, each run in its own worker process (the engine has one static arena, so one invoke at a time per
@@ -135,6 +136,8 @@ def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, w
     bounds = [len(x) * i // count for i in range(count + 1)]
     name = Path(lib).name
     with session(workers) as w, ThreadPoolExecutor(count) as pool:
+        # started from this thread, not the pool's: a worker is killed when the thread that started it ends
+        w.prepare(Runtime.C_ENGINE, slots=count)
         futures = [pool.submit(w.call, Runtime.C_ENGINE, f"{name}: inputs {a} to {b - 1} of {len(x)}",
                                _library_batch, str(Path(lib).resolve()), x[a:b], a, output_bytes, slot=i)
                    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]

@@ -245,17 +245,32 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
 
 def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: PipelineConfig,
                    say: Progress) -> CEngineFigures:
-    """Build the stub with the C engine on the host, push the whole test set through it, compare with TFLM."""
-    from . import firmware
+    """Build the stub with the C engine on the host and run its golden vectors (what a user builds), push the whole
+    test set through the engine (its -O3 library in worker processes; the sanitized stub under --sanitize) and
+    compare with TFLM."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    say("building the C engine stub on the host")
-    exe = firmware.build_stub(fw, build / "host", target="host", backend="c", opt="-O2", sanitize=config.sanitize)
-    golden = firmware.run_golden(exe)
-    if not golden.passed:
-        raise BuildError(f"{exe}: golden vectors failed on the host: {golden.summary}")
-    say(f"running {result.test_images} test images through the C engine")
+    from . import firmware
+    from .native import Runtime
+
     inputs = result.int8_inputs.reshape(result.test_images, -1)
-    outputs = firmware.run_batch(exe, inputs, result.tflm_outputs[0].size)
+    with Workers() as workers, ThreadPoolExecutor(1) as pool:
+        library = None
+        if not config.sanitize:  # the library and its workers get ready while the stub builds
+            workers.prepare(Runtime.C_ENGINE, slots=firmware.LIBRARY_JOBS)
+            library = pool.submit(firmware.build_library, fw, build / "host-lib")
+        say("building the C engine stub on the host")
+        exe = firmware.build_stub(fw, build / "host", target="host", backend="c", opt="-O2",
+                                  sanitize=config.sanitize)
+        golden = firmware.run_golden(exe)
+        if not golden.passed:
+            raise BuildError(f"{exe}: golden vectors failed on the host: {golden.summary}")
+        if library is None:
+            say(f"running {result.test_images} test images through the sanitized C engine stub")
+            outputs = firmware.run_batch(exe, inputs, result.tflm_outputs[0].size)
+        else:
+            say(f"running {result.test_images} test images through the C engine (-O3 library)")
+            outputs = firmware.run_library(library.result(), inputs, result.tflm_outputs[0].size, workers)
     vs_tflm = agreement(outputs, result.tflm_outputs)
     float_pred = (None if result.float_outputs is None
                   else result.float_outputs.reshape(result.test_images, -1).argmax(axis=1))
