@@ -228,3 +228,15 @@ def test_op_without_exact_model_is_still_located(cnn_q):
     why = explain(graph, reshape, None, {}, 7, (("tflm", 3), ("c-host", 4)))
     assert why.element == (0, 7) and why.accumulator is None and why.exact is None
     assert why.text.startswith("op #4 RESHAPE, output element [0, 7]: tflm 3, c-host 4. Not explained")
+
+
+@pytest.mark.integration
+def test_quick_diff_recomputes_the_c_engine_over_the_whole_test_set(mlp_q, mlp_verify, tmp_path):
+    """When the C engine is not known to match TFLM, quick_diff runs it (the host library) on every input."""
+    fw = tmp_path / "fw"
+    emit.emit(mlp_q, mlp_verify, fw, name="mlp")
+    tflm = mlp_verify.tflm_outputs.reshape(len(mlp_verify.tflm_outputs), -1)
+    finals = {Runtime.TFLM: tflm}
+    quick = diff.quick_diff(mlp_q.tflite, mlp_verify.int8_inputs, finals, fw, False, tmp_path / "build")
+    assert [(p.pair, p.images, p.identical) for p in quick.pairs] == [(("tflm", "c-host"), 10000, 10000)]
+    assert quick.disagreeing == 0 and quick.diff is None
