@@ -102,3 +102,10 @@ def test_pipeline_host_check_is_bitexact_on_the_whole_test_set(sanitize, mlp_q, 
     assert (fig.images, fig.bitexact_vs_tflm, fig.sanitized) == (10000, 1.0, sanitize)
     assert any(("sanitized C engine stub" in s) == sanitize and "10000 test images" in s for s in said)
     assert (tmp_path / "build" / "host-lib" / firmware.ENGINE_LIBRARY).is_file() != sanitize
+
+
+def test_a_file_that_is_not_an_engine_library_is_refused(tmp_path):
+    junk = tmp_path / firmware.ENGINE_LIBRARY
+    junk.write_text("not ELF")
+    with pytest.raises(BuildError, match="cannot load the C engine library"):
+        firmware.run_library(junk, np.zeros((2, 4), np.int8), 2)

@@ -145,29 +145,38 @@ def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, w
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+_LIBRARY_STATUS = {-1: "the engine's init failed", -2: "the batch was refused (negative count or null pointer)"}
+
+
 def _library_batch(path: str, x: np.ndarray, first: int, output_bytes: int) -> np.ndarray:
     """In a C engine worker: load the library, check the sizes, run inputs `first`... of the caller's batch,
     unload the library again (so one rebuilt at the same path is read afresh on the next call)."""
     import _ctypes
     import ctypes
 
-    lib = ctypes.CDLL(path)
     try:
-        lib.tinyq_engine_model_name.restype = ctypes.c_char_p
-        lib.tinyq_engine_run_batch.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)
-        model = lib.tinyq_engine_model_name().decode(errors="replace")
-        in_bytes, out_bytes = lib.tinyq_engine_input_bytes(), lib.tinyq_engine_output_bytes()
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise BuildError(f"{path}: cannot load the C engine library: {exc}") from None
+    try:
+        try:
+            name_of, run = lib.tinyq_engine_model_name, lib.tinyq_engine_run_batch
+            in_bytes, out_bytes = lib.tinyq_engine_input_bytes(), lib.tinyq_engine_output_bytes()
+        except AttributeError as exc:
+            raise BuildError(f"{path}: not a tinyq C engine library (make LIB=1): {exc}") from None
+        name_of.restype = ctypes.c_char_p
+        run.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)
+        model = name_of().decode(errors="replace")
         if x.shape[1] != in_bytes or output_bytes != out_bytes:
             raise BuildError(f"{path}: the C engine of model {model!r} takes {in_bytes}-byte inputs and gives "
                              f"{out_bytes}-byte outputs, but was given {x.shape[1]}-byte inputs for "
                              f"{output_bytes}-byte outputs")
         out = np.empty((len(x), out_bytes), dtype=np.int8)
-        status = lib.tinyq_engine_run_batch(x.ctypes.data, out.ctypes.data, len(x))
+        status = run(x.ctypes.data, out.ctypes.data, len(x))
     finally:
         _ctypes.dlclose(lib._handle)
     if status != 0:
-        what = {-1: "the engine's init failed", -2: "the batch was refused"}.get(status,
-                                                                                    f"invoke failed on input {first + status - 1}")
+        what = _LIBRARY_STATUS.get(status, f"invoke failed on input {first + status - 1}")
         raise BuildError(f"{path}: C engine of model {model!r}: {what} (status {status})")
     return out
 

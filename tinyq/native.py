@@ -1,6 +1,7 @@
 """Native code at arm's length: the TF converter, LiteRT, TFLM and the C engine's host library run in worker
 processes, so a signal, an abort or a sanitizer report in them becomes a `NativeCrash` naming the runtime, the
-step and the signal, not a dead tinyq. Also: redirecting what native libraries print straight to file descriptors 1 and 2.
+step and the signal, not a dead tinyq. Also: redirecting what native libraries print straight to file
+descriptors 1 and 2.
 
 Cost model: one long-lived worker per runtime kind and slot for a whole `Workers` session (a fresh interpreter
 started on first use; slots > 0 only for work split over cores), whole arrays passed in one call, and a fresh
