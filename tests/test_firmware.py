@@ -69,8 +69,8 @@ def test_a_crash_in_the_library_names_the_c_engine_and_the_slice(broken_lib):
         with pytest.raises(NativeCrash) as err:
             firmware.run_library(broken_lib, x, 2, w, jobs=2)
         assert (err.value.runtime, err.value.signal) == ("C engine", "signal SIGSEGV")
-        assert err.value.step == f"{firmware.ENGINE_LIBRARY}: inputs {n // 2} to {n - 1} of {n}"
-        assert "C engine crashed (signal SIGSEGV)" in str(err.value)
+        assert err.value.step == f"the run of {broken_lib.resolve()} on inputs {n // 2} to {n - 1} of {n}"
+        assert f"C engine crashed (signal SIGSEGV) during the run of {broken_lib.resolve()}" in str(err.value)
         x[n - 3, 0] = 0
         assert firmware.run_library(broken_lib, x, 2, w, jobs=2).tobytes() == x[:, :2].tobytes()  # a new worker
 

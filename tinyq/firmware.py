@@ -134,12 +134,12 @@ def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, w
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1))
     count = max(1, min(jobs, len(x) // MIN_SLICE))
     bounds = [len(x) * i // count for i in range(count + 1)]
-    name = Path(lib).name
+    path = str(Path(lib).resolve())
     with session(workers) as w, ThreadPoolExecutor(count) as pool:
         # started from this thread, not the pool's: a worker is killed when the thread that started it ends
         w.prepare(Runtime.C_ENGINE, slots=count)
-        futures = [pool.submit(w.call, Runtime.C_ENGINE, f"{name}: inputs {a} to {b - 1} of {len(x)}",
-                               _library_batch, str(Path(lib).resolve()), x[a:b], a, output_bytes, slot=i)
+        futures = [pool.submit(w.call, Runtime.C_ENGINE, f"the run of {path} on inputs {a} to {b - 1} of {len(x)}",
+                               _library_batch, path, x[a:b], a, output_bytes, slot=i)
                    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
         parts = [f.result() for f in futures]
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
