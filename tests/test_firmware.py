@@ -109,3 +109,26 @@ def test_a_file_that_is_not_an_engine_library_is_refused(tmp_path):
     junk.write_text("not ELF")
     with pytest.raises(BuildError, match="cannot load the C engine library"):
         firmware.run_library(junk, np.zeros((2, 4), np.int8), 2)
+
+
+def test_an_interrupt_does_not_wait_for_the_slices_still_running(broken_lib, monkeypatch):
+    """Ctrl-C while one worker is busy: run_library kills the workers instead of waiting for their slices."""
+    import time
+
+    x = _inputs(2 * firmware.MIN_SLICE)
+    with native.Workers() as w:
+        assert firmware.run_library(broken_lib, x, 2, w).shape == (len(x), 2)  # both workers up
+        real_call = w.call
+
+        def interrupted(runtime, step, fn, *args, slot=0):
+            if slot == 1:
+                return real_call(runtime, "a long slice", time.sleep, 60, slot=1)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(w, "call", interrupted)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            firmware.run_library(broken_lib, x, 2, w)
+        assert time.monotonic() - start < 10
+        monkeypatch.undo()
+        assert firmware.run_library(broken_lib, x, 2, w).tobytes() == x[:, :2].tobytes()  # fresh workers

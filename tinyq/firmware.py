@@ -141,7 +141,11 @@ def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, w
         futures = [pool.submit(w.call, Runtime.C_ENGINE, f"the run of {path} on inputs {a} to {b - 1} of {len(x)}",
                                _library_batch, path, x[a:b], a, output_bytes, slot=i)
                    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
-        parts = [f.result() for f in futures]
+        try:
+            parts = [f.result() for f in futures]
+        except BaseException:  # a slice crashed or the caller was interrupted: do not wait for the others
+            w.kill(Runtime.C_ENGINE)
+            raise
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

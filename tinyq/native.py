@@ -182,7 +182,7 @@ class Workers:
         the start-up (TensorFlow's import above all) overlaps with what the caller does next."""
         for runtime in runtimes:
             for slot in range(slots):
-                worker = self._workers.get((runtime, slot)) or self._start(runtime, slot)
+                worker = self._live(runtime, slot)
                 if not worker.pending:
                     worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
                     worker.pending = True
@@ -193,7 +193,7 @@ class Workers:
 
         `fn` must be a module-level function (it is sent by reference); exceptions it raises are re-raised here.
         """
-        worker = self._workers.get((runtime, slot)) or self._start(runtime, slot)
+        worker = self._live(runtime, slot)
         offset = os.path.getsize(worker.log_path)
         try:
             if worker.pending:
@@ -209,6 +209,22 @@ class Workers:
         if status == "err":
             raise value
         return value
+
+    def _live(self, runtime: Runtime, slot: int) -> _Worker:
+        """The worker of (runtime, slot), started now if there is none or it died between calls (killed)."""
+        worker = self._workers.get((runtime, slot))
+        if worker is not None and worker.process.poll() is not None:
+            self._stop((runtime, slot))
+            worker = None
+        return worker or self._start(runtime, slot)
+
+    def kill(self, runtime: Runtime) -> None:
+        """Kill this runtime's workers (every slot) now, e.g. when the caller is interrupted while other threads
+        wait on them: those calls then end at once with NativeCrash, and the next call gets a new worker."""
+        for (kind, _slot), worker in list(self._workers.items()):
+            if kind is runtime:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
 
     def _crashed(self, runtime: Runtime, slot: int, worker: _Worker, step: str, offset: int) -> NativeCrash:
         with contextlib.suppress(subprocess.TimeoutExpired):
