@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,9 +142,14 @@ def run_library(lib: str | os.PathLike, inputs: np.ndarray, output_bytes: int, w
                                _library_batch, path, x[a:b], a, output_bytes, slot=i)
                    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
         try:
+            wait(futures, return_when=FIRST_EXCEPTION)
             parts = [f.result() for f in futures]
         except BaseException:  # a slice crashed or the caller was interrupted: do not wait for the others
-            w.kill(Runtime.C_ENGINE)
+            for f in futures:
+                f.cancel()
+            while not all(f.done() for f in futures):  # a call that started after a kill gets the next one
+                w.kill(Runtime.C_ENGINE)
+                wait(futures, timeout=0.1)
             raise
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 

@@ -225,6 +225,7 @@ class Workers:
             if kind is runtime:
                 with contextlib.suppress(ProcessLookupError):
                     worker.process.kill()
+                worker.process.wait()
 
     def _crashed(self, runtime: Runtime, slot: int, worker: _Worker, step: str, offset: int) -> NativeCrash:
         with contextlib.suppress(subprocess.TimeoutExpired):
