@@ -130,7 +130,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
             notes.append("analysis (report.html) not run: its sweep re-quantizes the Keras model, and this "
                          ".tflite came already quantized")
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
-        report.update(run_section(pre, report_pre, config.c_engine_mode, engine_on, names))
+        report.update(run_section(pre, report_pre, config.c_engine_mode, engine_on, names, emission.engine))
         write_report(report, tmp)
         write_html(tmp / "report.html",
                    ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes), fidelity))
@@ -189,11 +189,15 @@ def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progres
 
 
 def run_section(pre: Preprocessing, preflight: PreflightReport, mode: CEngineMode, engine_on: bool,
-                class_names) -> dict:
-    """report.json keys this module adds: preprocessing, pre-flight findings, C engine status, class names."""
+                class_names, engine=None) -> dict:
+    """report.json keys this module adds: preprocessing, pre-flight findings, C engine status and the kernel
+    chosen for each op (with the scratch they take in the arena), class names."""
     status = "generated" if engine_on else ("off" if mode is CEngineMode.OFF else "blocked")
-    return {"preprocessing": pre.as_dict(), "preflight": preflight.as_dict(),
-            "c_engine": {"mode": mode.value, "status": status, "blocked_by": list(preflight.c_engine_blockers)},
+    c_engine = {"mode": mode.value, "status": status, "blocked_by": list(preflight.c_engine_blockers)}
+    if engine is not None:
+        c_engine.update(optimize=engine.optimize.value, scratch_bytes=engine.scratch_bytes,
+                        kernels=[{"op_index": op, "kernel": kernel} for op, kernel in engine.kernels])
+    return {"preprocessing": pre.as_dict(), "preflight": preflight.as_dict(), "c_engine": c_engine,
             "class_names": None if class_names is None else list(class_names)}
 
 
@@ -288,6 +292,8 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
                          else float((outputs.reshape(len(outputs), -1).argmax(axis=1) == float_pred).mean())),
         blocks=engine.blocks,
         call_count=engine.call_count,
+        scratch_bytes=engine.scratch_bytes,
+        optimize=engine.optimize.value,
     )
 
 

@@ -28,6 +28,8 @@ class CEngineFigures:
     argmax_vs_float: float | None = None
     blocks: tuple = ()  # cengine.ArenaBlock: the arena layout over the kernel calls, for report.html
     call_count: int = 0
+    scratch_bytes: int = 0  # the largest kernel scratch, planned inside the arena
+    optimize: str = "speed"  # the kernel choice: specialised per layer (speed) or generic (size)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         report["agreement"]["c_vs_tflm_images"] = c_engine.images
         report["arena_bytes"]["c"] = c_engine.arena_bytes
         report["arena_bytes"]["lower_bound"] = c_engine.lower_bound_bytes
+        report["arena_bytes"]["c_scratch"] = c_engine.scratch_bytes
         report["flash_bytes"] = {"c_weights": c_engine.const_bytes, "c_code": c_engine.code_bytes}
     if cortex_m is not None:
         report[cortex_m.target.replace("-", "_")] = target_section(cortex_m)

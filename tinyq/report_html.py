@@ -150,7 +150,9 @@ def _memory(chain: ChainReport) -> list[tuple[str, str]]:
     rows = [("TFLM tensor arena (measured, 64-bit host)", f"{v.tflm_arena_bytes} B")]
     if c is not None:
         rows += [("C engine arena", f"{c.arena_bytes} B"),
-                 ("liveness lower bound (most bytes live across one op)", f"{c.lower_bound_bytes} B"),
+                 ("liveness lower bound (most bytes live across one op, kernel scratch included)",
+                  f"{c.lower_bound_bytes} B"),
+                 (f"largest kernel scratch, inside the arena ({c.optimize} kernels)", f"{c.scratch_bytes} B"),
                  ("C engine arena vs TFLM arena", f"{c.arena_bytes / v.tflm_arena_bytes:.2f}x")]
     if m is not None:
         rows += [(f"{m.target} RAM: {what}", f"{size} B") for what, size in m.ram_split]
