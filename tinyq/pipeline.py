@@ -294,6 +294,7 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
         call_count=engine.call_count,
         scratch_bytes=engine.scratch_bytes,
         optimize=engine.optimize.value,
+        kernels=engine.kernels,
     )
 
 

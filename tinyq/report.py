@@ -30,6 +30,7 @@ class CEngineFigures:
     call_count: int = 0
     scratch_bytes: int = 0  # the largest kernel scratch, planned inside the arena
     optimize: str = "speed"  # the kernel choice: specialised per layer (speed) or generic (size)
+    kernels: tuple[tuple[int, str], ...] = ()  # (op index, C kernel) of every kernel call
 
 
 @dataclass(frozen=True)

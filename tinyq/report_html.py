@@ -182,10 +182,12 @@ def _ops(chain: ChainReport) -> list[tuple]:
     from .analyze import op_summary
 
     costs = {} if chain.cortex_m is None else {o.op_index: o for o in chain.cortex_m.ops}
+    kernels = {} if chain.c_engine is None else dict(chain.c_engine.kernels)
     rows = []
     for o in op_summary(chain.quantized.tflite):
         cost = costs.get(o.index)
-        rows.append((o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes,
+        rows.append((o.index, o.op, o.layer, kernels.get(o.index, "-"), "x".join(str(d) for d in o.output_shape),
+                     o.output_bytes,
                      o.constant_bytes, o.macs, "-" if cost is None else f"{cost.instructions:.0f}",
                      "-" if cost is None or not cost.macs else f"{cost.instructions_per_mac:.2f}"))
     return rows
