@@ -174,6 +174,35 @@ static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
     return tq_pack16(tq_lo16(a) + tq_lo16(b), tq_hi16(a) + tq_hi16(b));
 }
 
+#if defined(__GNUC__) && !defined(__arm__)
+/* The host: four int8 lanes of a GCC vector, a byte compare and a select (a few SSE instructions, not a loop). */
+typedef int8_t tq_s8x4_vec __attribute__((vector_size(4)));
+
+/* Byte k of a where its signed byte k is >= b's (the GE flag SSUB8 sets), else b's byte k (SEL). */
+static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+{
+    tq_s8x4_vec x, y, ge, r;
+    int32_t v;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    ge = x >= y;
+    r = (x & ge) | (y & ~ge);
+    memcpy(&v, &r, sizeof v);
+    return v;
+}
+
+static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
+{
+    tq_s8x4_vec x, y, ge, r;
+    int32_t v;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    ge = x >= y;
+    r = (y & ge) | (x & ~ge);
+    memcpy(&v, &r, sizeof v);
+    return v;
+}
+#else
 /* Signed byte k (0..3) of x. */
 static inline int32_t tq_s8_lane(int32_t x, int k)
 {
@@ -202,6 +231,8 @@ static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
     }
     return (int32_t)r;
 }
+
+#endif
 
 #endif
 
