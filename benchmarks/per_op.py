@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
+from tinyq.lower import Optimize  # noqa: E402
 
 
 def per_op_lines(profile: cortex_m.OpProfile, instructions_per_inference: int) -> list[str]:
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--target", default=cortex_m.TARGET, choices=cortex_m.TARGETS)
     parser.add_argument("--images", type=int, default=100, help="test images streamed through each build")
     parser.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
+    parser.add_argument("--optimize", nargs="+", default=["size", "speed"], choices=[o.value for o in Optimize],
+                        help="kernel choices to measure, one table each (default: size, i.e. the generic kernels "
+                             "(before), then speed (after))")
     args = parser.parse_args()
     cortex_m.check_toolchain()
     ds = data.load_mnist()
@@ -55,19 +59,22 @@ def main() -> None:
     result = verify.verify(model, q, ds.test_x[:n], ds.test_y[:n])
     inputs = result.int8_inputs.reshape(n, -1)
     expected = result.tflm_outputs.reshape(n, -1)
-    with tempfile.TemporaryDirectory(prefix="tinyq_bench_per_op_") as tmp:
-        fw = Path(tmp) / "firmware"
-        emit.emit(q, result, fw, name=args.model)
-        plain = cortex_m.measure_cortex_m(fw, Path(tmp) / "plain", inputs, expected, opt=args.opt,
-                                          target=args.target)
-        profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", q.tflite, inputs, expected, opt=args.opt,
-                                       target=args.target)
-    print(f"{args.model} on {args.target} (QEMU {cortex_m.machine(args.target)}, -icount shift=0, {args.opt}), "
-          f"C engine, {n} test images; bit-exact with TFLM: plain {plain.bitexact_images}/{n}, "
-          f"profiled {profile.bitexact_images}/{n}; resolution {profile.resolution} instructions per mark")
-    for line in per_op_lines(profile, plain.instructions_per_inference):
-        print(line)
-
+    for choice in (Optimize(o) for o in args.optimize):
+        with tempfile.TemporaryDirectory(prefix="tinyq_bench_per_op_") as tmp:
+            fw = Path(tmp) / "firmware"
+            emit.emit(q, result, fw, name=args.model, optimize=choice)
+            plain = cortex_m.measure_cortex_m(fw, Path(tmp) / "plain", inputs, expected, opt=args.opt,
+                                              target=args.target)
+            profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", q.tflite, inputs, expected, opt=args.opt,
+                                           target=args.target)
+        print(f"{args.model} on {args.target} (QEMU {cortex_m.machine(args.target)}, -icount shift=0, {args.opt}), "
+              f"C engine with --optimize {choice.value} kernels, {n} test images; bit-exact with TFLM: plain "
+              f"{plain.bitexact_images}/{n}, profiled {profile.bitexact_images}/{n}; resolution "
+              f"{profile.resolution} instructions per mark; flash {plain.flash.deployment} B (model constants "
+              f"{plain.flash.model_constants} + engine code {plain.flash.engine_code}), RAM {plain.ram.deployment} B")
+        for line in per_op_lines(profile, plain.instructions_per_inference):
+            print(line)
+        print()
 
 if __name__ == "__main__":
     main()
