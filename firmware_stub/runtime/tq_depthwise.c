@@ -63,30 +63,62 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32
     }
 }
 
-/* The whole 3x3 window, unrolled: one input pointer walks the nine pixels (few registers live beside the four
-   sums), the weights are eighteen consecutive words. */
+#if TQ_DSP
+/* One row of taps k..k+2 (input at p, p + c, p + 2c; weights w[2k..2k+5]), then p moves down a row. */
+#define DW_ROW3(k)                                                                                             \
+    "ldr %[x], [%[p]]\n\t"                                                                                     \
+    "ldrd %[u], %[v], [%[w], #" #k "*8]\n\t"                                                                   \
+    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
+    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
+    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
+    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
+    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
+    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
+    "ldr %[x], [%[p], %[c]]\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[w], #" #k "*8+8]\n\t"                                                                 \
+    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
+    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
+    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
+    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
+    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
+    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
+    "ldr %[x], [%[p], %[c], lsl #1]\n\t"                                                                       \
+    "ldrd %[u], %[v], [%[w], #" #k "*8+16]\n\t"                                                                \
+    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
+    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
+    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
+    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
+    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
+    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
+    "add %[p], %[p], %[r]\n\t"
+
+/* The whole 3x3 window as one block of dw_mac4 steps with their loads, three per input row at constant offsets
+   from one pointer: compiled from C, GCC's scheduler hoists the nine taps' loads and spills them. The block reads
+   input and weights, which the kernel never writes. */
 TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
                               int32_t acc[4])
 {
-    const int32_t skip = row - 2 * c;
-    dw_mac4(tq_read_s8x4(in), w[0], w[1], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[2], w[3], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[4], w[5], off2, acc);
-    in += skip;
-    dw_mac4(tq_read_s8x4(in), w[6], w[7], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[8], w[9], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[10], w[11], off2, acc);
-    in += skip;
-    dw_mac4(tq_read_s8x4(in), w[12], w[13], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[14], w[15], off2, acc);
-    in += c;
-    dw_mac4(tq_read_s8x4(in), w[16], w[17], off2, acc);
+    int32_t x, u, v, t;
+    const int8_t *p = in;
+    __asm__(DW_ROW3(0) DW_ROW3(3) DW_ROW3(6)
+            : [x] "=&r"(x), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [p] "+&r"(p), [a0] "+r"(acc[0]),
+              [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3])
+            : [w] "r"(w), [c] "r"(c), [r] "r"(row), [f] "r"(off2));
 }
+#else
+/* The whole 3x3 window, unrolled: one input pointer walks the nine pixels, the weights are eighteen consecutive
+   words (the DSP build runs the same steps as one assembly block). */
+TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
+                              int32_t acc[4])
+{
+    int32_t k;
+    for (k = 0; k < 9; k += 3, in += row) {
+        dw_mac4(tq_read_s8x4(in), w[2 * k], w[2 * k + 1], off2, acc);
+        dw_mac4(tq_read_s8x4(in + c), w[2 * k + 2], w[2 * k + 3], off2, acc);
+        dw_mac4(tq_read_s8x4(in + 2 * c), w[2 * k + 4], w[2 * k + 5], off2, acc);
+    }
+}
+#endif
 
 #else
 
