@@ -15,7 +15,8 @@ import tensorflow as tf
 from tinyq import cortex_m, emit, firmware, kernels, verify
 from tinyq.fixedpoint import mul_by_quantized_multiplier
 from tinyq.graph import read_graph
-from tinyq.kernels.depthwise import grouped_weights, requant_record
+from tinyq.kernels.depthwise import REQUANT_SIZE, grouped_weights, requant_records
+from tinyq.kernels.requant import fused_constant
 from tinyq.lower import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
 
@@ -97,28 +98,36 @@ def test_choice_covers_every_variant_and_size_keeps_generic(case):
                              "tq_dw_conv3x3"]  # every activation range here is all of int8
     assert size == ["tq_depthwise_conv2d"] * 6
     two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and dict(c.fields)["k_w"] == "3"]
-    assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, 4)[:, 3] < 0).any()
+    assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, REQUANT_SIZE)[:, 3] < 0).any()
     offsets = [dict(c.fields)["input_offset"] for c in lower(g).calls if c.kernel == "tq_dw_conv3x3"]
     assert "0" in offsets and any(o != "0" for o in offsets)  # folded (VALID) and per tap (SAME)
 
 
-def test_requant_record_equals_tflite_rounding():
-    """The one-step requantization of the C kernel, evaluated in Python, against TFLite's two steps."""
+def test_fused_constant_equals_tflite_rounding():
+    """tq_requantize_fused's formula with requant.fused_constant's c, evaluated in Python, against TFLite's two
+    steps plus the output offset; the records hold c, or TFLite's shift where the fused form does not apply."""
     rng = np.random.default_rng(3)
     edges = [0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, -(1 << 31), (1 << 30), -(1 << 30), 12345, -12345]
-    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 500)]
-    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 500)]
-    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 8)]
-    for shift in list(range(-31, 3)):
+    xs = edges + [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 300)]
+    xs += [int(v) for v in rng.integers(-(1 << 16), 1 << 16, 300)]
+    mults = [0, 1 << 30, (1 << 31) - 1] + [int(v) for v in rng.integers(1 << 30, 1 << 31, 6)]
+    fused = 0
+    for shift in range(-31, 3):
         for m in mults:
-            _, mult, hi, rsh = requant_record(0, m, shift)
+            zp = int(rng.integers(-128, 128))
+            c = fused_constant(m, shift, zp)
+            if c is None:
+                assert shift >= 0 or -shift > 23  # no right shift, or a 64-bit sum that could overflow
+                continue
+            fused += 1
             for x in xs:
-                if rsh >= 0:
-                    got = ((x * mult + ((hi - (x < 0)) << 32) + (1 << 30) + ((x < 0) << 31)) >> 32) >> rsh
-                else:
-                    assert hi == shift and -shift < 2
-                    continue
-                assert got == mul_by_quantized_multiplier(x, m, shift), (x, m, shift)
+                got = (x * m + c - ((x < 0) << 31)) >> (31 - shift)
+                assert got == mul_by_quantized_multiplier(x, m, shift) + zp, (x, m, shift, zp)
+    assert fused > 20 * len(mults)
+    rec, all_fused = requant_records(np.array([5, -7]), np.array([1 << 30, 3 << 29]), np.array([-9, 1]), -3)
+    c = fused_constant(1 << 30, -9, -3)
+    assert not all_fused and rec.reshape(2, REQUANT_SIZE).tolist() == [
+        [c & 0xFFFFFFFF, c >> 32, 1 << 30, 8, 5], [1, 0, 3 << 29, -1, -7]]
 
 
 def test_grouped_weights_layout():

@@ -10,12 +10,12 @@ extern "C" {
 #endif
 
 /* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
-   tinyq/kernels/depthwise.py. With a right shift of 2 or more (rsh = right - 1 >= 1) TFLite's two roundings
-   (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT) are one multiply-accumulate into a 64-bit
-   constant that depends only on the sign of x = acc + bias: high word hi - (x < 0), low word 2^30 with bit 31
-   set when x < 0; out = ((x * mult + that) >> 32) >> rsh. Otherwise rsh = -1 and hi holds TFLite's shift for the
-   generic two-step rescale. tq_dw_conv3x3 is chosen only when every channel has the one-step form. */
-enum { TQ_DW_BIAS, TQ_DW_MULT, TQ_DW_HI, TQ_DW_RSH, TQ_DW_REQUANT_SIZE };
+   tinyq/kernels/depthwise.py: TFLite's two roundings and the output zero point as tq_requantize_fused (tq_requant.h)
+   of x = acc + bias, with the 64-bit constant c (low and high words), the multiplier and shift_high = r - 1 for a
+   right shift r >= 1 where that form is exact; otherwise shift_high is -1, C_LO holds TFLite's shift and
+   tq_requantize rescales before the output offset is added. The 3x3 kernels are chosen only when every channel
+   has the fused form. */
+enum { TQ_DW_C_LO, TQ_DW_C_HI, TQ_DW_MULT, TQ_DW_SHIFT, TQ_DW_BIAS, TQ_DW_REQUANT_SIZE };
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels). Weights are grouped by
    four channels as 16-bit lanes: [ceil(channels / 4)][k_h * k_w][2] words, taps in row-major order, the first

@@ -14,9 +14,9 @@ from typing import Mapping
 import numpy as np
 
 from .base import ConstArray, Variant
+from .requant import SHIFT_RANGE, fused_constant
 
 PARAMS_TYPE = "tq_conv_mm_params"
-SHIFT_RANGE = (-31, 30)  # the fast requantization's shifts, left up to 30 and right up to 31
 # tq_conv_mm_params' integer fields, in struct order (k_padded is computed here).
 FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
           "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max")
@@ -69,20 +69,17 @@ def shallow_weights(weights: np.ndarray, out_c: int) -> np.ndarray:
 
 
 def shallow_requant(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
-    """Per output channel (an odd count completed by a copy of the last row) the constants of tq_requantize_fused: the 64-bit
-    c = 2^30 + 2^(30 + r) + output_offset * 2^(31 + r) as low and high words, bias, multiplier, r - 1
-    and INT32_MIN ([(out_c + 1) / 2 * 2][6] int32); None unless every channel shifts right (r = -shift >= 1) and
-    2^31 * (multiplier + 1) + |c| < 2^63, the bounds within which the fused form is exact."""
+    """Per output channel (an odd count completed by a copy of the last row) the constants of tq_requantize_fused:
+    the 64-bit c (requant.fused_constant) as low and high words, bias, multiplier, r - 1 for the right shift
+    r = -shift, and INT32_MIN ([(out_c + 1) / 2 * 2][6] int32); None unless every channel has the fused form."""
     out_c = len(bias)
     rows = np.zeros(((out_c + 1) // 2 * 2, SHALLOW_ROW), dtype=np.int64)
     for ch in range(out_c):
-        m, r = int(mult[ch]), -int(shift[ch])
-        if r < 1 or m < 0:
+        m, s = int(mult[ch]), int(shift[ch])
+        c = fused_constant(m, s, output_offset)
+        if c is None:
             return None
-        c = (1 << 30) + (1 << (30 + r)) + output_offset * (1 << (31 + r))
-        if (m << 31) + abs(c) + (1 << 31) >= 1 << 63:
-            return None
-        rows[ch] = (c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(bias[ch]) & 0xFFFFFFFF, m, r - 1, 1 << 31)
+        rows[ch] = (c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(bias[ch]) & 0xFFFFFFFF, m, -s - 1, 1 << 31)
     if out_c % 2:
         rows[out_c] = rows[out_c - 1]
     return rows.astype(np.uint32).view(np.int32).reshape(-1)

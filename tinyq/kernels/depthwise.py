@@ -1,11 +1,10 @@
 """Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
 
-Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale a
-right shift of 2 or more, activation range all of int8), tq_dw_conv3x3_clamp (the same with a narrower range) or
-tq_dw_conv (any window, any rescale):
-weights grouped by four channels as 16-bit lanes so one word of input bytes and two of weights feed four
-channels' packed multiply-accumulates, and a
-per-channel record that turns TFLite's two-step requantization into one 64-bit multiply-add and shift."""
+Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale in
+the fused form, activation range all of int8), tq_dw_conv3x3_clamp (the same with a narrower range) or tq_dw_conv
+(any window, any rescale): weights grouped by four channels as 16-bit lanes so one word of input bytes and two of
+weights feed four channels' packed multiply-accumulates, and a per-channel record for tq_requant.h's fused
+requantization (both roundings and the output offset in one 64-bit multiply-accumulate)."""
 
 from __future__ import annotations
 
@@ -14,9 +13,10 @@ from typing import Mapping
 import numpy as np
 
 from .base import ConstArray, Variant
+from .requant import SHIFT_RANGE, fused_constant
 
 GROUP = 4  # channels per packed step
-REQUANT_SIZE = 4  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
+REQUANT_SIZE = 5  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
 _PARAMS = ("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w",
            "input_offset", "output_offset", "act_min", "act_max")
 
@@ -33,17 +33,21 @@ def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray
     return np.ascontiguousarray((lo | (hi << 16)).astype(np.int32)).reshape(-1)
 
 
-def requant_record(bias: int, mult: int, shift: int) -> tuple[int, int, int, int]:
-    """One channel's record (bias, mult, hi, rsh). For mult >= 0 TFLite's doubling high multiply is
-    floor((x * mult + 2^30) / 2^31) and its rounding divide by 2^right adds 2^(right - 1), less one for negative
-    values (x < 0 gives the same as the product's sign); nested floors of divisions compose, so the two are
-    floor((x * mult + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)). For right >= 2 that constant has
-    low word 2^30 (bit 31 set when x < 0) and high word 2^(right - 2) (less one when x < 0): the result is the
-    high word of the sum shifted right by right - 1. Smaller right shifts keep TFLite's shift (rsh = -1)."""
-    right = max(-shift, 0)
-    if right < 2:
-        return bias, mult, shift, -1
-    return bias, mult, 1 << (right - 2), right - 1
+def requant_records(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                    output_offset: int) -> tuple[np.ndarray, bool]:
+    """Per channel the record (c low word, c high word, mult, r - 1, bias) of tq_requantize_fused, the output
+    offset folded into c (requant.fused_constant), as int32 [channels][REQUANT_SIZE]; a channel without the fused
+    form gets (shift, 0, mult, -1, bias) for the two-step tq_requantize. Also whether every channel is fused."""
+    rows = np.zeros((len(bias), REQUANT_SIZE), np.int64)
+    fused = True
+    for ch, (b, m, s) in enumerate(zip(bias.tolist(), mult.tolist(), shift.tolist())):
+        c = fused_constant(int(m), int(s), output_offset)
+        if c is None:
+            fused = False
+            rows[ch] = (s, 0, m, -1, b)
+        else:
+            rows[ch] = (c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, m, -s - 1, b)
+    return (rows & 0xFFFFFFFF).astype(np.uint32).view(np.int32).reshape(-1), fused
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
@@ -53,14 +57,13 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     channels = fields["in_c"]
     mult = arrays["mult"].values.astype(np.int64)
     shift = arrays["shift"].values.astype(np.int64)
-    if fields["out_c"] != channels or (mult < 0).any():
+    if fields["out_c"] != channels or (mult < 0).any() or (shift < SHIFT_RANGE[0]).any() \
+            or (shift > SHIFT_RANGE[1]).any():
         return None
     taps = fields["k_h"] * fields["k_w"]
     weights = ConstArray(f"{name}_weights_dw", "int32_t", grouped_weights(arrays["weights"].values, taps, channels))
-    bias = arrays["bias"].values.astype(np.int64)
-    records = np.array([requant_record(int(b), int(m), int(s)) for b, m, s in zip(bias, mult, shift)], np.int64)
-    requant = ConstArray(f"{name}_requant_dw", "int32_t", records.astype(np.int32).reshape(-1))
-    one_step = bool((records[:, 3] >= 1).all())
+    records, one_step = requant_records(arrays["bias"].values, mult, shift, fields["output_offset"])
+    requant = ConstArray(f"{name}_requant_dw", "int32_t", records)
     if fields["k_h"] == 3 and fields["k_w"] == 3 and one_step:
         full = fields["act_min"] == -128 and fields["act_max"] == 127
         kernel = "tq_dw_conv3x3" if full else "tq_dw_conv3x3_clamp"
