@@ -103,7 +103,8 @@ TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, i
     __asm__(DW_ROW3(0) DW_ROW3(3) DW_ROW3(6)
             : [x] "=&r"(x), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [p] "+&r"(p), [a0] "+r"(acc[0]),
               [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3])
-            : [w] "r"(w), [c] "r"(c), [r] "r"(row), [f] "r"(off2));
+            : [w] "r"(w), [c] "r"(c), [r] "r"(row), [f] "r"(off2)
+            : "memory");
 }
 #else
 /* The whole 3x3 window, unrolled: one input pointer walks the nine pixels, the weights are eighteen consecutive
