@@ -1,7 +1,8 @@
 /* The tinyq firmware stub.
    No arguments: run every golden vector, print one line each and a summary; exit 0 only if all match.
    IN.bin OUT.bin: read raw int8 input tensors back to back, write the raw int8 outputs (bulk runs).
-   IN.bin OUT.bin TRACE.bin (a `make TRACE=1` build): the same, and every op's output into TRACE.bin. */
+   IN.bin OUT.bin TRACE.bin (a `make TRACE=1` build): the same, and every op's output into TRACE.bin.
+   (A `make PROFILE=1` build uses the same trace hook for per-op instruction counts, not a trace file.) */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 #include "backend.h"
 #include "board.h"
 #include "tinyq_stub.h"
-#ifdef TINYQ_TRACE_ENABLED
+#if defined(TINYQ_TRACE_ENABLED) && !defined(TINYQ_PROFILE_ENABLED)
 #include "trace_sink.h"
 #endif
 
@@ -107,7 +108,7 @@ int main(int argc, char **argv)
     if (argc == 3) {
         return run_files(argv[1], argv[2]);
     }
-#ifdef TINYQ_TRACE_ENABLED
+#if defined(TINYQ_TRACE_ENABLED) && !defined(TINYQ_PROFILE_ENABLED)
     if (argc == 4) {
         int rc;
         if (tinyq_trace_open(argv[3]) != 0) {

@@ -193,8 +193,75 @@ def test_flash_split_adds_up_and_names_the_model_constants(cnn_m4, cnn_fw, cnn_q
 def test_ram_covers_the_engine_arena_and_a_painted_stack(cnn_m4, cnn_fw):
     r = cnn_m4.ram
     assert r.arena >= _manifest(cnn_fw)["arena_bytes"]["c_engine"]
-    assert 0 < cnn_m4.stack_invoke_bytes <= r.stack_peak < 64 * 1024
-    assert cnn_m4.ram_bytes == r.arena + r.static_other + r.heap + r.stack_peak
+    # The engine's own stack is measured below the stub's frames, so it is less than the depth from the top.
+    assert 0 < r.stack_invoke < cnn_m4.stack_invoke_bytes <= r.stack_peak < 64 * 1024
+    assert r.deployment == r.arena + r.engine_static + r.stack_invoke
+    assert r.harness_static > 0 and r.heap > 0  # the stub's buffers, newlib, stdio: listed apart
+    assert cnn_m4.ram_bytes == r.deployment + r.harness == r.arena + r.engine_static + r.harness_static + r.heap \
+        + r.stack_peak
+
+
+def test_deployment_flash_is_the_model_and_the_engine_without_the_harness(cnn_m4):
+    f = cnn_m4.flash
+    assert f.deployment == f.model_constants + f.engine_code
+    assert f.harness_code > 0  # the stub's main is test harness, not engine code
+    assert f.total == f.deployment + f.golden_vectors + f.harness_code + f.startup_libc
+
+
+PROFILE_IMAGES = 100
+
+
+@pytest.fixture(scope="module")
+def cnn_profile(cnn_fw, cnn_q, cnn_verify) -> cortex_m.OpProfile:
+    n = PROFILE_IMAGES
+    inputs = cnn_verify.int8_inputs.reshape(cnn_verify.test_images, -1)[:n]
+    expected = cnn_verify.tflm_outputs.reshape(cnn_verify.test_images, -1)[:n]
+    return cortex_m.profile_ops(cnn_fw, cnn_fw.parent / "build-profile", cnn_q.tflite, inputs, expected)
+
+
+def test_per_op_counts_cover_every_kernel_call_and_add_up_to_the_unprofiled_total(cnn_profile, cnn_q, cnn_m4):
+    from tinyq.graph import read_graph
+    from tinyq.lower import lower
+
+    graph = read_graph(cnn_q.tflite)
+    calls = lower(graph).calls
+    assert [(o.op_index, o.kernel) for o in cnn_profile.ops] == [(c.op_index, c.kernel) for c in calls]
+    assert all(o.instructions > 0 for o in cnn_profile.ops)
+    assert [o.macs for o in cnn_profile.ops] == [graph.op_macs(graph.operators[c.op_index]) for c in calls]
+    assert sum(o.macs for o in cnn_profile.ops) == graph.macs()
+    # The marks' overhead is timed and removed; what is left outside the kernel calls is the invoke's entry and
+    # return. Within 0.1 % plus one tick per call of the plain build's mean (measured: a few dozen instructions).
+    tolerance = 0.001 * cnn_m4.instructions_per_inference + cnn_profile.resolution * len(cnn_profile.ops)
+    assert abs(cnn_profile.instructions - cnn_m4.instructions_per_inference) <= tolerance
+    assert 0 <= cnn_profile.outside < 200
+    # Convolutions do the work: no instruction does more than two 8-bit MACs (SMLAD).
+    assert all(o.instructions >= o.macs / 2 for o in cnn_profile.ops)
+    assert max(cnn_profile.ops, key=lambda o: o.instructions).op_name == "CONV_2D"
+
+
+def test_profiled_build_is_bit_exact_and_deterministic(cnn_profile, cnn_fw, cnn_q, cnn_verify):
+    assert cnn_profile.images == PROFILE_IMAGES and cnn_profile.bitexact_images == cnn_profile.images
+    n = 10
+    inputs = cnn_verify.int8_inputs.reshape(cnn_verify.test_images, -1)[:n]
+    expected = cnn_verify.tflm_outputs.reshape(cnn_verify.test_images, -1)[:n]
+    elf = cnn_fw.parent / "build-profile" / "stub.elf"
+    first = cortex_m.run_qemu_batch_measured(elf, inputs, expected.shape[1])
+    again = cortex_m.run_qemu_batch_measured(elf, inputs, expected.shape[1])
+    assert np.array_equal(first.outputs, expected)
+    assert cortex_m.parse_profile_report(first.console, "1") == cortex_m.parse_profile_report(again.console, "2")
+
+
+def test_profile_report_refuses_overflow_and_mixed_calls():
+    head = ("tinyq-profile: invokes=2 calls=1 overhead_x256=10240 tail_sum=70 instructions_per_tick=40 "
+            "max_calls=128 overflow={} mismatch={}\ntinyq-op: call=0 op=3 sum=5000\n")
+    r = cortex_m.parse_profile_report(head.format(0, 0), "ok")
+    assert r.call_ops == (3,) and r.mean(0) == (5000 * 256 - 2 * 10240) / 256 / 2
+    with pytest.raises(BuildError, match="TINYQ_PROFILE_MAX_CALLS"):
+        cortex_m.parse_profile_report(head.format(1, 0), "x")
+    with pytest.raises(BuildError, match="differed"):
+        cortex_m.parse_profile_report(head.format(0, 2), "x")
+    with pytest.raises(BuildError, match="no 'tinyq-profile:'"):
+        cortex_m.parse_profile_report("tinyq-board: invokes=1", "x")
 
 
 def test_instructions_per_inference_are_repeatable_and_plausible(cnn_m4, cnn_verify):
@@ -230,6 +297,18 @@ def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify,
     assert m.instructions_resolution == -(-1000 // clock_mhz)  # one SysTick tick, rounded up
     if target == "cortex-m0":
         assert m.ram_bytes <= 16 * 1024  # the micro:bit has 16 KB of RAM
+
+
+@pytest.mark.parametrize("target", cortex_m.TARGETS)
+def test_per_op_profile_runs_on_every_core(target, mlp_fw, mlp_q, mlp_verify):
+    """PROFILE=1 builds and runs on each core's board; a few inputs suffice to check it counts every call."""
+    n = 10
+    inputs = mlp_verify.int8_inputs.reshape(mlp_verify.test_images, -1)[:n]
+    expected = mlp_verify.tflm_outputs.reshape(mlp_verify.test_images, -1)[:n]
+    p = cortex_m.profile_ops(mlp_fw, mlp_fw.parent / f"profile-{target}", mlp_q.tflite, inputs, expected,
+                             target=target)
+    assert p.bitexact_images == n and p.ops and all(o.instructions > 0 for o in p.ops)
+    assert mlp_verify.macs / 2 <= p.instructions <= 10 * mlp_verify.macs
 
 
 def test_unknown_target_is_refused_naming_the_known_ones(tmp_path):

@@ -99,6 +99,26 @@ def test_demo_links_the_analysis_report(demo, cnn_q):
     assert cnn_q.sha256 in html and f"{100 * r['accuracy']['tflm_int8']:.2f} %" in html
 
 
+@pytest.mark.integration
+def test_demo_reports_per_op_cost_and_deployment_figures_on_the_cortex_m4(demo):
+    out, r = demo
+    m = r["cortex_m4"]
+    ops = m["ops"]
+    assert [o["op"] for o in ops] == [op for op in ("CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D",
+                                                    "FULLY_CONNECTED", "SOFTMAX")]  # RESHAPE has no kernel call
+    assert all(o["instructions"] > 0 for o in ops) and sum(o["macs"] for o in ops) == r["model"]["macs"]
+    assert all((o["instructions_per_mac"] is None) == (o["macs"] == 0) for o in ops)
+    assert m["ops_profile"]["bitexact_images"] == m["ops_profile"]["images"] == 100
+    assert abs(m["ops_profile"]["sum_vs_instructions_per_inference"] - 1) < 0.001
+    assert m["deployment"]["flash_bytes"] == m["flash_split"]["model constants"] + m["flash_split"]["engine code"]
+    assert r["arena_bytes"]["c"] < m["deployment"]["ram_bytes"] < m["ram_bytes"]
+    html = (out / "report.html").read_text()
+    conv = ops[0]
+    assert "<th>instructions per MAC</th>" in html
+    assert f"<td>{conv['instructions']:.0f}</td><td>{conv['instructions_per_mac']:.2f}</td>" in html
+    assert f"| `{conv['kernel']}` | {conv['macs']} | {conv['instructions']:.0f} |" in (out / "report.md").read_text()
+
+
 SECTIONS = ("summary", "stages", "memory", "flash", "ops", "sweep", "layers", "weights", "confusion", "audit")
 
 
@@ -212,6 +232,7 @@ def test_firmware_command_updates_report(demo, capsys):
                      "--opt", "Os"]) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["cortex_m4"]["opt"] == "-Os" and r["cortex_m4"]["bitexact_images"] == r["cortex_m4"]["images"] == 100
+    assert r["cortex_m4"]["ops_profile"]["bitexact_images"] == 100 and r["cortex_m4"]["ops"]
     assert "bit-exact with TFLM" in capsys.readouterr().out
 
 

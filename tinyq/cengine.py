@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .emit import Banner, GeneratedFile, comment_safe, environment, int_rows, render
 from .graph import read_graph
-from .lower import lower
+from .lower import Optimize, lower
 from .plan import plan
 
 
@@ -34,6 +34,9 @@ class CEngine:
     output_bytes: int
     blocks: tuple[ArenaBlock, ...] = ()
     call_count: int = 0
+    scratch_bytes: int = 0  # the largest kernel scratch, inside the arena
+    optimize: Optimize = Optimize.SPEED
+    kernels: tuple[tuple[int, str], ...] = ()  # (op index, C kernel) of every call, in order
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,14 @@ class CallValues:
     input_array: bool
     op_index: int
     output_bytes: int
+    scratch: int | None  # arena offset of the call's scratch, None when it takes none
 
 
-def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
-    """Lower and plan the graph, then render the engine; raises UnsupportedOpError before anything exists."""
+def generate(tflite: bytes, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED) -> CEngine:
+    """Lower (kernels chosen for `optimize`) and plan the graph, then render the engine; raises
+    UnsupportedOpError before anything exists."""
     graph = read_graph(tflite)
-    lowered = lower(graph)
+    lowered = lower(graph, optimize)
     memory = plan(graph, lowered)
     arrays = [a for call in lowered.calls for a in call.arrays]
     array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
@@ -69,8 +74,9 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
     calls = [CallValues(f"op{c.op_index}", comment_safe(f"op #{c.op_index} {c.op_name} (layer {c.layer})"), c.kernel,
                         c.params_type, c.fields,
                         tuple(dict(c.const_inputs).get(t) or memory.location(t) for t in c.inputs),
-                        memory.location(c.output), c.input_array, c.op_index, graph.tensors[c.output].nbytes)
-             for c in lowered.calls]
+                        memory.location(c.output), c.input_array, c.op_index, graph.tensors[c.output].nbytes,
+                        memory.scratch[k])
+             for k, c in enumerate(lowered.calls)]
     in_bytes = graph.tensors[graph.inputs[0]].nbytes
     out_bytes = graph.tensors[graph.outputs[0]].nbytes
     env = environment()
@@ -79,7 +85,10 @@ def generate(tflite: bytes, name: str, banner: Banner) -> CEngine:
                   input_bytes=in_bytes, output_bytes=out_bytes, op_count=len(graph.operators))
     files = (render(env, "model.h.j2", f"{name}_model.h", banner, **values),
              render(env, "model.c.j2", f"{name}_model.c", banner, **values))
-    blocks = tuple(ArenaBlock(graph.layer(p.tensor), p.offset, p.size, p.first, p.last)
+    blocks = tuple(ArenaBlock(graph.layer(p.tensor) if p.tensor >= 0
+                              else f"scratch of op #{lowered.calls[p.first].op_index}", p.offset, p.size, p.first,
+                              p.last)
                    for p in sorted(memory.placements, key=lambda p: (p.first, p.offset)))
     return CEngine(files, memory.arena_bytes, memory.lower_bound_bytes, sum(a.nbytes for a in arrays),
-                   in_bytes, out_bytes, blocks, len(lowered.calls))
+                   in_bytes, out_bytes, blocks, len(lowered.calls), memory.scratch_bytes, Optimize(optimize),
+                   tuple((c.op_index, c.kernel) for c in lowered.calls))

@@ -86,6 +86,8 @@ def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--no-cortex-m", action="store_true", help="skip the Cortex-M4 QEMU run")
     p.add_argument("--cortex-m-images", type=int, default=1000, metavar="N",
                    help="test samples streamed through the Cortex-M4 in QEMU (default 1000)")
+    p.add_argument("--optimize", choices=["speed", "size"], default="speed",
+                   help="C engine kernels: specialised per layer (speed, default) or the generic ones (size)")
     p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
     p.add_argument("--no-analysis", action="store_true",
                    help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
@@ -217,6 +219,7 @@ def _workers():
 def _pipeline_config(args, default_name: str = "mnist"):
     from .data import Task
     from .emit import c_identifier
+    from .lower import Optimize
     from .pipeline import PipelineConfig
     from .preflight import CEngineMode
     from .quantize import QuantizeConfig, WeightGranularity
@@ -235,6 +238,7 @@ def _pipeline_config(args, default_name: str = "mnist"):
         cortex_m_images=args.cortex_m_images,
         analysis=not args.no_analysis,
         overwrite=args.force,
+        optimize=Optimize(args.optimize),
     )
 
 

@@ -8,6 +8,10 @@ board code (firmware_stub/board/cortex_m/measure.c) reads the counter right befo
 `tinyq_backend_invoke` call and subtracts the measured cost of an empty read-read pair. Each reading is
 quantised to one tick; the figure reported is the mean over every inference of the run. It counts
 instructions, not cycles: QEMU models no pipeline, wait states or multi-cycle multiplies.
+
+Per op (`profile_ops`): a second build with `make PROFILE=1` links board/cortex_m/profile.c as the sink of the
+generated engine's TINYQ_TRACE hook, which reads the same counter after every kernel call; the headline figures
+stay those of the unprofiled build.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ INSTALL_HINT = ("apt-get install --no-install-recommends gcc-arm-none-eabi libne
 GUEST_INSTRUCTIONS_PER_SECOND_FLOOR = 20_000_000
 BOARD_LINE = "tinyq-board:"
 BOARD_SOURCES = ("startup", "board", "measure")
+# Objects of the stub that only the test harness needs (board support, main, trace and profile sinks).
+HARNESS_SOURCES = BOARD_SOURCES + ("main", "trace", "profile")
 EXIT_FAULT = 99  # startup.c: any fault exception ends the run with this code (TINYQ_EXIT_FAULT)
 
 
@@ -76,6 +82,7 @@ class BoardReport:
     stack_peak_bytes: int
     stack_size_bytes: int
     heap_bytes: int
+    stack_caller_bytes: int = 0  # stack in use where the stub calls the engine (main's and the wrapper's frames)
 
     @property
     def instructions_per_inference(self) -> float:
@@ -111,6 +118,7 @@ def parse_board_report(text: str, where: str) -> BoardReport:
             stack_peak_bytes=int(fields["stack_peak"]),
             stack_size_bytes=int(fields["stack_size"]),
             heap_bytes=int(fields["heap"]),
+            stack_caller_bytes=int(fields["stack_caller"]),
         )
     except (KeyError, ValueError) as exc:
         raise BuildError(f"{where}: malformed board report {lines[-1]!r}: {exc}") from exc
@@ -162,12 +170,13 @@ class RunFigures:
     stack_invoke_bytes: int
     stack_peak_bytes: int
     heap_bytes: int
+    stack_caller_bytes: int = 0
 
     @classmethod
     def from_board(cls, board: BoardReport) -> "RunFigures":
         return cls(int(round(board.instructions_per_inference)), board.instructions_x256_min // 256,
                    board.instructions_x256_max // 256, board.instructions_per_tick, board.stack_invoke_bytes,
-                   board.stack_peak_bytes, board.heap_bytes)
+                   board.stack_peak_bytes, board.heap_bytes, board.stack_caller_bytes)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,7 @@ class QemuBatch:
 
     outputs: np.ndarray
     figures: RunFigures
+    console: str = ""  # the run's console output (the board's closing lines)
 
 
 def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int,
@@ -219,7 +229,7 @@ def run_qemu_batch_measured(elf: str | os.PathLike, inputs: np.ndarray, output_b
         raise BuildError(f"{elf}: bulk run of {n} inputs exited {run.returncode} with {len(data)} output bytes "
                          f"(expected {n * output_bytes}): {run.stdout.strip()[-300:]}")
     outputs = np.frombuffer(data, dtype=np.int8).reshape(n, output_bytes).copy()
-    return QemuBatch(outputs, RunFigures.from_board(run.board))
+    return QemuBatch(outputs, RunFigures.from_board(run.board), run.stdout)
 
 
 def run_qemu_batch(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
@@ -229,30 +239,51 @@ def run_qemu_batch(elf: str | os.PathLike, inputs: np.ndarray, output_bytes: int
 
 @dataclass(frozen=True)
 class FlashSplit:
-    """Bytes to flash (.text + .rodata + .data initialisers + tables), split by where they come from."""
+    """Bytes to flash (.text + .rodata + .data initialisers + tables): what a product links (the model's constants
+    and the engine's code) apart from the test harness (golden vectors, the stub's main, start-up, libc)."""
 
     model_constants: int  # read-only data of the generated model files (weights, biases, multipliers)
-    engine_code: int  # code of the generated model and of the stub (kernels, backend, main) and its constants
+    engine_code: int  # code and constants of the generated model, the kernels and the backend glue
     golden_vectors: int  # the generated golden test vectors (test data, not needed in a product)
-    startup_libc: int  # vector table, start-up, board support, newlib, libgcc, padding
+    startup_libc: int  # vector table, start-up, board support, semihosting, newlib, libgcc, padding
+    harness_code: int = 0  # the stub's main (golden loop, file I/O) and any trace or profile sink
+
+    @property
+    def deployment(self) -> int:
+        """What a product flashes of tinyq's: model constants and engine code (its own start-up and libc apart)."""
+        return self.model_constants + self.engine_code
 
     @property
     def total(self) -> int:
-        return self.model_constants + self.engine_code + self.golden_vectors + self.startup_libc
+        return self.deployment + self.golden_vectors + self.startup_libc + self.harness_code
 
 
 @dataclass(frozen=True)
 class RamSplit:
-    """RAM at its peak: the engine's arena and state, other static data, heap, and the stack high-water mark."""
+    """RAM at its peak: what the engine needs in a product (arena with the kernels' scratch, its own static
+    data, the stack of one inference) apart from what the test harness adds (its buffers, newlib, stdio heap,
+    the stack of main and printf)."""
 
-    arena: int  # .data + .bss of the generated model files (the C engine's arena and state)
-    static_other: int  # every other .data + .bss (stub buffers, newlib, board)
+    arena: int  # .data + .bss of the generated model files: the arena (kernel scratch is planned in it), state
+    engine_static: int  # .data + .bss of the kernels and backend glue
+    stack_invoke: int  # deepest stack of one inference, below the caller's frame
+    harness_static: int  # every other .data + .bss: stub input/output buffers, newlib, board, semihosting
     heap: int  # what newlib took from the heap (stdio buffers, file handles)
-    stack_peak: int  # deepest stack use of the whole run, painted at reset
+    stack_peak: int  # deepest stack use of the whole run, painted at reset (includes stack_invoke)
+
+    @property
+    def deployment(self) -> int:
+        """Engine RAM in a product: arena + the engine's static data + its stack during an inference."""
+        return self.arena + self.engine_static + self.stack_invoke
+
+    @property
+    def harness(self) -> int:
+        """What the test harness adds: its static data, heap and the rest of the stack peak."""
+        return self.harness_static + self.heap + self.stack_peak - self.stack_invoke
 
     @property
     def total(self) -> int:
-        return self.arena + self.static_other + self.heap + self.stack_peak
+        return self.deployment + self.harness
 
 
 FLASH_SECTIONS = (".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".init_array", ".data")
@@ -325,32 +356,39 @@ def _generated_stems(gen_dir: str | os.PathLike) -> set[str]:
 
 
 def flash_and_ram(elf: str | os.PathLike, map_file: str | os.PathLike, gen_dir: str | os.PathLike,
-                  heap: int, stack_peak: int) -> tuple[FlashSplit, RamSplit]:
-    """Split flash and RAM by origin: generated model files, stub/engine objects, start-up and libraries."""
+                  heap: int, stack_peak: int, stack_invoke: int = 0) -> tuple[FlashSplit, RamSplit]:
+    """Split flash and RAM by origin: generated model files, engine objects (kernels, backend), the harness's
+    own objects (main, board), start-up and libraries. `stack_invoke` is one inference's own stack."""
     sizes = section_sizes(elf)
     flash_total = sum(sizes.get(s, 0) for s in FLASH_SECTIONS)
     static_total = sum(sizes.get(s, 0) for s in RAM_SECTIONS)
     generated = _generated_stems(gen_dir)
-    model = engine = golden = arena = 0
+    model = engine = golden = harness = arena = engine_static = 0
     for section, obj, size in map_contributions(map_file):
         stem = _stem(obj)
         is_gen = stem in generated
-        is_stub = not is_gen and "(" not in obj and obj.endswith(".o") and stem not in BOARD_SOURCES
-        if section in (".data", ".bss") and is_gen:
+        is_stub = not is_gen and "(" not in obj and obj.endswith(".o")
+        is_engine = is_stub and stem not in HARNESS_SOURCES
+        if section in RAM_SECTIONS and is_gen and not stem.endswith("_golden"):
             arena += size
+        elif section in RAM_SECTIONS and is_engine:
+            engine_static += size
         if section not in FLASH_SECTIONS:
             continue
         if is_gen and stem.endswith("_golden"):
             golden += size
         elif is_gen and section in (".rodata", ".data"):
             model += size
-        elif is_gen or is_stub:
+        elif is_gen or is_engine:
             engine += size
-    rest = flash_total - model - engine - golden
+        elif is_stub and stem not in BOARD_SOURCES:
+            harness += size
+    rest = flash_total - model - engine - golden - harness
     if rest < 0:
         raise BuildError(f"{map_file}: map file contributions exceed the ELF's flash sections ({flash_total} bytes)")
-    return (FlashSplit(model, engine, golden, rest),
-            RamSplit(arena=arena, static_other=static_total - arena, heap=heap, stack_peak=stack_peak))
+    return (FlashSplit(model, engine, golden, rest, harness),
+            RamSplit(arena=arena, engine_static=engine_static, stack_invoke=stack_invoke,
+                     harness_static=static_total - arena - engine_static, heap=heap, stack_peak=stack_peak))
 
 
 @dataclass(frozen=True)
@@ -382,13 +420,15 @@ class CortexMResult:
 
 
 def build_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt: str = "-O2",
-                   target: str = TARGET) -> Path:
-    """Cross-compile the stub and the generated C engine for the Cortex-M4 through the shared Makefile."""
+                   target: str = TARGET, profile: bool = False) -> Path:
+    """Cross-compile the stub and the generated C engine for a Cortex-M target through the shared Makefile;
+    `profile` builds it with `PROFILE=1` (per-op instruction counts, see profile_ops)."""
     check_toolchain()
     from .firmware import build_stub
 
     machine(target)
-    return Path(build_stub(gen_dir, build_dir, target=target, backend="c", opt=opt))
+    return Path(build_stub(gen_dir, build_dir, target=target, backend="c", opt=opt,
+                           extra=("PROFILE=1",) if profile else ()))
 
 
 def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, inputs: np.ndarray,
@@ -413,7 +453,8 @@ def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, i
     g, b = golden.figures, batch.figures
     stack_peak = max(g.stack_peak_bytes, b.stack_peak_bytes)
     heap = max(g.heap_bytes, b.heap_bytes)
-    flash, ram = flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, heap, stack_peak)
+    engine_stack = max(f.stack_invoke_bytes - f.stack_caller_bytes for f in (g, b))
+    flash, ram = flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, heap, stack_peak, engine_stack)
     return CortexMResult(
         target=target, opt=opt, elf=elf, flash=flash, ram=ram,
         instructions_per_inference=b.instructions_per_inference,
@@ -422,3 +463,130 @@ def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, i
         stack_invoke_bytes=max(g.stack_invoke_bytes, b.stack_invoke_bytes),
         images=len(expected), bitexact_images=exact,
     )
+
+
+PROFILE_LINE = "tinyq-profile:"
+OP_LINE = "tinyq-op:"
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """What profile.c prints at exit: instructions since the previous mark, summed over every inference, for
+    each kernel call in call order; the marks' own overhead (x256, mean of 256 empty marks) not yet removed."""
+
+    invokes: int
+    overhead_x256: int
+    tail_sum: int  # after the last kernel call until the invoke returned
+    instructions_per_tick: int
+    call_ops: tuple[int, ...]  # the op index of each kernel call
+    call_sums: tuple[int, ...]
+
+    def mean(self, call: int) -> float:
+        """Mean instructions of one kernel call per inference, the marks' overhead removed."""
+        return (self.call_sums[call] * 256 - self.invokes * self.overhead_x256) / 256 / self.invokes
+
+
+def _fields(line: str, prefix: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in line[len(prefix):].split())
+
+
+def parse_profile_report(text: str, where: str) -> ProfileReport:
+    """The `tinyq-profile:` and `tinyq-op:` lines of a `make PROFILE=1` run's console output."""
+    heads = [ln for ln in text.splitlines() if ln.startswith(PROFILE_LINE)]
+    if not heads:
+        raise BuildError(f"{where}: no '{PROFILE_LINE}' line in the QEMU output (not a PROFILE=1 build?)")
+    try:
+        head = _fields(heads[-1], PROFILE_LINE)
+        ops = [_fields(ln, OP_LINE) for ln in text.splitlines() if ln.startswith(OP_LINE)]
+        invokes, calls = int(head["invokes"]), int(head["calls"])
+        if int(head["overflow"]):
+            raise BuildError(f"{where}: more kernel calls per inference than the profile's {head['max_calls']} "
+                             f"slots (raise TINYQ_PROFILE_MAX_CALLS in profile.c)")
+        if int(head["mismatch"]):
+            raise BuildError(f"{where}: the kernel calls differed from one inference to the next "
+                             f"({head['mismatch']} times); per-op counts would be mixed")
+        if invokes == 0 or len(ops) != calls or [int(o["call"]) for o in ops] != list(range(calls)):
+            raise BuildError(f"{where}: profile of {invokes} inferences lists {len(ops)} of {calls} kernel calls")
+        return ProfileReport(invokes, int(head["overhead_x256"]), int(head["tail_sum"]),
+                             int(head["instructions_per_tick"]), tuple(int(o["op"]) for o in ops),
+                             tuple(int(o["sum"]) for o in ops))
+    except (KeyError, ValueError) as exc:
+        raise BuildError(f"{where}: malformed profile report: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One kernel call of the generated engine on the target: mean instructions per inference (counter overhead
+    removed) and the multiply-accumulates of its op (0 for ops without any)."""
+
+    op_index: int
+    op_name: str
+    kernel: str
+    instructions: float
+    macs: int
+
+    @property
+    def instructions_per_mac(self) -> float | None:
+        return self.instructions / self.macs if self.macs else None
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """Per-op instruction counts of the profiled build over `images` inputs, and its outputs' exactness.
+
+    Each mark is quantised to one SysTick tick (`resolution` instructions), so one op's figure is only meaningful
+    as a mean over many inferences. `outside` is what the invoke spent outside every kernel call (entry, return)."""
+
+    target: str
+    opt: str
+    images: int
+    bitexact_images: int
+    resolution: int
+    ops: tuple[OpCost, ...]
+    outside: float  # per inference, one mark's overhead included
+
+    @property
+    def instructions(self) -> float:
+        """The sum over every kernel call: comparable with the unprofiled build's instructions per inference."""
+        return sum(o.instructions for o in self.ops)
+
+
+def op_costs(gen_dir: str | os.PathLike, tflite: bytes, profile: ProfileReport, where: str) -> tuple[OpCost, ...]:
+    """Name each profiled kernel call after the kernels the folder's manifest lists (the ones its engine was
+    generated with) and the graph (op, MACs); raises BuildError when the firmware's calls are not those."""
+    from .graph import read_graph
+    from .outdir import read_json
+
+    manifest = read_json(Path(gen_dir) / "manifest.json", "the manifest of the generated files")
+    engine = manifest.get("c_engine") if isinstance(manifest, dict) else None
+    try:
+        calls = [(int(c["op"]), str(c["kernel"])) for c in engine["calls"]]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BuildError(f"{gen_dir}: manifest.json lists no C engine kernel calls; emit the folder again") from exc
+    graph = read_graph(tflite)
+    if tuple(op for op, _ in calls) != profile.call_ops:
+        raise BuildError(f"{where}: the firmware's kernel calls (ops {list(profile.call_ops)}) are not the "
+                         f"folder's (ops {[op for op, _ in calls]}); emit the folder again")
+    if any(op >= len(graph.operators) for op, _ in calls):
+        raise BuildError(f"{gen_dir}: manifest.json names ops this model does not have; emit the folder again")
+    return tuple(OpCost(op, graph.operators[op].name, kernel, profile.mean(k), graph.op_macs(graph.operators[op]))
+                 for k, (op, kernel) in enumerate(calls))
+
+
+def profile_ops(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, tflite: bytes, inputs: np.ndarray,
+                expected: np.ndarray, opt: str = "-O2", target: str = TARGET, progress=None) -> OpProfile:
+    """Instructions of every kernel call on a Cortex-M target: a `make PROFILE=1` build of the folder (the
+    engine's TINYQ_TRACE hook marks the counter after each call) streams `inputs` in QEMU; its outputs are
+    compared with `expected` (TFLM's). About 100 inputs give stable means; the unprofiled build
+    (measure_cortex_m) keeps the per-inference figures, the marks add a few dozen instructions per call."""
+    elf = build_cortex_m(gen_dir, build_dir, opt, target, profile=True)
+    expected = np.asarray(expected, dtype=np.int8)
+    expected = expected.reshape(len(expected), -1)
+    if len(inputs) != len(expected):
+        raise VerificationError(f"{len(inputs)} inputs but {len(expected)} expected outputs")
+    tick = counted(progress, f"{target} in QEMU: per-op profile", len(inputs)) if progress else None
+    batch = run_qemu_batch_measured(elf, inputs, expected.shape[1], tick=tick, target=target)
+    report = parse_profile_report(batch.console, str(elf))
+    exact = int(np.sum(np.all(batch.outputs == expected, axis=1)))
+    return OpProfile(target, opt, len(expected), exact, report.instructions_per_tick,
+                     op_costs(gen_dir, tflite, report, str(elf)), report.tail_sum / report.invokes)

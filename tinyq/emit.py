@@ -12,6 +12,7 @@ import jinja2
 
 from . import __version__
 from .errors import EmitError
+from .lower import Optimize
 from .resources import templates_dir
 
 TEMPLATE_DIR = templates_dir()
@@ -291,20 +292,21 @@ class Emission:
 
 def emit(quantized, verify_result, out_dir: str | os.PathLike, name: str = "mnist", golden_count: int = 10,
          overwrite: bool = False, c_engine: bool = True, class_labels: tuple[str, ...] | None = CLASS_LABELS,
-         preprocessing=None, uint8_source: bool = True) -> list[Path]:
+         preprocessing=None, uint8_source: bool = True, optimize: Optimize = Optimize.SPEED) -> list[Path]:
     """Render every firmware file of one model into `out_dir` (all or nothing) and return their paths."""
     emission = prepare(quantized, verify_result, name, golden_count, c_engine, class_labels, preprocessing,
-                       uint8_source)
+                       uint8_source, optimize)
     return write_files(list(emission.files), out_dir, overwrite=overwrite)
 
 
 def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 10, c_engine: bool = True,
             class_labels: tuple[str, ...] | None = CLASS_LABELS, preprocessing=None,
-            uint8_source: bool = True) -> Emission:
+            uint8_source: bool = True, optimize: Optimize = Optimize.SPEED) -> Emission:
     """Render every firmware file of one model in memory; raises before anything is written.
 
     `class_labels` None: no label names (unknown, or not a classifier); `preprocessing` (default the MNIST
-    0..1) goes into the settings header, with a raw-uint8 -> int8 input table when `uint8_source`."""
+    0..1) goes into the settings header, with a raw-uint8 -> int8 input table when `uint8_source`; `optimize`
+    picks the C engine's kernels (specialised per layer for speed, or the generic ones for size)."""
     import json
 
     if golden_count < 1:
@@ -357,7 +359,7 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     if c_engine:
         from .cengine import generate
 
-        engine = generate(quantized.tflite, ident, banner)
+        engine = generate(quantized.tflite, ident, banner, optimize)
         files.extend(engine.files)
     files.append(render(env, "tinyq_stub.h.j2", "tinyq_stub.h", banner, has_c_engine=engine is not None,
                         resolver_type=resolver["type_name"], **common))
@@ -387,6 +389,10 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         "tflm_margin": ARENA_MARGIN_BYTES,
                         "c_engine": engine.arena_bytes if engine else None},
         "golden": {"count": len(idx), "test_index": idx},
+        "c_engine": None if engine is None else {
+            "optimize": engine.optimize.value, "arena_bytes": engine.arena_bytes,
+            "scratch_bytes": engine.scratch_bytes,
+            "calls": [{"op": op, "kernel": kernel} for op, kernel in engine.kernels]},
         "files": [{"name": f.name, "bytes": len(f.text.encode()), "sha256": f.sha256} for f in files],
     }
     files.append(GeneratedFile("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"))

@@ -10,11 +10,11 @@ from typing import Callable
 
 import numpy as np
 
-from .cortex_m import measure_cortex_m
+from .cortex_m import measure_cortex_m, profile_ops
 from .data import Preprocessing, PreprocessingKind, default_preprocessing, load_data, preprocess
-from .errors import TinyqError
+from .errors import BuildError, TinyqError
 from .outdir import check_manifest, claim, read_json, write_text_atomic
-from .pipeline import TEST_INPUTS_FILE, cortex_m_figures
+from .pipeline import TEST_INPUTS_FILE, PipelineConfig, cortex_m_figures
 from .quantize import inspect_tflite
 from .report import target_section
 from .verify import quantize_input, run_tflm
@@ -60,7 +60,15 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
             m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
                                  target=target)
-        fig = cortex_m_figures(m)
+            k = min(n, PipelineConfig.cortex_m_profile_images)
+            say(f"{target}: per-op instruction counts over {k} images (PROFILE=1 build)")
+            try:
+                profile = profile_ops(fw, Path(tmp) / f"{target}-profile", q.tflite, x.reshape(n, -1)[:k],
+                                      expected[:k], opt=opt, target=target, progress=say)
+            except BuildError as exc:  # e.g. the profile's counters do not fit beside a model in a small RAM
+                say(f"{target}: per-op profile not taken: {exc}")
+                profile = None
+        fig = cortex_m_figures(m, profile)
         section = target_section(fig)
         if changes:
             section["modified_files"] = [{"name": c.name, "change": c.change} for c in changes]
@@ -68,7 +76,10 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     rows = [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
             ("instructions/inference", str(fig.instructions_per_inference)),
-            ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images")]
+            ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images"),
+            ("per-op instructions, sum", "not measured" if profile is None else
+             f"{profile.instructions:.0f} over {len(profile.ops)} kernel calls "
+             f"({profile.bitexact_images} / {profile.images} images bit-exact)")]
     if changes:
         rows.append(("modified files (allowed)", ", ".join(f"{c.name} ({c.change})" for c in changes)))
     return rows

@@ -2,20 +2,22 @@
 
 The arithmetic mirrors TFLite Micro's reference kernels: multipliers from QuantizeMultiplier on the same double
 expressions, activation ranges from the output quantization, TFLM's padding rule. The input zero point is
-folded into the bias wherever every filter tap reads real input (fully connected, VALID convolutions), which
-leaves the integer sums unchanged.
+folded into the bias wherever every filter tap reads real input (fully connected, convolutions that pad
+nothing), which leaves the integer sums unchanged.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import lut
+from . import kernels, lut
 from .errors import UnsupportedOpError
 from .fixedpoint import f32 as _f32
+from .kernels import ConstArray
 from .fixedpoint import quantize_multiplier, round_half_away  # noqa: F401 - re-exported for callers and tests
 from .graph import (Activation, AddOptions, ConcatenationOptions, ConvOptions, FullyConnectedOptions, Graph,
                     LeakyReluOptions, Operator, Padding, PoolOptions, ResizeOptions, SoftmaxOptions,
@@ -126,17 +128,12 @@ def _extents(kernel: str, f: dict, arrays: dict[str, np.ndarray] | None = None
     return None
 
 
-@dataclass(frozen=True)
-class ConstArray:
-    """A constant array the generated C keeps in flash."""
+class Optimize(str, enum.Enum):
+    """What kernel choice favours: SPEED picks a specialised kernel per layer where one exists (weights laid out
+    for it, scratch in the arena); SIZE keeps the generic portable kernels, the smallest code."""
 
-    name: str
-    ctype: str
-    values: np.ndarray
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.values.size * self.values.dtype.itemsize)
+    SPEED = "speed"
+    SIZE = "size"
 
 
 @dataclass(frozen=True)
@@ -156,6 +153,7 @@ class KernelCall:
     input_array: bool = False  # the inputs go to the kernel as one array argument (a variable count)
     reads: tuple[int, ...] = ()  # bytes the kernel reads from each input, from its parameters
     writes: int = 0  # bytes the kernel writes to its output, from its parameters
+    scratch_bytes: int = 0  # arena scratch the kernel gets as its last argument, live for this call only
 
 
 @dataclass(frozen=True)
@@ -201,8 +199,9 @@ def expected_out_size(padding: Padding, stride: int, dilation: int, in_size: int
 
 
 class _Lowerer:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, optimize: Optimize = Optimize.SPEED) -> None:
         self.g = graph
+        self.optimize = Optimize(optimize)
 
     def fail(self, op: Operator, what: str) -> UnsupportedOpError:
         return UnsupportedOpError(f"{self.g.where(op)}: {what}")
@@ -324,7 +323,9 @@ class _Lowerer:
         pad_w = tflm_padding(o.padding, o.stride_w, o.dilation_w, in_w, k_w, out_w)
         bias = self.bias(op, out_c)
         input_offset = -in_t.zero_points[0]
-        if o.padding is Padding.VALID:
+        reach = [(out - 1) * s + (k - 1) * d + 1 - size for size, k, s, d, out in
+                 ((in_h, k_h, o.stride_h, o.dilation_h, out_h), (in_w, k_w, o.stride_w, o.dilation_w, out_w))]
+        if max(reach) <= 0:  # every tap of every output reads real input (VALID, or SAME that pads nothing)
             per_channel = (w.data.astype(np.int64).sum(axis=(0, 1, 2)) if depthwise
                            else w.data.astype(np.int64).reshape(out_c, -1).sum(axis=1))
             bias = bias + input_offset * per_channel
@@ -452,9 +453,33 @@ class _Lowerer:
                 raise self.fail(op, f"{problem}; refusing to generate C with undefined behaviour")
         values = [(k, str(int(v))) for k, v in fields.items()]
         values += [(field, arr.name) for field, arr in zip(pointer_fields, arrays)]
-        return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
-                          inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array, tuple(reads),
-                          writes)
+        generic = KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), kernel, params_type, tuple(values),
+                             inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array, tuple(reads),
+                             writes)
+        if self.optimize is Optimize.SIZE:
+            return generic
+        return self.specialize(op, generic, {k: int(v) for k, v in fields.items()},
+                               dict(zip(pointer_fields, arrays)))
+
+    def specialize(self, op: Operator, generic: KernelCall, fields: dict[str, int],
+                   arrays: dict[str, ConstArray]) -> KernelCall:
+        """The generic call (its bounds and overflow proven above) replaced by its family's specialised variant,
+        when one applies: same tensors in and out, so the proof carries over to the sums it reorders; its own
+        constant arrays must hold exactly what its indexing reaches."""
+        variant = kernels.choose(generic.kernel, fields, arrays, f"op{op.index}")
+        if variant is None:
+            return generic
+        for field, arr, count in zip(variant.pointer_fields, variant.arrays, variant.counts):
+            if arr.values.size != count:
+                raise self.fail(op, f"{variant.kernel}: constant array {field} has {arr.values.size} values, the "
+                                    f"kernel indexes {count}")
+        values = [(k, str(int(v))) for k, v in variant.fields]
+        for k, v in variant.fields:
+            if not INT32_RANGE[0] <= int(v) <= INT32_RANGE[1]:
+                raise self.fail(op, f"{variant.kernel}: parameter {k} = {int(v)} does not fit int32")
+        values += [(field, arr.name) for field, arr in zip(variant.pointer_fields, variant.arrays)]
+        return replace(generic, kernel=variant.kernel, params_type=variant.params_type, fields=tuple(values),
+                       arrays=tuple(variant.arrays), scratch_bytes=(variant.scratch_bytes + 3) // 4 * 4)
 
     # ---- operands shared by the new families ----
 
@@ -716,6 +741,7 @@ def supported_ops() -> tuple[str, ...]:
     return tuple(sorted(op_name(c) for c in codes))
 
 
-def lower(graph: Graph) -> Lowered:
-    """Kernel calls for every op; raises UnsupportedOpError naming the op, its index and layer otherwise."""
-    return _Lowerer(graph).lower()
+def lower(graph: Graph, optimize: Optimize = Optimize.SPEED) -> Lowered:
+    """Kernel calls for every op, specialised per layer for `optimize`; raises UnsupportedOpError naming the op,
+    its index and layer otherwise."""
+    return _Lowerer(graph, optimize).lower()

@@ -133,8 +133,9 @@ def _sigmoid_params(in_scale: float) -> tuple[int, int, int]:
     return multiplier, left_shift, radius
 
 
-def logistic(in_scale: float, in_zp: int) -> np.ndarray:
-    """LOGISTIC: output fixed at scale 1/256, zero point -128."""
+def _sigmoid_table(in_scale: float, in_zp: int, q4_function, out_shift: int, out_offset: int) -> np.ndarray:
+    """LOGISTIC and TANH share TFLM's int8 path: saturate outside the radius, else a Q4 input into the Q0.31
+    function, rounded down to the output's bits."""
     multiplier, left_shift, radius = _sigmoid_params(in_scale)
 
     def f(x: int) -> int:
@@ -144,23 +145,18 @@ def logistic(in_scale: float, in_zp: int) -> np.ndarray:
         if v >= radius:
             return 127
         q4 = mul_by_quantized_multiplier(v, multiplier, left_shift)
-        return rounding_divide_by_pot(_logistic_q4(q4), 31 - 8) - 128
+        return rounding_divide_by_pot(q4_function(q4), out_shift) + out_offset
     return _table(f)
+
+
+def logistic(in_scale: float, in_zp: int) -> np.ndarray:
+    """LOGISTIC: output fixed at scale 1/256, zero point -128."""
+    return _sigmoid_table(in_scale, in_zp, _logistic_q4, 31 - 8, -128)
 
 
 def tanh(in_scale: float, in_zp: int) -> np.ndarray:
     """TANH: output fixed at scale 1/128, zero point 0."""
-    multiplier, left_shift, radius = _sigmoid_params(in_scale)
-
-    def f(x: int) -> int:
-        v = x - in_zp
-        if v <= -radius:
-            return -128
-        if v >= radius:
-            return 127
-        q4 = mul_by_quantized_multiplier(v, multiplier, left_shift)
-        return rounding_divide_by_pot(_tanh_q4(q4), 31 - 7)
-    return _table(f)
+    return _sigmoid_table(in_scale, in_zp, _tanh_q4, 31 - 7, 0)
 
 
 # ---- HARD_SWISH: int16 fixed point ----

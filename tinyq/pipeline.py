@@ -16,6 +16,7 @@ from .analyze import Analysis
 from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess
 from .emit import prepare, write_into
 from .errors import BuildError, TinyqError
+from .lower import Optimize
 from .models import TfliteModel, input_shape
 from .native import Workers, session
 from .outdir import Claim, check_folder, claimed
@@ -39,10 +40,12 @@ class PipelineConfig:
     sanitize: bool = False
     cortex_m: bool = True
     cortex_m_images: int = 1000
+    cortex_m_profile_images: int = 100  # inputs through the PROFILE=1 build for per-op counts (0: not profiled)
     analysis: bool = True
     overwrite: bool = False
     preprocessing: Preprocessing | None = None  # None: raw 0..255 -> 0..1 for uint8 data, else as stored
     task: Task | None = None  # None: from the labels (integer: classification, float: regression, none)
+    optimize: Optimize = Optimize.SPEED  # the C engine's kernels: specialised per layer, or generic (size)
 
     @property
     def c_engine_mode(self) -> CEngineMode:
@@ -106,7 +109,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         say("emitting firmware files")
         fw = tmp / "firmware"
         emission = prepare(quantized, result, config.name, config.golden_count, engine_on, names, pre,
-                           np.asarray(dataset.test_x).dtype == np.uint8)
+                           np.asarray(dataset.test_x).dtype == np.uint8, config.optimize)
         files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
@@ -115,7 +118,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         m_fig = None
         if config.cortex_m and emission.engine is not None:
             try:
-                m_fig = _cortex_m(fw, tmp / "build", result, config, say)
+                m_fig = _cortex_m(fw, tmp / "build", result, config, say, quantized.tflite)
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
@@ -273,26 +276,42 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
     )
 
 
-def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig,
-              say: Progress) -> CortexMFigures:
-    """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions."""
-    from .cortex_m import check_toolchain, measure_cortex_m
+def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig, say: Progress,
+              tflite: bytes) -> CortexMFigures:
+    """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions;
+    then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs."""
+    from .cortex_m import check_toolchain, measure_cortex_m, profile_ops
 
     check_toolchain()
     n = min(config.cortex_m_images, result.test_images)
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
-    inputs = result.int8_inputs.reshape(result.test_images, -1)[:n]
-    expected = result.tflm_outputs.reshape(result.test_images, -1)[:n]
-    return cortex_m_figures(measure_cortex_m(fw, build / "cortex-m4", inputs, expected, progress=say))
+    inputs = result.int8_inputs.reshape(result.test_images, -1)
+    expected = result.tflm_outputs.reshape(result.test_images, -1)
+    measured = measure_cortex_m(fw, build / "cortex-m4", inputs[:n], expected[:n], progress=say)
+    k = min(config.cortex_m_profile_images, result.test_images)
+    if k < 1:
+        return cortex_m_figures(measured)
+    say(f"Cortex-M4: per-op instruction counts over {k} images (PROFILE=1 build)")
+    profile = profile_ops(fw, build / "cortex-m4-profile", tflite, inputs[:k], expected[:k], progress=say)
+    return cortex_m_figures(measured, profile)
 
 
-def cortex_m_figures(m) -> CortexMFigures:
-    """The report's view of a CortexMResult."""
+def cortex_m_figures(m, profile=None) -> CortexMFigures:
+    """The report's view of a CortexMResult, with the per-op counts of a cortex_m.OpProfile if one was taken."""
     f, r = m.flash, m.ram
     return CortexMFigures(m.target, m.flash_bytes, m.ram_bytes, int(m.instructions_per_inference),
                           m.bitexact_images, m.images, m.opt,
                           flash_split=(("model constants", f.model_constants), ("engine code", f.engine_code),
                                        ("golden vectors (test harness)", f.golden_vectors),
-                                       ("start-up, board, libc (test harness)", f.startup_libc)),
-                          ram_split=(("engine arena and state", r.arena), ("other static data", r.static_other),
-                                     ("heap (stdio)", r.heap), ("stack peak", r.stack_peak)))
+                                       ("stub main and I/O (test harness)", f.harness_code),
+                                       ("start-up, board, semihosting, libc (test harness)", f.startup_libc)),
+                          ram_split=(("engine arena (kernel scratch included)", r.arena),
+                                     ("engine static data", r.engine_static),
+                                     ("engine stack during one inference", r.stack_invoke),
+                                     ("stub buffers, board, newlib static data (test harness)", r.harness_static),
+                                     ("heap, stdio (test harness)", r.heap),
+                                     ("stack of main and printf beyond the inference (test harness)",
+                                      r.stack_peak - r.stack_invoke)),
+                          deployment_flash_bytes=f.deployment, deployment_ram_bytes=r.deployment,
+                          ops=profile.ops if profile else (), profile_images=profile.images if profile else 0,
+                          profile_bitexact_images=profile.bitexact_images if profile else 0)

@@ -1,8 +1,9 @@
 """Static memory plan: tensor lifetimes from the op order, RESHAPE aliasing, offsets in one arena.
 
 The model input is read where the caller keeps it and the output written where the caller wants it, so neither
-takes arena space. The rest is placed greedily (largest first, lowest offset free over its lifetime), and
-compared with the liveness lower bound: the most bytes live across any one op.
+takes arena space. The rest, and each kernel call's scratch (live for that call only, 4-byte aligned), is placed
+greedily (largest first, lowest offset free over its lifetime), and compared with the liveness lower bound: the
+most bytes live across any one op.
 """
 
 from __future__ import annotations
@@ -29,9 +30,17 @@ class Location:
     offset: int = 0
 
 
+SCRATCH_ALIGN = 4
+
+
+def scratch_key(call: int) -> int:
+    """The placement key of kernel call `call`'s scratch: negative, so it never collides with a tensor index."""
+    return -1 - call
+
+
 @dataclass(frozen=True)
 class Placement:
-    """An arena tensor: its bytes, its lifetime in kernel calls (inclusive) and its offset."""
+    """An arena tensor (or a call's scratch, under scratch_key): bytes, lifetime in kernel calls (inclusive), offset."""
 
     tensor: int
     size: int
@@ -42,15 +51,22 @@ class Placement:
 
 @dataclass(frozen=True)
 class Plan:
-    """Locations of every tensor a kernel touches, the arena size and the liveness lower bound."""
+    """Locations of every tensor a kernel touches, each call's scratch offset (None without), the arena size and
+    the liveness lower bound (scratch included)."""
 
     locations: dict[int, Location]
     placements: tuple[Placement, ...]
     arena_bytes: int
     lower_bound_bytes: int
+    scratch: tuple[int | None, ...] = ()
 
     def location(self, tensor: int) -> Location:
         return self.locations[tensor]
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The largest scratch of any one call."""
+        return max((p.size for p in self.placements if p.tensor < 0), default=0)
 
 
 def _roots(aliases: tuple[tuple[int, int], ...]) -> dict[int, int]:
@@ -95,27 +111,35 @@ def plan(graph: Graph, lowered: Lowered) -> Plan:
         raise UnsupportedOpError(f"graph output {graph.tensors[graph.outputs[0]].name!r} is written by no kernel call")
     arena = [t for t in first if t not in (graph_in, graph_out)]
     size = {t: graph.tensors[t].nbytes for t in arena}
+    for k, call in enumerate(lowered.calls):
+        if call.scratch_bytes > 0:
+            key = scratch_key(k)
+            arena.append(key)
+            size[key], first[key], last[key] = call.scratch_bytes, k, k
     lower_bound = max((sum(size[t] for t in arena if first[t] <= k <= last[t])
                        for k in range(len(lowered.calls))), default=0)
     placed: list[Placement] = []
     for t in sorted(arena, key=lambda t: (-size[t], first[t], t)):
         busy = sorted((p.offset, p.offset + p.size) for p in placed if p.first <= last[t] and first[t] <= p.last)
+        align = SCRATCH_ALIGN if t < 0 else 1
         offset = 0
         for start, end in busy:
             if offset + size[t] <= start:
                 break
-            offset = max(offset, end)
+            offset = -(-max(offset, end) // align) * align
         placed.append(Placement(t, size[t], first[t], last[t], offset))
     locations = {graph_in: Location(Where.INPUT), graph_out: Location(Where.OUTPUT)}
-    locations.update({p.tensor: Location(Where.ARENA, p.offset) for p in placed})
+    locations.update({p.tensor: Location(Where.ARENA, p.offset) for p in placed if p.tensor >= 0})
+    scratch = {-1 - p.tensor: p.offset for p in placed if p.tensor < 0}
     for alias in roots:
         if root(alias) in locations:
             locations[alias] = locations[root(alias)]
     arena_bytes = max((p.offset + p.size for p in placed), default=0)
     region = {graph_in: graph.tensors[graph_in].nbytes, graph_out: graph.tensors[graph_out].nbytes}
-    region.update({p.tensor: p.size for p in placed})
+    region.update({p.tensor: p.size for p in placed if p.tensor >= 0})
     _prove_in_bounds(graph, lowered, root, region)
-    return Plan(locations, tuple(sorted(placed, key=lambda p: p.tensor)), arena_bytes, lower_bound)
+    return Plan(locations, tuple(sorted(placed, key=lambda p: p.tensor)), arena_bytes, lower_bound,
+                tuple(scratch.get(k) for k in range(len(lowered.calls))))
 
 
 def _prove_in_bounds(graph: Graph, lowered: Lowered, root, region: dict[int, int]) -> None:

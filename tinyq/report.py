@@ -41,8 +41,18 @@ class CortexMFigures:
     bitexact_images: int
     images: int
     opt: str = "-O2"
-    flash_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): model constants, engine code, golden, start-up
-    ram_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): arena, other static data, heap, stack peak
+    flash_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): model constants, engine code, harness parts
+    ram_split: tuple[tuple[str, int], ...] = ()  # (what, bytes): arena, engine data and stack, harness parts
+    deployment_flash_bytes: int = 0  # model constants + engine code: what a product links of tinyq's
+    deployment_ram_bytes: int = 0  # arena (scratch included) + engine static data + stack of one inference
+    ops: tuple = ()  # cortex_m.OpCost of every kernel call, from the PROFILE=1 build (empty: not profiled)
+    profile_images: int = 0
+    profile_bitexact_images: int = 0
+
+    @property
+    def ops_instructions(self) -> float:
+        """Sum of the per-op counts, to compare with the unprofiled build's instructions per inference."""
+        return sum(o.instructions for o in self.ops)
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,21 @@ class ChainReport:
 
 def target_section(fig: CortexMFigures) -> dict:
     """The report.json section of one target (`cortex_m4`), written by `tinyq demo` and `tinyq firmware`."""
-    return {"flash_bytes": fig.flash_bytes, "ram_bytes": fig.ram_bytes,
-            "instructions_per_inference": fig.instructions_per_inference,
-            "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt,
-            "flash_split": dict(fig.flash_split), "ram_split": dict(fig.ram_split)}
+    section = {"flash_bytes": fig.flash_bytes, "ram_bytes": fig.ram_bytes,
+               "instructions_per_inference": fig.instructions_per_inference,
+               "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt,
+               "flash_split": dict(fig.flash_split), "ram_split": dict(fig.ram_split),
+               "deployment": {"flash_bytes": fig.deployment_flash_bytes, "ram_bytes": fig.deployment_ram_bytes}}
+    if fig.ops:
+        section["ops"] = [{"op_index": o.op_index, "op": o.op_name, "kernel": o.kernel, "macs": o.macs,
+                           "instructions": round(o.instructions, 1),
+                           "instructions_per_mac": None if o.macs == 0 else round(o.instructions_per_mac, 3)}
+                          for o in fig.ops]
+        section["ops_profile"] = {"images": fig.profile_images, "bitexact_images": fig.profile_bitexact_images,
+                                  "instructions_sum": round(fig.ops_instructions, 1),
+                                  "sum_vs_instructions_per_inference": round(
+                                      fig.ops_instructions / fig.instructions_per_inference, 6)}
+    return section
 
 
 def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str] | None = None,
@@ -203,7 +224,11 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                                                         for e in report["analysis"]["most_sensitive_layers"])))
     if "cortex_m4" in report:
         m = report["cortex_m4"]
-        rows += [("Cortex-M4 flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B"),
+        rows += [("Cortex-M4 flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B")]
+        if "deployment" in m:
+            rows.append(("Cortex-M4 deployment flash / RAM", f"{m['deployment']['flash_bytes']} / "
+                                                             f"{m['deployment']['ram_bytes']} B"))
+        rows += [
                  ("Cortex-M4 instructions/inference", str(m["instructions_per_inference"])),
                  ("Cortex-M4 bit-exact (QEMU)", f"{m['bitexact_images']} / {m['images']}")]
     return rows

@@ -154,7 +154,9 @@ def _memory(chain: ChainReport) -> list[tuple[str, str]]:
                  ("C engine arena vs TFLM arena", f"{c.arena_bytes / v.tflm_arena_bytes:.2f}x")]
     if m is not None:
         rows += [(f"{m.target} RAM: {what}", f"{size} B") for what, size in m.ram_split]
-        rows.append((f"{m.target} RAM in all", f"{m.ram_bytes} B"))
+        rows.append((f"{m.target} RAM of the engine in a product (arena, its data, its stack)",
+                     f"{m.deployment_ram_bytes} B"))
+        rows.append((f"{m.target} RAM in all, test harness included", f"{m.ram_bytes} B"))
     return rows
 
 
@@ -166,15 +168,37 @@ def _flash(chain: ChainReport) -> list[tuple[str, str]]:
                  ("C engine code (kernels and model, host .text)", f"{c.code_bytes} B")]
     if m is not None:
         rows += [(f"{m.target} flash: {what}", f"{size} B") for what, size in m.flash_split]
-        rows.append((f"{m.target} flash in all ({m.opt})", f"{m.flash_bytes} B"))
+        rows.append((f"{m.target} flash of the model and engine in a product ({m.opt})",
+                     f"{m.deployment_flash_bytes} B"))
+        rows.append((f"{m.target} flash in all, test harness included ({m.opt})", f"{m.flash_bytes} B"))
     return rows
 
 
 def _ops(chain: ChainReport) -> list[tuple]:
+    """Each op of the graph; instructions on the target and per MAC where the profiled build measured them
+    ("-" for ops with no kernel call, such as RESHAPE, or when no profile was taken)."""
     from .analyze import op_summary
 
-    return [(o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes, o.constant_bytes,
-             o.macs, "-") for o in op_summary(chain.quantized.tflite)]
+    costs = {} if chain.cortex_m is None else {o.op_index: o for o in chain.cortex_m.ops}
+    rows = []
+    for o in op_summary(chain.quantized.tflite):
+        cost = costs.get(o.index)
+        rows.append((o.index, o.op, o.layer, "x".join(str(d) for d in o.output_shape), o.output_bytes,
+                     o.constant_bytes, o.macs, "-" if cost is None else f"{cost.instructions:.0f}",
+                     "-" if cost is None or not cost.macs else f"{cost.instructions_per_mac:.2f}"))
+    return rows
+
+
+def _ops_note(chain: ChainReport) -> str | None:
+    """Where the per-op counts come from and how their sum compares with the unprofiled build's total."""
+    m = chain.cortex_m
+    if m is None or not m.ops:
+        return None
+    return (f"Instructions on {m.target} (QEMU, {m.opt}): means over {m.profile_images} inputs of a second build "
+            f"with per-op marks (PROFILE=1; its outputs identical to TFLM's on {m.profile_bitexact_images} of "
+            f"{m.profile_images}); each mark reads one SysTick tick. Their sum, {m.ops_instructions:.0f}, is "
+            f"{100.0 * m.ops_instructions / m.instructions_per_inference:.3f} % of the "
+            f"{m.instructions_per_inference} instructions per inference of the unprofiled build.")
 
 
 def _analysis_values(analysis) -> dict:
@@ -242,7 +266,7 @@ def html_values(chain: ChainReport, version: str) -> dict:
     values = dict(
         model_name=q.name, version=version, sha256=q.sha256, test_images=v.test_images, task=v.task.value,
         metric_name=v.metric_name, sections=sections, summary=_summary(chain), stages=_stages(chain), memory=_memory(chain),
-        flash=_flash(chain), ops=_ops(chain), notes=list(chain.notes), analysis=chain.analysis is not None,
+        flash=_flash(chain), ops=_ops(chain), ops_note=_ops_note(chain), notes=list(chain.notes), analysis=chain.analysis is not None,
         arena_plot=arena_plot(c.blocks, c.call_count, c.arena_bytes, c.lower_bound_bytes) if c and c.blocks else None,
         fidelity=fidelity_values(chain.fidelity) if chain.fidelity is not None else None,
     )

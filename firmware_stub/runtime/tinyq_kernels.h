@@ -11,6 +11,13 @@
 extern "C" {
 #endif
 
+/* Alignment of the engine's arena: kernel scratch in it is read and written as 16- and 32-bit words. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TQ_ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define TQ_ALIGNED(n)
+#endif
+
 /* CONV_2D and DEPTHWISE_CONV_2D. `bias` may have the input zero point folded in, then input_offset is 0. */
 typedef struct {
     int32_t in_h, in_w, in_c;

@@ -9,6 +9,9 @@
 #include <stdint.h>
 
 #include "tinyq_kernels.h"
+#include "tq_conv.h"
+#include "tq_depthwise.h"
+#include "tq_fc.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -23,4 +23,6 @@ CM_DEFSYMS := $(if $(CM_MEMORY),$(addprefix -Wl$(comma)--defsym=,$(join TINYQ_FL
 TARGET_LDFLAGS = $(CM_ARCH) --specs=nano.specs --specs=rdimon.specs -nostartfiles -T $(CM_BOARD_DIR)/cortex_m.ld \
 	$(CM_DEFSYMS) -Wl,--gc-sections -Wl,--wrap=tinyq_backend_invoke -Wl,-Map=$@.map
 BOARD_SRCS := $(CM_BOARD_DIR)/startup.c $(CM_BOARD_DIR)/board.c $(CM_BOARD_DIR)/measure.c
+# The per-op instruction counts of `make PROFILE=1` (see the Makefile).
+PROFILE_SRCS := $(CM_BOARD_DIR)/profile.c
 EXE_SUFFIX := .elf

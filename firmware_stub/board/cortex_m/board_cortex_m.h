@@ -26,5 +26,7 @@ void tinyq_board_stack_paint(void);
 uint32_t tinyq_board_stack_high_water(void);
 uint32_t tinyq_board_stack_size(void);
 int tinyq_board_cmdline(char *buf, uint32_t size, char **argv, int max_args);
+/* Decimal text of v in buf, returned (newlib-nano's printf has no %llu). */
+const char *tinyq_board_u64_text(char buf[21], uint64_t v);
 
 #endif

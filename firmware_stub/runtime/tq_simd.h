@@ -1,0 +1,165 @@
+/* The intrinsic layer of tinyq's fast kernels: one algorithm, two instruction sets.
+   On a core with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55) these are the ACLE intrinsics
+   of arm_acle.h, one instruction each. Elsewhere each has a plain-C twin with the same result bit for bit, so the
+   host build runs the very kernel code the target runs and the host test over a whole test set checks the
+   target's algorithm. TQ_PACKED says whether a kernel should take its packed (two 16-bit lanes) path: yes with
+   DSP and on the host, no on Arm cores without DSP (Cortex-M0/M0+/M3/M23), where the emulation would cost more
+   than it saves and each kernel keeps a portable path of its own. Defining TQ_PORTABLE forces the portable path
+   on the host, so it too can be checked over a whole test set. Little-endian only, as every Cortex-M and the
+   hosts tinyq runs on. Lanes: lo = bits 0..15, hi = bits 16..31. */
+#ifndef TQ_SIMD_H_
+#define TQ_SIMD_H_
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define TQ_DSP 1
+#else
+#define TQ_DSP 0
+#endif
+
+#if TQ_DSP || (!defined(__arm__) && !defined(TQ_PORTABLE))
+#define TQ_PACKED 1
+#else
+#define TQ_PACKED 0
+#endif
+
+/* Unaligned word access through memcpy: one LDR/STR on cores that allow unaligned access. */
+static inline int32_t tq_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline int32_t tq_read_s16x2(const int16_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void tq_write_s16x2(int16_t *p, int32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* Two signed 16-bit lanes from lo and hi (each truncated to 16 bits). */
+static inline int32_t tq_pack16(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+
+static inline int32_t tq_lo16(int32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)((uint32_t)x & 0xFFFFu);
+}
+
+static inline int32_t tq_hi16(int32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16);
+}
+
+#if TQ_DSP
+
+/* Bytes 0 and 2 of x, sign-extended into the two lanes. */
+static inline int32_t tq_sxtb16(int32_t x)
+{
+    return (int32_t)__sxtb16((uint32_t)x);
+}
+
+/* Bytes 1 and 3 of x, sign-extended into the two lanes (SXTB16 with its rotation; GCC does not fuse a rotate). */
+static inline int32_t tq_sxtb16_ror8(int32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"((uint32_t)x));
+    return (int32_t)r;
+}
+
+/* Lanes of a plus bytes 0 and 2 of x, sign-extended (16-bit wrap per lane). */
+static inline int32_t tq_sxtab16(int32_t a, int32_t x)
+{
+    return (int32_t)__sxtab16((uint32_t)a, (uint32_t)x);
+}
+
+/* acc + lo(x)*lo(y) + hi(x)*hi(y). */
+static inline int32_t tq_smlad(int32_t x, int32_t y, int32_t acc)
+{
+    return __smlad(x, y, acc);
+}
+
+/* acc + lo(x)*hi(y) + hi(x)*lo(y). */
+static inline int32_t tq_smladx(int32_t x, int32_t y, int32_t acc)
+{
+    return __smladx(x, y, acc);
+}
+
+/* acc + lo(x)*lo(y), and acc + hi(x)*hi(y). */
+static inline int32_t tq_smlabb(int32_t x, int32_t y, int32_t acc)
+{
+    return __smlabb(x, y, acc);
+}
+
+static inline int32_t tq_smlatt(int32_t x, int32_t y, int32_t acc)
+{
+    return __smlatt(x, y, acc);
+}
+
+/* Lanes of a plus bytes 1 and 3 of x, sign-extended (SXTAB16 with its rotation). */
+static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"((uint32_t)a), "r"((uint32_t)x));
+    return (int32_t)r;
+}
+
+#else
+
+static inline int32_t tq_sxtb16(int32_t x)
+{
+    return tq_pack16((int8_t)(uint8_t)((uint32_t)x & 0xFFu), (int8_t)(uint8_t)(((uint32_t)x >> 16) & 0xFFu));
+}
+
+static inline int32_t tq_sxtb16_ror8(int32_t x)
+{
+    return tq_pack16((int8_t)(uint8_t)(((uint32_t)x >> 8) & 0xFFu), (int8_t)(uint8_t)((uint32_t)x >> 24));
+}
+
+static inline int32_t tq_sxtab16(int32_t a, int32_t x)
+{
+    const int32_t b = tq_sxtb16(x);
+    return tq_pack16(tq_lo16(a) + tq_lo16(b), tq_hi16(a) + tq_hi16(b));
+}
+
+/* Sums in uint32: the hardware wraps where C's signed overflow would be undefined (tinyq proves no overflow). */
+static inline int32_t tq_smlad(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tq_lo16(x) * tq_lo16(y)) + (uint32_t)(tq_hi16(x) * tq_hi16(y)));
+}
+
+static inline int32_t tq_smladx(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tq_lo16(x) * tq_hi16(y)) + (uint32_t)(tq_hi16(x) * tq_lo16(y)));
+}
+
+static inline int32_t tq_smlabb(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tq_lo16(x) * tq_lo16(y)));
+}
+
+static inline int32_t tq_smlatt(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tq_hi16(x) * tq_hi16(y)));
+}
+
+static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
+{
+    const int32_t b = tq_sxtb16_ror8(x);
+    return tq_pack16(tq_lo16(a) + tq_lo16(b), tq_hi16(a) + tq_hi16(b));
+}
+
+#endif
+
+#endif /* TQ_SIMD_H_ */

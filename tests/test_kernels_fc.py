@@ -1,0 +1,163 @@
+"""The specialised FULLY_CONNECTED kernel (tq_fc_interleaved4) against TFLM, byte for byte.
+
+One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the exact K tail),
+out_depth % 4 of 0..3 (the single-row tail), more than one input row, fused ReLU, non-zero input zero points
+(folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
+intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no
+DSP). The inline requantization is checked against the reference over edge and random values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tinyq import cortex_m, emit, firmware, verify
+from tinyq.graph import read_graph
+from tinyq.kernels.fully_connected import interleave
+from tinyq.lower import Optimize, lower
+from tinyq.quantize import QuantizeConfig, quantize
+from tinyq.resources import runtime_dir
+
+L = tf.keras.layers
+SAMPLES = 300
+QEMU_SAMPLES = 40
+SHAPE = (3, 13)
+# (in_depth, out_depth) of every FULLY_CONNECTED the chain must lower to: every K tail and every row tail.
+FC_SHAPES = [(13, 7), (7, 8), (24, 6), (6, 5), (5, 4), (4, 3), (3, 10), (10, 1)]
+
+
+def _chain(x):
+    y = L.Dense(7, activation="relu")(x)  # rows 3
+    y = L.Flatten()(L.Dense(8)(y))
+    for units in (6, 5, 4, 3, 10, 1):
+        y = L.Dense(units, activation="relu" if units == 5 else None)(y)
+    return y
+
+
+@pytest.fixture(scope="module")
+def fc_model():
+    tf.keras.utils.set_random_seed(11)
+    inp = tf.keras.Input(SHAPE)
+    model = tf.keras.Model(inp, _chain(inp), name="fc_chain")
+    rng = np.random.default_rng(11)
+    for v in model.weights:
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.3, v.shape).astype(np.float32))
+    calib = rng.random((64,) + SHAPE, dtype=np.float32) * 2 - 0.7  # asymmetric: non-zero input zero points
+    return quantize(model, calib, QuantizeConfig(64, input_range=(-0.7, 1.3)))
+
+
+@pytest.fixture(scope="module")
+def fc_case(fc_model, tmp_path_factory):
+    xs = np.random.default_rng(5).integers(-128, 128, (SAMPLES,) + fc_model.input.shape[1:], dtype=np.int8)
+    tflm = verify.run_tflm(fc_model.tflite, xs)
+    r = verify.VerifyResult.tflm_only(fc_model, xs, tflm, np.arange(len(xs)) % 10)
+    folder = tmp_path_factory.mktemp("fc") / "fw"
+    emit.emit(fc_model, r, folder, name="fc_chain", golden_count=5, class_labels=None)
+    return folder, xs, tflm.reshape(len(xs), -1)
+
+
+def _fc_calls(q, optimize):
+    return [c for c in lower(read_graph(q.tflite), optimize).calls if c.op_name == "FULLY_CONNECTED"]
+
+
+def test_speed_picks_interleaved_and_size_keeps_generic(fc_model):
+    speed = _fc_calls(fc_model, Optimize.SPEED)
+    shapes = [(int(dict(c.fields)["in_depth"]), int(dict(c.fields)["out_depth"])) for c in speed]
+    assert shapes == FC_SHAPES
+    assert dict(speed[0].fields)["rows"] == "3"
+    assert {c.kernel for c in speed} == {"tq_fc_interleaved4"}
+    assert {c.kernel for c in _fc_calls(fc_model, Optimize.SIZE)} == {"tq_fully_connected"}
+
+
+def test_interleave_is_a_permutation_in_kernel_order():
+    w = np.arange(10 * 7).reshape(10, 7)
+    got = interleave(w)
+    assert sorted(got) == list(range(70))
+    # group 0 (rows 0-3): columns 0-3 of each row, then columns 4-6 of each row; rows 8, 9 unchanged
+    assert list(got[:16]) == [0, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 17, 21, 22, 23, 24]
+    assert list(got[16:28]) == [4, 5, 6, 11, 12, 13, 18, 19, 20, 25, 26, 27]
+    assert list(got[56:]) == list(range(56, 70))
+
+
+def _bitexact(outs, tflm):
+    same = np.all(outs == tflm, axis=1)
+    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
+                         ids=["packed-O3", "portable", "asan-ubsan"])
+def test_fc_bitexact_on_host(fc_case, opt, sanitize, tmp_path):
+    folder, xs, tflm = fc_case
+    exe = firmware.build_stub(folder, tmp_path / "build", opt=opt, sanitize=sanitize)
+    assert firmware.run_golden(exe).passed
+    _bitexact(firmware.run_batch(exe, xs, tflm.shape[1]), tflm)
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+def test_fc_bitexact_in_qemu(fc_case, target, tmp_path):
+    folder, xs, tflm = fc_case
+    elf = cortex_m.build_cortex_m(folder, tmp_path / "build", target=target)
+    out = cortex_m.run_qemu_batch_measured(elf, xs[:QEMU_SAMPLES], tflm.shape[1], target=target).outputs
+    _bitexact(out, tflm[:QEMU_SAMPLES])
+
+
+REQUANT_CHECK = r"""
+#include <stdio.h>
+#include "tinyq_kernels.h"
+#include "tq_requant.h"
+
+static uint64_t state = 88172645463325252ull;
+static uint32_t next(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return (uint32_t)state; }
+
+static int check(int32_t x, int32_t m, int32_t s)
+{
+    const int32_t want = tq_multiply_by_quantized_multiplier(x, m, s), got = tq_requantize(x, m, s);
+    if (want != got) { printf("x=%ld m=%ld s=%ld want %ld got %ld\n", (long)x, (long)m, (long)s, (long)want, (long)got); return 1; }
+    return 0;
+}
+
+int main(void)
+{
+    static const int32_t xs[] = {INT32_MIN, INT32_MIN + 1, -65537, -65536, -32768, -3, -2, -1, 0, 1, 2, 3,
+                                 32767, 65536, INT32_MAX - 1, INT32_MAX};
+    static const int32_t ms[] = {0, 1, 2, 1073741823, 1073741824, 1073741825, 1518500250, INT32_MAX - 1, INT32_MAX};
+    unsigned i, j;
+    int32_t s;
+    long bad = 0;
+    for (s = -31; s <= 30; s++)
+        for (i = 0; i < sizeof xs / sizeof xs[0]; i++)
+            for (j = 0; j < sizeof ms / sizeof ms[0]; j++) bad += check(xs[i], ms[j], s);
+    for (i = 0; i < 4000000u; i++) {
+        const uint32_t r = next();
+        const int32_t m = (int32_t)((next() >> 1) | (r & 1u ? 0x40000000u : 0u));
+        const int32_t s = (int32_t)(next() % 62u) - 31;
+        int32_t x = (int32_t)next();
+        if (r & 2u) x >>= next() % 31u;  /* small magnitudes too, where the rounding ties live */
+        if (r & 4u) x = (int32_t)((uint32_t)(int32_t)(next() % 64u - 32) << (-s > 0 ? -s - 1 : 0));
+        bad += check(x, m, s);
+        if (bad > 5) break;
+    }
+    printf("%ld mismatches\n", bad);
+    return bad != 0;
+}
+"""
+
+
+@pytest.mark.integration
+def test_inline_requantization_equals_reference(tmp_path):
+    src = tmp_path / "requant_check.c"
+    src.write_text(REQUANT_CHECK)
+    rt = runtime_dir()
+    exe = tmp_path / "requant_check"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{rt}", str(src),
+                    str(rt / "tinyq_kernels.c"), "-o", str(exe)], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
