@@ -12,6 +12,7 @@
 #include "tq_conv.h"
 #include "tq_depthwise.h"
 #include "tq_fc.h"
+#include "tq_pool.h"
 
 #ifdef __cplusplus
 extern "C" {

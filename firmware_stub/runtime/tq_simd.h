@@ -115,6 +115,20 @@ static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
     return (int32_t)r;
 }
 
+/* Bytewise signed maximum and minimum of four int8 lanes: SSUB8 sets a GE flag per byte where a >= b, SEL picks
+   by them (kept as one function so the plain-C twin needs no flag state). */
+static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+{
+    (void)__ssub8(a, b);
+    return (int32_t)__sel((uint32_t)a, (uint32_t)b);
+}
+
+static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
+{
+    (void)__ssub8(a, b);
+    return (int32_t)__sel((uint32_t)b, (uint32_t)a);
+}
+
 #else
 
 static inline int32_t tq_sxtb16(int32_t x)
@@ -158,6 +172,35 @@ static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
 {
     const int32_t b = tq_sxtb16_ror8(x);
     return tq_pack16(tq_lo16(a) + tq_lo16(b), tq_hi16(a) + tq_hi16(b));
+}
+
+/* Signed byte k (0..3) of x. */
+static inline int32_t tq_s8_lane(int32_t x, int k)
+{
+    return (int8_t)(uint8_t)(((uint32_t)x >> (8 * k)) & 0xFFu);
+}
+
+/* Byte k of a where its signed byte k is >= b's (the GE flag SSUB8 sets), else b's byte k (SEL). */
+static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+{
+    uint32_t r = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        const int32_t x = tq_s8_lane(a, k), y = tq_s8_lane(b, k);
+        r |= (uint32_t)(uint8_t)(x >= y ? x : y) << (8 * k);
+    }
+    return (int32_t)r;
+}
+
+static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
+{
+    uint32_t r = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        const int32_t x = tq_s8_lane(a, k), y = tq_s8_lane(b, k);
+        r |= (uint32_t)(uint8_t)(x >= y ? y : x) << (8 * k);
+    }
+    return (int32_t)r;
 }
 
 #endif
