@@ -211,7 +211,7 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
     """Per core and model: instructions, ratios and exactness; then per engine: flash, RAM and their split."""
     by = {(c.target, c.model, c.engine): c.result for c in cells}
     seconds = {(c.target, c.model, c.engine): c.seconds for c in cells}
-    rows = sorted({(c.target, c.model) for c in cells}, key=lambda k: (cortex_m.TARGETS.index(k[0]),
+    rows = sorted({(c.target, c.model) for c in cells if c.result is not None}, key=lambda k: (cortex_m.TARGETS.index(k[0]),
                                                                         list(workloads).index(k[1])))
     short = {Engine.SIZE: "size", Engine.SPEED: "speed", Engine.TFLM: "TFLM", Engine.CMSIS_NN: "CMSIS-NN"}
     print(f"\nInstructions per inference (QEMU -icount shift=0, {opt}); ratios of the means; bit-exact vs pip TFLM")
@@ -250,7 +250,8 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
     if failed:
         print("\nNot measured:")
         for c in failed:
-            print(f"- {c.target} {c.model} {c.engine.value}: {c.error[:300]}")
+            where = " (does not link on the micro:bit: 16 KB RAM, 256 KB flash)" if c.target == "cortex-m0" else ""
+            print(f"- {c.target} {c.model} {c.engine.value}{where}: {c.error[:300]}")
 
 
 def main() -> int:
