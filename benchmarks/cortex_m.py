@@ -1,66 +1,301 @@
-"""Flash, RAM and instructions per inference of the C engine on a Cortex-M4 (QEMU mps2-an386), at -O2 and -Os.
+"""Instructions per inference and per MAC, flash and RAM of every model on every Cortex-M core in QEMU: tinyq's
+engine with the portable kernels (Optimize.SIZE) and with the specialized ones (Optimize.SPEED), and, when the
+user points at their source trees, TFLM with its reference kernels and TFLM with Arm's CMSIS-NN kernels.
 
-    TINYQ_MNIST=../shared/data/mnist python3 benchmarks/cortex_m.py [--models mnist_cnn mnist_mlp] [--images 1000]
+    TINYQ_MNIST=../shared/data/mnist python3 benchmarks/cortex_m.py [--targets cortex-m4 ...] [--models mnist_cnn ...]
+        [--images 1000] [--big-images 100] [--opt -O2] [--workdir DIR]
+    TFLM_DIR=<tflite-micro> CMSIS_NN_DIR=<CMSIS-NN> TFLM_THIRD_PARTY_INCLUDES="<flatbuffers>/include
+        /usr/include/gemmlowp <ruy>" python3 benchmarks/cortex_m.py ...   (README: "TFLM on the Cortex-M cores")
 
-Every figure is measured in this run: the demo models are trained (or taken from the model cache), quantized,
-checked in TFLM on the first --images test images, emitted, cross-compiled and run in QEMU with -icount shift=0.
-Instructions per inference is the mean over those images (counter overhead removed, resolution one SysTick
-tick = 40 instructions per reading); bit-exact counts images whose int8 output equals TFLM's.
+Models: the demo models (MNIST) and the stand-ins of tests/standins.py (ResNet-8 32x32x3, DS-CNN 49x10x1,
+MobileNetV1-0.25 96x96x3, the 640-input FC autoencoder) trained briefly on their synthetic data. Every figure
+is measured in this run: each model is quantized, checked in TFLM (pip tflite-micro) on the test inputs,
+emitted once per optimize setting, cross-compiled per core and run in QEMU with -icount shift=0: golden vectors
+first, then --images inputs (--big-images for ResNet-8, DS-CNN and MobileNet). Instructions per inference is the
+mean over those inputs (counter overhead removed; one reading resolves one SysTick tick, 31-63 instructions);
+bit-exact counts inputs whose int8 output equals pip TFLM's. Flash and RAM are deployment figures
+(tinyq.cortex_m.FlashSplit/RamSplit): flash = model constants + engine code (TFLM's framework and kernels count
+as engine code), RAM = arena + the engine's static data (TFLM: its arena, interpreter, resolver) + the stack of
+one inference. A core whose memory a build does not fit (the micro:bit's 16 KB RAM) gets its error, not a row.
+--workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import os
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
+from tinyq import cortex_m, data, emit, firmware, models, quantize, tflm, verify  # noqa: E402
+from tinyq.data import Preprocessing, Task  # noqa: E402
+from tinyq.errors import TinyqError, VerificationError  # noqa: E402
+from tinyq.lower import Optimize  # noqa: E402
 
-OPTS = ("-O2", "-Os")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import standins  # noqa: E402
+
+DEMO_MODELS = ("mnist_cnn", "mnist_mlp")
+STANDIN_MODELS = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fc_autoencoder")
+BIG_MODELS = ("resnet8", "ds_cnn", "mobilenet_v1_025")
+# TFLM kernel files (tensorflow/lite/micro/kernels/<name>.cc, and cmsis_nn/<name>.cc) of each resolver method the
+# models use; a model with any other op compiles every kernel.
+TFLM_KERNEL_FILES = {
+    "AddConv2D": "conv", "AddDepthwiseConv2D": "depthwise_conv", "AddFullyConnected": "fully_connected",
+    "AddSoftmax": "softmax", "AddMaxPool2D": "pooling", "AddAveragePool2D": "pooling", "AddReshape": "reshape",
+    "AddAdd": "add", "AddMean": "reduce", "AddMul": "mul", "AddPad": "pad", "AddRelu": "activations",
+    "AddRelu6": "activations", "AddLogistic": "logistic", "AddTanh": "tanh", "AddConcatenation": "concatenation",
+}
 
 
-def main() -> None:
+class Engine(enum.Enum):
+    """What runs the model on the core."""
+
+    SIZE = "tinyq size"  # tinyq's engine, portable kernels
+    SPEED = "tinyq speed"  # tinyq's engine, specialized kernels (the default)
+    TFLM = "TFLM ref"  # TFLM, reference kernels
+    CMSIS_NN = "TFLM+CMSIS-NN"  # TFLM, CMSIS-NN kernels
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One quantized model, checked in pip TFLM, with the inputs streamed through QEMU and TFLM's outputs."""
+
+    name: str
+    macs: int
+    fw_size: Path  # emitted with Optimize.SIZE
+    fw_speed: Path  # emitted with Optimize.SPEED (TFLM builds use it too: the model array is the same)
+    tflite: bytes
+    inputs: np.ndarray  # (n, input_bytes) int8
+    expected: np.ndarray  # (n, output_bytes) int8, pip TFLM's
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One engine on one core for one model: its measurement, or why there is none."""
+
+    target: str
+    model: str
+    engine: Engine
+    result: cortex_m.CortexMResult | None
+    error: str
+    seconds: float
+
+
+def _standin(name: str, n_test: int, cache: Path):
+    """(Keras model, float calibration samples, labels or None, float test inputs, test labels, task)."""
+    import tensorflow as tf
+
+    keras = tf.keras
+    if name == "resnet8":
+        d = standins.image_classes((32, 32, 3), 10, 2000, n_test)
+        prep, build, recon = (lambda x: x / 255.0), standins.resnet8, False
+    elif name == "mobilenet_v1_025":
+        d = standins.image_classes((96, 96, 3), 2, 1000, n_test, seed=3)
+        prep, build, recon = (lambda x: x / 127.5 - 1.0), standins.mobilenet_v1, False
+    elif name == "ds_cnn":
+        d = standins.audio_features(12, 2000, n_test)
+        mean, std = float(d.x_train.mean()), float(d.x_train.std())
+        prep, build, recon = (lambda x: (x - mean) / std), standins.ds_cnn, False
+    else:
+        d = standins.machine_sounds(2000, n_test)
+        prep, build, recon = (lambda x: x), standins.fc_autoencoder, True
+    path = cache / f"{name}.keras"
+    if path.is_file():
+        model = keras.models.load_model(path)
+    else:
+        model = standins.train(build(keras), d, prep, epochs=3, reconstruction=recon)
+        model.save(path)
+    x_train = prep(d.x_train).astype(np.float32)
+    x_test = prep(d.x_test).astype(np.float32)
+    return model, x_train, d.y_train, x_test, d.y_test, Task.RECONSTRUCTION if recon else None
+
+
+def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Workload:
+    """Train (or load), quantize, verify on `n` inputs and emit one folder per optimize setting."""
+    folders = {o: work / "fw" / name / o.value for o in (Optimize.SIZE, Optimize.SPEED)}
+    if name in DEMO_MODELS:
+        model = models.demo_model(name, mnist)
+        q = quantize.quantize(model, data.preprocess(mnist.train_x, models.input_shape(model)), labels=mnist.train_y)
+        result = verify.verify(model, q, mnist.test_x[:n], mnist.test_y[:n])
+        for o, fw in folders.items():
+            emit.emit(q, result, fw, name=name, overwrite=True, optimize=o)
+    else:
+        (work / "models").mkdir(parents=True, exist_ok=True)
+        model, x_train, y_train, x_test, y_test, task = _standin(name, n, work / "models")
+        calib = x_train[:300]
+        config = quantize.QuantizeConfig(input_range=(float(calib.min()), float(calib.max())),
+                                         balanced=y_train is not None)
+        q = quantize.quantize(model, calib, config, labels=None if y_train is None else y_train[:300])
+        pre = Preprocessing.as_stored()
+        result = verify.verify(model, q, x_test, y_test, preprocessing=pre, task=task)
+        for o, fw in folders.items():
+            emit.emit(q, result, fw, name=name, overwrite=True, class_labels=None, preprocessing=pre,
+                      uint8_source=False, optimize=o)
+    return Workload(name, result.macs, folders[Optimize.SIZE], folders[Optimize.SPEED], q.tflite,
+                    result.int8_inputs.reshape(n, -1), result.tflm_outputs.reshape(n, -1))
+
+
+def tflm_kernels(tflite: bytes) -> str:
+    """TFLM_KERNELS for this model: its ops' kernel files, or "" (every kernel) for an op outside the table."""
+    methods = tflm.resolver_methods(tflite)
+    if any(m not in TFLM_KERNEL_FILES for m in methods):
+        return ""
+    return " ".join(sorted({TFLM_KERNEL_FILES[m] for m in methods}))
+
+
+def measure_elf(elf: Path, gen_dir: Path, w: Workload, opt: str, target: str) -> cortex_m.CortexMResult:
+    """Golden vectors, then the workload's inputs in QEMU, with the deployment split of flash and RAM (what
+    cortex_m.measure_cortex_m does after its own C-engine build, for any backend's ELF)."""
+    golden = cortex_m.run_qemu_golden(elf, target=target)
+    if not golden.passed:
+        raise VerificationError(f"{elf}: golden vectors failed in QEMU ({cortex_m.machine(target)}): "
+                                f"{golden.summary}")
+    batch = cortex_m.run_qemu_batch_measured(elf, w.inputs, w.expected.shape[1], target=target)
+    exact = int(np.sum(np.all(batch.outputs == w.expected, axis=1)))
+    g, b = golden.figures, batch.figures
+    stack = max(f.stack_invoke_bytes - f.stack_caller_bytes for f in (g, b))
+    flash, ram = cortex_m.flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, max(g.heap_bytes, b.heap_bytes),
+                                        max(g.stack_peak_bytes, b.stack_peak_bytes), stack)
+    return cortex_m.CortexMResult(
+        target=target, opt=opt, elf=elf, flash=flash, ram=ram,
+        instructions_per_inference=b.instructions_per_inference, instructions_min=b.instructions_min,
+        instructions_max=b.instructions_max, instructions_resolution=b.instructions_per_tick,
+        golden_count=golden.count, golden_passed=golden.passed,
+        stack_invoke_bytes=max(g.stack_invoke_bytes, b.stack_invoke_bytes), images=len(w.expected),
+        bitexact_images=exact)
+
+
+def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path) -> Cell:
+    """Build and measure one engine on one core; a build or run that fails becomes the cell's error."""
+    start = time.perf_counter()
+    build = work / "build" / target / w.name / engine.name.lower()
+    try:
+        if engine in (Engine.SIZE, Engine.SPEED):
+            fw = w.fw_size if engine is Engine.SIZE else w.fw_speed
+            result = cortex_m.measure_cortex_m(fw, build, w.inputs, w.expected, opt=opt, target=target)
+        else:
+            fw = w.fw_speed
+            kernels = tflm_kernels(w.tflite)
+            variant = "cmsis_nn" if engine is Engine.CMSIS_NN else "ref"
+            objs = work / "tflm-obj" / f"{target}-{variant}{opt}"
+            extra = [f"TFLM_DIR={os.environ['TFLM_DIR']}", f"TFLM_OBJ_DIR={objs}", f"TFLM_KERNELS={kernels}"]
+            # Set on make's command line either way: make would otherwise take CMSIS_NN_DIR from the environment.
+            extra.append(f"CMSIS_NN_DIR={os.environ['CMSIS_NN_DIR'] if engine is Engine.CMSIS_NN else ''}")
+            elf = firmware.build_stub(fw, build, target=target, backend="tflm", opt=opt, extra=tuple(extra))
+            result = measure_elf(elf, fw, w, opt, target)
+        return Cell(target, w.name, engine, result, "", time.perf_counter() - start)
+    except TinyqError as exc:
+        return Cell(target, w.name, engine, None, str(exc), time.perf_counter() - start)
+
+
+def _fmt(value, spec: str = ",") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ratio(a: cortex_m.CortexMResult | None, b: cortex_m.CortexMResult | None) -> str:
+    if a is None or b is None or not b.instructions_per_inference:
+        return "-"
+    return f"{a.instructions_per_inference / b.instructions_per_inference:.2f}"
+
+
+def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...], opt: str) -> None:
+    """Per core and model: instructions, ratios and exactness; then per engine: flash, RAM and their split."""
+    by = {(c.target, c.model, c.engine): c.result for c in cells}
+    seconds = {(c.target, c.model, c.engine): c.seconds for c in cells}
+    rows = sorted({(c.target, c.model) for c in cells if c.result is not None}, key=lambda k: (cortex_m.TARGETS.index(k[0]),
+                                                                        list(workloads).index(k[1])))
+    short = {Engine.SIZE: "size", Engine.SPEED: "speed", Engine.TFLM: "TFLM", Engine.CMSIS_NN: "CMSIS-NN"}
+    print(f"\nInstructions per inference (QEMU -icount shift=0, {opt}); ratios of the means; bit-exact vs pip TFLM")
+    head = (["core", "model", "MACs"] + [f"{short[e]} instr" for e in engines] + [f"{short[e]} /MAC" for e in engines]
+            + ["speed/size"] + (["speed/CMSIS-NN"] if Engine.CMSIS_NN in engines else [])
+            + ["bit-exact " + "/".join(short[e] for e in engines)])
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for target, model in rows:
+        w = workloads[model]
+        res = [by.get((target, model, e)) for e in engines]
+        line = [target, model, f"{w.macs:,}"]
+        line += [_fmt(None if r is None else r.instructions_per_inference) for r in res]
+        line += [_fmt(None if r is None else r.instructions_per_inference / w.macs, ".2f") for r in res]
+        line.append(_ratio(by.get((target, model, Engine.SPEED)), by.get((target, model, Engine.SIZE))))
+        if Engine.CMSIS_NN in engines:
+            line.append(_ratio(by.get((target, model, Engine.SPEED)), by.get((target, model, Engine.CMSIS_NN))))
+        line.append(" / ".join("-" if r is None else f"{r.bitexact_images}/{r.images}" for r in res))
+        print("| " + " | ".join(line) + " |")
+    print("\nDeployment flash and RAM (bytes): flash = model constants + engine code; "
+          "RAM = arena + engine static data + stack of one inference")
+    head = ["core", "model", "engine", "flash", "model", "code", "RAM", "arena", "engine static", "stack",
+            "golden", "run s"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for target, model in rows:
+        for e in engines:
+            r = by.get((target, model, e))
+            if r is None:
+                continue
+            f, m = r.flash, r.ram
+            print(f"| {target} | {model} | {e.value} | {f.deployment:,} | {f.model_constants:,} | "
+                  f"{f.engine_code:,} | {m.deployment:,} | {m.arena:,} | {m.engine_static:,} | {m.stack_invoke:,} "
+                  f"| {r.golden_count} {'pass' if r.golden_passed else 'FAIL'} | {seconds[target, model, e]:.0f} |")
+    failed = [c for c in cells if c.result is None]
+    if failed:
+        print("\nNot measured:")
+        for c in failed:
+            where = " (does not link on the micro:bit: 16 KB RAM, 256 KB flash)" if c.target == "cortex-m0" else ""
+            print(f"- {c.target} {c.model} {c.engine.value}{where}: {c.error[:300]}")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["mnist_cnn", "mnist_mlp"], choices=models.BUILDERS)
-    parser.add_argument("--images", type=int, default=1000, help="test images streamed through QEMU")
+    parser.add_argument("--targets", nargs="+", default=list(cortex_m.TARGETS), choices=cortex_m.TARGETS)
+    parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS + STANDIN_MODELS),
+                        choices=DEMO_MODELS + STANDIN_MODELS)
+    parser.add_argument("--engines", nargs="+", default=[e.name.lower() for e in Engine],
+                        choices=[e.name.lower() for e in Engine],
+                        help="tflm and cmsis_nn need TFLM_DIR (and CMSIS_NN_DIR); without them they are left out")
+    parser.add_argument("--images", type=int, default=1000, help="test inputs streamed through QEMU per cell")
+    parser.add_argument("--big-images", type=int, default=None,
+                        help=f"test inputs for {', '.join(BIG_MODELS)} (default: --images)")
+    parser.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
+    parser.add_argument("--workdir", type=Path, default=None, help="keep trained stand-ins and TFLM objects here")
     args = parser.parse_args()
     cortex_m.check_toolchain()
-    ds = data.load_mnist()
-    n = min(args.images, len(ds.test_x))
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="tinyq_bench_cm4_") as tmp:
+    engines = tuple(Engine[e.upper()] for e in args.engines)
+    if not os.environ.get("TFLM_DIR"):
+        engines = tuple(e for e in engines if e not in (Engine.TFLM, Engine.CMSIS_NN))
+    if not os.environ.get("CMSIS_NN_DIR"):
+        engines = tuple(e for e in engines if e is not Engine.CMSIS_NN)
+    big = args.big_images or args.images
+    with tempfile.TemporaryDirectory(prefix="tinyq_bench_cm_") as tmp:
+        work = (args.workdir or Path(tmp)).resolve()
+        mnist = data.load_mnist() if set(args.models) & set(DEMO_MODELS) else None
+        workloads = {}
         for name in args.models:
-            model = models.demo_model(name, ds)
-            shape = models.input_shape(model)
-            q = quantize.quantize(model, data.preprocess(ds.train_x, shape), labels=ds.train_y)
-            result = verify.verify(model, q, ds.test_x[:n], ds.test_y[:n])
-            fw = Path(tmp) / name / "firmware"
-            emit.emit(q, result, fw, name=name)
-            inputs = result.int8_inputs.reshape(n, -1)
-            expected = result.tflm_outputs.reshape(n, -1)
-            for opt in OPTS:
-                t = time.perf_counter()
-                m = cortex_m.measure_cortex_m(fw, Path(tmp) / name / f"build{opt}", inputs, expected, opt=opt)
-                rows.append((name, result.macs, m, time.perf_counter() - t))
-    print(f"Cortex-M4 (QEMU {cortex_m.QEMU_MACHINE}, -icount shift=0), C engine, {n} test images per row")
-    head = (f"{'model':<10} {'opt':<4} {'flash B':>8} {'model':>7} {'code':>6} {'golden':>6} {'rt/libc':>7} "
-            f"{'RAM B':>7} {'arena':>6} {'stack':>6} {'instr/inf':>10} {'MACs':>8} {'instr/MAC':>9} "
-            f"{'bit-exact':>10} {'run s':>6}")
-    print(head)
-    print("-" * len(head))
-    for name, macs, m, secs in rows:
-        f, r = m.flash, m.ram
-        print(f"{name:<10} {m.opt:<4} {m.flash_bytes:>8} {f.model_constants:>7} {f.engine_code:>6} "
-              f"{f.golden_vectors:>6} {f.startup_libc:>7} {m.ram_bytes:>7} {r.arena:>6} {r.stack_peak:>6} "
-              f"{m.instructions_per_inference:>10} {macs:>8} {m.instructions_per_inference / macs:>9.2f} "
-              f"{m.bitexact_images:>5}/{m.images:<4} {secs:>6.1f}")
-    print("flash = model constants + engine/stub code + golden vectors + start-up/newlib; "
-          "RAM = arena + other .data/.bss + heap + stack high-water (whole run, incl. printf/stdio)")
+            t = time.perf_counter()
+            workloads[name] = prepare(name, big if name in BIG_MODELS else args.images, work, mnist)
+            print(f"[{name}] quantized, checked in TFLM on {len(workloads[name].inputs)} inputs, emitted "
+                  f"({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+        cells = []
+        for target in args.targets:
+            for name, w in workloads.items():
+                for e in engines:
+                    cells.append(run_cell(w, e, target, args.opt, work))
+                    c = cells[-1]
+                    what = (f"{c.result.instructions_per_inference:,} instr, {c.result.bitexact_images}/"
+                            f"{c.result.images} bit-exact") if c.result else f"not measured: {c.error[:120]}"
+                    print(f"[{target} {name} {e.value}] {what} ({c.seconds:.0f} s)", file=sys.stderr, flush=True)
+        print_tables(cells, workloads, engines, args.opt)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

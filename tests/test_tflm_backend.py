@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyq import emit, firmware, tflm
+from tinyq import cortex_m, emit, firmware, tflm
 from tinyq.errors import UnsupportedOpError
 
 HERE = Path(__file__).resolve().parent
@@ -77,3 +77,26 @@ def test_stub_with_real_tflm_runs_golden_vectors(cnn_q, cnn_verify, tmp_path):
     assert golden.passed, golden.lines
     outs = firmware.run_batch(exe, cnn_verify.int8_inputs[:500], 10)
     assert np.array_equal(outs, cnn_verify.tflm_outputs[:500].reshape(500, -1))
+
+
+@pytest.mark.tflm
+@pytest.mark.qemu
+def test_tflm_with_cmsis_nn_on_cortex_m4_in_qemu_is_bit_exact(cnn_q, cnn_verify, tmp_path):
+    """TFLM with its CMSIS-NN kernels on the Cortex-M4 (QEMU): the golden vectors and 1000 test images equal the
+    pip tflite-micro outputs byte for byte, and CMSIS-NN's code is what ran. Needs $TFLM_DIR and $CMSIS_NN_DIR
+    (and $TFLM_THIRD_PARTY_INCLUDES unless Debian's headers suffice); run with -m tflm."""
+    tflm_dir, cmsis_nn_dir = os.environ.get("TFLM_DIR"), os.environ.get("CMSIS_NN_DIR")
+    assert tflm_dir and cmsis_nn_dir, "set TFLM_DIR and CMSIS_NN_DIR to tflite-micro and CMSIS-NN source trees"
+    fw = tmp_path / "fw"
+    emit.emit(cnn_q, cnn_verify, fw, name="mnist")
+    kernels = "TFLM_KERNELS=conv fully_connected pooling reshape softmax"
+    elf = firmware.build_stub(fw, tmp_path / "build", target="cortex-m4", backend="tflm",
+                              extra=(f"TFLM_DIR={tflm_dir}", f"CMSIS_NN_DIR={cmsis_nn_dir}", kernels))
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert " T arm_convolve_wrapper_s8" in symbols and " T arm_fully_connected_s8" in symbols
+    golden = cortex_m.run_qemu_golden(elf, target="cortex-m4")
+    assert golden.passed and golden.count == 10, golden.summary
+    n = 1000
+    batch = cortex_m.run_qemu_batch_measured(elf, cnn_verify.int8_inputs[:n].reshape(n, -1), 10)
+    assert np.array_equal(batch.outputs, cnn_verify.tflm_outputs[:n].reshape(n, -1))
+    assert 0 < batch.figures.instructions_per_inference < 8 * cnn_verify.macs

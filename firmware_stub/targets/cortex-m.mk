@@ -14,7 +14,8 @@ SIZE := $(CROSS_COMPILE)size
 CM_ARCH := -mcpu=$(CM_CPU) -mthumb -mfloat-abi=soft
 TARGET_CFLAGS := $(CM_ARCH) -ffunction-sections -fdata-sections -I$(CM_BOARD_DIR) \
 	-DTINYQ_INSTRUCTIONS_PER_TICK_X256=$(CM_TICK_X256)u
-TARGET_CXXFLAGS := $(TARGET_CFLAGS) -fno-exceptions -fno-rtti -fno-threadsafe-statics
+# Without crtbegin (-nostartfiles) there is no __dso_handle: static destructors register through atexit instead.
+TARGET_CXXFLAGS := $(TARGET_CFLAGS) -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit
 # CM_MEMORY is "FLASH_ORIGIN FLASH_LENGTH RAM_ORIGIN RAM_LENGTH" (empty: the linker script's mps2 defaults).
 CM_DEFSYMS := $(if $(CM_MEMORY),$(addprefix -Wl$(comma)--defsym=,$(join TINYQ_FLASH_ORIGIN= TINYQ_FLASH_LENGTH= \
 	TINYQ_RAM_ORIGIN= TINYQ_RAM_LENGTH=,$(CM_MEMORY)))) $(if $(CM_STACK),-Wl$(comma)--defsym=STACK_SIZE=$(CM_STACK))
