@@ -1,4 +1,4 @@
-"""Instructions per op and per MAC of the C engine on a Cortex-M core in QEMU, for one demo model.
+"""Instructions per op and per MAC of the C engine on a Cortex-M core in QEMU, for one demo model or stand-in.
 
     TINYQ_MNIST=../shared/data/mnist python3 benchmarks/per_op.py --model mnist_cnn --target cortex-m4 [--images 100]
 
@@ -13,14 +13,19 @@ sum with the plain build's total.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
+from tinyq import cortex_m, data, models  # noqa: E402
 from tinyq.lower import Optimize  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+bench = importlib.import_module("cortex_m")  # benchmarks/cortex_m.py: the models and their preparation
 
 
 def per_op_lines(profile: cortex_m.OpProfile, instructions_per_inference: int) -> list[str]:
@@ -43,7 +48,10 @@ def per_op_lines(profile: cortex_m.OpProfile, instructions_per_inference: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mnist_cnn", choices=models.BUILDERS)
+    parser.add_argument("--model", default="mnist_cnn", choices=[*models.BUILDERS, *bench.STANDIN_MODELS],
+                        help="a demo model, or a stand-in of tests/standins.py (trained briefly on synthetic data, "
+                             "kept in --workdir)")
+    parser.add_argument("--workdir", type=Path, help="keep trained stand-ins here for the next run")
     parser.add_argument("--target", default=cortex_m.TARGET, choices=cortex_m.TARGETS)
     parser.add_argument("--images", type=int, default=100, help="test images streamed through each build")
     parser.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
@@ -52,20 +60,22 @@ def main() -> None:
                              "(before), then speed (after))")
     args = parser.parse_args()
     cortex_m.check_toolchain()
-    ds = data.load_mnist()
-    n = min(args.images, len(ds.test_x))
-    model = models.demo_model(args.model, ds)
-    q = quantize.quantize(model, data.preprocess(ds.train_x, models.input_shape(model)), labels=ds.train_y)
-    result = verify.verify(model, q, ds.test_x[:n], ds.test_y[:n])
-    inputs = result.int8_inputs.reshape(n, -1)
-    expected = result.tflm_outputs.reshape(n, -1)
+    with tempfile.TemporaryDirectory(prefix="tinyq_bench_per_op_") as scratch:
+        work = args.workdir or Path(scratch)
+        mnist = data.load_mnist() if args.model in models.BUILDERS else None
+        w = bench.prepare(args.model, args.images, work, mnist)
+        measure(args, w)
+
+
+def measure(args, w) -> None:
+    """Plain and profiled builds of the workload's folder for each kernel choice; print their per-op tables."""
+    n, q_tflite, inputs, expected = len(w.inputs), w.tflite, w.inputs, w.expected
     for choice in (Optimize(o) for o in args.optimize):
         with tempfile.TemporaryDirectory(prefix="tinyq_bench_per_op_") as tmp:
-            fw = Path(tmp) / "firmware"
-            emit.emit(q, result, fw, name=args.model, optimize=choice)
+            fw = w.fw_speed if choice is Optimize.SPEED else w.fw_size
             plain = cortex_m.measure_cortex_m(fw, Path(tmp) / "plain", inputs, expected, opt=args.opt,
                                               target=args.target)
-            profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", q.tflite, inputs, expected, opt=args.opt,
+            profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", q_tflite, inputs, expected, opt=args.opt,
                                            target=args.target)
         print(f"{args.model} on {args.target} (QEMU {cortex_m.machine(args.target)}, -icount shift=0, {args.opt}), "
               f"C engine with --optimize {choice.value} kernels, {n} test images; bit-exact with TFLM: plain "
