@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinyq import cortex_m, data, emit, firmware, models, quantize, tflm, verify  # noqa: E402
 from tinyq.data import Preprocessing, Task  # noqa: E402
-from tinyq.errors import TinyqError, VerificationError  # noqa: E402
+from tinyq.errors import TinyqError  # noqa: E402
 from tinyq.lower import Optimize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -152,28 +152,6 @@ def tflm_kernels(tflite: bytes) -> str:
     return " ".join(sorted({TFLM_KERNEL_FILES[m] for m in methods}))
 
 
-def measure_elf(elf: Path, gen_dir: Path, w: Workload, opt: str, target: str) -> cortex_m.CortexMResult:
-    """Golden vectors, then the workload's inputs in QEMU, with the deployment split of flash and RAM (what
-    cortex_m.measure_cortex_m does after its own C-engine build, for any backend's ELF)."""
-    golden = cortex_m.run_qemu_golden(elf, target=target)
-    if not golden.passed:
-        raise VerificationError(f"{elf}: golden vectors failed in QEMU ({cortex_m.machine(target)}): "
-                                f"{golden.summary}")
-    batch = cortex_m.run_qemu_batch_measured(elf, w.inputs, w.expected.shape[1], target=target)
-    exact = int(np.sum(np.all(batch.outputs == w.expected, axis=1)))
-    g, b = golden.figures, batch.figures
-    stack = max(f.stack_invoke_bytes - f.stack_caller_bytes for f in (g, b))
-    flash, ram = cortex_m.flash_and_ram(elf, Path(str(elf) + ".map"), gen_dir, max(g.heap_bytes, b.heap_bytes),
-                                        max(g.stack_peak_bytes, b.stack_peak_bytes), stack)
-    return cortex_m.CortexMResult(
-        target=target, opt=opt, elf=elf, flash=flash, ram=ram,
-        instructions_per_inference=b.instructions_per_inference, instructions_min=b.instructions_min,
-        instructions_max=b.instructions_max, instructions_resolution=b.instructions_per_tick,
-        golden_count=golden.count, golden_passed=golden.passed,
-        stack_invoke_bytes=max(g.stack_invoke_bytes, b.stack_invoke_bytes), images=len(w.expected),
-        bitexact_images=exact)
-
-
 def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path) -> Cell:
     """Build and measure one engine on one core; a build or run that fails becomes the cell's error."""
     start = time.perf_counter()
@@ -191,7 +169,7 @@ def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path) -> 
             # Set on make's command line either way: make would otherwise take CMSIS_NN_DIR from the environment.
             extra.append(f"CMSIS_NN_DIR={os.environ['CMSIS_NN_DIR'] if engine is Engine.CMSIS_NN else ''}")
             elf = firmware.build_stub(fw, build, target=target, backend="tflm", opt=opt, extra=tuple(extra))
-            result = measure_elf(elf, fw, w, opt, target)
+            result = cortex_m.measure_elf(elf, fw, w.inputs, w.expected, opt, target=target)
         return Cell(target, w.name, engine, result, "", time.perf_counter() - start)
     except TinyqError as exc:
         return Cell(target, w.name, engine, None, str(exc), time.perf_counter() - start)

@@ -433,13 +433,21 @@ def build_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt
 
 def measure_cortex_m(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, inputs: np.ndarray,
                      expected: np.ndarray, opt: str = "-O2", progress=None, target: str = TARGET) -> CortexMResult:
-    """Build for the Cortex-M4, pass the golden vectors in QEMU, stream `inputs` and compare with `expected`.
+    """Build the C engine for a Cortex-M target, pass the golden vectors in QEMU, stream `inputs` and compare with
+    `expected` (measure_elf).
 
     `inputs` are raw int8 input tensors (n, input_bytes); `expected` TFLM's int8 outputs (n, output_bytes).
     Raises BuildError when the toolchain is missing or the build fails, VerificationError when the golden
     vectors fail in QEMU.
     """
-    elf = build_cortex_m(gen_dir, build_dir, opt, target)
+    return measure_elf(build_cortex_m(gen_dir, build_dir, opt, target), gen_dir, inputs, expected, opt, progress,
+                       target)
+
+
+def measure_elf(elf: Path, gen_dir: str | os.PathLike, inputs: np.ndarray, expected: np.ndarray, opt: str = "-O2",
+                progress=None, target: str = TARGET) -> CortexMResult:
+    """Golden vectors, then `inputs` in QEMU, with the deployment split of flash and RAM, for a stub ELF of any
+    backend built from `gen_dir` (the C engine, or TFLM with its own kernels)."""
     golden = run_qemu_golden(elf, target=target)
     if not golden.passed:
         raise VerificationError(f"{elf}: golden vectors failed in QEMU ({machine(target)}): {golden.summary}")
