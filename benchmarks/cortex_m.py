@@ -76,6 +76,7 @@ class Workload:
     tflite: bytes
     inputs: np.ndarray  # (n, input_bytes) int8
     expected: np.ndarray  # (n, output_bytes) int8, pip TFLM's
+    host_exact: tuple[int, int] = (0, 0)  # inputs whose host engine output (-O3 library) equals TFLM's: size, speed
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,14 @@ def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Worklo
         for o, fw in folders.items():
             emit.emit(q, result, fw, name=name, overwrite=True, class_labels=None, preprocessing=pre,
                       uint8_source=False, optimize=o)
-    return Workload(name, result.macs, folders[Optimize.SIZE], folders[Optimize.SPEED], q.tflite,
-                    result.int8_inputs.reshape(n, -1), result.tflm_outputs.reshape(n, -1))
+    inputs, expected = result.int8_inputs.reshape(n, -1), result.tflm_outputs.reshape(n, -1)
+    host = []
+    for o, fw in folders.items():  # the same C on the host: the packed path emulates the DSP instructions
+        lib = firmware.build_library(fw, work / "host" / name / o.value)
+        outputs = firmware.run_library(lib, inputs, expected.shape[1])
+        host.append(int(np.sum(np.all(outputs == expected, axis=1))))
+    return Workload(name, result.macs, folders[Optimize.SIZE], folders[Optimize.SPEED], q.tflite, inputs, expected,
+                    tuple(host))
 
 
 def tflm_kernels(tflite: bytes) -> str:
@@ -183,6 +190,17 @@ def _ratio(a: cortex_m.CortexMResult | None, b: cortex_m.CortexMResult | None) -
     if a is None or b is None or not b.instructions_per_inference:
         return "-"
     return f"{a.instructions_per_inference / b.instructions_per_inference:.2f}"
+
+
+def print_host(workloads: dict) -> None:
+    """Host exactness of every model: the C engine as an -O3 library over all its test inputs, against TFLM."""
+    print("Host C engine (-O3 library; the speed kernels' packed path runs the DSP algorithm in plain C) vs pip "
+          "TFLM, every test input")
+    print("| model | inputs | size bit-exact | speed bit-exact |")
+    print("|---|---|---|---|")
+    for name, w in workloads.items():
+        print(f"| {name} | {len(w.inputs)} | {w.host_exact[0]} | {w.host_exact[1]} |")
+    print()
 
 
 def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...], opt: str) -> None:
@@ -260,7 +278,9 @@ def main() -> int:
         for name in args.models:
             t = time.perf_counter()
             workloads[name] = prepare(name, big if name in BIG_MODELS else args.images, work, mnist)
-            print(f"[{name}] quantized, checked in TFLM on {len(workloads[name].inputs)} inputs, emitted "
+            w = workloads[name]
+            print(f"[{name}] quantized, checked in TFLM on {len(w.inputs)} inputs, emitted; host C engine "
+                  f"bit-exact size {w.host_exact[0]}/{len(w.inputs)}, speed {w.host_exact[1]}/{len(w.inputs)} "
                   f"({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         cells = []
         for target in args.targets:
@@ -271,6 +291,7 @@ def main() -> int:
                     what = (f"{c.result.instructions_per_inference:,} instr, {c.result.bitexact_images}/"
                             f"{c.result.images} bit-exact") if c.result else f"not measured: {c.error[:120]}"
                     print(f"[{target} {name} {e.value}] {what} ({c.seconds:.0f} s)", file=sys.stderr, flush=True)
+        print_host(workloads)
         print_tables(cells, workloads, engines, args.opt)
     return 0
 
