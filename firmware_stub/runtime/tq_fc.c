@@ -49,10 +49,68 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
 #endif
 
 #if TQ_DSP
-/* Keeps the compiler from hoisting the next block's loads above this one's multiplies (the sums then spill). */
-#define TQ_FC_BARRIER() __asm__ volatile("" ::: "memory")
+/* Two pairs over 4 columns: the scratch's two words and the four weight words with LDRD (GCC loads them one by
+   one), both pointers advanced; registers named by the compiler, the memory clobber keeps the scratch's stores
+   before it. */
+#define TQ_FC_QUAD(ra, ba, rb, bb, s, w)                                                                       \
+    do {                                                                                                       \
+        int32_t e_, o_, w0_, w1_, w2_, w3_;                                                                    \
+        __asm__("ldrd %[e], %[o], [%[s]], #8\n\t"                                                              \
+                "ldrd %[w2], %[w3], [%[w], #8]\n\t"                                                            \
+                "ldrd %[w0], %[w1], [%[w]], #16\n\t"                                                           \
+                "smlad %[ra], %[w0], %[e], %[ra]\n\t"                                                          \
+                "sxtb16 %[w0], %[w0]\n\t"                                                                      \
+                "smlad %[ba], %[w0], %[e], %[ba]\n\t"                                                          \
+                "smlad %[ra], %[w1], %[o], %[ra]\n\t"                                                          \
+                "sxtb16 %[w1], %[w1]\n\t"                                                                      \
+                "smlad %[ba], %[w1], %[o], %[ba]\n\t"                                                          \
+                "smlad %[rb], %[w2], %[e], %[rb]\n\t"                                                          \
+                "sxtb16 %[w2], %[w2]\n\t"                                                                      \
+                "smlad %[bb], %[w2], %[e], %[bb]\n\t"                                                          \
+                "smlad %[rb], %[w3], %[o], %[rb]\n\t"                                                          \
+                "sxtb16 %[w3], %[w3]\n\t"                                                                      \
+                "smlad %[bb], %[w3], %[o], %[bb]"                                                              \
+                : [ra] "+r"(ra), [ba] "+r"(ba), [rb] "+r"(rb), [bb] "+r"(bb), [s] "+r"(s), [w] "+r"(w),        \
+                  [e] "=&r"(e_), [o] "=&r"(o_), [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_),             \
+                  [w3] "=&r"(w3_)                                                                              \
+                :                                                                                              \
+                : "memory");                                                                                   \
+    } while (0)
+
+/* One pair over 4 columns, as TQ_FC_QUAD. */
+#define TQ_FC_PAIR(ra, ba, s, w)                                                                               \
+    do {                                                                                                       \
+        int32_t e_, o_, w0_, w1_;                                                                              \
+        __asm__("ldrd %[e], %[o], [%[s]], #8\n\t"                                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                            \
+                "smlad %[ra], %[w0], %[e], %[ra]\n\t"                                                          \
+                "sxtb16 %[w0], %[w0]\n\t"                                                                      \
+                "smlad %[ba], %[w0], %[e], %[ba]\n\t"                                                          \
+                "smlad %[ra], %[w1], %[o], %[ra]\n\t"                                                          \
+                "sxtb16 %[w1], %[w1]\n\t"                                                                      \
+                "smlad %[ba], %[w1], %[o], %[ba]"                                                              \
+                : [ra] "+r"(ra), [ba] "+r"(ba), [s] "+r"(s), [w] "+r"(w), [e] "=&r"(e_), [o] "=&r"(o_),        \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                             \
+                :                                                                                              \
+                : "memory");                                                                                   \
+    } while (0)
 #else
-#define TQ_FC_BARRIER() ((void)0)
+#define TQ_FC_QUAD(ra, ba, rb, bb, s, w)     \
+    do {                                     \
+        TQ_FC_LANES(ra, ba, (w)[0], (s)[0]); \
+        TQ_FC_LANES(ra, ba, (w)[1], (s)[1]); \
+        TQ_FC_LANES(rb, bb, (w)[2], (s)[0]); \
+        TQ_FC_LANES(rb, bb, (w)[3], (s)[1]); \
+        s += 2;                              \
+        w += 4;                              \
+    } while (0)
+#define TQ_FC_PAIR(ra, ba, s, w)             \
+    do {                                     \
+        TQ_FC_LANES(ra, ba, (w)[0], (s)[0]); \
+        TQ_FC_LANES(ra, ba, (w)[1], (s)[1]); \
+        s += 2;                              \
+        w += 2;                              \
+    } while (0)
 #endif
 
 /* The high row's sum: (raw - low) / 256 plus its bias. */
@@ -77,16 +135,9 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         for (o = 0; o + 4 <= even; o += 4) {
             const int32_t *s = s0;
             int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
-            for (k = depth >> 3; k > 0; k--, s += 4, w += 8) {
-                TQ_FC_LANES(ra, ba, w[0], s[0]);
-                TQ_FC_LANES(ra, ba, w[1], s[1]);
-                TQ_FC_LANES(rb, bb, w[2], s[0]);
-                TQ_FC_LANES(rb, bb, w[3], s[1]);
-                TQ_FC_BARRIER();
-                TQ_FC_LANES(ra, ba, w[4], s[2]);
-                TQ_FC_LANES(ra, ba, w[5], s[3]);
-                TQ_FC_LANES(rb, bb, w[6], s[2]);
-                TQ_FC_LANES(rb, bb, w[7], s[3]);
+            for (k = depth >> 3; k > 0; k--) {
+                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
             }
             output[o] = requant(p, ba, o);
             output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
@@ -98,9 +149,8 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         if (o < out_depth) {
             const int32_t *s = s0;
             int32_t ra = p->bias[o], ba = ra;
-            for (k = depth >> 2; k > 0; k--, s += 2, w += 2) {
-                TQ_FC_LANES(ra, ba, w[0], s[0]);
-                TQ_FC_LANES(ra, ba, w[1], s[1]);
+            for (k = depth >> 2; k > 0; k--) {
+                TQ_FC_PAIR(ra, ba, s, w);
             }
             output[o] = requant(p, ba, o);
             if (o + 1 < out_depth) {
