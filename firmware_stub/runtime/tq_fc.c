@@ -119,9 +119,14 @@ static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
     return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
 }
 
+/* Row o's sum requantized, zero point added, clamped to the activation range. */
 static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
 {
-    return tq_requantize_s8(acc, p->mult[o], p->shift[o], p->output_offset, p->act_min, p->act_max);
+    const int32_t *q = p->requant + 4 * o;
+    int32_t v = tq_requantize_fused(acc, q[2], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[3]);
+    v = v < p->act_min ? p->act_min : v;
+    v = v > p->act_max ? p->act_max : v;
+    return (int8_t)v;
 }
 
 void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)

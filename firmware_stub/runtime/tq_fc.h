@@ -14,16 +14,15 @@ extern "C" {
 /* tq_fully_connected's parameters with its weights stacked by tinyq/kernels/fully_connected.py: rows 2i and 2i + 1
    share int16 lanes 256 * w[2i + 1][k] + w[2i][k] (an odd out_depth completed by a zero row, in_depth zero-padded
    to `depth`, a multiple of 8), two lanes (columns k, k + 2) per word; per group of two pairs and 4 columns the
-   first pair's two words then the second's, an odd last pair after. Needs every mult >= 0 and -31 <= shift <= 30,
-   and 256 times each odd row's sum within int32 (checked at generation time). */
+   first pair's two words then the second's, an odd last pair after. Needs 256 times each odd row's sum within int32
+   and every row's requantization in tq_requantize_fused's form (both checked at generation time). */
 typedef struct {
     int32_t rows, in_depth, out_depth, depth;
-    int32_t output_offset;
     int32_t act_min, act_max;
     const int32_t *weights; /* ceil(out_depth / 2) * depth / 2 words */
     const int32_t *bias;
-    const int32_t *mult;
-    const int8_t *shift;
+    const int32_t *requant; /* per row: tq_requantize_fused's c (low, high word; output zero point folded in),
+                               multiplier, right shift - 1 */
 } tq_fc_st4_params;
 
 /* Same output bytes as tq_fully_connected; scratch: 2 * depth bytes, 4-byte aligned (one input row as int16). */

@@ -13,6 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from .base import ConstArray, Variant
+from .requant import fused_constant
 
 BLOCK = 8  # input columns per pass of the kernel's loop (two blocks of four); in_depth is zero-padded to it
 A_LIMIT = 1 << 23  # the a-row's sum must lie in [-A_LIMIT, A_LIMIT) for 256 times it to fit int32
@@ -52,21 +53,35 @@ def stack(half: np.ndarray) -> np.ndarray:
     return np.frombuffer(stream.tobytes(), dtype="<i4").astype(np.int32)
 
 
+REQUANT_ROW = 4  # per output row: tq_requantize_fused's c as low and high words, the multiplier, right shift - 1
+
+
+def fused_requant(mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
+    """Per output row the constants of tq_requantize_fused (output zero point folded into c), [out][4] int32, or
+    None unless every row has the fused form (a right shift of at least 1, see requant.fused_constant)."""
+    rows = []
+    for m, sh in zip(mult.tolist(), shift.tolist()):
+        c = fused_constant(int(m), int(sh), output_offset)
+        if c is None:
+            return None
+        rows.append((c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(m), -int(sh) - 1))
+    return np.array(rows, dtype=np.int64).astype(np.uint32).view(np.int32).reshape(-1)
+
+
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """tq_fc_stacked4 with its stacked weights and an int16 scratch of one input row, else None for the generic
-    kernel (a multiplier < 0 or a shift outside [-31, 30], which its inline requantization does not take, or
-    weights stacked_halfwords rejects)."""
-    mult, shift = arrays["mult"].values, arrays["shift"].values
-    if (mult < 0).any() or (shift < -31).any() or (shift > 30).any():
-        return None
+    """tq_fc_stacked4 with its stacked weights, fused requantization constants and an int16 scratch of one input
+    row, else None for the generic kernel (a row without the fused requantization, or weights stacked_halfwords
+    rejects)."""
+    requant = fused_requant(arrays["mult"].values, arrays["shift"].values, fields["output_offset"])
     in_depth, out_depth = fields["in_depth"], fields["out_depth"]
     half = stacked_halfwords(arrays["weights"].values.reshape(out_depth, in_depth))
-    if half is None:
+    if requant is None or half is None:
         return None
-    weights = ConstArray(f"{name}_weights_stacked", "int32_t", stack(half))
     depth = padded_depth(in_depth)
     values = dict(fields, depth=depth)
-    names = ("rows", "in_depth", "out_depth", "depth", "output_offset", "act_min", "act_max")
+    names = ("rows", "in_depth", "out_depth", "depth", "act_min", "act_max")
     return Variant("tq_fc_stacked4", "tq_fc_st4_params", tuple((k, int(values[k])) for k in names),
-                   (weights, arrays["bias"], arrays["mult"], arrays["shift"]), ("weights", "bias", "mult", "shift"),
-                   (half.size // 2, out_depth, out_depth, out_depth), scratch_bytes=2 * depth)
+                   (ConstArray(f"{name}_weights_stacked", "int32_t", stack(half)), arrays["bias"],
+                    ConstArray(f"{name}_requant_fused", "int32_t", requant)),
+                   ("weights", "bias", "requant"), (half.size // 2, out_depth, out_depth * REQUANT_ROW),
+                   scratch_bytes=2 * depth)
