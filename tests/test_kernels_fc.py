@@ -2,8 +2,7 @@
 
 One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the widening tail) and % 8
 (zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without one), more than one
-input row, fused ReLU, non-zero input zero points
-(folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
+input row, fused ReLU, non-zero input zero points (folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
 intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no
 DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
 itself is checked against the reference by tests/test_kernels_conv.py).
