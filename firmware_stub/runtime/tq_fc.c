@@ -26,8 +26,9 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
         s[1] = tq_sxtb16_ror8((int32_t)v);
         s += 2;
     }
-    for (k = (depth - ((in_depth + 3) & ~3)) >> 1; k > 0; k--) {
-        *s++ = 0;
+    if (depth > ((in_depth + 3) & ~3)) { /* one block of padding at most: two stores, not a memset call */
+        s[0] = 0;
+        s[1] = 0;
     }
 }
 
@@ -154,7 +155,8 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         if (o < out_depth) {
             const int32_t *s = s0;
             int32_t ra = p->bias[o], ba = ra;
-            for (k = depth >> 2; k > 0; k--) {
+            for (k = depth >> 3; k > 0; k--) {
+                TQ_FC_PAIR(ra, ba, s, w);
                 TQ_FC_PAIR(ra, ba, s, w);
             }
             output[o] = requant(p, ba, o);
