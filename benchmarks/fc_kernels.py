@@ -4,7 +4,7 @@ images on the host over the whole MNIST test set.
     TINYQ_MNIST=../shared/data/mnist python3 benchmarks/fc_kernels.py [--images 200]
 
 Rows: the demo MLP (784-100-100-10) and a synthetic one-op FC of awkward sizes (333 -> 77), each emitted with
---optimize size (generic tq_fully_connected) and speed (tq_fc_interleaved4), cross-compiled at -O2, run in QEMU
+--optimize size (generic tq_fully_connected) and speed (tq_fc_stacked4), cross-compiled at -O2, run in QEMU
 (mps2-an386, -icount shift=0) on --images inputs; instructions per inference and per MAC of the whole inference
 (the MLP's softmax and the harness included). Then the MLP's 10,000 test images through the host build of each
 (packed path at -O3, portable path), compared with TFLM byte for byte, with the host wall time.

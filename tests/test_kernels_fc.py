@@ -1,15 +1,14 @@
-"""The specialised FULLY_CONNECTED kernel (tq_fc_interleaved4) against TFLM, byte for byte.
+"""The specialised FULLY_CONNECTED kernel (tq_fc_stacked4) against TFLM, byte for byte.
 
-One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the exact K tail),
-out_depth % 4 of 0..3 (the single-row tail), more than one input row, fused ReLU, non-zero input zero points
-(folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
+One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the widening tail) and % 8
+(zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without one), more than one
+input row, fused ReLU, non-zero input zero points (folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
 intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no
-DSP). The inline requantization is checked against the reference over edge and random values.
+DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
+itself is checked against the reference by tests/test_kernels_conv.py).
 """
 
 from __future__ import annotations
-
-import subprocess
 
 import numpy as np
 import pytest
@@ -17,10 +16,10 @@ import tensorflow as tf
 
 from tinyq import cortex_m, emit, firmware, verify
 from tinyq.graph import read_graph
-from tinyq.kernels.fully_connected import interleave
+from tinyq.kernels import fully_connected as fc
+from tinyq.kernels.base import ConstArray
 from tinyq.lower import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
-from tinyq.resources import runtime_dir
 
 L = tf.keras.layers
 SAMPLES = 300
@@ -65,23 +64,51 @@ def _fc_calls(q, optimize):
     return [c for c in lower(read_graph(q.tflite), optimize).calls if c.op_name == "FULLY_CONNECTED"]
 
 
-def test_speed_picks_interleaved_and_size_keeps_generic(fc_model):
+def test_speed_picks_stacked_and_size_keeps_generic(fc_model):
     speed = _fc_calls(fc_model, Optimize.SPEED)
     shapes = [(int(dict(c.fields)["in_depth"]), int(dict(c.fields)["out_depth"])) for c in speed]
     assert shapes == FC_SHAPES
     assert dict(speed[0].fields)["rows"] == "3"
-    assert {c.kernel for c in speed} == {"tq_fc_interleaved4"}
+    assert {c.kernel for c in speed} == {"tq_fc_stacked4"}
     assert {c.kernel for c in _fc_calls(fc_model, Optimize.SIZE)} == {"tq_fully_connected"}
 
 
-def test_interleave_is_a_permutation_in_kernel_order():
-    w = np.arange(10 * 7).reshape(10, 7)
-    got = interleave(w)
-    assert sorted(got) == list(range(70))
-    # group 0 (rows 0-3): columns 0-3 of each row, then columns 4-6 of each row; rows 8, 9 unchanged
-    assert list(got[:16]) == [0, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 17, 21, 22, 23, 24]
-    assert list(got[16:28]) == [4, 5, 6, 11, 12, 13, 18, 19, 20, 25, 26, 27]
-    assert list(got[56:]) == list(range(56, 70))
+def test_stacked_layout_in_kernel_order():
+    w = np.arange(-35, 35).reshape(10, 7)  # 5 pairs (two groups and a last pair), 7 columns padded to 8
+    half = fc.stacked_halfwords(w)
+    assert half.shape == (5, 8)
+    assert half[1, 2] == 256 * w[3, 2] + w[2, 2] and (half[:, 7] == 0).all()
+    words = fc.stack(half).view("<i2").reshape(-1, 2)  # each word's two lanes
+    assert len(words) == 5 * 8 // 2
+    # group 0 (pairs 0, 1), columns 0-3: pair 0's lanes (c0, c2), (c1, c3), then pair 1's
+    assert [list(v) for v in words[:4]] == [[half[0, 0], half[0, 2]], [half[0, 1], half[0, 3]],
+                                           [half[1, 0], half[1, 2]], [half[1, 1], half[1, 3]]]
+    assert [list(v) for v in words[-2:]] == [[half[4, 4], half[4, 6]], [half[4, 5], half[4, 7]]]
+
+
+def _variant(w, shift=-1):
+    out_depth, in_depth = w.shape
+    fields = dict(rows=1, in_depth=in_depth, out_depth=out_depth, output_offset=0, act_min=-128, act_max=127)
+    ones = np.ones(out_depth)
+    arrays = dict(weights=ConstArray("w", "int8_t", w.astype(np.int8).reshape(-1)),
+                  bias=ConstArray("b", "int32_t", np.zeros(out_depth, np.int32)),
+                  mult=ConstArray("m", "int32_t", (ones * 2**30).astype(np.int32)),
+                  shift=ConstArray("s", "int8_t", (shift * ones).astype(np.int8)))
+    return fc.choose(fields, arrays, "fc")
+
+
+def test_stacking_rejected_where_inexact():
+    ok = np.full((2, 516), 127)
+    ok[1, -1] = 126  # high row's sum at most 127 * 127 * 515 + 127 * 126 < 2^23 (and > -2^23)
+    assert _variant(ok) is not None
+    big = np.full((2, 517), 127)  # -128 * 127 * 517 < -2^23: 256 times the high row's lowest sum leaves int32
+    assert _variant(big) is None
+    edge = np.zeros((2, 4))
+    edge[1, 0], edge[0, 0] = -128, -1  # lane 256 * -128 - 1 is outside int16
+    assert _variant(edge) is None
+    edge[0, 0] = 0
+    assert _variant(edge) is not None
+    assert _variant(edge, shift=0) is None  # no right shift: not the fused requantization's form
 
 
 def _bitexact(outs, tflm):
@@ -107,57 +134,3 @@ def test_fc_bitexact_in_qemu(fc_case, target, tmp_path):
     elf = cortex_m.build_cortex_m(folder, tmp_path / "build", target=target)
     out = cortex_m.run_qemu_batch_measured(elf, xs[:QEMU_SAMPLES], tflm.shape[1], target=target).outputs
     _bitexact(out, tflm[:QEMU_SAMPLES])
-
-
-REQUANT_CHECK = r"""
-#include <stdio.h>
-#include "tinyq_kernels.h"
-#include "tq_requant.h"
-
-static uint64_t state = 88172645463325252ull;
-static uint32_t next(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return (uint32_t)state; }
-
-static int check(int32_t x, int32_t m, int32_t s)
-{
-    const int32_t want = tq_multiply_by_quantized_multiplier(x, m, s), got = tq_requantize(x, m, s);
-    if (want != got) { printf("x=%ld m=%ld s=%ld want %ld got %ld\n", (long)x, (long)m, (long)s, (long)want, (long)got); return 1; }
-    return 0;
-}
-
-int main(void)
-{
-    static const int32_t xs[] = {INT32_MIN, INT32_MIN + 1, -65537, -65536, -32768, -3, -2, -1, 0, 1, 2, 3,
-                                 32767, 65536, INT32_MAX - 1, INT32_MAX};
-    static const int32_t ms[] = {0, 1, 2, 1073741823, 1073741824, 1073741825, 1518500250, INT32_MAX - 1, INT32_MAX};
-    unsigned i, j;
-    int32_t s;
-    long bad = 0;
-    for (s = -31; s <= 30; s++)
-        for (i = 0; i < sizeof xs / sizeof xs[0]; i++)
-            for (j = 0; j < sizeof ms / sizeof ms[0]; j++) bad += check(xs[i], ms[j], s);
-    for (i = 0; i < 4000000u; i++) {
-        const uint32_t r = next();
-        const int32_t m = (int32_t)((next() >> 1) | (r & 1u ? 0x40000000u : 0u));
-        const int32_t s = (int32_t)(next() % 62u) - 31;
-        int32_t x = (int32_t)next();
-        if (r & 2u) x >>= next() % 31u;  /* small magnitudes too, where the rounding ties live */
-        if (r & 4u) x = (int32_t)((uint32_t)(int32_t)(next() % 64u - 32) << (-s > 0 ? -s - 1 : 0));
-        bad += check(x, m, s);
-        if (bad > 5) break;
-    }
-    printf("%ld mismatches\n", bad);
-    return bad != 0;
-}
-"""
-
-
-@pytest.mark.integration
-def test_inline_requantization_equals_reference(tmp_path):
-    src = tmp_path / "requant_check.c"
-    src.write_text(REQUANT_CHECK)
-    rt = runtime_dir()
-    exe = tmp_path / "requant_check"
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{rt}", str(src),
-                    str(rt / "tinyq_kernels.c"), "-o", str(exe)], check=True)
-    run = subprocess.run([str(exe)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout

@@ -1,129 +1,168 @@
-/* Specialised FULLY_CONNECTED kernels (see tq_fc.h). One algorithm for every core: four output rows per pass,
-   so each group of four input bytes is loaded (and on DSP cores sign-extended into two int16 pairs) once for
-   four rows; the packed path multiplies pairs with SMLAD, the portable path (Cortex-M0/M3) byte by byte. */
+/* Specialised FULLY_CONNECTED kernels (see tq_fc.h). tq_fc_stacked4: the input row is widened once into an int16
+   scratch ((x0, x2), (x1, x3) per 4 columns, zero-padded); each weight word carries two output rows stacked in its
+   16-bit lanes, so on the packed path one SMLAD of the raw word and one of its sign-extended low bytes give both
+   rows' products of two columns (three instructions for four MACs), four rows per pass over the scratch. Sums
+   wrap modulo 2^32 (SMLAD does); every sum the kernel returns is exact, so wrapping in between is harmless. */
 #include "tq_fc.h"
 
 #include "tq_requant.h"
 #include "tq_simd.h"
 
-#if TQ_PACKED
-/* acc += the products of 4 input bytes xv with one row's 4 weight bytes wv. */
-#define TQ_FC_MAC4(acc, wv, xe, xo) \
-    acc = tq_smlad(tq_sxtb16_ror8(wv), xo, tq_smlad(tq_sxtb16(wv), xe, acc))
+/* One input row as int16 pairs (x[k], x[k + 2]), (x[k + 1], x[k + 3]) per 4 columns, zero-padded to depth. */
+static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
+{
+    int32_t k;
+    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 2) {
+        const int32_t v = tq_read_s8x4(x);
+        s[0] = tq_sxtb16(v);
+        s[1] = tq_sxtb16_ror8(v);
+    }
+    if (in_depth & 3) {
+        uint32_t v = 0;
+        for (k = (in_depth & 3) - 1; k >= 0; k--) {
+            v = (v << 8) | (uint8_t)x[k];
+        }
+        s[0] = tq_sxtb16((int32_t)v);
+        s[1] = tq_sxtb16_ror8((int32_t)v);
+        s += 2;
+    }
+    if (depth > ((in_depth + 3) & ~3)) { /* one block of padding at most: two stores, not a memset call */
+        s[0] = 0;
+        s[1] = 0;
+    }
+}
 
-/* One block of 4 input columns against the four rows' words w[0..3]. */
-#define TQ_FC_BLOCK(x, w)                          \
-    do {                                           \
-        const int32_t xv = tq_read_s8x4(x);        \
-        const int32_t xe = tq_sxtb16(xv);          \
-        const int32_t xo = tq_sxtb16_ror8(xv);     \
-        const int32_t w0 = (w)[0], w1 = (w)[1];    \
-        const int32_t w2 = (w)[2], w3 = (w)[3];    \
-        TQ_FC_MAC4(a0, w0, xe, xo);                \
-        TQ_FC_MAC4(a1, w1, xe, xo);                \
-        TQ_FC_MAC4(a2, w2, xe, xo);                \
-        TQ_FC_MAC4(a3, w3, xe, xo);                \
+#if TQ_PACKED
+/* A pair's raw sum r and low-row sum b over one word w of stacked weights against the scratch word x. */
+#define TQ_FC_LANES(r, b, w, x)         \
+    do {                                \
+        r = tq_smlad((w), (x), r);      \
+        b = tq_smlad(tq_sxtb16(w), (x), b); \
+    } while (0)
+#else
+#define TQ_FC_LANES(r, b, w, x)                                                                                    \
+    do {                                                                                                           \
+        const int32_t x0_ = tq_lo16(x), x2_ = tq_hi16(x);                                                         \
+        r = (int32_t)((uint32_t)r + (uint32_t)(tq_lo16(w) * x0_) + (uint32_t)(tq_hi16(w) * x2_));                \
+        b = (int32_t)((uint32_t)b + (uint32_t)((int8_t)(uint8_t)((uint32_t)(w) & 0xFFu) * x0_) +                 \
+                      (uint32_t)((int8_t)(uint8_t)(((uint32_t)(w) >> 16) & 0xFFu) * x2_));                      \
     } while (0)
 #endif
 
 #if TQ_DSP
-/* Keeps the compiler from hoisting the next block's loads above this one's multiplies: with both blocks' eight
-   weight words live at once the four accumulators spill to the stack. */
-#define TQ_FC_BARRIER() __asm__ volatile("" ::: "memory")
+/* Two pairs over 4 columns: the scratch's two words and the four weight words with LDRD (GCC loads them one by
+   one), both pointers advanced; registers named by the compiler, the memory clobber keeps the scratch's stores
+   before it. */
+#define TQ_FC_QUAD(ra, ba, rb, bb, s, w)                                                                       \
+    do {                                                                                                       \
+        int32_t e_, o_, w0_, w1_, w2_, w3_;                                                                    \
+        __asm__("ldrd %[e], %[o], [%[s]], #8\n\t"                                                              \
+                "ldrd %[w2], %[w3], [%[w], #8]\n\t"                                                            \
+                "ldrd %[w0], %[w1], [%[w]], #16\n\t"                                                           \
+                "smlad %[ra], %[w0], %[e], %[ra]\n\t"                                                          \
+                "sxtb16 %[w0], %[w0]\n\t"                                                                      \
+                "smlad %[ba], %[w0], %[e], %[ba]\n\t"                                                          \
+                "smlad %[ra], %[w1], %[o], %[ra]\n\t"                                                          \
+                "sxtb16 %[w1], %[w1]\n\t"                                                                      \
+                "smlad %[ba], %[w1], %[o], %[ba]\n\t"                                                          \
+                "smlad %[rb], %[w2], %[e], %[rb]\n\t"                                                          \
+                "sxtb16 %[w2], %[w2]\n\t"                                                                      \
+                "smlad %[bb], %[w2], %[e], %[bb]\n\t"                                                          \
+                "smlad %[rb], %[w3], %[o], %[rb]\n\t"                                                          \
+                "sxtb16 %[w3], %[w3]\n\t"                                                                      \
+                "smlad %[bb], %[w3], %[o], %[bb]"                                                              \
+                : [ra] "+r"(ra), [ba] "+r"(ba), [rb] "+r"(rb), [bb] "+r"(bb), [s] "+r"(s), [w] "+r"(w),        \
+                  [e] "=&r"(e_), [o] "=&r"(o_), [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_),             \
+                  [w3] "=&r"(w3_)                                                                              \
+                :                                                                                              \
+                : "memory");                                                                                   \
+    } while (0)
+
+/* One pair over 4 columns, as TQ_FC_QUAD. */
+#define TQ_FC_PAIR(ra, ba, s, w)                                                                               \
+    do {                                                                                                       \
+        int32_t e_, o_, w0_, w1_;                                                                              \
+        __asm__("ldrd %[e], %[o], [%[s]], #8\n\t"                                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                            \
+                "smlad %[ra], %[w0], %[e], %[ra]\n\t"                                                          \
+                "sxtb16 %[w0], %[w0]\n\t"                                                                      \
+                "smlad %[ba], %[w0], %[e], %[ba]\n\t"                                                          \
+                "smlad %[ra], %[w1], %[o], %[ra]\n\t"                                                          \
+                "sxtb16 %[w1], %[w1]\n\t"                                                                      \
+                "smlad %[ba], %[w1], %[o], %[ba]"                                                              \
+                : [ra] "+r"(ra), [ba] "+r"(ba), [s] "+r"(s), [w] "+r"(w), [e] "=&r"(e_), [o] "=&r"(o_),        \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                             \
+                :                                                                                              \
+                : "memory");                                                                                   \
+    } while (0)
 #else
-#define TQ_FC_BARRIER() ((void)0)
+#define TQ_FC_QUAD(ra, ba, rb, bb, s, w)     \
+    do {                                     \
+        TQ_FC_LANES(ra, ba, (w)[0], (s)[0]); \
+        TQ_FC_LANES(ra, ba, (w)[1], (s)[1]); \
+        TQ_FC_LANES(rb, bb, (w)[2], (s)[0]); \
+        TQ_FC_LANES(rb, bb, (w)[3], (s)[1]); \
+        s += 2;                              \
+        w += 4;                              \
+    } while (0)
+#define TQ_FC_PAIR(ra, ba, s, w)             \
+    do {                                     \
+        TQ_FC_LANES(ra, ba, (w)[0], (s)[0]); \
+        TQ_FC_LANES(ra, ba, (w)[1], (s)[1]); \
+        s += 2;                              \
+        w += 2;                              \
+    } while (0)
 #endif
 
-/* acc[0..3] += the dot products of four interleaved weight rows (in_depth words from w) with x. */
-static inline void dot4(const int8_t *x, const int32_t *w, int32_t in_depth, int32_t acc[4])
+/* The high row's sum: (raw - low) / 256 plus its bias. */
+static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t k;
-    const int32_t tail = in_depth & 3;
-    const int8_t *wb;
-#if TQ_PACKED
-    for (k = in_depth >> 3; k > 0; k--) {
-        TQ_FC_BLOCK(x, w);
-        TQ_FC_BARRIER();
-        TQ_FC_BLOCK(x + 4, w + 4);
-        x += 8;
-        w += 8;
-    }
-    if (in_depth & 4) {
-        TQ_FC_BLOCK(x, w);
-        x += 4;
-        w += 4;
-    }
-    wb = (const int8_t *)w;
-#else
-    wb = (const int8_t *)w;
-    for (k = in_depth >> 2; k > 0; k--) {
-        const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-        a0 += wb[0] * x0 + wb[1] * x1 + wb[2] * x2 + wb[3] * x3;
-        a1 += wb[4] * x0 + wb[5] * x1 + wb[6] * x2 + wb[7] * x3;
-        a2 += wb[8] * x0 + wb[9] * x1 + wb[10] * x2 + wb[11] * x3;
-        a3 += wb[12] * x0 + wb[13] * x1 + wb[14] * x2 + wb[15] * x3;
-        x += 4;
-        wb += 16;
-    }
-#endif
-    for (k = 0; k < tail; k++) {
-        const int32_t xk = x[k];
-        a0 += wb[k] * xk;
-        a1 += wb[tail + k] * xk;
-        a2 += wb[2 * tail + k] * xk;
-        a3 += wb[3 * tail + k] * xk;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
 }
 
-/* acc + the dot product of one weight row (in_depth bytes from w, any alignment) with x. */
-static inline int32_t dot1(const int8_t *x, const int8_t *w, int32_t in_depth, int32_t acc)
+/* Row o's sum requantized, zero point added, clamped to the activation range. */
+static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
 {
-    int32_t k;
-#if TQ_PACKED
-    for (k = in_depth >> 2; k > 0; k--) {
-        const int32_t xv = tq_read_s8x4(x);
-        const int32_t wv = tq_read_s8x4(w);
-        acc = tq_smlad(tq_sxtb16(wv), tq_sxtb16(xv), acc);
-        acc = tq_smlad(tq_sxtb16_ror8(wv), tq_sxtb16_ror8(xv), acc);
-        x += 4;
-        w += 4;
-    }
-    in_depth &= 3;
-#endif
-    for (k = 0; k < in_depth; k++) {
-        acc += w[k] * x[k];
-    }
-    return acc;
+    const int32_t *q = p->requant + 4 * o;
+    int32_t v = tq_requantize_fused(acc, q[2], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[3]);
+    v = v < p->act_min ? p->act_min : v;
+    v = v > p->act_max ? p->act_max : v;
+    return (int8_t)v;
 }
 
-void tq_fc_interleaved4(const tq_fc_il4_params *p, const int8_t *input, int8_t *output)
+void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    const int32_t in_depth = p->in_depth;
-    const int32_t groups = p->out_depth >> 2;
-    int32_t r, g, o, j;
-    for (r = 0; r < p->rows; r++, input += in_depth, output += p->out_depth) {
+    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
+    const int32_t *const s0 = (const int32_t *)scratch;
+    int32_t r, o, k;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
         const int32_t *w = p->weights;
-        const int8_t *wb;
-        for (g = 0, o = 0; g < groups; g++, o += 4, w += in_depth) {
-            int32_t acc[4];
-            acc[0] = p->bias[o];
-            acc[1] = p->bias[o + 1];
-            acc[2] = p->bias[o + 2];
-            acc[3] = p->bias[o + 3];
-            dot4(input, w, in_depth, acc);
-            for (j = 0; j < 4; j++) {
-                output[o + j] = tq_requantize_s8(acc[j], p->mult[o + j], p->shift[o + j], p->output_offset,
-                                                 p->act_min, p->act_max);
+        widen(input, p->in_depth, depth, (int32_t *)scratch);
+        for (o = 0; o + 4 <= even; o += 4) {
+            const int32_t *s = s0;
+            int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
+            for (k = depth >> 3; k > 0; k--) {
+                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+            }
+            output[o] = requant(p, ba, o);
+            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+            output[o + 2] = requant(p, bb, o + 2);
+            if (o + 3 < out_depth) {
+                output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
             }
         }
-        for (wb = (const int8_t *)w; o < p->out_depth; o++, wb += in_depth) {
-            const int32_t acc = dot1(input, wb, in_depth, p->bias[o]);
-            output[o] = tq_requantize_s8(acc, p->mult[o], p->shift[o], p->output_offset, p->act_min, p->act_max);
+        if (o < out_depth) {
+            const int32_t *s = s0;
+            int32_t ra = p->bias[o], ba = ra;
+            for (k = depth >> 3; k > 0; k--) {
+                TQ_FC_PAIR(ra, ba, s, w);
+                TQ_FC_PAIR(ra, ba, s, w);
+            }
+            output[o] = requant(p, ba, o);
+            if (o + 1 < out_depth) {
+                output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+            }
         }
     }
 }

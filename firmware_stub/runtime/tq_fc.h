@@ -11,23 +11,22 @@
 extern "C" {
 #endif
 
-/* tq_fully_connected's parameters with its weights interleaved by tinyq/kernels/fully_connected.py, held in
-   int32 words so they are word-aligned (several load with one LDM): each group of four output rows stores, for
-   every 4 input columns, the rows' 4 weights one after another (one pointer streams them), then the rows'
-   remaining in_depth % 4 weights; the out_depth % 4 last rows follow in plain [out][in] order; the bytes are
-   zero-padded to whole words. Needs every mult >= 0 and -31 <= shift <= 30. */
+/* tq_fully_connected's parameters with its weights stacked by tinyq/kernels/fully_connected.py: rows 2i and 2i + 1
+   share int16 lanes 256 * w[2i + 1][k] + w[2i][k] (an odd out_depth completed by a zero row, in_depth zero-padded
+   to `depth`, a multiple of 8), two lanes (columns k, k + 2) per word; per group of two pairs and 4 columns the
+   first pair's two words then the second's, an odd last pair after. Needs 256 times each odd row's sum within int32
+   and every row's requantization in tq_requantize_fused's form (both checked at generation time). */
 typedef struct {
-    int32_t rows, in_depth, out_depth;
-    int32_t output_offset;
+    int32_t rows, in_depth, out_depth, depth;
     int32_t act_min, act_max;
-    const int32_t *weights; /* ceil(out_depth * in_depth / 4) words of int8 weights, little-endian */
+    const int32_t *weights; /* ceil(out_depth / 2) * depth / 2 words */
     const int32_t *bias;
-    const int32_t *mult;
-    const int8_t *shift;
-} tq_fc_il4_params;
+    const int32_t *requant; /* per row: tq_requantize_fused's c (low, high word; output zero point folded in),
+                               multiplier, right shift - 1 */
+} tq_fc_st4_params;
 
-/* Same output bytes as tq_fully_connected. */
-void tq_fc_interleaved4(const tq_fc_il4_params *p, const int8_t *input, int8_t *output);
+/* Same output bytes as tq_fully_connected; scratch: 2 * depth bytes, 4-byte aligned (one input row as int16). */
+void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch);
 
 #ifdef __cplusplus
 }

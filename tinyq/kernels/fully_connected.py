@@ -1,4 +1,10 @@
-"""Specialised fully connected kernels: choice and constant layout (C in firmware_stub/runtime/tq_fc.c)."""
+"""Specialised fully connected kernels: choice and constant layout (C in firmware_stub/runtime/tq_fc.c).
+
+tq_fc_stacked4 stacks two output rows in each 16-bit lane: the halfword 256 * a + b holds row 2i + 1's weight a
+(high byte) and row 2i's weight b (low byte) of one input column, so one SMLAD of the raw word with two int16
+inputs sums 256 * (a-products) + (b-products) for both rows, and one SMLAD of its sign-extended low bytes sums the
+b-products alone; their difference over 256 is the a-row's sum. Three instructions per four MACs, exact while
+256 times the a-row's sum fits int32, which generation time checks from the weights."""
 
 from __future__ import annotations
 
@@ -7,36 +13,75 @@ from typing import Mapping
 import numpy as np
 
 from .base import ConstArray, Variant
+from .requant import fused_constant
 
-ROWS = 4  # output rows per pass of tq_fc_interleaved4
+BLOCK = 8  # input columns per pass of the kernel's loop (two blocks of four); in_depth is zero-padded to it
+A_LIMIT = 1 << 23  # the a-row's sum must lie in [-A_LIMIT, A_LIMIT) for 256 times it to fit int32
 
 
-def interleave(weights: np.ndarray, rows: int = ROWS) -> np.ndarray:
-    """[out][in] int8 weights in tq_fc_interleaved4's order: per group of `rows` output rows, the rows' 4 weights
-    of each 4 input columns one after another, then their in % 4 last weights row after row; the out % rows last
-    rows unchanged. Same values, same count."""
+def padded_depth(in_depth: int) -> int:
+    """in_depth rounded up to whole loop passes: the int16 scratch's length and each stacked row's."""
+    return -(-in_depth // BLOCK) * BLOCK
+
+
+def stacked_halfwords(weights: np.ndarray) -> np.ndarray | None:
+    """[out][in] int8 weights as [ceil(out / 2)][padded in] int16 halfwords 256 * w[2i + 1] + w[2i] (zero-padded
+    row and columns), or None where that is not exact: a halfword outside int16 (high weight -128 over a negative
+    low one), or an a-row whose sum over some int8 input leaves [-A_LIMIT, A_LIMIT)."""
     out_depth, in_depth = weights.shape
-    k4 = in_depth - in_depth % 4
-    full = out_depth - out_depth % rows
-    groups = weights[:full].reshape(full // rows, rows, in_depth)
-    blocks = groups[:, :, :k4].reshape(full // rows, rows, k4 // 4, 4).transpose(0, 2, 1, 3)
-    body = np.concatenate([blocks.reshape(full // rows, rows * k4),
-                           groups[:, :, k4:].reshape(full // rows, rows * (in_depth - k4))], axis=1)
-    return np.concatenate([body.reshape(-1), weights[full:].reshape(-1)])
+    w = np.zeros((out_depth + out_depth % 2, padded_depth(in_depth)), dtype=np.int64)
+    w[:out_depth, :in_depth] = weights
+    lo, hi = w[0::2], w[1::2]
+    half = 256 * hi + lo
+    if (half < -32768).any():
+        return None
+    pos, neg = np.where(hi > 0, hi, 0).sum(axis=1), np.where(hi < 0, -hi, 0).sum(axis=1)
+    if (127 * pos + 128 * neg >= A_LIMIT).any() or (128 * pos + 127 * neg > A_LIMIT).any():
+        return None
+    return half.astype(np.int16)
+
+
+def stack(half: np.ndarray) -> np.ndarray:
+    """Stacked halfwords in tq_fc_stacked4's stream order, as little-endian int32 words: per group of two pairs,
+    per 4 input columns c0..c3, pair 0's words (c0, c2) and (c1, c3) then pair 1's; an odd last pair's words
+    after, block by block. The scratch holds the inputs in the same (c0, c2), (c1, c3) order."""
+    pairs, depth = half.shape
+    blocks = half.reshape(pairs, depth // 4, 4)[:, :, [0, 2, 1, 3]]
+    full = pairs - pairs % 2
+    body = blocks[:full].reshape(full // 2, 2, depth // 4, 4).transpose(0, 2, 1, 3)
+    stream = np.concatenate([body.reshape(-1), blocks[full:].reshape(-1)]).astype("<i2")
+    return np.frombuffer(stream.tobytes(), dtype="<i4").astype(np.int32)
+
+
+REQUANT_ROW = 4  # per output row: tq_requantize_fused's c as low and high words, the multiplier, right shift - 1
+
+
+def fused_requant(mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
+    """Per output row the constants of tq_requantize_fused (output zero point folded into c), [out][4] int32, or
+    None unless every row has the fused form (a right shift of at least 1, see requant.fused_constant)."""
+    rows = []
+    for m, sh in zip(mult.tolist(), shift.tolist()):
+        c = fused_constant(int(m), int(sh), output_offset)
+        if c is None:
+            return None
+        rows.append((c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(m), -int(sh) - 1))
+    return np.array(rows, dtype=np.int64).astype(np.uint32).view(np.int32).reshape(-1)
 
 
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """tq_fc_interleaved4, its weights interleaved and packed into aligned int32 words (its exact requantization needs non-negative multipliers and shifts in [-31, 30]),
-    else None for the generic kernel."""
-    mult, shift = arrays["mult"].values, arrays["shift"].values
-    if (mult < 0).any() or (shift < -31).any() or (shift > 30).any():
-        return None
+    """tq_fc_stacked4 with its stacked weights, fused requantization constants and an int16 scratch of one input
+    row, else None for the generic kernel (a row without the fused requantization, or weights stacked_halfwords
+    rejects)."""
+    requant = fused_requant(arrays["mult"].values, arrays["shift"].values, fields["output_offset"])
     in_depth, out_depth = fields["in_depth"], fields["out_depth"]
-    w = arrays["weights"].values.reshape(out_depth, in_depth)
-    data = interleave(w).astype(np.int8).tobytes()
-    words = np.frombuffer(data + bytes(-len(data) % 4), dtype="<i4").astype(np.int32)
-    weights = ConstArray(f"{name}_weights_il4", "int32_t", words)
-    names = ("rows", "in_depth", "out_depth", "output_offset", "act_min", "act_max")
-    return Variant("tq_fc_interleaved4", "tq_fc_il4_params", tuple((k, int(fields[k])) for k in names),
-                   (weights, arrays["bias"], arrays["mult"], arrays["shift"]), ("weights", "bias", "mult", "shift"),
-                   ((in_depth * out_depth + 3) // 4, out_depth, out_depth, out_depth))
+    half = stacked_halfwords(arrays["weights"].values.reshape(out_depth, in_depth))
+    if requant is None or half is None:
+        return None
+    depth = padded_depth(in_depth)
+    values = dict(fields, depth=depth)
+    names = ("rows", "in_depth", "out_depth", "depth", "act_min", "act_max")
+    return Variant("tq_fc_stacked4", "tq_fc_st4_params", tuple((k, int(values[k])) for k in names),
+                   (ConstArray(f"{name}_weights_stacked", "int32_t", stack(half)), arrays["bias"],
+                    ConstArray(f"{name}_requant_fused", "int32_t", requant)),
+                   ("weights", "bias", "requant"), (half.size // 2, out_depth, out_depth * REQUANT_ROW),
+                   scratch_bytes=2 * depth)
