@@ -196,3 +196,11 @@ def test_bitexact_with_tflm_in_qemu(case, target, tmp_path):
     elf = cortex_m.build_cortex_m(case.folder, tmp_path / target, target=target)
     _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
                                                       target=target).outputs, case.tflm[:40])
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+def test_clamping_twin_bitexact_in_qemu_m4(case, clamp_folder, tmp_path):
+    elf = cortex_m.build_cortex_m(clamp_folder, tmp_path / "m4", target="cortex-m4")
+    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
+                                                      target="cortex-m4").outputs, case.tflm[:40])

@@ -1,8 +1,10 @@
 /* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
    word of input bytes becomes two 16-bit lane pairs with the input offset added (SXTAB16), two words of weights
    stored as 16-bit lanes match them, and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
-   runs the same order one channel at a time. Interior pixels read their window without bounds checks; border
-   pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
+   runs the same order one channel at a time. tq_dw_conv (any window): interior pixels read their window without
+   bounds checks, border pixels the rectangle of taps inside the image (no dilation, so the taps inside form one).
+   The 3x3 kernels read each group's constants from one stream and, on DSP cores, run a pixel's groups as one
+   assembly loop; a window that leaves the image is first copied with its padding into a scratch patch. */
 #include "tq_depthwise.h"
 
 #include "tinyq_kernels.h"

@@ -13,8 +13,7 @@ extern "C" {
    tinyq/kernels/depthwise.py: TFLite's two roundings and the output zero point as tq_requantize_fused (tq_requant.h)
    of x = acc + bias, with the 64-bit constant c (low and high words), the multiplier and shift_high = r - 1 for a
    right shift r >= 1 where that form is exact; otherwise shift_high is -1, C_LO holds TFLite's shift and
-   tq_requantize rescales before the output offset is added. The 3x3 kernels are chosen only when every channel
-   has the fused form. */
+   tq_requantize rescales before the output offset is added (tq_dw_conv). */
 enum { TQ_DW_C_LO, TQ_DW_C_HI, TQ_DW_MULT, TQ_DW_SHIFT, TQ_DW_BIAS, TQ_DW_REQUANT_SIZE };
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation (in_c == out_c == channels), any window, any rescale.
