@@ -2,7 +2,10 @@
 (--optimize size) and the specialised ones (speed), on one-op depthwise models and the DS-CNN and
 MobileNetV1-0.25 stand-ins of tests/standins.py (random weights: the instruction counts do not depend on them).
 
-    python3 benchmarks/depthwise_m4.py [--inputs 40] [--big-inputs 8] [--target cortex-m3] [--one-op]
+    python3 benchmarks/depthwise_m4.py [--inputs 40] [--big-inputs 8] [--target cortex-m3] [--one-op] [--per-op]
+
+--per-op adds each depthwise op's instructions (a `make PROFILE=1` build, tinyq.cortex_m.profile_ops; means over
+the inputs counted, one SysTick tick of resolution per op).
 
 Every figure is measured in this run; each build is first checked bit-exact against TFLM on the host over
 --host-inputs random inputs and in QEMU on the inputs it counts.
@@ -38,7 +41,7 @@ def one_op(stride: int, padding: str = "same"):
     return tf.keras.Model(inp, out, name=f"dw3x3_s{stride}_{padding}")
 
 
-def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str) -> list[str]:
+def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str, per_op: bool) -> list[str]:
     rng = np.random.default_rng(0)
     shape = tuple(model.input_shape[1:])
     calib = rng.random((32,) + shape, dtype=np.float32) * 2 - 0.5
@@ -71,6 +74,14 @@ def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str) -> list[str
         rows.append(f"{model.name:<20} {opt.name.lower():<5} {m.instructions_per_inference:>11} {macs:>9} "
                     f"{m.instructions_per_inference / macs:>9.2f} {m.flash.model_constants:>7} "
                     f"{m.flash.engine_code:>6} {host_ok:>5}/{n_host:<4} {m.bitexact_images:>4}/{m.images:<4}")
+        if per_op:
+            prof = cortex_m.profile_ops(fw, tmp / model.name / opt.name / f"{target}-profile", q.tflite, xs[:n_qemu],
+                                        tflm[:n_qemu], target=target)
+            for o in prof.ops:
+                if o.op_name == "DEPTHWISE_CONV_2D":
+                    rows.append(f"{'':<20} {opt.name.lower():<5} op {o.op_index:>2} {o.kernel:<20} {o.macs:>8} MACs "
+                                f"{o.instructions:>10.0f} instr {o.instructions_per_mac:>6.2f}/MAC "
+                                f"(profiled exact {prof.bitexact_images}/{prof.images})")
     saved = counts[Optimize.SIZE] - counts[Optimize.SPEED]
     rows.append(f"{'':<20} depthwise MACs {dw_macs}, instructions saved {saved}; exactness against {reference}")
     return rows
@@ -83,6 +94,8 @@ def main() -> None:
     parser.add_argument("--host-inputs", type=int, default=300, help="inputs checked bit-exact on the host")
     parser.add_argument("--target", default="cortex-m4", choices=cortex_m.TARGETS)
     parser.add_argument("--one-op", action="store_true", help="only the one-op models")
+    parser.add_argument("--per-op", action="store_true", help="also each depthwise op's instructions")
+    parser.add_argument("--no-mobilenet", action="store_true", help="skip the MobileNetV1 stand-in (slow)")
     args = parser.parse_args()
     cortex_m.check_toolchain()
     tf.keras.utils.set_random_seed(0)
@@ -90,6 +103,8 @@ def main() -> None:
              (standins.ds_cnn(tf.keras), args.inputs), (standins.mobilenet_v1(tf.keras), args.big_inputs)]
     if args.one_op:
         cases = cases[:3]
+    elif args.no_mobilenet:
+        cases = cases[:4]
     print(f"{args.target} (QEMU {cortex_m.machine(args.target)}, -O2), generic (size) vs specialised (speed) "
           f"depthwise")
     head = (f"{'model':<20} {'opt':<5} {'instr/inf':>11} {'MACs':>9} {'instr/MAC':>9} {'consts':>7} {'code':>6} "
@@ -98,7 +113,7 @@ def main() -> None:
     print("-" * len(head))
     with tempfile.TemporaryDirectory(prefix="tinyq_bench_dw_") as tmp:
         for model, n in cases:
-            for row in measure(model, args.host_inputs, n, Path(tmp), args.target):
+            for row in measure(model, args.host_inputs, n, Path(tmp), args.target, args.per_op):
                 print(row, flush=True)
 
 

@@ -1,7 +1,7 @@
 """The specialised depthwise kernels (tinyq/kernels/depthwise.py, firmware_stub/runtime/tq_depthwise.c), each
-bit-exact with TFLM: one synthetic graph whose layers reach every branch of the choice (3x3 with strides 1 and 2,
-SAME and VALID, channel tails of 0 to 3, a tall window on the any-size kernel, a depth multiplier left to the
-generic kernel), run on a few hundred random inputs through the packed path, the portable path, the sanitizers,
+bit-exact with TFLM: one synthetic graph whose layers reach every branch of the choice (the 3x3 stream kernels
+with strides 1 and 2, SAME (padded, asymmetric too) and VALID; 3x3 with a channel tail and a two-step rescale and a
+tall window on the any-size kernel; a depth multiplier left to the generic kernel), run on a few hundred random inputs through the packed path, the portable path, the sanitizers,
 and in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no DSP)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tensorflow as tf
 from tinyq import cortex_m, emit, firmware, kernels, verify
 from tinyq.fixedpoint import mul_by_quantized_multiplier
 from tinyq.graph import read_graph
-from tinyq.kernels.depthwise import REQUANT_SIZE, grouped_weights, requant_records
+from tinyq.kernels.depthwise import GROUP_WORDS, LAST, REQUANT_SIZE, dw3_stream, grouped_weights, requant_records
 from tinyq.kernels.requant import fused_constant
 from tinyq.lower import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
@@ -28,14 +28,15 @@ SHAPE = (10, 11, 8)
 def _model():
     inp = tf.keras.Input(SHAPE)
     x = L.DepthwiseConv2D(3, padding="same", activation="relu")(inp)  # 2 groups, input offset per tap
-    x = L.Conv2D(7, 1)(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 1 group + 3 tail channels
-    y = L.DepthwiseConv2D(3, padding="valid")(x)  # offset folded into the bias
+    t = L.DepthwiseConv2D(3, padding="same")(L.Conv2D(7, 1)(x))  # 1 group + 3 tail channels: any-size kernel
+    x = L.Conv2D(12, 1)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)  # padded at the bottom only, both sides of the width
+    y = L.DepthwiseConv2D(3, padding="valid")(x)  # offset folded into the bias, no padding
     z = L.DepthwiseConv2D((5, 2), strides=(1, 2), padding="same")(x)  # any-size window
     w = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # generic kernel
     # large weights into a ReLU6: rescales above 1/4, TFLite's two-step requantization on the any-size kernel
     v = L.DepthwiseConv2D(3, padding="same", activation="relu6", name="big")(x)
-    outs = [L.Flatten()(t) for t in (y, z, w, v)]
+    outs = [L.Flatten()(o) for o in (y, z, w, v, t)]
     return tf.keras.Model(inp, L.Concatenate()(outs), name="dw")
 
 
@@ -69,19 +70,22 @@ def case(tmp_path_factory) -> Case:
 
 @pytest.fixture(scope="module")
 def clamp_folder(case, tmp_path_factory):
-    """The same model with the 3x3 layers on the clamping twin (exact for any range, so for these too)."""
+    """The same model with the 3x3 layers clamping to their activation range (exact for any range, so for these
+    too)."""
     choose = kernels.CHOOSERS["tq_depthwise_conv2d"]
 
     def clamping(fields, arrays, name):
         v = choose(fields, arrays, name)
-        return replace(v, kernel="tq_dw_conv3x3_clamp") if v is not None and v.kernel == "tq_dw_conv3x3" else v
+        if v is None or not v.kernel.startswith("tq_dw_conv3x3"):
+            return v
+        return replace(v, fields=tuple((k, 1 if k == "clamp" else x) for k, x in v.fields))
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(kernels.CHOOSERS, "tq_depthwise_conv2d", clamping)
         r = verify.VerifyResult.tflm_only(case.quantized, case.inputs, case.tflm, np.arange(len(case.inputs)) % 10)
         folder = tmp_path_factory.mktemp("dw_clamp") / "fw"
         emit.emit(case.quantized, r, folder, name="dw", golden_count=5)
-    assert "tq_dw_conv3x3_clamp(" in next(folder.glob("*_model.c")).read_text()
+    assert ".clamp = 1" in next(folder.glob("*_model.c")).read_text()
     return folder
 
 
@@ -94,13 +98,14 @@ def test_choice_covers_every_variant_and_size_keeps_generic(case):
     g = read_graph(case.quantized.tflite)
     speed = [c.kernel for c in lower(g).calls if c.op_name == "DEPTHWISE_CONV_2D"]
     size = [c.kernel for c in lower(g, Optimize.SIZE).calls if c.op_name == "DEPTHWISE_CONV_2D"]
-    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv3x3", "tq_dw_conv3x3",
-                             "tq_dw_conv3x3"]  # every activation range here is all of int8
-    assert size == ["tq_depthwise_conv2d"] * 6
-    two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and dict(c.fields)["k_w"] == "3"]
+    assert sorted(speed) == ["tq_depthwise_conv2d", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv", "tq_dw_conv3x3",
+                             "tq_dw_conv3x3_pad", "tq_dw_conv3x3_pad"]
+    assert size == ["tq_depthwise_conv2d"] * 7
+    two_step = [c for c in lower(g).calls if c.kernel == "tq_dw_conv" and c.layer == "big"]
     assert len(two_step) == 1 and (two_step[0].arrays[1].values.reshape(-1, REQUANT_SIZE)[:, 3] < 0).any()
-    offsets = [dict(c.fields)["input_offset"] for c in lower(g).calls if c.kernel == "tq_dw_conv3x3"]
-    assert "0" in offsets and any(o != "0" for o in offsets)  # folded (VALID) and per tap (SAME)
+    fast = [dict(c.fields) for c in lower(g).calls if c.kernel.startswith("tq_dw_conv3x3")]
+    assert all(f["clamp"] == "0" for f in fast)  # every activation range here is all of int8
+    assert any(f["pad_value"] != "0" for f in fast)  # padding reads the input zero point
 
 
 def test_fused_constant_equals_tflite_rounding():
@@ -128,6 +133,34 @@ def test_fused_constant_equals_tflite_rounding():
     c = fused_constant(1 << 30, -9, -3)
     assert not all_fused and rec.reshape(2, REQUANT_SIZE).tolist() == [
         [c & 0xFFFFFFFF, c >> 32, 1 << 30, 8, 5], [1, 0, 3 << 29, -1, -7]]
+
+
+def test_dw3_stream_layout_and_doubled_rounding():
+    """The 3x3 stream: start values with the input offset folded in, doubled weights and c, LAST in the final
+    record; the doubled requantization ((2x * m + 2c) >> 32) - [x < 0]) >> r equals TFLite's; no stream where the
+    doubled sum could leave int32, for channel tails or a two-step rescale."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (3, 3, 8)).astype(np.int8)
+    bias = rng.integers(-5000, 5000, 8)
+    mult = rng.integers(1 << 30, 1 << 31, 8)
+    shift = rng.integers(-12, -1, 8)
+    s = dw3_stream(w.reshape(-1), bias, mult, shift, 17, -9).reshape(2, GROUP_WORDS).astype(np.int64)
+    flat = w.reshape(9, 8).astype(np.int64)
+    assert np.array_equal(s[:, :4].reshape(-1), 2 * (bias + 17 * flat.sum(axis=0)))
+    words = s[:, 4:22].reshape(2, 9, 2)  # [group][tap][word]
+    lanes = np.stack([(words << 48) >> 48, (words << 32) >> 48], axis=-1)[..., [0, 1, 0, 1], [0, 0, 1, 1]]
+    assert np.array_equal(lanes.transpose(1, 0, 2).reshape(9, 8), 2 * flat)  # (w0, w2), (w1, w3) doubled
+    rec = s[:, 22:].reshape(8, 4)
+    assert (rec[:-1, 3] == -shift[:-1]).all() and rec[-1, 3] == -shift[-1] | LAST
+    for ch in range(8):
+        c2 = (int(rec[ch, 0]) & 0xFFFFFFFF) | (int(rec[ch, 1]) << 32)
+        assert c2 == 2 * fused_constant(int(mult[ch]), int(shift[ch]), -9)
+        for x in [0, 1, -1, 7, -7, 1 << 20, -(1 << 20)] + [int(v) for v in rng.integers(-(1 << 29), 1 << 29, 200)]:
+            got = (((2 * x * int(rec[ch, 2]) + c2) >> 32) - (x < 0)) >> int(rec[ch, 3] & 0xFF)
+            assert got == mul_by_quantized_multiplier(x, int(mult[ch]), int(shift[ch])) - 9, (ch, x)
+    assert dw3_stream(w.reshape(-1), bias + (1 << 30), mult, shift, 17, -9) is None
+    assert dw3_stream(w[..., :7].reshape(-1), bias[:7], mult[:7], shift[:7], 17, -9) is None
+    assert dw3_stream(w.reshape(-1), bias, mult, np.r_[shift[:7], 1], 17, -9) is None
 
 
 def test_grouped_weights_layout():
@@ -163,3 +196,11 @@ def test_bitexact_with_tflm_in_qemu(case, target, tmp_path):
     elf = cortex_m.build_cortex_m(case.folder, tmp_path / target, target=target)
     _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
                                                       target=target).outputs, case.tflm[:40])
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+def test_clamping_twin_bitexact_in_qemu_m4(case, clamp_folder, tmp_path):
+    elf = cortex_m.build_cortex_m(clamp_folder, tmp_path / "m4", target="cortex-m4")
+    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
+                                                      target="cortex-m4").outputs, case.tflm[:40])

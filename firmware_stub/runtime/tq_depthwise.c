@@ -1,8 +1,10 @@
 /* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
    word of input bytes becomes two 16-bit lane pairs with the input offset added (SXTAB16), two words of weights
    stored as 16-bit lanes match them, and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
-   runs the same order one channel at a time. Interior pixels read their window without bounds checks; border
-   pixels read the rectangle of taps inside the image (no dilation, so the taps inside form one). */
+   runs the same order one channel at a time. tq_dw_conv (any window): interior pixels read their window without
+   bounds checks, border pixels the rectangle of taps inside the image (no dilation, so the taps inside form one).
+   The 3x3 kernels read each group's constants from one stream and, on DSP cores, run a pixel's groups as one
+   assembly loop; a window that leaves the image is first copied with its padding into a scratch patch. */
 #include "tq_depthwise.h"
 
 #include "tinyq_kernels.h"
@@ -17,20 +19,15 @@
 #endif
 
 /* TFLite's per-channel requantization of x (bias added) with the output offset and clamp, exact; see
-   tq_depthwise.h. Constants at each call site: `one_step` says every channel has the fused form, `clamp` that the
-   activation range is narrower than int8's (else a saturation to 8 bits, one SSAT). */
-TQ_DW_INLINE int32_t dw_requant(int32_t x, const int32_t *q, int32_t output_offset, int32_t act_min,
-                                int32_t act_max, int one_step, int clamp)
+   tq_depthwise.h. */
+static int32_t dw_requant(int32_t x, const int32_t *q, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     int32_t out;
-    if (one_step || q[TQ_DW_SHIFT] >= 0) {
+    if (q[TQ_DW_SHIFT] >= 0) {
         const int64_t c = (int64_t)(((uint64_t)(uint32_t)q[TQ_DW_C_HI] << 32) | (uint32_t)q[TQ_DW_C_LO]);
         out = tq_requantize_fused(x, q[TQ_DW_MULT], c, q[TQ_DW_SHIFT]);
     } else {
         out = tq_requantize(x, q[TQ_DW_MULT], q[TQ_DW_C_LO]) + output_offset;
-    }
-    if (!clamp) {
-        return tq_sat_s8(out);
     }
     out = out < act_min ? act_min : out;
     return out > act_max ? act_max : out;
@@ -63,64 +60,6 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32
     }
 }
 
-#if TQ_DSP
-/* One row of taps k..k+2 (input at p, p + c, p + 2c; weights w[2k..2k+5]), then p moves down a row. */
-#define DW_ROW3(k)                                                                                             \
-    "ldr %[x], [%[p]]\n\t"                                                                                     \
-    "ldrd %[u], %[v], [%[w], #" #k "*8]\n\t"                                                                   \
-    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
-    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
-    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
-    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
-    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
-    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
-    "ldr %[x], [%[p], %[c]]\n\t"                                                                               \
-    "ldrd %[u], %[v], [%[w], #" #k "*8+8]\n\t"                                                                 \
-    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
-    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
-    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
-    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
-    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
-    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
-    "ldr %[x], [%[p], %[c], lsl #1]\n\t"                                                                       \
-    "ldrd %[u], %[v], [%[w], #" #k "*8+16]\n\t"                                                                \
-    "sxtab16 %[t], %[f], %[x]\n\t"                                                                             \
-    "smlabb %[a0], %[t], %[u], %[a0]\n\t"                                                                      \
-    "smlatt %[a2], %[t], %[u], %[a2]\n\t"                                                                      \
-    "sxtab16 %[x], %[f], %[x], ror #8\n\t"                                                                     \
-    "smlabb %[a1], %[x], %[v], %[a1]\n\t"                                                                      \
-    "smlatt %[a3], %[x], %[v], %[a3]\n\t"                                                                      \
-    "add %[p], %[p], %[r]\n\t"
-
-/* The whole 3x3 window as one block of dw_mac4 steps with their loads, three per input row at constant offsets
-   from one pointer: compiled from C, GCC's scheduler hoists the nine taps' loads and spills them. The block reads
-   input and weights, which the kernel never writes. */
-TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
-                              int32_t acc[4])
-{
-    int32_t x, u, v, t;
-    const int8_t *p = in;
-    __asm__(DW_ROW3(0) DW_ROW3(3) DW_ROW3(6)
-            : [x] "=&r"(x), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [p] "+&r"(p), [a0] "+r"(acc[0]),
-              [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3])
-            : [w] "r"(w), [c] "r"(c), [r] "r"(row), [f] "r"(off2)
-            : "memory");
-}
-#else
-/* The whole 3x3 window, unrolled: one input pointer walks the nine pixels, the weights are eighteen consecutive
-   words (the DSP build runs the same steps as one assembly block). */
-TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
-                              int32_t acc[4])
-{
-    int32_t k;
-    for (k = 0; k < 9; k += 3, in += row) {
-        dw_mac4(tq_read_s8x4(in), w[2 * k], w[2 * k + 1], off2, acc);
-        dw_mac4(tq_read_s8x4(in + c), w[2 * k + 2], w[2 * k + 3], off2, acc);
-        dw_mac4(tq_read_s8x4(in + 2 * c), w[2 * k + 4], w[2 * k + 5], off2, acc);
-    }
-}
-#endif
-
 #else
 
 TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
@@ -143,12 +82,6 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
-}
-
-TQ_DW_INLINE void dw_sum4_3x3(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t off2,
-                              int32_t acc[4])
-{
-    dw_sum4(in, w, row, c, 3, 3, 3, off2, acc);
 }
 
 #endif
@@ -183,13 +116,12 @@ typedef struct {
 } dw_layer;
 
 /* One output pixel: the four-channel groups, then the tail channels alone. `in` and `w` point at the first tap
-   inside the image and its weights; n_y x n_x taps of a k_h x k_w window are inside (all of it when `interior`:
-   the 3x3 window then unrolls). Each sum starts from its channel's bias. */
-TQ_DW_INLINE void dw_pixel(const tq_dw_params *p, const dw_layer *l, const int8_t *in, const int32_t *w,
-                           int8_t *out, int32_t n_y, int32_t n_x, int32_t k_h, int32_t k_w, int interior,
-                           int one_step, int clamp)
+   inside the image and its weights; n_y x n_x taps of a k_h x k_w window are inside. Each sum starts from its
+   channel's bias. */
+static void dw_pixel(const tq_dw_params *p, const dw_layer *l, const int8_t *in, const int32_t *w, int8_t *out,
+                     int32_t n_y, int32_t n_x)
 {
-    const int32_t taps2 = k_h * k_w * 2;
+    const int32_t taps2 = p->k_h * p->k_w * 2;
     const int32_t *q = p->requant;
     const int8_t *end = out + (l->c & ~3);
     int32_t j;
@@ -199,29 +131,18 @@ TQ_DW_INLINE void dw_pixel(const tq_dw_params *p, const dw_layer *l, const int8_
         acc[1] = q[TQ_DW_REQUANT_SIZE + TQ_DW_BIAS];
         acc[2] = q[2 * TQ_DW_REQUANT_SIZE + TQ_DW_BIAS];
         acc[3] = q[3 * TQ_DW_REQUANT_SIZE + TQ_DW_BIAS];
-        if (interior && k_h == 3 && k_w == 3) {
-            dw_sum4_3x3(in, w, l->row, l->c, l->off2, acc);
-        } else {
-            dw_sum4(in, w, l->row, l->c, n_y, n_x, k_w, l->off2, acc);
+        dw_sum4(in, w, l->row, l->c, n_y, n_x, p->k_w, l->off2, acc);
+        for (j = 0; j < 4; j++) {
+            out[j] = (int8_t)dw_requant(acc[j], q + j * TQ_DW_REQUANT_SIZE, l->out_off, l->act_min, l->act_max);
         }
-        out[0] = (int8_t)dw_requant(acc[0], q, l->out_off, l->act_min, l->act_max, one_step, clamp);
-        out[1] = (int8_t)dw_requant(acc[1], q + TQ_DW_REQUANT_SIZE, l->out_off, l->act_min, l->act_max, one_step,
-                                    clamp);
-        out[2] = (int8_t)dw_requant(acc[2], q + 2 * TQ_DW_REQUANT_SIZE, l->out_off, l->act_min, l->act_max,
-                                    one_step, clamp);
-        out[3] = (int8_t)dw_requant(acc[3], q + 3 * TQ_DW_REQUANT_SIZE, l->out_off, l->act_min, l->act_max,
-                                    one_step, clamp);
     }
     for (j = 0; j < (l->c & 3); j++, q += TQ_DW_REQUANT_SIZE) {
-        const int32_t acc = dw_sum1(in, w, l->row, l->c, n_y, n_x, k_w, p->input_offset, j, q[TQ_DW_BIAS]);
-        out[j] = (int8_t)dw_requant(acc, q, l->out_off, l->act_min, l->act_max, one_step, clamp);
+        const int32_t acc = dw_sum1(in, w, l->row, l->c, n_y, n_x, p->k_w, p->input_offset, j, q[TQ_DW_BIAS]);
+        out[j] = (int8_t)dw_requant(acc, q, l->out_off, l->act_min, l->act_max);
     }
 }
 
-/* The kernel body for a window of k_h x k_w taps; the 3x3 entry points pass constants, so their interior window
-   unrolls and their requantization has no branch. */
-TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output, int32_t k_h, int32_t k_w,
-                          int one_step, int clamp)
+void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
 {
     dw_layer l;
     int32_t oy, ox;
@@ -234,34 +155,174 @@ TQ_DW_INLINE void dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *ou
     for (oy = 0; oy < p->out_h; oy++) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
         const int32_t ky0 = max_i32(0, -y0);
-        const int32_t ky1 = min_i32(k_h, p->in_h - y0);
+        const int32_t ky1 = min_i32(p->k_h, p->in_h - y0);
         for (ox = 0; ox < p->out_w; ox++, output += l.c) {
             const int32_t x0 = ox * p->stride_w - p->pad_w;
             const int32_t kx0 = max_i32(0, -x0);
-            const int32_t kx1 = min_i32(k_w, p->in_w - x0);
-            const int32_t n_y = ky1 - ky0, n_x = kx1 - kx0;
+            const int32_t kx1 = min_i32(p->k_w, p->in_w - x0);
             const int8_t *in = input + (y0 + ky0) * l.row + (x0 + kx0) * l.c;
-            const int32_t *w = p->weights + (ky0 * k_w + kx0) * 2;
-            if (n_y == k_h && n_x == k_w) {
-                dw_pixel(p, &l, in, w, output, k_h, k_w, k_h, k_w, 1, one_step, clamp);
+            const int32_t *w = p->weights + (ky0 * p->k_w + kx0) * 2;
+            dw_pixel(p, &l, in, w, output, ky1 - ky0, kx1 - kx0);
+        }
+    }
+}
+
+/* ---- 3x3, channels a multiple of four: one stream of words per group (tq_depthwise.h, TQ_DW3_*). ---- */
+
+/* Channel sum (doubled, offset folded) to int8: the fused requantization of tq_requant.h for 2x with c doubled,
+   so that the borrow of its -[x < 0] * 2^31 becomes -[x < 0] on the high word; q = (c lo, c hi, mult, r). */
+TQ_DW_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
+{
+    const int64_t c = (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]);
+    const int32_t hi = (int32_t)((c + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
+    return tq_sat_s8(hi >> (q[3] & 0xFF));
+}
+
+#if TQ_DSP
+/* One tap: the input word at r9 (+ at), the group's next two weight words, four SMLAxy into r0..r3. */
+#define DW3_TAP(at)                                                                                            \
+    "ldr r4, [r9" at "]\n\t"                                                                                   \
+    "ldrd r6, r8, [r10], #8\n\t"                                                                               \
+    "sxtb16 r5, r4\n\t"                                                                                        \
+    "smlabb r0, r5, r6, r0\n\t"                                                                                \
+    "smlatt r2, r5, r6, r2\n\t"                                                                                \
+    "sxtb16 r4, r4, ror #8\n\t"                                                                                \
+    "smlabb r1, r4, r8, r1\n\t"                                                                                \
+    "smlatt r3, r4, r8, r3\n\t"
+#define DW3_ROW DW3_TAP("") DW3_TAP(", r11") DW3_TAP(", r11, lsl #1")
+/* dw3_requant of channel sum `a` with the record at r10 (one LDM), stored at lr++. */
+#define DW3_REQ(a)                                                                                             \
+    "ldm r10!, {r4, r5, r6, r8}\n\t"                                                                           \
+    "smlal r4, r5, " a ", r6\n\t"                                                                              \
+    "add r5, r5, " a ", asr #31\n\t"                                                                           \
+    "asr r5, r5, r8\n\t"                                                                                       \
+    "ssat r5, #8, r5\n\t"                                                                                      \
+    "strb r5, [lr], #1\n\t"
+
+/* Every group of one output pixel as one assembly loop over the stream: biases by one LDM into the four sums,
+   nine taps, four requantizations; the last record's flag ends it. Registers are fixed so the LDMs fill them in
+   order (r7 is left to a frame pointer). */
+TQ_DW_INLINE void dw3_pixel(const int8_t *in, const int32_t *stream, int32_t row, int32_t c, int8_t *out)
+{
+    register const int8_t *p __asm__("r9") = in;
+    register const int32_t *s __asm__("r10") = stream;
+    register int32_t cc __asm__("r11") = c;
+    register int32_t rr __asm__("r12") = row;
+    register int8_t *o __asm__("lr") = out;
+    __asm__ volatile("1:\n\t"
+                     "ldm r10!, {r0, r1, r2, r3}\n\t" DW3_ROW "add r9, r9, r12\n\t" DW3_ROW "add r9, r9, r12\n\t"
+                     DW3_ROW "sub r9, r9, r12, lsl #1\n\t"
+                     "add r9, r9, #4\n\t" DW3_REQ("r0") DW3_REQ("r1") DW3_REQ("r2") DW3_REQ("r3")
+                     "tst r8, #256\n\t"
+                     "beq 1b\n\t"
+                     : "+r"(p), "+r"(s), "+r"(o)
+                     : "r"(cc), "r"(rr)
+                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "cc", "memory");
+}
+#else
+/* One tap of four channels into their sums, in uint32 as the hardware wraps (the final sums are proven in range).
+ */
+TQ_DW_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
+{
+#if TQ_PACKED
+    const int32_t xw = tq_read_s8x4(x);
+    const int32_t x02 = tq_sxtb16(xw);
+    const int32_t x13 = tq_sxtb16_ror8(xw);
+    acc[0] = tq_smlabb(x02, w02, acc[0]);
+    acc[2] = tq_smlatt(x02, w02, acc[2]);
+    acc[1] = tq_smlabb(x13, w13, acc[1]);
+    acc[3] = tq_smlatt(x13, w13, acc[3]);
+#else
+    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(x[0] * tq_lo16(w02)));
+    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(x[1] * tq_lo16(w13)));
+    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(x[2] * tq_hi16(w02)));
+    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(x[3] * tq_hi16(w13)));
+#endif
+}
+
+/* The DSP build's assembly loop in C: per group the biases, nine taps, four requantizations. */
+TQ_DW_INLINE void dw3_pixel(const int8_t *in, const int32_t *s, int32_t row, int32_t c, int8_t *out)
+{
+    int32_t last;
+    do {
+        int32_t acc[4], ky, kx, j;
+        for (j = 0; j < 4; j++) {
+            acc[j] = s[j];
+        }
+        s += 4;
+        for (ky = 0; ky < 3; ky++) {
+            for (kx = 0; kx < 3; kx++, s += 2) {
+                dw3_mac4(in + ky * row + kx * c, s[0], s[1], acc);
+            }
+        }
+        for (j = 0; j < 4; j++, s += 4) {
+            out[j] = (int8_t)dw3_requant(acc[j], s);
+        }
+        last = s[-1] & TQ_DW3_LAST;
+        in += 4;
+        out += 4;
+    } while (!last);
+}
+#endif
+
+/* The 3x3 window at (y0, x0) with its taps outside the image set to the padding value, as a 3 x 3 x c patch. */
+static void dw3_patch(const tq_dw3_params *p, const int8_t *input, int32_t y0, int32_t x0, int8_t *patch)
+{
+    const int32_t c = p->channels;
+    const int32_t kx0 = max_i32(0, -x0), kx1 = min_i32(3, p->in_w - x0);
+    int32_t ky;
+    for (ky = 0; ky < 3; ky++, patch += 3 * c) {
+        const int32_t y = y0 + ky;
+        if (y < 0 || y >= p->in_h || kx1 <= kx0) {
+            memset(patch, p->pad_value, (size_t)(3 * c));
+            continue;
+        }
+        memset(patch, p->pad_value, (size_t)(kx0 * c));
+        memcpy(patch + kx0 * c, input + (y * p->in_w + x0 + kx0) * c, (size_t)((kx1 - kx0) * c));
+        memset(patch + kx1 * c, p->pad_value, (size_t)((3 - kx1) * c));
+    }
+}
+
+/* Bytes of one output pixel clamped to the activation range (four lanes at a time). */
+static void dw3_clamp(const tq_dw3_params *p, int8_t *out)
+{
+    const int32_t lo = (int32_t)((uint32_t)(uint8_t)p->act_min * 0x01010101u);
+    const int32_t hi = (int32_t)((uint32_t)(uint8_t)p->act_max * 0x01010101u);
+    int32_t k;
+    for (k = 0; k < p->channels; k += 4) {
+        const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(out + k), lo), hi);
+        memcpy(out + k, &v, sizeof v);
+    }
+}
+
+TQ_DW_INLINE void dw3_conv(const tq_dw3_params *p, const int8_t *input, int8_t *output, int8_t *patch)
+{
+    const int32_t c = p->channels, row = p->in_w * c;
+    int32_t oy, ox;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int y_in = y0 >= 0 && y0 + 3 <= p->in_h;
+        for (ox = 0; ox < p->out_w; ox++, output += c) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            if (patch == 0 || (y_in && x0 >= 0 && x0 + 3 <= p->in_w)) {
+                dw3_pixel(input + y0 * row + x0 * c, p->stream, row, c, output);
             } else {
-                dw_pixel(p, &l, in, w, output, n_y, n_x, k_h, k_w, 0, one_step, clamp);
+                dw3_patch(p, input, y0, x0, patch);
+                dw3_pixel(patch, p->stream, 3 * c, c, output);
+            }
+            if (p->clamp) {
+                dw3_clamp(p, output);
             }
         }
     }
 }
 
-void tq_dw_conv3x3(const tq_dw_params *p, const int8_t *input, int8_t *output)
+void tq_dw_conv3x3(const tq_dw3_params *p, const int8_t *input, int8_t *output)
 {
-    dw_conv(p, input, output, 3, 3, 1, 0);
+    dw3_conv(p, input, output, 0);
 }
 
-void tq_dw_conv3x3_clamp(const tq_dw_params *p, const int8_t *input, int8_t *output)
+void tq_dw_conv3x3_pad(const tq_dw3_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    dw_conv(p, input, output, 3, 3, 1, 1);
-}
-
-void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
-{
-    dw_conv(p, input, output, p->k_h, p->k_w, 0, 1);
+    dw3_conv(p, input, output, (int8_t *)scratch);
 }

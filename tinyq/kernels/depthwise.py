@@ -1,10 +1,11 @@
 """Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
 
-Depth multiplier 1 without dilation goes to tq_dw_conv3x3 (3x3 windows, unrolled, every channel's rescale in
-the fused form, activation range all of int8), tq_dw_conv3x3_clamp (the same with a narrower range) or tq_dw_conv
-(any window, any rescale): weights grouped by four channels as 16-bit lanes so one word of input bytes and two of
-weights feed four channels' packed multiply-accumulates, and a per-channel record for tq_requant.h's fused
-requantization (both roundings and the output offset in one 64-bit multiply-accumulate)."""
+Depth multiplier 1 without dilation goes to tq_dw_conv3x3 / tq_dw_conv3x3_pad (3x3 windows, channels a multiple
+of four, every channel's rescale in the fused form; _pad where a window leaves the image) or tq_dw_conv (any
+window, any rescale): weights grouped by four channels as 16-bit lanes so one word of input bytes and two of
+weights feed four channels' packed multiply-accumulates, and per channel the constants of tq_requant.h's fused
+requantization (both roundings and the output offset in one 64-bit multiply-accumulate). The 3x3 kernels read
+everything of a group of four channels from one stream (dw3_stream)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from .requant import SHIFT_RANGE, fused_constant
 
 GROUP = 4  # channels per packed step
 REQUANT_SIZE = 5  # int32 per channel in the requantization record (TQ_DW_REQUANT_SIZE)
+GROUP_WORDS = 38  # words per group in the 3x3 stream (TQ_DW3_GROUP_WORDS)
+LAST = 0x100  # flag in the stream's last shift word (TQ_DW3_LAST)
+_PARAMS3 = ("in_h", "in_w", "out_h", "out_w", "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max")
 _PARAMS = ("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w",
            "input_offset", "output_offset", "act_min", "act_max")
 
@@ -50,8 +54,45 @@ def requant_records(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
     return (rows & 0xFFFFFFFF).astype(np.uint32).view(np.int32).reshape(-1), fused
 
 
+def dw3_stream(weights: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, input_offset: int,
+               output_offset: int) -> np.ndarray | None:
+    """The 3x3 kernels' stream, int32 [channels / 4][GROUP_WORDS]: per group the four sums' start values
+    2 * (bias + input_offset * sum of the channel's weights), the nine taps' doubled weights as grouped_weights
+    lays them out, and per channel (c lo, c hi, mult, r) with c = 2 * fused_constant, LAST set in the final r.
+    Doubling makes the high word of c + 2x * mult, minus [x < 0], the rounded result times 2^r. None unless
+    channels % 4 == 0, every rescale has the fused form, 2x fits int32 for every int8 input and |c| < 2^61
+    (so c + 2x * mult stays within int64 and its high word plus -1 within int32)."""
+    channels = len(bias)
+    if channels % GROUP:
+        return None
+    w = weights.reshape(9, channels).astype(np.int64)
+    reach = max(abs(-128 + input_offset), abs(127 + input_offset))
+    if ((np.abs(bias.astype(np.int64)) + reach * np.abs(w).sum(axis=0)) * 2 >= 1 << 31).any():
+        return None
+    start = 2 * (bias.astype(np.int64) + input_offset * w.sum(axis=0))
+    records = np.zeros((channels, 4), np.int64)
+    for ch, (m, s) in enumerate(zip(mult.tolist(), shift.tolist())):
+        c = fused_constant(int(m), int(s), output_offset)
+        if c is None or abs(2 * c) >= 1 << 61:
+            return None
+        records[ch] = ((2 * c) & 0xFFFFFFFF, ((2 * c) >> 32) & 0xFFFFFFFF, m, -s)
+    records[-1, 3] |= LAST
+    groups = channels // GROUP
+    taps = grouped_weights((2 * w).reshape(-1), 9, channels).astype(np.int64).reshape(groups, 18)
+    stream = np.concatenate([start.reshape(groups, GROUP) & 0xFFFFFFFF, taps & 0xFFFFFFFF,
+                             records.reshape(groups, 16)], axis=1)
+    return stream.astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def _inside(fields: Mapping[str, int]) -> bool:
+    """Whether every 3x3 window lies inside the image."""
+    return fields["pad_h"] == 0 and fields["pad_w"] == 0 \
+        and (fields["out_h"] - 1) * fields["stride_h"] + 3 <= fields["in_h"] \
+        and (fields["out_w"] - 1) * fields["stride_w"] + 3 <= fields["in_w"]
+
+
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """tq_dw_conv3x3 / tq_dw_conv for depth multiplier 1 without dilation; None (the generic kernel) else."""
+    """tq_dw_conv3x3(_pad) / tq_dw_conv for depth multiplier 1 without dilation; None (the generic kernel) else."""
     if fields["depth_multiplier"] != 1 or fields["dil_h"] != 1 or fields["dil_w"] != 1:
         return None
     channels = fields["in_c"]
@@ -60,16 +101,22 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     if fields["out_c"] != channels or (mult < 0).any() or (shift < SHIFT_RANGE[0]).any() \
             or (shift > SHIFT_RANGE[1]).any():
         return None
+    if fields["k_h"] == 3 and fields["k_w"] == 3:
+        stream = dw3_stream(arrays["weights"].values, arrays["bias"].values, mult, shift, fields["input_offset"],
+                            fields["output_offset"])
+        if stream is not None:
+            inside = _inside(fields)
+            clamp = int(fields["act_min"] > -128 or fields["act_max"] < 127)
+            return Variant("tq_dw_conv3x3" if inside else "tq_dw_conv3x3_pad", "tq_dw3_params",
+                           fields=tuple((k, int(fields[k])) for k in _PARAMS3)
+                           + (("channels", channels), ("pad_value", -int(fields["input_offset"])), ("clamp", clamp)),
+                           arrays=(ConstArray(f"{name}_stream_dw3", "int32_t", stream),), pointer_fields=("stream",),
+                           counts=(channels // GROUP * GROUP_WORDS,), scratch_bytes=0 if inside else 9 * channels)
     taps = fields["k_h"] * fields["k_w"]
     weights = ConstArray(f"{name}_weights_dw", "int32_t", grouped_weights(arrays["weights"].values, taps, channels))
-    records, one_step = requant_records(arrays["bias"].values, mult, shift, fields["output_offset"])
+    records, _ = requant_records(arrays["bias"].values, mult, shift, fields["output_offset"])
     requant = ConstArray(f"{name}_requant_dw", "int32_t", records)
-    if fields["k_h"] == 3 and fields["k_w"] == 3 and one_step:
-        full = fields["act_min"] == -128 and fields["act_max"] == 127
-        kernel = "tq_dw_conv3x3" if full else "tq_dw_conv3x3_clamp"
-    else:
-        kernel = "tq_dw_conv"
-    return Variant(kernel, "tq_dw_params",
+    return Variant("tq_dw_conv", "tq_dw_params",
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
                    counts=(-(-channels // GROUP) * 2 * taps, channels * REQUANT_SIZE))
