@@ -13,6 +13,7 @@
 #include "tq_depthwise.h"
 #include "tq_fc.h"
 #include "tq_pool.h"
+#include "tq_add.h"
 
 #ifdef __cplusplus
 extern "C" {

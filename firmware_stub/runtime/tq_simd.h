@@ -129,6 +129,14 @@ static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
     return (int32_t)__sel((uint32_t)b, (uint32_t)a);
 }
 
+/* acc + the high word of x * y rounded to nearest: bits 63..32 of acc * 2^32 + x * y + 2^31 (SMMLAR, no ACLE name). */
+static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    uint32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"((uint32_t)x), "r"((uint32_t)y), "r"((uint32_t)acc));
+    return (int32_t)r;
+}
+
 #else
 
 static inline int32_t tq_sxtb16(int32_t x)
@@ -233,6 +241,13 @@ static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
 }
 
 #endif
+
+/* The 64-bit sum wraps as the hardware's does; on cores without DSP this is one SMLAL and two moves. */
+static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + 0x80000000u;
+    return (int32_t)(uint32_t)(sum >> 32);
+}
 
 #endif
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-from . import conv, depthwise, fully_connected, pool
+from . import conv, depthwise, elementwise, fully_connected, pool
 from .base import ConstArray, Variant
 
 Chooser = Callable[[Mapping[str, int], Mapping[str, ConstArray], str], "Variant | None"]
@@ -21,6 +21,7 @@ CHOOSERS: dict[str, Chooser] = {
     "tq_depthwise_conv2d": depthwise.choose,
     "tq_max_pool": pool.choose_max,
     "tq_average_pool": pool.choose_average,
+    "tq_add": elementwise.choose,
 }
 
 
