@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tflite_fuzz as fz
+from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
-from tinyq import cortex_m, emit, firmware, resources, verify
+from tinyq import emit, resources, verify
 from tinyq.fixedpoint import quantize_multiplier
 from tinyq.graph import read_graph
 from tinyq.kernels import elementwise
@@ -29,7 +30,6 @@ from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
-QEMU_SAMPLES = 40
 SHAPE = (7, 5, 6)
 GENERIC_FIELDS = ("size", "left_shift", "in1_offset", "in1_mult", "in1_shift", "in2_offset", "in2_mult",
                   "in2_shift", "out_offset", "out_mult", "out_shift", "act_min", "act_max")
@@ -225,26 +225,16 @@ def test_refused_rescales_keep_the_generic():
     assert elementwise.choose(dict(f, out_shift=-31, out_offset=127), {}, "op0") is None  # acc overflows int32
 
 
-def _bitexact(outs, tflm):
-    same = np.all(outs == tflm, axis=1)
-    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize("opt,sanitize", [("-O2", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
-                         ids=["packed", "portable", "asan-ubsan"])
+@HOST_BUILDS
 def test_add_bitexact_on_host(add_case, opt, sanitize, tmp_path):
     _, folder, xs, tflm = add_case
-    exe = firmware.build_stub(folder, tmp_path / "build", opt=opt, sanitize=sanitize)
-    assert firmware.run_golden(exe).passed
-    _bitexact(firmware.run_batch(exe, xs, tflm.shape[1]), tflm)
+    check_host(folder, xs, tflm, tmp_path / "build", opt, sanitize)
 
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+@QEMU_TARGETS
 def test_add_bitexact_in_qemu(add_case, target, tmp_path):
     _, folder, xs, tflm = add_case
-    elf = cortex_m.build_cortex_m(folder, tmp_path / "build", target=target)
-    out = cortex_m.run_qemu_batch_measured(elf, xs[:QEMU_SAMPLES], tflm.shape[1], target=target).outputs
-    _bitexact(out, tflm[:QEMU_SAMPLES])
+    check_qemu(folder, xs, tflm, tmp_path / "build", target)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import tensorflow as tf
+from kernel_checks import HOST_BUILDS, QEMU_TARGETS, assert_bitexact, check_host, check_qemu
 
-from tinyq import cortex_m, emit, firmware, kernels, verify
+from tinyq import emit, firmware, kernels, verify
 from tinyq.fixedpoint import mul_by_quantized_multiplier
 from tinyq.graph import read_graph
 from tinyq.kernels.depthwise import GROUP_WORDS, LAST, REQUANT_SIZE, dw3_stream, grouped_weights, requant_records
@@ -87,11 +88,6 @@ def clamp_folder(case, tmp_path_factory):
         emit.emit(case.quantized, r, folder, name="dw", golden_count=5)
     assert ".clamp = 1" in next(folder.glob("*_model.c")).read_text()
     return folder
-
-
-def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
-    same = np.all(outs == tflm, axis=1)
-    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
 
 
 def test_choice_covers_every_variant_and_size_keeps_generic(case):
@@ -174,33 +170,26 @@ def test_grouped_weights_layout():
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
-                         ids=["packed-O3", "portable", "asan-ubsan"])
+@HOST_BUILDS
 def test_bitexact_with_tflm_on_host(case, opt, sanitize, tmp_path):
-    exe = firmware.build_stub(case.folder, tmp_path / "build", opt=opt, sanitize=sanitize)
-    assert firmware.run_golden(exe).passed
-    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+    check_host(case.folder, case.inputs, case.tflm, tmp_path / "build", opt, sanitize)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("opt", ["-O2", "-O2 -DTQ_PORTABLE"])
 def test_clamping_twin_bitexact_on_host(case, clamp_folder, opt, tmp_path):
     exe = firmware.build_stub(clamp_folder, tmp_path / "build", opt=opt)
-    _assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
+    assert_bitexact(firmware.run_batch(exe, case.inputs, case.tflm.shape[1]), case.tflm)
 
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+@QEMU_TARGETS
 def test_bitexact_with_tflm_in_qemu(case, target, tmp_path):
-    elf = cortex_m.build_cortex_m(case.folder, tmp_path / target, target=target)
-    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
-                                                      target=target).outputs, case.tflm[:40])
+    check_qemu(case.folder, case.inputs, case.tflm, tmp_path / target, target)
 
 
 @pytest.mark.integration
 @pytest.mark.qemu
 def test_clamping_twin_bitexact_in_qemu_m4(case, clamp_folder, tmp_path):
-    elf = cortex_m.build_cortex_m(clamp_folder, tmp_path / "m4", target="cortex-m4")
-    _assert_bitexact(cortex_m.run_qemu_batch_measured(elf, case.inputs[:40], case.tflm.shape[1],
-                                                      target="cortex-m4").outputs, case.tflm[:40])
+    check_qemu(clamp_folder, case.inputs, case.tflm, tmp_path / "m4", "cortex-m4")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
-from tinyq import cortex_m, emit, firmware, verify
+from tinyq import emit, verify
 from tinyq.graph import read_graph
 from tinyq.kernels import pool
 from tinyq.lower import Optimize, lower
@@ -22,7 +23,6 @@ from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
-QEMU_SAMPLES = 40
 POOLS = ("MAX_POOL_2D", "AVERAGE_POOL_2D")
 
 
@@ -107,26 +107,16 @@ def test_choice_rules():
     assert pool.choose_average(dict(local, k_h=16, k_w=17), {}, "op0") is None
 
 
-def _bitexact(outs, tflm):
-    same = np.all(outs == tflm, axis=1)
-    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
-                         ids=["packed-O3", "portable", "asan-ubsan"])
+@HOST_BUILDS
 def test_pool_bitexact_on_host(pool_case, opt, sanitize, tmp_path):
     _, _, folder, xs, tflm = pool_case
-    exe = firmware.build_stub(folder, tmp_path / "build", opt=opt, sanitize=sanitize)
-    assert firmware.run_golden(exe).passed
-    _bitexact(firmware.run_batch(exe, xs, tflm.shape[1]), tflm)
+    check_host(folder, xs, tflm, tmp_path / "build", opt, sanitize)
 
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+@QEMU_TARGETS
 def test_pool_bitexact_in_qemu(pool_case, target, tmp_path):
     _, _, folder, xs, tflm = pool_case
-    elf = cortex_m.build_cortex_m(folder, tmp_path / "build", target=target)
-    out = cortex_m.run_qemu_batch_measured(elf, xs[:QEMU_SAMPLES], tflm.shape[1], target=target).outputs
-    _bitexact(out, tflm[:QEMU_SAMPLES])
+    check_qemu(folder, xs, tflm, tmp_path / "build", target)

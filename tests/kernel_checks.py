@@ -1,0 +1,34 @@
+"""The checks every specialised kernel family runs on its emitted test folders: the host builds (the packed path
+emulating the DSP instructions, the portable path of cores without DSP, and the packed path under ASan+UBSan)
+and QEMU on a core with DSP and one without, each compared with TFLM byte for byte."""
+
+import numpy as np
+import pytest
+
+from tinyq import cortex_m, firmware
+
+QEMU_SAMPLES = 40
+HOST_BUILDS = pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
+                                      ids=["packed-O3", "portable", "asan-ubsan"])
+QEMU_TARGETS = pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+
+
+def assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
+    same = np.all(outs == tflm, axis=1)
+    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
+
+
+def check_host(folder, inputs: np.ndarray, tflm: np.ndarray, build_dir, opt: str = "-O3",
+               sanitize: bool = False) -> None:
+    """Golden vectors, then every input, through the stub built on the host."""
+    exe = firmware.build_stub(folder, build_dir, opt=opt, sanitize=sanitize)
+    assert firmware.run_golden(exe).passed
+    assert_bitexact(firmware.run_batch(exe, inputs, tflm.shape[1]), tflm)
+
+
+def check_qemu(folder, inputs: np.ndarray, tflm: np.ndarray, build_dir, target: str,
+               samples: int = QEMU_SAMPLES) -> None:
+    """The first `samples` inputs through the stub on a Cortex-M core in QEMU."""
+    elf = cortex_m.build_cortex_m(folder, build_dir, target=target)
+    outs = cortex_m.run_qemu_batch_measured(elf, inputs[:samples], tflm.shape[1], target=target).outputs
+    assert_bitexact(outs, tflm[:samples])
