@@ -2,8 +2,8 @@
 
 Four synthetic int8 models cover the choice and the C: shallow inputs (1 and 3 channels), 1x1 over depths 8 and 16,
 depths that are and are not multiples of 4, odd output channels and odd pixel counts, strides, dilation, SAME
-padding with the input offset applied per tap, VALID with it folded, and 1x1 convolutions both in place and
-through the gather. Each runs on a few hundred random inputs on the host (packed path, -DTQ_PORTABLE, ASan+UBSan)
+padding with the input offset applied per tap, VALID with it folded, and 1x1 convolutions both widened in runs
+and gathered. Each runs on a few hundred random inputs on the host (packed path, -DTQ_PORTABLE, ASan+UBSan)
 and on a few dozen in QEMU on a DSP core (Cortex-M4) and one without (Cortex-M3). The division-free
 requantization is checked against the generic one over random and edge values, and the requantization modes
 converted models do not reach (unfused, clamped) against the generic kernel directly.

@@ -234,16 +234,12 @@ TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input,
 
 void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    switch (rq_mode(p)) {
-    case RQ_FUSED_FULL:
+    /* converted models requantize over int8's whole range: their own copy; the other modes share one */
+    const int mode = rq_mode(p);
+    if (mode == RQ_FUSED_FULL) {
         im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
-        break;
-    case RQ_FUSED:
-        im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED);
-        break;
-    default:
-        im2col_body(p, input, output, (int16_t *)scratch, RQ_LR);
-        break;
+    } else {
+        im2col_body(p, input, output, (int16_t *)scratch, mode);
     }
 }
 
@@ -320,16 +316,11 @@ TQ_CONV_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *inp
 
 void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    switch (rq_mode(p)) {
-    case RQ_FUSED_FULL:
+    const int mode = rq_mode(p);
+    if (mode == RQ_FUSED_FULL) {
         pointwise_mode(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
-        break;
-    case RQ_FUSED:
-        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_FUSED);
-        break;
-    default:
-        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_LR);
-        break;
+    } else {
+        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, mode);
     }
 }
 
