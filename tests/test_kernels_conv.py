@@ -1,11 +1,12 @@
 """The specialised CONV_2D kernels (tinyq/kernels/conv.py, firmware_stub/runtime/tq_conv.c) bit-exact with TFLM.
 
-Two synthetic int8 models cover every branch of the choice and of the C: shallow inputs (1 and 3 channels),
+Four synthetic int8 models cover the choice and the C: shallow inputs (1 and 3 channels), 1x1 over depths 8 and 16,
 depths that are and are not multiples of 4, odd output channels and odd pixel counts, strides, dilation, SAME
-padding with the input offset applied per tap, VALID with it folded, and 1x1 convolutions both in place and
-through the gather. Each runs on a few hundred random inputs on the host (packed path, -DTQ_PORTABLE, ASan+UBSan)
+padding with the input offset applied per tap, VALID with it folded, and 1x1 convolutions both widened in runs
+and gathered. Each runs on a few hundred random inputs on the host (packed path, -DTQ_PORTABLE, ASan+UBSan)
 and on a few dozen in QEMU on a DSP core (Cortex-M4) and one without (Cortex-M3). The division-free
-requantization is checked against the generic one over random and edge values.
+requantization is checked against the generic one over random and edge values, and the requantization modes
+converted models do not reach (unfused, clamped) against the generic kernel directly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def _first(x):
     return L.Conv2D(4, (5, 1), strides=(1, 2), padding="same", activation="relu")(x)  # in_c 7: not shallow
 
 
+def _pointwise(x):
+    x = L.Conv2D(16, 1)(x)                                          # K = 8
+    x = L.Conv2D(8, 1)(x)                                           # K = 16
+    x = L.Conv2D(9, 1, strides=2)(x)                                # K = 8 strided, odd out_c
+    return L.Conv2D(4, 1, activation="relu6")(x)                    # in_c 9: gathered, clamped
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -58,7 +66,8 @@ class Case:
     shape: tuple[int, ...]
 
 
-CASES = (Case("deep", _deep, (9, 9, 3)), Case("shallow", _shallow, (12, 11, 1)), Case("first", _first, (13, 11, 2)))
+CASES = (Case("deep", _deep, (9, 9, 3)), Case("shallow", _shallow, (12, 11, 1)), Case("first", _first, (13, 11, 2)),
+         Case("pointwise", _pointwise, (9, 7, 8)))
 
 
 def _convert(case: Case, seed: int):
@@ -103,7 +112,7 @@ def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
 
 
 def test_choice_covers_every_branch_and_size_keeps_generic(emitted):
-    kernels = []
+    kernels, modes = [], set()
     for e in emitted.values():
         g = read_graph(e.quantized.tflite)
         assert {c.kernel for c in lower(g, Optimize.SIZE).calls if "conv" in c.kernel} == {"tq_conv2d"}
@@ -114,10 +123,15 @@ def test_choice_covers_every_branch_and_size_keeps_generic(emitted):
             if c.kernel == "tq_conv2d_shallow":
                 assert int(fields["in_c"]) <= 3 and c.scratch_bytes == 8 * ((int(fields["taps"]) + 1) // 2)
             else:
-                assert c.scratch_bytes == (0 if c.kernel == "tq_conv2d_1x1" else 4 * int(fields["k_padded"]))
-    assert kernels.count("tq_conv2d_1x1") == 2
-    assert kernels.count("tq_conv2d_im2col") == 6
+                assert c.scratch_bytes == 4 * int(fields["k_padded"])
+                full = int(fields["act_min"]) == -128 and int(fields["act_max"]) == 127
+                modes.add((c.kernel, int(fields["fused"]), full, int(fields["k_padded"]) in (8, 16)))
+    assert kernels.count("tq_conv2d_1x1") == 5
+    assert kernels.count("tq_conv2d_im2col") == 7
     assert kernels.count("tq_conv2d_shallow") == 5
+    # converted models requantize fused over int8's whole range (the other modes: test_mm_requant_modes...)
+    assert {(k, f, full) for k, f, full, _ in modes} == {("tq_conv2d_1x1", 1, True), ("tq_conv2d_im2col", 1, True)}
+    assert ("tq_conv2d_1x1", 1, True, True) in modes and ("tq_conv2d_1x1", 1, True, False) in modes
 
 
 def test_shallow_layout_pairs_taps_and_channels():
@@ -141,7 +155,10 @@ def test_weight_layout_pairs_channels_per_group_of_four():
     packed = conv.pair_weights(w, 3, 8).reshape(2, 2, 2, 4)  # [pair][group][channel][4]
     assert packed[0, 0].tolist() == [[0, 1, 2, 3], [5, 6, 7, 8]]
     assert packed[0, 1].tolist() == [[4, 0, 0, 0], [9, 0, 0, 0]]
-    assert packed[1, 0].tolist() == [[10, 11, 12, 13], [0, 0, 0, 0]]
+    assert packed[1, 0].tolist() == [[10, 11, 12, 13], [10, 11, 12, 13]]  # the odd channel's copy completes it
+    rows = conv.requant_rows(np.array([7, -3, 5]), np.array([1 << 30, 3 << 29, 9]), np.array([2, -9, 0]))
+    assert rows.reshape(4, 6).tolist() == [[2, 0, 7, 1 << 30, 0, 0], [0, 9, -3, 3 << 29, 0, 0], [0, 0, 5, 9, 0, 0],
+                                           [0, 0, 5, 9, 0, 0]]
 
 
 @pytest.mark.integration
@@ -231,3 +248,107 @@ def test_division_free_requantization_equals_generic(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert [int(v) for v in run.stdout.split()] == [62 * 20000 * 19, 23 * 20000 * 19]
+
+
+MM_HARNESS = r"""
+#include <stdio.h>
+#include <string.h>
+#include "tq_conv.h"
+#include "tinyq_kernels.h"
+
+static int32_t fields[21];
+static int8_t w_mm[4096], w[4096], sh[64], in[4096], out_mm[4096], out_ref[4096];
+static int32_t rows[1024], bias[64], mult[64];
+static int32_t scratch[1024];
+
+#define READ(buf, n) (fread((buf), sizeof (buf)[0], (size_t)(n), stdin) == (size_t)(n))
+
+int main(void)
+{
+    int32_t c, n_w, n_rows, n_out, out_c, k, n_in;
+    while (READ(fields, 21)) {
+        tq_conv_mm_params p;
+        tq_conv_params g;
+        memcpy(&p, fields, 20 * sizeof(int32_t));
+        out_c = p.out_c;
+        k = p.k_h * p.k_w * p.in_c;
+        n_w = (out_c + 1) / 2 * 2 * p.k_padded;
+        n_rows = (out_c + 1) / 2 * 2 * 6;
+        n_in = p.in_h * p.in_w * p.in_c;
+        n_out = p.out_h * p.out_w * out_c;
+        if (!READ(w_mm, n_w) || !READ(rows, n_rows) || !READ(w, out_c * k) || !READ(bias, out_c)
+            || !READ(mult, out_c) || !READ(sh, out_c) || !READ(in, n_in)) {
+            return 1;
+        }
+        p.weights = w_mm;
+        p.requant = rows;
+        g.in_h = p.in_h; g.in_w = p.in_w; g.in_c = p.in_c; g.out_h = p.out_h; g.out_w = p.out_w; g.out_c = out_c;
+        g.k_h = p.k_h; g.k_w = p.k_w; g.stride_h = p.stride_h; g.stride_w = p.stride_w; g.dil_h = p.dil_h;
+        g.dil_w = p.dil_w; g.pad_h = p.pad_h; g.pad_w = p.pad_w; g.depth_multiplier = 1;
+        g.input_offset = p.input_offset; g.output_offset = p.output_offset; g.act_min = p.act_min;
+        g.act_max = p.act_max; g.weights = w; g.bias = bias; g.mult = mult; g.shift = sh;
+        if (fields[20]) {
+            tq_conv2d_1x1(&p, in, out_mm, scratch);
+        } else {
+            tq_conv2d_im2col(&p, in, out_mm, scratch);
+        }
+        tq_conv2d(&g, in, out_ref);
+        for (c = 0; c < n_out; c++) {
+            if (out_mm[c] != out_ref[c]) {
+                printf("case differs at %ld: %d, not %d\n", (long)c, out_mm[c], out_ref[c]);
+                return 2;
+            }
+        }
+        printf("ok\n");
+    }
+    return 0;
+}
+"""
+
+
+def _mm_case(rng, pointwise: bool, fused: bool, full: bool, in_c: int, out_c: int) -> bytes:
+    """One random layer for MM_HARNESS: its tq_conv_mm_params fields and arrays, the generic call's arrays, an
+    input. Unfused rows get left and right shifts; a narrow activation range exercises the clamp."""
+    k_h, k_w = (1, 1) if pointwise else (5, 3)
+    in_h, in_w = 9 + (out_c % 2) * 2, 7 + (out_c % 2) * 2  # odd pixel counts too
+    stride = 1 if pointwise and out_c % 2 == 0 else 2
+    dil = 1 if pointwise else 2
+    pad = 0 if pointwise else 1
+    out_h = (in_h + 2 * pad - dil * (k_h - 1) - 1) // stride + 1
+    out_w = (in_w + 2 * pad - dil * (k_w - 1) - 1) // 1 + 1
+    f = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
+             stride_h=stride, stride_w=1, dil_h=dil, dil_w=dil, pad_h=pad, pad_w=pad,
+             input_offset=0 if pointwise else 17, output_offset=int(rng.integers(-20, 20)),
+             act_min=-128 if full else -100, act_max=127 if full else 90)
+    weights = rng.integers(-127, 128, (out_c, k_h * k_w * in_c)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, out_c).astype(np.int32)
+    mult = rng.integers(1 << 30, (1 << 31) - 1, out_c).astype(np.int32)
+    shift = (rng.integers(-12, -6, out_c) if fused else rng.integers(-6, 3, out_c)).astype(np.int8)
+    k_padded = conv.padded_depth(f)
+    rows = (conv.shallow_requant(bias, mult, shift, f["output_offset"]) if fused
+            else conv.requant_rows(bias, mult, shift))
+    values = dict(f, k_padded=k_padded, fused=int(fused))
+    x = rng.integers(-128, 128, in_h * in_w * in_c).astype(np.int8)
+    return b"".join([np.array([values[k] for k in conv.FIELDS] + [int(pointwise)], dtype=np.int32).tobytes(),
+                     conv.pair_weights(weights, out_c, k_padded).tobytes(), rows.astype(np.int32).tobytes(),
+                     weights.tobytes(), bias.tobytes(), mult.tobytes(), shift.tobytes(), x.tobytes()])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("build", ["packed", "portable", "asan-ubsan"])
+def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
+    """Every requantization mode of tq_conv2d_1x1 and tq_conv2d_im2col (converted models reach only the fused one
+    over int8's whole range), odd and even out_c, small and large K, against the generic tq_conv2d."""
+    src = tmp_path / "mm.c"
+    src.write_text(MM_HARNESS)
+    exe = tmp_path / "mm"
+    flags = {"packed": ["-O2"], "portable": ["-O2", "-DTQ_PORTABLE"],
+             "asan-ubsan": ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]}[build]
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, f"-I{RUNTIME}", str(src),
+                    str(RUNTIME / "tq_conv.c"), str(RUNTIME / "tinyq_kernels.c"), "-o", str(exe)], check=True,
+                   capture_output=True, text=True)
+    rng = np.random.default_rng(5)
+    cases = [_mm_case(rng, pw, fused, full, in_c, out_c) for pw in (True, False) for fused in (True, False)
+             for full in (True, False) for in_c in (8, 16, 36, 5) for out_c in (5, 6) if pw is False or in_c % 4 == 0]
+    run = subprocess.run([str(exe)], input=b"".join(cases), capture_output=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.decode().split() == ["ok"] * len(cases), run.stdout + run.stderr

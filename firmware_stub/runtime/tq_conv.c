@@ -14,38 +14,44 @@
 #define TQ_CONV_INLINE static inline
 #endif
 
-/* The requantization constants of one output channel (a row of the `requant` table) and of the layer. */
+/* The layer's output zero point and activation range (used by the unfused requantization). */
 typedef struct {
-    int32_t bias, mult, left, right;
-} tq_conv_rq;
-
-typedef struct {
-    int32_t offset, lo, hi, out_c;
+    int32_t offset, lo, hi;
 } tq_conv_out;
 
-TQ_CONV_INLINE tq_conv_rq channel_rq(const int32_t *requant, int32_t oc)
-{
-    const int32_t *r = requant + 4 * oc;
-    const tq_conv_rq q = {r[0], r[1], r[2], r[3]};
-    return q;
-}
+/* How a layer's sums are requantized: tq_requantize_lr (rows {left, right, bias, multiplier, 0, 0}), or
+   tq_requantize_fused (rows as in tq_conv2d_shallow) then a clamp, or then int8's own range alone (one SSAT). */
+enum { RQ_LR = 0, RQ_FUSED = 1, RQ_FUSED_FULL = 2 };
 
-/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one sum. */
-TQ_CONV_INLINE int8_t requantize(int32_t acc, const tq_conv_rq q, const tq_conv_out o)
+/* One sum (its bias already in it) requantized with its channel's row q; `mode` is a constant where inlined. */
+TQ_CONV_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_conv_out o)
 {
-    int32_t v = tq_requantize_lr(acc + q.bias, q.mult, q.left, q.right) + o.offset;
+    int32_t v;
+    if (mode == RQ_LR) {
+        v = tq_requantize_lr(acc, q[3], q[0], q[1]) + o.offset;
+    } else {
+        v = tq_requantize_fused(acc, q[3], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[4]);
+    }
+    if (mode == RQ_FUSED_FULL) {
+        return (int8_t)tq_sat_s8(v);
+    }
     v = v < o.lo ? o.lo : v;
     v = v > o.hi ? o.hi : v;
     return (int8_t)v;
 }
 
-/* Sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4:
-   acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel b, each as (x0, x2, x1, x3). */
-TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t *acc)
+/* Sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4, started at
+   the channels' biases: acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel b,
+   each as (x0, x2, x1, x3). */
+TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
+                               int32_t *acc)
 {
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
 #if TQ_PACKED
     const int8_t *const end = w + 8 * groups;
+#if defined(__GNUC__) || defined(__clang__)
+    s = (const int16_t *)__builtin_assume_aligned(s, 4); /* the scratch is: word loads, paired where they can */
+#endif
     while (w != end) {
         const int32_t w0 = tq_read_s8x4(w);
         const int32_t w1 = tq_read_s8x4(w + 4);
@@ -84,76 +90,48 @@ TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups
     acc[3] = b1;
 }
 
-/* As mm_2x2_s16, the pixels' inputs being int8 in natural order at a and b (no input offset). */
-TQ_CONV_INLINE void mm_2x2_s8(const int8_t *a, const int8_t *b, const int8_t *w, int32_t groups, int32_t *acc)
-{
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-#if TQ_PACKED
-    const int8_t *const end = w + 8 * groups;
-    while (w != end) {
-        const int32_t w0 = tq_read_s8x4(w);
-        const int32_t w1 = tq_read_s8x4(w + 4);
-        const int32_t w0e = tq_sxtb16(w0), w0o = tq_sxtb16_ror8(w0);
-        const int32_t w1e = tq_sxtb16(w1), w1o = tq_sxtb16_ror8(w1);
-        int32_t x = tq_read_s8x4(a);
-        int32_t xs = tq_sxtb16(x);
-        a0 = tq_smlad(xs, w0e, a0);
-        a1 = tq_smlad(xs, w1e, a1);
-        xs = tq_sxtb16_ror8(x);
-        a0 = tq_smlad(xs, w0o, a0);
-        a1 = tq_smlad(xs, w1o, a1);
-        x = tq_read_s8x4(b);
-        xs = tq_sxtb16(x);
-        b0 = tq_smlad(xs, w0e, b0);
-        b1 = tq_smlad(xs, w1e, b1);
-        xs = tq_sxtb16_ror8(x);
-        b0 = tq_smlad(xs, w0o, b0);
-        b1 = tq_smlad(xs, w1o, b1);
-        a += 4;
-        b += 4;
-        w += 8;
-    }
-#else
-    for (; groups > 0; groups--) {
-        const int32_t x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
-        const int32_t y0 = b[0], y1 = b[1], y2 = b[2], y3 = b[3];
-        a0 += x0 * w[0] + x1 * w[1] + x2 * w[2] + x3 * w[3];
-        a1 += x0 * w[4] + x1 * w[5] + x2 * w[6] + x3 * w[7];
-        b0 += y0 * w[0] + y1 * w[1] + y2 * w[2] + y3 * w[3];
-        b1 += y0 * w[4] + y1 * w[5] + y2 * w[6] + y3 * w[7];
-        a += 4;
-        b += 4;
-        w += 8;
-    }
-#endif
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
-}
-
-/* Requantize and store the sums of a 2x2 block at output channels (oc, oc + 1) of pixels out and out + out_c;
-   the second channel of an odd out_c and a second pixel that does not exist (two == 0) are not stored. All four
+/* Every output channel of the pixel pair gathered in s (outputs at out and out_b; out_b == out where the pair's
+   second pixel repeats the first), two channels per step, each block requantized from registers. An odd out_c's
+   last step is completed by a copy of the last channel (weights and row), stored over the same byte. All four
    values are computed before the first store, which could alias the constants as far as C knows. */
-TQ_CONV_INLINE void store_2x2(const tq_conv_out o, const int32_t *requant, const int32_t *acc, int32_t oc,
-                             int8_t *out, int two)
+TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
+                                int32_t out_c, int32_t groups, int mode, const tq_conv_out o)
 {
-    const tq_conv_rq q0 = channel_rq(requant, oc);
-    const int8_t y00 = requantize(acc[0], q0, o);
-    const int8_t y10 = requantize(acc[2], q0, o);
-    if (oc + 1 < o.out_c) {
-        const tq_conv_rq q1 = channel_rq(requant, oc + 1);
-        const int8_t y01 = requantize(acc[1], q1, o);
-        const int8_t y11 = requantize(acc[3], q1, o);
-        out[oc + 1] = y01;
-        if (two) {
-            out[o.out_c + oc + 1] = y11;
+    int8_t *const end = out + (out_c & ~1);
+    while (out != end) {
+        int32_t acc[4];
+        mm_2x2_s16(s, w, groups, q[2], q[6 + 2], acc);
+        {
+            const int8_t y01 = requantize(acc[1], q + 6, mode, o), y11 = requantize(acc[3], q + 6, mode, o);
+            const int8_t y00 = requantize(acc[0], q, mode, o), y10 = requantize(acc[2], q, mode, o);
+            out[1] = y01;
+            out_b[1] = y11;
+            out[0] = y00;
+            out_b[0] = y10;
+        }
+        out += 2;
+        out_b += 2;
+        w += 8 * groups;
+        q += 12;
+    }
+    if (out_c & 1) {
+        int32_t acc[4];
+        mm_2x2_s16(s, w, groups, q[2], q[2], acc);
+        {
+            const int8_t y00 = requantize(acc[0], q, mode, o), y10 = requantize(acc[2], q, mode, o);
+            out[0] = y00;
+            out_b[0] = y10;
         }
     }
-    out[oc] = y00;
-    if (two) {
-        out[o.out_c + oc] = y10;
+}
+
+/* The requantization mode of a layer (rows tell fused from not by their layout, the parameters say which). */
+static int rq_mode(const tq_conv_mm_params *p)
+{
+    if (!p->fused) {
+        return RQ_LR;
     }
+    return p->act_min == -128 && p->act_max == 127 ? RQ_FUSED_FULL : RQ_FUSED;
 }
 
 /* The k_padded int16 inputs of output pixel (oy, ox), input offset added, padding taps and K's tail 0, in groups
@@ -226,71 +204,123 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
     }
 }
 
-void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
+TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                                int mode)
 {
-    int16_t *const s = (int16_t *)scratch;
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t groups = p->k_padded >> 2;
-    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max, p->out_c};
-    int32_t pix, oc, oy = 0, ox = 0;
+    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
+    int32_t pix, oy = 0, ox = 0;
     for (pix = 0; pix < pixels; pix += 2) {
         const int two = pix + 1 < pixels;
-        const int8_t *w = p->weights;
         int8_t *out = output + pix * p->out_c;
         gather(p, input, oy, ox, s);
-        if (++ox == p->out_w) {
-            ox = 0;
-            oy++;
-        }
         if (two) {
+            if (++ox == p->out_w) {
+                ox = 0;
+                oy++;
+            }
             gather(p, input, oy, ox, s + 4);
             if (++ox == p->out_w) {
                 ox = 0;
                 oy++;
             }
         } else {
-            gather(p, input, oy, ox - 1, s + 4);
+            gather(p, input, oy, ox, s + 4); /* the lone last pixel twice: both results are its own */
         }
-        for (oc = 0; oc < p->out_c; oc += 2) {
-            int32_t acc[4];
-            mm_2x2_s16(s, w, groups, acc);
-            store_2x2(o, p->requant, acc, oc, out, two);
-            w += 2 * p->k_padded;
-        }
+        mm_channels(s, p->weights, p->requant, out, two ? out + p->out_c : out, p->out_c, groups, mode, o);
     }
 }
 
-void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output)
+void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    /* converted models requantize over int8's whole range: their own copy; the other modes share one */
+    const int mode = rq_mode(p);
+    if (mode == RQ_FUSED_FULL) {
+        im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+    } else {
+        im2col_body(p, input, output, (int16_t *)scratch, mode);
+    }
+}
+
+/* A 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather. */
+TQ_CONV_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    for (; groups > 0; groups--) {
+#if TQ_PACKED
+        const int32_t v = tq_read_s8x4(in);
+        tq_write_s16x2(s, tq_sxtb16(v));
+        tq_write_s16x2(s + 2, tq_sxtb16_ror8(v));
+#else
+        s[0] = in[0];
+        s[1] = in[2];
+        s[2] = in[1];
+        s[3] = in[3];
+#endif
+        in += 4;
+        s += 8;
+    }
+}
+
+/* tq_conv2d_1x1 with the groups and the requantization mode constant where inlined. */
+TQ_CONV_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                                   int32_t groups, int mode)
 {
     const int32_t pixels = p->out_h * p->out_w;
-    const int32_t groups = p->k_padded >> 2;
-    const int32_t step_y = p->stride_h * p->in_w * p->in_c;
+    const int32_t out_c = p->out_c;
     const int32_t step_x = p->stride_w * p->in_c;
-    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max, p->out_c};
-    int32_t pix, oc, oy = 0, ox = 0;
-    for (pix = 0; pix < pixels; pix += 2) {
-        const int two = pix + 1 < pixels;
-        const int8_t *w = p->weights;
-        const int8_t *a = input + oy * step_y + ox * step_x;
-        const int8_t *b = a;
-        int8_t *out = output + pix * p->out_c;
+    const int32_t step_y = p->stride_h * p->in_w * p->in_c - p->out_w * step_x;
+    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
+    const int8_t *in = input;
+    int8_t *out = output;
+    int32_t pix, ox = 0;
+    for (pix = 0; pix + 1 < pixels; pix += 2) {
+        widen(in, s, groups);
+        in += step_x;
         if (++ox == p->out_w) {
             ox = 0;
-            oy++;
+            in += step_y;
         }
-        if (two) {
-            b = input + oy * step_y + ox * step_x;
-            if (++ox == p->out_w) {
-                ox = 0;
-                oy++;
-            }
+        widen(in, s + 4, groups);
+        in += step_x;
+        if (++ox == p->out_w) {
+            ox = 0;
+            in += step_y;
         }
-        for (oc = 0; oc < p->out_c; oc += 2) {
-            int32_t acc[4];
-            mm_2x2_s8(a, b, w, groups, acc);
-            store_2x2(o, p->requant, acc, oc, out, two);
-            w += 2 * p->k_padded;
-        }
+        mm_channels(s, p->weights, p->requant, out, out + out_c, out_c, groups, mode, o);
+        out += 2 * out_c;
+    }
+    if (pix < pixels) {
+        widen(in, s, groups);
+        widen(in, s + 4, groups);
+        mm_channels(s, p->weights, p->requant, out, out, out_c, groups, mode, o);
+    }
+}
+
+/* Small depths get their own copy with the groups constant (the multiply unrolled, no loop per block). */
+TQ_CONV_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                                   int mode)
+{
+    switch (p->k_padded) {
+    case 8:
+        pointwise_body(p, input, output, s, 2, mode);
+        break;
+    case 16:
+        pointwise_body(p, input, output, s, 4, mode);
+        break;
+    default:
+        pointwise_body(p, input, output, s, p->k_padded >> 2, mode);
+        break;
+    }
+}
+
+void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    const int mode = rq_mode(p);
+    if (mode == RQ_FUSED_FULL) {
+        pointwise_mode(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+    } else {
+        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, mode);
     }
 }
 

@@ -1,11 +1,13 @@
 """Specialised conv kernels: choice and constant layout (C in firmware_stub/runtime/tq_conv.c).
 
 Every CONV_2D becomes a matrix product of output pixels by output channels, two of each per step (2x2 block,
-SMLAD on cores with the DSP extension): a 1x1 convolution without padding whose input depth is a multiple of 4
-(zero point folded) reads its input in place (`tq_conv2d_1x1`); any other gathers two pixels at a time into an
-int16 scratch (`tq_conv2d_im2col`). A shallow input (1 to 3 channels, a network's first layer) takes its own
-path (`tq_conv2d_shallow`): each pixel's few taps gathered once as int16 pairs, int16 weights, and the whole
-requantization folded into one 64-bit constant per channel. The weights and constants are laid out once here."""
+SMLAD on cores with the DSP extension), over the two pixels' inputs widened once to int16 in a scratch: a 1x1
+convolution without padding whose input depth is a multiple of 4 (zero point folded) widens its input runs
+without bounds checks (`tq_conv2d_1x1`); any other gathers them (`tq_conv2d_im2col`). A shallow input (1 to 3
+channels, a network's first layer) takes its own path (`tq_conv2d_shallow`): each pixel's few taps gathered once
+as int16 pairs, int16 weights. All three requantize with one 64-bit constant per channel (tq_requantize_fused,
+output zero point folded) where every channel of the layer has that form; the matrix-product kernels fall back
+to tq_requantize_lr per layer otherwise. The weights and constants are laid out once here."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from .base import ConstArray, Variant
 from .requant import SHIFT_RANGE, fused_constant
 
 PARAMS_TYPE = "tq_conv_mm_params"
-# tq_conv_mm_params' integer fields, in struct order (k_padded is computed here).
+# tq_conv_mm_params' integer fields, in struct order (k_padded and fused are computed here).
 FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
-          "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max")
+          "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max", "fused")
 
 
 def padded_depth(fields: Mapping[str, int]) -> int:
@@ -29,23 +31,28 @@ def padded_depth(fields: Mapping[str, int]) -> int:
 
 
 def pair_weights(weights: np.ndarray, out_c: int, k_padded: int) -> np.ndarray:
-    """[out_c][K] int8 weights as the kernels stream them: output channels in pairs (a zero channel completing an
-    odd count), K zero-padded to k_padded, and per pair and group of 4 along K the first channel's 4 bytes then
+    """[out_c][K] int8 weights as the kernels stream them: output channels in pairs (a copy of the last completing
+    an odd count), K zero-padded to k_padded, and per pair and group of 4 along K the first channel's 4 bytes then
     the second's: [(out_c + 1) / 2][k_padded / 4][2][4]."""
     w = weights.reshape(out_c, -1).astype(np.int8)
     pairs = (out_c + 1) // 2
     full = np.zeros((pairs * 2, k_padded), dtype=np.int8)
     full[:out_c, :w.shape[1]] = w
+    full[out_c:, :w.shape[1]] = w[-1]
     return np.ascontiguousarray(full.reshape(pairs, 2, k_padded // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
 
 
-def requant_table(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Per output channel the kernels' requantization constants, read together: bias, multiplier, left shift,
-    right shift ([out_c][4] int32; the shift > 0 is a left shift, < 0 a right one)."""
-    shift = shift.astype(np.int32)
-    table = np.stack([bias.astype(np.int32), mult.astype(np.int32), np.maximum(shift, 0), np.maximum(-shift, 0)],
-                     axis=1)
-    return np.ascontiguousarray(table, dtype=np.int32).reshape(-1)
+def requant_rows(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per output channel (an odd count completed by a copy of the last row) the unfused requantization's row:
+    left shift, right shift, bias, multiplier, 0, 0 ([(out_c + 1) / 2 * 2][6] int32; a shift > 0 is a left shift,
+    < 0 a right one)."""
+    shift = shift.astype(np.int64)
+    rows = np.zeros((len(bias), SHALLOW_ROW), dtype=np.int64)
+    rows[:, 0], rows[:, 1] = np.maximum(shift, 0), np.maximum(-shift, 0)
+    rows[:, 2], rows[:, 3] = bias, mult
+    if len(bias) % 2:
+        rows = np.concatenate([rows, rows[-1:]])
+    return np.ascontiguousarray(rows, dtype=np.int32).reshape(-1)
 
 
 SHALLOW_MAX_IN_C = 3
@@ -137,12 +144,15 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     k_padded = padded_depth(fields)
     packed = pair_weights(arrays["weights"].values, out_c, k_padded)
     weights = ConstArray(f"{name}_weights_mm", "int8_t", packed)
-    requant = ConstArray(f"{name}_requant", "int32_t",
-                         requant_table(arrays["bias"].values, mult, arrays["shift"].values))
-    values = dict(fields, k_padded=k_padded)
-    pointwise = is_pointwise(fields)
-    return Variant(kernel="tq_conv2d_1x1" if pointwise else "tq_conv2d_im2col", params_type=PARAMS_TYPE,
+    bias, shift = arrays["bias"].values, arrays["shift"].values
+    rows = shallow_requant(bias, mult, shift, fields["output_offset"])
+    fused = rows is not None
+    if not fused:
+        rows = requant_rows(bias, mult, shift)
+    requant = ConstArray(f"{name}_requant", "int32_t", rows)
+    values = dict(fields, k_padded=k_padded, fused=int(fused))
+    return Variant(kernel="tq_conv2d_1x1" if is_pointwise(fields) else "tq_conv2d_im2col", params_type=PARAMS_TYPE,
                    fields=tuple((k, int(values[k])) for k in FIELDS),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
-                   counts=((out_c + 1) // 2 * 2 * k_padded, 4 * out_c),
-                   scratch_bytes=0 if pointwise else 2 * k_padded * 2)
+                   counts=((out_c + 1) // 2 * 2 * k_padded, (out_c + 1) // 2 * 2 * SHALLOW_ROW),
+                   scratch_bytes=2 * k_padded * 2)
