@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import tensorflow as tf
+from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
-from tinyq import cortex_m, emit, firmware, verify
+from tinyq import emit, firmware, verify
 from tinyq.graph import read_graph
 from tinyq.kernels import conv
 from tinyq.lower import Optimize, lower
@@ -26,7 +27,6 @@ from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
-QEMU_SAMPLES = 40
 RUNTIME = firmware.STUB_DIR / "runtime"
 
 
@@ -106,11 +106,6 @@ def emitted(tmp_path_factory):
     return out
 
 
-def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
-    same = np.all(outs == tflm, axis=1)
-    assert same.all(), f"{int((~same).sum())} of {len(same)} outputs differ, first at {np.flatnonzero(~same)[:5]}"
-
-
 def test_choice_covers_every_branch_and_size_keeps_generic(emitted):
     kernels, modes = [], set()
     for e in emitted.values():
@@ -162,24 +157,19 @@ def test_weight_layout_pairs_channels_per_group_of_four():
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("build", ["packed", "portable", "asan-ubsan"])
+@HOST_BUILDS
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_conv_bitexact_with_tflm_on_host(case, build, emitted, tmp_path):
+def test_conv_bitexact_with_tflm_on_host(case, opt, sanitize, emitted, tmp_path):
     e = emitted[case.name]
-    exe = firmware.build_stub(e.folder, tmp_path / "build", opt="-O2 -DTQ_PORTABLE" if build == "portable" else "-O2",
-                              sanitize=build == "asan-ubsan")
-    assert firmware.run_golden(exe).passed
-    _assert_bitexact(firmware.run_batch(exe, e.inputs, e.tflm.shape[1]), e.tflm)
+    check_host(e.folder, e.inputs, e.tflm, tmp_path / "build", opt, sanitize)
 
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+@QEMU_TARGETS
 def test_conv_bitexact_with_tflm_in_qemu(target, emitted, tmp_path):
     for name, e in emitted.items():
-        elf = cortex_m.build_cortex_m(e.folder, tmp_path / name, target=target)
-        outs = cortex_m.run_qemu_batch_measured(elf, e.inputs[:QEMU_SAMPLES], e.tflm.shape[1], target=target).outputs
-        _assert_bitexact(outs, e.tflm[:QEMU_SAMPLES])
+        check_qemu(e.folder, e.inputs, e.tflm, tmp_path / name, target)
 
 
 REQUANT_HARNESS = r"""
