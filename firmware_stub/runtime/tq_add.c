@@ -17,13 +17,29 @@ static inline int32_t add_one(const int32_t *t1, const int32_t *t2, int8_t x1, i
     return (tq_smmlar(s2, m, acc) - (int32_t)((uint32_t)s2 >> 31)) >> shift;
 }
 
-void tq_add_lut(const tq_add_lut_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+/* The element loop of both kernels; `clamp` is a constant at each call: the activation range narrower than int8's
+   (else a saturation to 8 bits). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void add_all(const tq_add_lut_params *p, const int8_t *input1, const int8_t *input2, int8_t *output,
+                           int clamp)
 {
     const int32_t *t1 = p->table1 + 128;
     const int32_t *t2 = p->table2 + 128;
-    const int32_t m = p->mult, acc = p->acc, shift = p->shift;
+    const int32_t m = p->mult, acc = p->acc, shift = p->shift, lo = p->act_min, hi = p->act_max;
     int32_t n = p->size;
-#define TQ_ADD_ONE(k) output[k] = (int8_t)tq_sat_s8(add_one(t1, t2, input1[k], input2[k], m, acc, shift))
+#define TQ_ADD_ONE(k)                                                       \
+    do {                                                                    \
+        int32_t v = add_one(t1, t2, input1[k], input2[k], m, acc, shift);  \
+        if (clamp) {                                                        \
+            v = v < lo ? lo : v;                                            \
+            v = v > hi ? hi : v;                                            \
+        } else {                                                            \
+            v = tq_sat_s8(v);                                               \
+        }                                                                   \
+        output[k] = (int8_t)v;                                              \
+    } while (0)
     for (; n >= 4; n -= 4) {
         TQ_ADD_ONE(0);
         TQ_ADD_ONE(1);
@@ -42,32 +58,12 @@ void tq_add_lut(const tq_add_lut_params *p, const int8_t *input1, const int8_t *
 #undef TQ_ADD_ONE
 }
 
+void tq_add_lut(const tq_add_lut_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    add_all(p, input1, input2, output, 0);
+}
+
 void tq_add_lut_clamp(const tq_add_lut_params *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    const int32_t *t1 = p->table1 + 128;
-    const int32_t *t2 = p->table2 + 128;
-    const int32_t m = p->mult, acc = p->acc, shift = p->shift, lo = p->act_min, hi = p->act_max;
-    int32_t n = p->size;
-#define TQ_ADD_ONE(k)                                                   \
-    do {                                                                \
-        int32_t v = add_one(t1, t2, input1[k], input2[k], m, acc, shift); \
-        v = v < lo ? lo : v;                                            \
-        output[k] = (int8_t)(v > hi ? hi : v);                          \
-    } while (0)
-    for (; n >= 4; n -= 4) {
-        TQ_ADD_ONE(0);
-        TQ_ADD_ONE(1);
-        TQ_ADD_ONE(2);
-        TQ_ADD_ONE(3);
-        input1 += 4;
-        input2 += 4;
-        output += 4;
-    }
-    for (; n > 0; n--) {
-        TQ_ADD_ONE(0);
-        input1++;
-        input2++;
-        output++;
-    }
-#undef TQ_ADD_ONE
+    add_all(p, input1, input2, output, 1);
 }
