@@ -120,6 +120,14 @@ def _standin(name: str, n_test: int, cache: Path):
     return model, x_train, d.y_train, x_test, d.y_test, Task.RECONSTRUCTION if recon else None
 
 
+GOLDEN_BYTES = 64 * 1024  # flash the test harness's golden inputs may take (the mps3-an547's ITCM is 512 KB)
+
+
+def golden_count(q) -> int:
+    """Golden vectors in the harness: 10, fewer for large inputs (MobileNet's 96x96x3 takes 27 KB each)."""
+    return max(2, min(10, GOLDEN_BYTES // int(np.prod(q.input.shape))))
+
+
 def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Workload:
     """Train (or load), quantize, verify on `n` inputs and emit one folder per optimize setting."""
     folders = {o: work / "fw" / name / o.value for o in (Optimize.SIZE, Optimize.SPEED)}
@@ -128,7 +136,7 @@ def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Worklo
         q = quantize.quantize(model, data.preprocess(mnist.train_x, models.input_shape(model)), labels=mnist.train_y)
         result = verify.verify(model, q, mnist.test_x[:n], mnist.test_y[:n])
         for o, fw in folders.items():
-            emit.emit(q, result, fw, name=name, overwrite=True, optimize=o)
+            emit.emit(q, result, fw, name=name, overwrite=True, optimize=o, golden_count=golden_count(q))
     else:
         (work / "models").mkdir(parents=True, exist_ok=True)
         model, x_train, y_train, x_test, y_test, task = _standin(name, n, work / "models")
@@ -140,6 +148,7 @@ def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Worklo
         result = verify.verify(model, q, x_test, y_test, preprocessing=pre, task=task)
         for o, fw in folders.items():
             emit.emit(q, result, fw, name=name, overwrite=True, class_labels=None, preprocessing=pre,
+                      golden_count=golden_count(q),
                       uint8_source=False, optimize=o)
     inputs, expected = result.int8_inputs.reshape(n, -1), result.tflm_outputs.reshape(n, -1)
     host = []
