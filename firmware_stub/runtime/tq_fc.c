@@ -8,9 +8,11 @@
 #include "tq_requant.h"
 #include "tq_simd.h"
 
+#if TQ_PACKED
 /* One input row as int16 pairs (x[k], x[k + 2]), (x[k + 1], x[k + 3]) per 4 columns, zero-padded to depth. */
-static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
+static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
 {
+    int32_t *s = (int32_t *)scratch;
     int32_t k;
     for (k = in_depth >> 2; k > 0; k--, x += 4, s += 2) {
         const int32_t v = tq_read_s8x4(x);
@@ -31,6 +33,27 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
         s[1] = 0;
     }
 }
+#else
+/* The same scratch bytes as int16 stores (x[k], x[k + 2], x[k + 1], x[k + 3]): byte reads, no word reads, which
+   cores without unaligned access would split. */
+static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
+{
+    int16_t *s = (int16_t *)scratch;
+    int32_t k, j;
+    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 4) {
+        s[0] = x[0];
+        s[1] = x[2];
+        s[2] = x[1];
+        s[3] = x[3];
+    }
+    for (k = in_depth & ~3; k < depth; k += 4, s += 4) {
+        for (j = 0; j < 4; j++) {
+            s[(j & 1) * 2 + (j >> 1)] = (int16_t)(k + j < in_depth ? x[j] : 0);
+        }
+        x += 4;
+    }
+}
+#endif
 
 #if TQ_PACKED
 /* A pair's raw sum r and low-row sum b over one word w of stacked weights against the scratch word x. */
@@ -38,14 +61,6 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
     do {                                \
         r = tq_smlad((w), (x), r);      \
         b = tq_smlad(tq_sxtb16(w), (x), b); \
-    } while (0)
-#else
-#define TQ_FC_LANES(r, b, w, x)                                                                                    \
-    do {                                                                                                           \
-        const int32_t x0_ = tq_lo16(x), x2_ = tq_hi16(x);                                                         \
-        r = (int32_t)((uint32_t)r + (uint32_t)(tq_lo16(w) * x0_) + (uint32_t)(tq_hi16(w) * x2_));                \
-        b = (int32_t)((uint32_t)b + (uint32_t)((int8_t)(uint8_t)((uint32_t)(w) & 0xFFu) * x0_) +                 \
-                      (uint32_t)((int8_t)(uint8_t)(((uint32_t)(w) >> 16) & 0xFFu) * x2_));                      \
     } while (0)
 #endif
 
@@ -95,6 +110,52 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, int32_t *s)
                 :                                                                                              \
                 : "memory");                                                                                   \
     } while (0)
+#elif !TQ_PACKED
+/* One column of two pairs: lanes la, lb of stacked weights (rows 2i + 1, 2i in 256 * a + b) times the input x; the
+   low row's weight is the lane's low byte. One multiply-accumulate per lane and row: MLA on ARMv7-M, MULS and
+   ADDS on ARMv6-M, the operands loaded as int16 (LDRSH) and sign-extended once (SXTB). */
+#define TQ_FC_COL(ra, ba, la, x)                                                   \
+    do {                                                                          \
+        const int32_t l_ = (la), c_ = (x);                                        \
+        ra = (int32_t)((uint32_t)ra + (uint32_t)(l_ * c_));                       \
+        ba = (int32_t)((uint32_t)ba + (uint32_t)((int32_t)(int8_t)(uint8_t)((uint32_t)l_ & 0xFFu) * c_)); \
+    } while (0)
+#if defined(__GNUC__)
+/* Keeps each sum one chain of multiply-accumulates: GCC would otherwise regroup the wrapping sums into separate
+   products and add them up at the end of the loop body (more instructions and registers). Changes no value. */
+#define TQ_FC_CHAIN(ra, ba, rb, bb) __asm__("" : "+r"(ra), "+r"(ba), "+r"(rb), "+r"(bb))
+#else
+#define TQ_FC_CHAIN(ra, ba, rb, bb) ((void)0)
+#endif
+#define TQ_FC_COL2(ra, ba, rb, bb, v, x, j)    \
+    do {                                        \
+        const int32_t xj_ = (x)[j];             \
+        TQ_FC_COL(ra, ba, (v)[j], xj_);         \
+        TQ_FC_COL(rb, bb, (v)[4 + (j)], xj_);   \
+        TQ_FC_CHAIN(ra, ba, rb, bb);            \
+    } while (0)
+#define TQ_FC_QUAD(ra, ba, rb, bb, s, w)                        \
+    do {                                                        \
+        const int16_t *x_ = (const int16_t *)(const void *)(s); \
+        const int16_t *v_ = (const int16_t *)(const void *)(w); \
+        TQ_FC_COL2(ra, ba, rb, bb, v_, x_, 0);                  \
+        TQ_FC_COL2(ra, ba, rb, bb, v_, x_, 1);                  \
+        TQ_FC_COL2(ra, ba, rb, bb, v_, x_, 2);                  \
+        TQ_FC_COL2(ra, ba, rb, bb, v_, x_, 3);                  \
+        s += 2;                                                 \
+        w += 4;                                                 \
+    } while (0)
+#define TQ_FC_PAIR(ra, ba, s, w)                                \
+    do {                                                        \
+        const int16_t *x_ = (const int16_t *)(const void *)(s); \
+        const int16_t *v_ = (const int16_t *)(const void *)(w); \
+        TQ_FC_COL(ra, ba, v_[0], x_[0]);                        \
+        TQ_FC_COL(ra, ba, v_[1], x_[1]);                        \
+        TQ_FC_COL(ra, ba, v_[2], x_[2]);                        \
+        TQ_FC_COL(ra, ba, v_[3], x_[3]);                        \
+        s += 2;                                                 \
+        w += 2;                                                 \
+    } while (0)
 #else
 #define TQ_FC_QUAD(ra, ba, rb, bb, s, w)     \
     do {                                     \
@@ -137,7 +198,7 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
     int32_t r, o, k;
     for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
         const int32_t *w = p->weights;
-        widen(input, p->in_depth, depth, (int32_t *)scratch);
+        widen(input, p->in_depth, depth, scratch);
         for (o = 0; o + 4 <= even; o += 4) {
             const int32_t *s = s0;
             int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
