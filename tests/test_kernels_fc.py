@@ -3,8 +3,8 @@
 One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the widening tail) and % 8
 (zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without one), more than one
 input row, fused ReLU, non-zero input zero points (folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
-intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP) and a Cortex-M3 (no
-DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
+intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP), a Cortex-M3 and a
+Cortex-M0 (no DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
 itself is checked against the reference by tests/test_kernels_conv.py).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
+from kernel_checks import HOST_BUILDS, check_host, check_qemu
 
 from tinyq import emit, verify
 from tinyq.graph import read_graph
@@ -120,7 +120,7 @@ def test_fc_bitexact_on_host(fc_case, opt, sanitize, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@QEMU_TARGETS
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])  # DSP, ARMv7-M, ARMv6-M
 def test_fc_bitexact_in_qemu(fc_case, target, tmp_path):
     folder, xs, tflm = fc_case
     check_qemu(folder, xs, tflm, tmp_path / "build", target)
