@@ -1,9 +1,10 @@
 /* Specialised FULLY_CONNECTED kernels (see tq_fc.h). tq_fc_stacked4: the input row is widened once into an int16
    scratch ((x0, x2), (x1, x3) per 4 columns, zero-padded); each weight word carries two output rows stacked in its
-   16-bit lanes, so on the packed path one SMLAD of the raw word and one of its sign-extended low bytes give both
-   rows' products of two columns (three instructions for four MACs), four rows per pass over the scratch. Cores without DSP
+   16-bit lanes, so on the packed path one SMLAD of the raw word and one of its sign-extended low bytes give both rows'
+   products of two columns (three instructions for four MACs), four rows per pass over the scratch. Cores without DSP
    read the lanes as int16 and take the low row's weight as the lane's low byte (two MACs per multiply for the high
-   row's stacked sum, one for the low row's). Sums wrap modulo 2^32 (SMLAD does); every sum the kernel returns is exact, so wrapping in between is harmless. */
+   row's stacked sum, one for the low row's). Sums wrap modulo 2^32 (SMLAD does); every sum the kernel returns is
+   exact, so wrapping in between is harmless. */
 #include "tq_fc.h"
 
 #include "tq_requant.h"
