@@ -4,8 +4,10 @@ and QEMU on a core with DSP and one without, each compared with TFLM byte for by
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tinyq import cortex_m, firmware
+from tinyq.quantize import QuantizeConfig, quantize
 
 QEMU_SAMPLES = 40
 HOST_BUILDS = pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
@@ -32,3 +34,17 @@ def check_qemu(folder, inputs: np.ndarray, tflm: np.ndarray, build_dir, target: 
     elf = cortex_m.build_cortex_m(folder, build_dir, target=target)
     outs = cortex_m.run_qemu_batch_measured(elf, inputs[:samples], tflm.shape[1], target=target).outputs
     assert_bitexact(outs, tflm[:samples])
+
+
+def convert_layers(name: str, layers, shape: tuple[int, ...], seed: int):
+    """A synthetic Keras graph (`layers` applied to an input of `shape`) with random non-zero biases (the
+    converter drops zero ones), quantized to int8 on 64 random samples in [-1, 1)."""
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input(shape)
+    model = tf.keras.Model(inp, layers(inp), name=name)
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
+    calib = rng.random((64,) + tuple(shape), dtype=np.float32) * 2 - 1
+    return quantize(model, calib, QuantizeConfig(64, input_range=(-1.0, 1.0)))

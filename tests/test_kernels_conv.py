@@ -17,13 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import tensorflow as tf
-from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
+from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu, convert_layers
 
 from tinyq import emit, firmware, verify
 from tinyq.graph import read_graph
 from tinyq.kernels import conv
 from tinyq.lower import Optimize, lower
-from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
@@ -71,15 +70,7 @@ CASES = (Case("deep", _deep, (9, 9, 3)), Case("shallow", _shallow, (12, 11, 1)),
 
 
 def _convert(case: Case, seed: int):
-    tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input(case.shape)
-    model = tf.keras.Model(inp, case.layers(inp), name=case.name)
-    rng = np.random.default_rng(seed)
-    for v in model.weights:  # non-zero biases, or the converter drops them
-        if v.path.endswith("bias"):
-            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
-    calib = rng.random((64,) + case.shape, dtype=np.float32) * 2 - 1
-    return quantize(model, calib, QuantizeConfig(64, input_range=(-1.0, 1.0)))
+    return convert_layers(case.name, case.layers, case.shape, seed)
 
 
 @dataclass(frozen=True)

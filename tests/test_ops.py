@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import tensorflow as tf
+from kernel_checks import convert_layers
 
 from tinyq import cortex_m, emit, firmware, lut, verify
 from tinyq.errors import UnsupportedOpError
@@ -108,15 +109,7 @@ FAMILIES = (
 
 
 def _convert(family: Family, seed: int):
-    tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input(family.shape)
-    model = tf.keras.Model(inp, family.layers(inp), name=family.name)
-    rng = np.random.default_rng(seed)
-    for v in model.weights:  # non-zero biases, or the converter drops them
-        if v.path.endswith("bias"):
-            v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
-    calib = np.random.default_rng(seed).random((64,) + family.shape, dtype=np.float32) * 2 - 1
-    return quantize(model, calib, QuantizeConfig(64, input_range=(-1.0, 1.0)))
+    return convert_layers(family.name, family.layers, family.shape, seed)
 
 
 @pytest.fixture(scope="module")
