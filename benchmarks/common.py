@@ -22,6 +22,18 @@ def demo_model_from_args(description: str):
     return args, ds, models.demo_model(args.model, ds)
 
 
+def host_exact(folder, build_dir, inputs, expected, opt: str = "-O3") -> tuple[int, float]:
+    """The stub built on the host with `opt` over every input: (outputs equal to `expected`, seconds of the run)."""
+    import numpy as np
+
+    from tinyq import firmware
+
+    exe = firmware.build_stub(folder, build_dir, opt=opt)
+    t = time.perf_counter()
+    outs = firmware.run_batch(exe, inputs, expected.shape[1])
+    return int(np.sum(np.all(outs == expected, axis=1))), time.perf_counter() - t
+
+
 def median_seconds(fn, repeat: int):
     """Median wall time of `repeat` calls of fn, and the last call's result."""
     times, result = [], None

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 
-from tinyq import cortex_m, data, emit, firmware, models, quantize, verify  # noqa: E402
+from common import host_exact  # noqa: E402
+
+from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
 from tinyq.lower import Optimize  # noqa: E402
 
 
@@ -48,11 +48,7 @@ def main() -> None:
             folders[opt] = fw
             builds = [("-O3", "-O3")] + ([("-O3 portable", "-O3 -DTQ_PORTABLE")] if opt is Optimize.SPEED else [])
             for label, flags in builds:
-                exe = firmware.build_stub(fw, Path(tmp) / f"{opt.value}_{label.replace(' ', '_')}", opt=flags)
-                t = time.perf_counter()
-                outs = firmware.run_batch(exe, x, tflm.shape[1])
-                dt = time.perf_counter() - t
-                exact = int(np.sum(np.all(outs == tflm, axis=1)))
+                exact, dt = host_exact(fw, Path(tmp) / f"{opt.value}_{label.replace(' ', '_')}", x, tflm, flags)
                 print(f"{opt.value:<8} {label:<18} {exact:>9} {dt:>7.2f}")
         n = args.qemu_images
         print(f"\n{'engine':<8} {'target':<10} {'instr/inference':>15} {'per MAC':>7} {'bit-exact':>9}")

@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from common import host_exact  # noqa: E402
+
 from tinyq import cortex_m, emit, firmware, verify  # noqa: E402
 from tinyq.errors import NativeCrash  # noqa: E402
 from tinyq.graph import read_graph  # noqa: E402
@@ -66,8 +68,7 @@ def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str, per_op: boo
     for opt in (Optimize.SIZE, Optimize.SPEED):
         fw = tmp / model.name / opt.name / "fw"
         emit.emit(q, r, fw, name="dwbench", golden_count=2, optimize=opt)
-        exe = firmware.build_stub(fw, tmp / model.name / opt.name / "host", opt="-O3")
-        host_ok = int(np.all(firmware.run_batch(exe, xs, tflm.shape[1]) == tflm, axis=1).sum())
+        host_ok, _ = host_exact(fw, tmp / model.name / opt.name / "host", xs, tflm)
         m = cortex_m.measure_cortex_m(fw, tmp / model.name / opt.name / target, xs[:n_qemu], tflm[:n_qemu],
                                       target=target)
         counts[opt] = m.instructions_per_inference

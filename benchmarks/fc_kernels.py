@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tinyq import cortex_m, data, emit, firmware, models, quantize, verify  # noqa: E402
+from common import host_exact  # noqa: E402
+
+from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
 from tinyq.graph import read_graph  # noqa: E402
 from tinyq.lower import Optimize, lower  # noqa: E402
 
@@ -80,11 +81,7 @@ def main() -> None:
         print(f"Host (gcc), mnist_mlp, all {len(x_all)} test images against TFLM")
         for optimize, fw in host:
             for opt in ("-O3", "-O3 -DTQ_PORTABLE"):
-                exe = firmware.build_stub(fw, Path(tmp) / f"host_{optimize.value}_{len(opt)}", opt=opt)
-                t = time.perf_counter()
-                outs = firmware.run_batch(exe, x_all, tflm_all.shape[1])
-                secs = time.perf_counter() - t
-                exact = int(np.sum(np.all(outs == tflm_all, axis=1)))
+                exact, secs = host_exact(fw, Path(tmp) / f"host_{optimize.value}_{len(opt)}", x_all, tflm_all, opt)
                 print(f"  {optimize.value:<6} {opt:<18} bit-exact {exact}/{len(x_all)}  {secs:.2f} s")
 
 
