@@ -1,6 +1,7 @@
 """The checks every specialised kernel family runs on its emitted test folders: the host builds (the packed path
-emulating the DSP instructions, the portable path of cores without DSP, and the packed path under ASan+UBSan)
-and QEMU on a core with DSP and one without, each compared with TFLM byte for byte."""
+with the host's own SIMD sums, built for this machine as the engine library is; the portable path of cores
+without DSP; and the packed path on the plain-C twins of the DSP instructions, under ASan+UBSan) and QEMU on a
+core with DSP and one without, each compared with TFLM byte for byte."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from tinyq import cortex_m, firmware
 from tinyq.quantize import QuantizeConfig, quantize
 
 QEMU_SAMPLES = 40
-HOST_BUILDS = pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False), ("-O1", True)],
-                                      ids=["packed-O3", "portable", "asan-ubsan"])
+HOST_BUILDS = pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False),
+                                                       ("-O1 -DTQ_EMULATE_DSP", True)],
+                                      ids=["simd-O3", "portable", "emulated-asan-ubsan"])
 QEMU_TARGETS = pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
 
 
@@ -23,7 +25,7 @@ def assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
 def check_host(folder, inputs: np.ndarray, tflm: np.ndarray, build_dir, opt: str = "-O3",
                sanitize: bool = False) -> None:
     """Golden vectors, then every input, through the stub built on the host."""
-    exe = firmware.build_stub(folder, build_dir, opt=opt, sanitize=sanitize)
+    exe = firmware.build_stub(folder, build_dir, opt=opt, sanitize=sanitize, extra=("NATIVE=1",))
     assert firmware.run_golden(exe).passed
     assert_bitexact(firmware.run_batch(exe, inputs, tflm.shape[1]), tflm)
 

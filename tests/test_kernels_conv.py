@@ -3,7 +3,7 @@
 Four synthetic int8 models cover the choice and the C: shallow inputs (1 and 3 channels), 1x1 over depths 8 and 16,
 depths that are and are not multiples of 4, odd output channels and odd pixel counts, strides, dilation, SAME
 padding with the input offset applied per tap, VALID with it folded, and 1x1 convolutions both widened in runs
-and gathered. Each runs on a few hundred random inputs on the host (packed path, -DTQ_PORTABLE, ASan+UBSan)
+and gathered. Each runs on a few hundred random inputs on the host (host SIMD, -DTQ_PORTABLE, DSP twins under ASan+UBSan)
 and on a few dozen in QEMU on a DSP core (Cortex-M4) and one without (Cortex-M3). The division-free
 requantization is checked against the generic one over random and edge values, and the requantization modes
 converted models do not reach (unfused, clamped) against the generic kernel directly.
@@ -316,15 +316,20 @@ def _mm_case(rng, pointwise: bool, fused: bool, full: bool, in_c: int, out_c: in
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("build", ["packed", "portable", "asan-ubsan"])
+@pytest.mark.parametrize("build", ["simd", "sse2", "portable", "emulated-asan-ubsan"])
 def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
     """Every requantization mode of tq_conv2d_1x1 and tq_conv2d_im2col (converted models reach only the fused one
-    over int8's whole range), odd and even out_c, small and large K, against the generic tq_conv2d."""
+    over int8's whole range), odd and even out_c, small and large K, against the generic tq_conv2d: on the host's
+    SIMD built for this machine (AVX2 where it has it) and for baseline x86-64 (SSE2), on the portable path, and
+    on the plain-C twins of the DSP instructions."""
     src = tmp_path / "mm.c"
     src.write_text(MM_HARNESS)
     exe = tmp_path / "mm"
-    flags = {"packed": ["-O2"], "portable": ["-O2", "-DTQ_PORTABLE"],
-             "asan-ubsan": ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]}[build]
+    native = subprocess.run(["gcc", "-march=native", "-E", "-x", "c", "/dev/null"], capture_output=True)
+    flags = {"simd": ["-O2"] + (["-march=native"] if native.returncode == 0 else []), "sse2": ["-O2"],
+             "portable": ["-O2", "-DTQ_PORTABLE"],
+             "emulated-asan-ubsan": ["-O1", "-DTQ_EMULATE_DSP", "-fsanitize=address,undefined",
+                                     "-fno-sanitize-recover=all"]}[build]
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, f"-I{RUNTIME}", str(src),
                     str(RUNTIME / "tq_conv.c"), str(RUNTIME / "tinyq_kernels.c"), "-o", str(exe)], check=True,
                    capture_output=True, text=True)

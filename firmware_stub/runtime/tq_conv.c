@@ -47,7 +47,32 @@ TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups
                                int32_t *acc)
 {
     int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
-#if TQ_PACKED
+#if TQ_HOST_SIMD
+    /* s in natural lane order (see host_widen); per group diag = {a.w0, a.w0, b.w1, b.w1} and cross = {a.w1, a.w1,
+       b.w0, b.w0} in lane pairs, two groups per 256-bit step where the host has AVX2 */
+    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128();
+#if defined(__AVX2__)
+    __m256i diag2 = _mm256_setzero_si256(), cross2 = _mm256_setzero_si256();
+    for (; groups > 1; groups -= 2, s += 16, w += 16) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)s);
+        const __m256i c = _mm256_cvtepi8_epi16(tq_host_load128(w));
+        diag2 = _mm256_add_epi32(diag2, _mm256_madd_epi16(v, c));
+        cross2 = _mm256_add_epi32(cross2, _mm256_madd_epi16(v, _mm256_shuffle_epi32(c, 0x4E)));
+    }
+    diag = _mm_add_epi32(_mm256_castsi256_si128(diag2), _mm256_extracti128_si256(diag2, 1));
+    cross = _mm_add_epi32(_mm256_castsi256_si128(cross2), _mm256_extracti128_si256(cross2, 1));
+#endif
+    for (; groups > 0; groups--, s += 8, w += 8) {
+        const __m128i v = tq_host_load128(s);
+        const __m128i c = tq_host_widen8(tq_host_load64(w));
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0x4E)));
+    }
+    a0 = tq_host_sum01(a0, diag);
+    b1 = tq_host_sum23(b1, diag);
+    a1 = tq_host_sum01(a1, cross);
+    b0 = tq_host_sum23(b0, cross);
+#elif TQ_PACKED
     const int8_t *const end = w + 8 * groups;
 #if defined(__GNUC__) || defined(__clang__)
     s = (const int16_t *)__builtin_assume_aligned(s, 4); /* the scratch is: word loads, paired where they can */
@@ -134,6 +159,20 @@ static int rq_mode(const tq_conv_mm_params *p)
     return p->act_min == -128 && p->act_max == 127 ? RQ_FUSED_FULL : RQ_FUSED;
 }
 
+#if TQ_HOST_SIMD
+/* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
+   shuffle: 4 int8 (count 4) or 8 (count 8: two groups, at s and s + 8) plus `off` as int16 into s. */
+TQ_CONV_INLINE void host_widen(int16_t *s, const int8_t *in, int count, __m128i off)
+{
+    const __m128i raw = count == 8 ? tq_host_load64(in) : _mm_cvtsi32_si128(tq_read_s8x4(in));
+    const __m128i v = _mm_add_epi16(tq_host_widen8(raw), off);
+    _mm_storel_epi64((__m128i *)(void *)s, v);
+    if (count == 8) {
+        _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
+    }
+}
+#endif
+
 /* The k_padded int16 inputs of output pixel (oy, ox), input offset added, padding taps and K's tail 0, in groups
    of 4 at a stride of 8 (the other pixel of the pair fills the gaps). */
 static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, int32_t ox, int16_t *s)
@@ -144,7 +183,9 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
     const int32_t offset = p->input_offset;
     int32_t ky, kx, c, k = 0;
     if ((in_c & 3) == 0) {
-#if TQ_PACKED
+#if TQ_HOST_SIMD
+        const __m128i off8 = _mm_set1_epi16((int16_t)offset);
+#elif TQ_PACKED
         const int32_t off2 = tq_pack16(offset, offset);
 #endif
         for (ky = 0; ky < p->k_h; ky++) {
@@ -158,6 +199,15 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
                     }
                 } else {
                     const int8_t *in = input + (iy * p->in_w + ix) * in_c;
+#if TQ_HOST_SIMD
+                    for (c = 0; c + 8 <= in_c; c += 8, s += 16) {
+                        host_widen(s, in + c, 8, off8);
+                    }
+                    if (c < in_c) {
+                        host_widen(s, in + c, 4, off8);
+                        s += 8;
+                    }
+#else
                     for (c = 0; c < in_c; c += 4, s += 8) {
 #if TQ_PACKED
                         const int32_t v = tq_read_s8x4(in + c);
@@ -170,13 +220,14 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
                         s[3] = (int16_t)(in[c + 3] + offset);
 #endif
                     }
+#endif
                 }
             }
         }
         return;
     }
-    /* Any depth: natural K order at s[k + (k & ~3)] (groups of 4 at a stride of 8), then lanes 1 and 2 of each
-       group swapped into (x0, x2, x1, x3). */
+    /* Any depth: natural K order at s[k + (k & ~3)] (groups of 4 at a stride of 8), then, but on the host, lanes 1
+       and 2 of each group swapped into (x0, x2, x1, x3). */
     for (ky = 0; ky < p->k_h; ky++) {
         const int32_t iy = y0 + p->dil_h * ky;
         const int row = iy >= 0 && iy < p->in_h;
@@ -197,11 +248,13 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
     for (; k < p->k_padded; k++) {
         s[k + (k & ~3)] = 0;
     }
+#if !TQ_HOST_SIMD
     for (k = 0; k < p->k_padded; k += 4, s += 8) {
         const int16_t t = s[1];
         s[1] = s[2];
         s[2] = t;
     }
+#endif
 }
 
 TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
@@ -246,6 +299,14 @@ void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *o
 /* A 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather. */
 TQ_CONV_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
 {
+#if TQ_HOST_SIMD
+    for (; groups > 1; groups -= 2, in += 8, s += 16) {
+        host_widen(s, in, 8, _mm_setzero_si128());
+    }
+    if (groups > 0) {
+        host_widen(s, in, 4, _mm_setzero_si128());
+    }
+#else
     for (; groups > 0; groups--) {
 #if TQ_PACKED
         const int32_t v = tq_read_s8x4(in);
@@ -260,6 +321,7 @@ TQ_CONV_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
         in += 4;
         s += 8;
     }
+#endif
 }
 
 /* tq_conv2d_1x1 with the groups and the requantization mode constant where inlined. */
@@ -406,6 +468,29 @@ TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32
                                  int32_t hi)
 {
     int32_t a0 = q[2], b0 = q[2], a1 = q[6 + 2], b1 = q[6 + 2];
+#if TQ_HOST_SIMD
+    /* two words per step: v = {xa, xb} twice, c = {w0, w1} twice; diag = {a0, b1, a0, b1}, cross = {a1, b0, a1, b0} */
+    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128(), v, c;
+    int32_t i;
+    for (i = 0; i + 2 <= words; i += 2) {
+        v = tq_host_load128(s + 2 * i);
+        c = tq_host_load128(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    if (i < words) {
+        v = tq_host_load64(s + 2 * i);
+        c = tq_host_load64(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    diag = _mm_add_epi32(diag, _mm_shuffle_epi32(diag, 0x4E));
+    cross = _mm_add_epi32(cross, _mm_shuffle_epi32(cross, 0x4E));
+    a0 = (int32_t)((uint32_t)a0 + (uint32_t)_mm_cvtsi128_si32(diag));
+    b1 = (int32_t)((uint32_t)b1 + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(diag, 0x55)));
+    a1 = (int32_t)((uint32_t)a1 + (uint32_t)_mm_cvtsi128_si32(cross));
+    b0 = (int32_t)((uint32_t)b0 + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(cross, 0x55)));
+#else
     const int32_t *const s_end = s + 2 * (words & ~3);
     /* four words per pass at constant offsets, then the last 0 to 3 */
     while (s != s_end) {
@@ -429,6 +514,7 @@ TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32
     default:
         break;
     }
+#endif
     out[d] = shallow_requantize(a1, q + 6, full, lo, hi);
     out_b[d] = shallow_requantize(b1, q + 6, full, lo, hi);
     out[0] = shallow_requantize(a0, q, full, lo, hi);

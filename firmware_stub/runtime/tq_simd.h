@@ -26,6 +26,21 @@
 #define TQ_PACKED 0
 #endif
 
+/* TQ_HOST_SIMD: an x86-64 host's SSE2 takes the packed path's innermost sums (its PMADDWD is SMLAD on four lane
+   pairs at once), over the same scratch and weight layouts, blocks and requantization; the sums are the same
+   exact integers, only added in another order. -DTQ_EMULATE_DSP keeps the plain-C twins of the DSP
+   instructions on the host instead, so a host build can still check those bit for bit. */
+#if TQ_PACKED && !TQ_DSP && defined(__SSE2__) && !defined(TQ_EMULATE_DSP)
+#if defined(__AVX2__)
+#include <immintrin.h>
+#else
+#include <emmintrin.h>
+#endif
+#define TQ_HOST_SIMD 1
+#else
+#define TQ_HOST_SIMD 0
+#endif
+
 /* Unaligned word access through memcpy: one LDR/STR on cores that allow unaligned access. */
 static inline int32_t tq_read_s8x4(const int8_t *p)
 {
@@ -249,6 +264,38 @@ static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
     return (int32_t)(uint32_t)(sum >> 32);
 }
 
+#endif
+
+#if TQ_HOST_SIMD
+/* 128-bit loads at any alignment (the scratch is 4-byte aligned, constants may be less). */
+static inline __m128i tq_host_load128(const void *p)
+{
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+static inline __m128i tq_host_load64(const void *p)
+{
+    return _mm_loadl_epi64((const __m128i *)p);
+}
+
+/* Eight int8 as eight int16 lanes. */
+static inline __m128i tq_host_widen8(__m128i v)
+{
+    return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+}
+
+/* acc + lane 0 + lane 1 of v, and acc + lane 2 + lane 3, wrapping as the DSP's sums do. */
+static inline int32_t tq_host_sum01(int32_t acc, __m128i v)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)_mm_cvtsi128_si32(v) +
+                     (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(v, 0x55)));
+}
+
+static inline int32_t tq_host_sum23(int32_t acc, __m128i v)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(v, 0xAA)) +
+                     (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(v, 0xFF)));
+}
 #endif
 
 #endif /* TQ_SIMD_H_ */
