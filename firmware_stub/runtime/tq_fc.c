@@ -177,6 +177,59 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
     } while (0)
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1
+/* ARMv6-M (Cortex-M0/M0+): GCC spills the portable loop's four sums and pointers (8 low registers, MULS only), so
+   the whole pass over the depth is written out, same products and sums as TQ_FC_QUAD: per column one LDRSH of the
+   input and per pair one LDRSH of the lane (register offset, the only form Thumb-1 has), its low byte by SXTB, two
+   MULS and two ADDs into sums kept in high registers. One index k counts the scratch's bytes up to zero; the
+   pairs' bases advance 8 bytes per 4 columns (their words are interleaved per 4 columns). GCC reads Thumb-1
+   inline assembly in divided syntax (MUL and ADD with a low register and an immediate set the flags). */
+#define TQ_FC_V6M 1
+#define TQ_FC_V6M_COL(ra, ba, rb, bb)                                                                          \
+    "ldrsh %[x], [%[s], %[k]]\n\t"                                                                             \
+    "ldrsh %[l], [%[wa], %[k]]\n\t"                                                                            \
+    "sxtb %[b], %[l]\n\t"                                                                                      \
+    "mul %[l], %[x]\n\t"                                                                                \
+    "mul %[b], %[x]\n\t"                                                                                \
+    "add " ra ", %[l]\n\t"                                                                                     \
+    "add " ba ", %[b]\n\t"                                                                                     \
+    "ldrsh %[l], [%[wb], %[k]]\n\t"                                                                            \
+    "sxtb %[b], %[l]\n\t"                                                                                      \
+    "mul %[l], %[x]\n\t"                                                                                \
+    "mul %[b], %[x]\n\t"                                                                                \
+    "add " rb ", %[l]\n\t"                                                                                     \
+    "add " bb ", %[b]\n\t"
+
+/* Two pairs over `depth` columns (a multiple of 8): s the scratch, w the group's first word; returns past it. */
+static inline const int32_t *tq_fc_quads_v6m(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t depth)
+{
+    int32_t ra = acc[0], ba = acc[1], rb = acc[2], bb = acc[3], x, l, b;
+    int32_t k = -2 * depth;
+    const char *se = (const char *)s + 2 * depth, *wa = (const char *)w + 2 * depth, *wb = wa + 8;
+    __asm__("1:\n\t"
+            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
+            "add %[k], #2\n\t"
+            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
+            "add %[k], #2\n\t"
+            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
+            "add %[k], #2\n\t"
+            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
+            "add %[wa], #8\n\t"
+            "add %[wb], #8\n\t"
+            "add %[k], #2\n\t"
+            "bne 1b"
+            : [ra] "+h"(ra), [ba] "+h"(ba), [rb] "+h"(rb), [bb] "+h"(bb), [k] "+l"(k), [wa] "+l"(wa),
+              [wb] "+l"(wb), [x] "=&l"(x), [l] "=&l"(l), [b] "=&l"(b)
+            : [s] "l"(se)
+            : "cc", "memory");
+    acc[0] = ra;
+    acc[1] = ba;
+    acc[2] = rb;
+    acc[3] = bb;
+    return w + depth;
+}
+#endif
+
 /* The high row's sum: (raw - low) / 256 plus its bias. */
 static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
 {
@@ -204,10 +257,24 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         for (o = 0; o + 4 <= even; o += 4) {
             const int32_t *s = s0;
             int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
+#if defined(TQ_FC_V6M)
+            int32_t acc[4];
+            acc[0] = ra;
+            acc[1] = ba;
+            acc[2] = rb;
+            acc[3] = bb;
+            w = tq_fc_quads_v6m(acc, s, w, depth);
+            ra = acc[0];
+            ba = acc[1];
+            rb = acc[2];
+            bb = acc[3];
+            (void)k;
+#else
             for (k = depth >> 3; k > 0; k--) {
                 TQ_FC_QUAD(ra, ba, rb, bb, s, w);
                 TQ_FC_QUAD(ra, ba, rb, bb, s, w);
             }
+#endif
             output[o] = requant(p, ba, o);
             output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
             output[o + 2] = requant(p, bb, o + 2);
