@@ -178,54 +178,94 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1
-/* ARMv6-M (Cortex-M0/M0+): GCC spills the portable loop's four sums and pointers (8 low registers, MULS only), so
-   the whole pass over the depth is written out, same products and sums as TQ_FC_QUAD: per column one LDRSH of the
-   input and per pair one LDRSH of the lane (register offset, the only form Thumb-1 has), its low byte by SXTB, two
-   MULS and two ADDs into sums kept in high registers. One index k counts the scratch's bytes up to zero; the
-   pairs' bases advance 8 bytes per 4 columns (their words are interleaved per 4 columns). GCC reads Thumb-1
-   inline assembly in divided syntax (MUL and ADD with a low register and an immediate set the flags). */
+/* ARMv6-M (Cortex-M0/M0+): GCC spills the portable loop's sums and pointers (8 low registers, MULS only), so the
+   passes over the depth are written out in assembly. Each takes one context in memory (sums, index, bases), keeps
+   the four sums in r8-r11 (ADD reaches high registers) and saves and restores r4-r11 itself, so that it asks the
+   compiler for one register at any optimization level (a frame pointer takes r7 at -O0). GCC reads Thumb-1
+   inline assembly in divided syntax (MUL and ADD of low registers set the flags). */
 #define TQ_FC_V6M 1
-#define TQ_FC_V6M_COL(ra, ba, rb, bb)                                                                          \
-    "ldrsh %[x], [%[s], %[k]]\n\t"                                                                             \
-    "ldrsh %[l], [%[wa], %[k]]\n\t"                                                                            \
-    "sxtb %[b], %[l]\n\t"                                                                                      \
-    "mul %[l], %[x]\n\t"                                                                                \
-    "mul %[b], %[x]\n\t"                                                                                \
-    "add " ra ", %[l]\n\t"                                                                                     \
-    "add " ba ", %[b]\n\t"                                                                                     \
-    "ldrsh %[l], [%[wb], %[k]]\n\t"                                                                            \
-    "sxtb %[b], %[l]\n\t"                                                                                      \
-    "mul %[l], %[x]\n\t"                                                                                \
-    "mul %[b], %[x]\n\t"                                                                                \
-    "add " rb ", %[l]\n\t"                                                                                     \
-    "add " bb ", %[b]\n\t"
+#define TQ_FC_V6M_ENTER                                                                                        \
+    "mov ip, %[c]\n\t"                                                                                         \
+    "push {r4, r5, r6, r7}\n\t"                                                                                \
+    "mov r4, r8\n\t"                                                                                           \
+    "mov r5, r9\n\t"                                                                                           \
+    "mov r6, r10\n\t"                                                                                          \
+    "mov r7, r11\n\t"                                                                                          \
+    "push {r4, r5, r6, r7}\n\t"                                                                                \
+    "mov r7, ip\n\t"                                                                                           \
+    "ldmia r7!, {r0, r1, r2, r3}\n\t"                                                                          \
+    "mov r8, r0\n\t"                                                                                           \
+    "mov r9, r1\n\t"                                                                                           \
+    "mov r10, r2\n\t"                                                                                          \
+    "mov r11, r3\n\t"
+#define TQ_FC_V6M_LEAVE                                                                                        \
+    "mov r7, ip\n\t"                                                                                           \
+    "mov r0, r8\n\t"                                                                                           \
+    "mov r1, r9\n\t"                                                                                           \
+    "mov r2, r10\n\t"                                                                                          \
+    "mov r3, r11\n\t"                                                                                          \
+    "stmia r7!, {r0, r1, r2, r3}\n\t"                                                                          \
+    "pop {r4, r5, r6, r7}\n\t"                                                                                 \
+    "mov r8, r4\n\t"                                                                                           \
+    "mov r9, r5\n\t"                                                                                           \
+    "mov r10, r6\n\t"                                                                                          \
+    "mov r11, r7\n\t"                                                                                          \
+    "pop {r4, r5, r6, r7}"
 
-/* Two pairs over `depth` columns (a multiple of 8): s the scratch, w the group's first word; returns past it. */
-static inline const int32_t *tq_fc_quads_v6m(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t depth)
+/* One column of two pairs, tq_fc_stacked4's products: input x (r0) by LDRSH at index k (r2) of the scratch (r3),
+   each pair's lane l (r1) from its base (r4, r5) at the same index, its low byte b (r6) by SXTB, two MULs and two
+   ADDs into the pair's sums (r8, r9 and r10, r11). */
+#define TQ_FC_V6M_COL                                                                                          \
+    "ldrsh r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsh r1, [r4, r2]\n\t"                                                                                   \
+    "sxtb r6, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r6, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "add r9, r6\n\t"                                                                                           \
+    "ldrsh r1, [r5, r2]\n\t"                                                                                   \
+    "sxtb r6, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r6, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "add r11, r6\n\t"
+
+/* Two pairs over `depth` columns (a multiple of 8), sums in acc (raw a, low a, raw b, low b): s the scratch, w the
+   group's first word; returns the next group's. The index counts the scratch's bytes up to zero; the pairs' bases
+   advance 8 bytes per 4 columns, their words being interleaved per 4 columns. */
+static const int32_t *tq_fc_quads_v6m(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t depth)
 {
-    int32_t ra = acc[0], ba = acc[1], rb = acc[2], bb = acc[3], x, l, b;
-    int32_t k = -2 * depth;
-    const char *se = (const char *)s + 2 * depth, *wa = (const char *)w + 2 * depth, *wb = wa + 8;
-    __asm__("1:\n\t"
-            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
-            "add %[k], #2\n\t"
-            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
-            "add %[k], #2\n\t"
-            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
-            "add %[k], #2\n\t"
-            TQ_FC_V6M_COL("%[ra]", "%[ba]", "%[rb]", "%[bb]")
-            "add %[wa], #8\n\t"
-            "add %[wb], #8\n\t"
-            "add %[k], #2\n\t"
-            "bne 1b"
-            : [ra] "+h"(ra), [ba] "+h"(ba), [rb] "+h"(rb), [bb] "+h"(bb), [k] "+l"(k), [wa] "+l"(wa),
-              [wb] "+l"(wb), [x] "=&l"(x), [l] "=&l"(l), [b] "=&l"(b)
-            : [s] "l"(se)
-            : "cc", "memory");
-    acc[0] = ra;
-    acc[1] = ba;
-    acc[2] = rb;
-    acc[3] = bb;
+    int32_t c[8];
+    c[0] = acc[0];
+    c[1] = acc[1];
+    c[2] = acc[2];
+    c[3] = acc[3];
+    c[4] = -2 * depth;
+    c[5] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
+    c[6] = (int32_t)(intptr_t)((const char *)w + 2 * depth);
+    c[7] = c[6] + 8;
+    __asm__ volatile(TQ_FC_V6M_ENTER
+                     "ldmia r7!, {r2, r3, r4, r5}\n"
+                     "1:\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r4, #8\n\t"
+                     "add r5, #8\n\t"
+                     "add r2, #2\n\t"
+                     "bne 1b\n\t"
+                     TQ_FC_V6M_LEAVE
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
+    acc[0] = c[0];
+    acc[1] = c[1];
+    acc[2] = c[2];
+    acc[3] = c[3];
     return w + depth;
 }
 #endif
@@ -263,7 +303,7 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
             acc[1] = ba;
             acc[2] = rb;
             acc[3] = bb;
-            w = tq_fc_quads_v6m(acc, s, w, depth);
+            w = tq_fc_quads_v6m(acc, (const int32_t *)s, w, depth);
             ra = acc[0];
             ba = acc[1];
             rb = acc[2];
@@ -293,6 +333,158 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
             if (o + 1 < out_depth) {
                 output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
             }
+        }
+    }
+}
+
+/* tq_fc_rows4: the weights as they are (row-major, zero-padded). On the packed path the input row is widened into
+   the scratch as for tq_fc_stacked4, so SXTB16 of a weight word gives the weights of columns (k, k + 2) and with
+   its rotation those of (k + 1, k + 3): two SMLADs per word, four rows per pass over the scratch. Elsewhere each
+   weight and input byte is read as it is. */
+#if TQ_PACKED
+/* Row sum a plus the products of one weight word w (4 columns) and the scratch words e, d of the same columns. */
+#define TQ_FC_WORD(a, w, e, d)                         \
+    do {                                               \
+        const int32_t w_ = (w);                        \
+        a = tq_smlad(tq_sxtb16(w_), (e), a);           \
+        a = tq_smlad(tq_sxtb16_ror8(w_), (d), a);      \
+    } while (0)
+
+/* Sums of four rows (their words `words` apart) over the scratch s. */
+static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], k;
+    for (k = 0; k < words; k++, s += 2) {
+        const int32_t e = s[0], d = s[1];
+        TQ_FC_WORD(a0, w[k], e, d);
+        TQ_FC_WORD(a1, w[k + words], e, d);
+        TQ_FC_WORD(a2, w[k + 2 * words], e, d);
+        TQ_FC_WORD(a3, w[k + 3 * words], e, d);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+static int32_t row_dot(int32_t a, const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t k;
+    for (k = 0; k < words; k++, s += 2) {
+        TQ_FC_WORD(a, w[k], s[0], s[1]);
+    }
+    return a;
+}
+#else
+#if defined(TQ_FC_V6M)
+/* Four rows over columns [from, n) on ARMv6-M, sums in acc: per column one LDRSB of the input x (r0, from r3)
+   and per row one LDRSB of the weight (r1, from the rows' bases r4, r6, r7, r5) at one index counting up to zero (r2), MUL
+   and an ADD into the row's sum (r8..r11). */
+static void rows4_cols_v6m(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t depth, int32_t from, int32_t n)
+{
+    int32_t c[8];
+    c[0] = acc[0];
+    c[1] = acc[1];
+    c[2] = acc[2];
+    c[3] = acc[3];
+    c[4] = from - n;
+    c[5] = (int32_t)(intptr_t)(x + n);
+    c[6] = (int32_t)(intptr_t)(w + n);
+    c[7] = depth;
+    __asm__ volatile(TQ_FC_V6M_ENTER
+                     "ldmia r7!, {r2, r3, r4, r5}\n\t"
+                     "add r6, r4, r5\n\t"
+                     "add r7, r6, r5\n\t"
+                     "add r5, r7, r5\n"
+                     "1:\n\t"
+                     "ldrsb r0, [r3, r2]\n\t"
+                     "ldrsb r1, [r4, r2]\n\t"
+                     "mul r1, r0\n\t"
+                     "add r8, r1\n\t"
+                     "ldrsb r1, [r6, r2]\n\t"
+                     "mul r1, r0\n\t"
+                     "add r9, r1\n\t"
+                     "ldrsb r1, [r7, r2]\n\t"
+                     "mul r1, r0\n\t"
+                     "add r10, r1\n\t"
+                     "ldrsb r1, [r5, r2]\n\t"
+                     "mul r1, r0\n\t"
+                     "add r11, r1\n\t"
+                     "add r2, #1\n\t"
+                     "bne 1b\n\t"
+                     TQ_FC_V6M_LEAVE
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
+    acc[0] = c[0];
+    acc[1] = c[1];
+    acc[2] = c[2];
+    acc[3] = c[3];
+}
+#endif
+
+/* Sums of four rows (`depth` bytes apart) over the input's n columns. */
+static void rows4_dot(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t depth, int32_t n)
+{
+    int32_t k = 0;
+#if defined(TQ_FC_V6M)
+    if (n > 0) {
+        rows4_cols_v6m(acc, x, w, depth, 0, n);
+    }
+    k = n;
+#endif
+    for (; k < n; k++) {
+        const int32_t v = x[k];
+        acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(w[k] * v));
+        acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(w[k + depth] * v));
+        acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(w[k + 2 * depth] * v));
+        acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(w[k + 3 * depth] * v));
+    }
+}
+
+static int32_t row_dot(int32_t a, const int8_t *x, const int8_t *w, int32_t n)
+{
+    int32_t k;
+    for (k = 0; k < n; k++) {
+        a = (int32_t)((uint32_t)a + (uint32_t)(w[k] * x[k]));
+    }
+    return a;
+}
+#endif
+
+void tq_fc_rows4(const tq_fc_rows_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    const int32_t depth = p->depth, words = depth >> 2, out_depth = p->out_depth;
+    int32_t r, o;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
+        const int32_t *w = p->weights;
+#if TQ_PACKED
+        widen(input, p->in_depth, depth, scratch);
+#else
+        (void)scratch;
+#endif
+        for (o = 0; o + 4 <= out_depth; o += 4, w += 4 * words) {
+            int32_t acc[4];
+            acc[0] = p->bias[o];
+            acc[1] = p->bias[o + 1];
+            acc[2] = p->bias[o + 2];
+            acc[3] = p->bias[o + 3];
+#if TQ_PACKED
+            rows4_dot(acc, (const int32_t *)scratch, w, words);
+#else
+            rows4_dot(acc, input, (const int8_t *)(const void *)w, depth, p->in_depth);
+#endif
+            output[o] = requant(p, acc[0], o);
+            output[o + 1] = requant(p, acc[1], o + 1);
+            output[o + 2] = requant(p, acc[2], o + 2);
+            output[o + 3] = requant(p, acc[3], o + 3);
+        }
+        for (; o < out_depth; o++, w += words) {
+#if TQ_PACKED
+            output[o] = requant(p, row_dot(p->bias[o], (const int32_t *)scratch, w, words), o);
+#else
+            output[o] = requant(p, row_dot(p->bias[o], input, (const int8_t *)(const void *)w, p->in_depth), o);
+#endif
         }
     }
 }
