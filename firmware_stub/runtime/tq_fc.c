@@ -350,6 +350,48 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         a = tq_smlad(tq_sxtb16_ror8(w_), (d), a);      \
     } while (0)
 
+#if TQ_DSP
+/* One word (4 columns) of a row at address a: sum r plus both SMLADs against the scratch words e, d. */
+#define TQ_FC_ROWS_WORD(r, load)                 \
+    load "\n\t"                                  \
+    "sxtb16 %[t1], %[t0]\n\t"                    \
+    "smlad " r ", %[t1], %[e], " r "\n\t"         \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"            \
+    "smlad " r ", %[t0], %[d], " r "\n\t"
+
+/* Four rows over 4 columns: the scratch's two words, then rows 1 and 0 through pointer a (row 1 `depth` bytes on,
+   row 0 read with post-increment), rows 3 and 2 through b; registers named by the compiler, the memory clobber
+   keeps the scratch's stores before it. */
+#define TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st)                                                         \
+    do {                                                                                                       \
+        int32_t e_, d_, t0_, t1_;                                                                              \
+        __asm__("ldrd %[e], %[d], [%[s]], #8\n\t"                                                              \
+                TQ_FC_ROWS_WORD("%[a1]", "ldr %[t0], [%[a], %[st]]")                                           \
+                TQ_FC_ROWS_WORD("%[a0]", "ldr %[t0], [%[a]], #4")                                              \
+                TQ_FC_ROWS_WORD("%[a3]", "ldr %[t0], [%[b], %[st]]")                                           \
+                TQ_FC_ROWS_WORD("%[a2]", "ldr %[t0], [%[b]], #4")                                              \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [s] "+r"(s), [a] "+r"(a),        \
+                  [b] "+r"(b), [e] "=&r"(e_), [d] "=&r"(d_), [t0] "=&r"(t0_), [t1] "=&r"(t1_)                  \
+                : [st] "r"(st)                                                                                 \
+                : "memory");                                                                                   \
+    } while (0)
+
+/* Sums of four rows (their words `words` apart, `words` even) over the scratch s. */
+static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], k;
+    const int32_t *a = w, *b = w + 2 * words;
+    const int32_t st = 4 * words;
+    for (k = words >> 1; k > 0; k--) {
+        TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st);
+        TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#else
 /* Sums of four rows (their words `words` apart) over the scratch s. */
 static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t words)
 {
@@ -366,6 +408,7 @@ static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_
     acc[2] = a2;
     acc[3] = a3;
 }
+#endif
 
 static int32_t row_dot(int32_t a, const int32_t *s, const int32_t *w, int32_t words)
 {
