@@ -420,9 +420,25 @@ static int32_t row_dot(int32_t a, const int32_t *s, const int32_t *w, int32_t wo
 }
 #else
 #if defined(TQ_FC_V6M)
-/* Four rows over columns [from, n) on ARMv6-M, sums in acc: per column one LDRSB of the input x (r0, from r3)
-   and per row one LDRSB of the weight (r1, from the rows' bases r4, r6, r7, r5) at one index counting up to zero (r2), MUL
-   and an ADD into the row's sum (r8..r11). */
+/* One column of four rows on ARMv6-M: the input x (r0) by LDRSB at index r2 from r3, each row's weight (r1) by
+   LDRSB at the same index from the rows' bases r4, r6, r7, r5, MUL and an ADD into the row's sum (r8..r11). */
+#define TQ_FC_V6M_ROWS_COL                                                                                     \
+    "ldrsb r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsb r1, [r4, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "ldrsb r1, [r6, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r9, r1\n\t"                                                                                           \
+    "ldrsb r1, [r7, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "ldrsb r1, [r5, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r11, r1\n\t"
+
+/* Four rows over columns [from, n) on ARMv6-M (n - from a positive multiple of 4), sums in acc; the index counts
+   up to zero. */
 static void rows4_cols_v6m(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t depth, int32_t from, int32_t n)
 {
     int32_t c[8];
@@ -440,19 +456,13 @@ static void rows4_cols_v6m(int32_t acc[4], const int8_t *x, const int8_t *w, int
                      "add r7, r6, r5\n\t"
                      "add r5, r7, r5\n"
                      "1:\n\t"
-                     "ldrsb r0, [r3, r2]\n\t"
-                     "ldrsb r1, [r4, r2]\n\t"
-                     "mul r1, r0\n\t"
-                     "add r8, r1\n\t"
-                     "ldrsb r1, [r6, r2]\n\t"
-                     "mul r1, r0\n\t"
-                     "add r9, r1\n\t"
-                     "ldrsb r1, [r7, r2]\n\t"
-                     "mul r1, r0\n\t"
-                     "add r10, r1\n\t"
-                     "ldrsb r1, [r5, r2]\n\t"
-                     "mul r1, r0\n\t"
-                     "add r11, r1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
                      "add r2, #1\n\t"
                      "bne 1b\n\t"
                      TQ_FC_V6M_LEAVE
@@ -471,10 +481,11 @@ static void rows4_dot(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t 
 {
     int32_t k = 0;
 #if defined(TQ_FC_V6M)
-    if (n > 0) {
-        rows4_cols_v6m(acc, x, w, depth, 0, n);
+    const int32_t head = n & 3; /* columns before whole blocks of 4, in C below */
+    if (n > head) {
+        rows4_cols_v6m(acc, x, w, depth, head, n);
     }
-    k = n;
+    n = head;
 #endif
     for (; k < n; k++) {
         const int32_t v = x[k];
