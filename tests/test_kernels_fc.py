@@ -1,11 +1,15 @@
-"""The specialised FULLY_CONNECTED kernel (tq_fc_stacked4) against TFLM, byte for byte.
+"""The specialised FULLY_CONNECTED kernels (tq_fc_stacked4, and tq_fc_rows4 where stacking is inexact) against
+TFLM, byte for byte.
 
-One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the widening tail) and % 8
-(zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without one), more than one
-input row, fused ReLU, non-zero input zero points (folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
-intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP), a Cortex-M3 and a
-Cortex-M0 (no DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
-itself is checked against the reference by tests/test_kernels_conv.py).
+One synthetic Dense chain per kernel covers its branches: in_depth % 4 of 0..3 (the widening tail, the ARMv6-M
+head columns) and % 8 (zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without
+one), 6 or more grouped pairs (the ARMv6-M passes of three pairs), more than one input row, fused ReLU, non-zero
+input zero points (folded into the bias). The tq_fc_rows4 chain's weights defeat stacking both ways: -128 high
+weights over negative low ones, and a-row sums past 2^23. Each runs on a few hundred random int8 inputs on the host
+(packed path through the plain-C intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a
+Cortex-M4 (DSP), a Cortex-M3 and a Cortex-M0 (no DSP, its own assembly). The layouts and the generation-time checks
+of exactness are tested directly (the fused requantization itself is checked against the reference by
+tests/test_kernels_conv.py).
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ L = tf.keras.layers
 SAMPLES = 300
 SHAPE = (3, 13)
 # (in_depth, out_depth) of every FULLY_CONNECTED the chain must lower to: every K tail and every row tail.
-FC_SHAPES = [(13, 7), (7, 8), (24, 6), (6, 5), (5, 4), (4, 3), (3, 10), (10, 1)]
+FC_SHAPES = [(13, 7), (7, 8), (24, 14), (14, 11), (11, 6), (6, 5), (5, 4), (4, 3), (3, 10), (10, 1)]
 
 
 def _chain(x):
     y = L.Dense(7, activation="relu")(x)  # rows 3
     y = L.Flatten()(L.Dense(8)(y))
-    for units in (6, 5, 4, 3, 10, 1):
+    for units in (14, 11, 6, 5, 4, 3, 10, 1):
         y = L.Dense(units, activation="relu" if units == 5 else None)(y)
     return y
 

@@ -230,20 +230,34 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
     "add r10, r1\n\t"                                                                                          \
     "add r11, r6\n\t"
 
-/* Two pairs over `depth` columns (a multiple of 8), sums in acc (raw a, low a, raw b, low b): s the scratch, w the
-   group's first word; returns the next group's. The index counts the scratch's bytes up to zero; the pairs' bases
-   advance 8 bytes per 4 columns, their words being interleaved per 4 columns. */
-static const int32_t *tq_fc_quads_v6m(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t depth)
+/* The same column for a third pair (base r6), its sums in ip and lr, b in r7. */
+#define TQ_FC_V6M_COL3                                                                                         \
+    "ldrsh r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsh r1, [r4, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "add r9, r7\n\t"                                                                                           \
+    "ldrsh r1, [r5, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "add r11, r7\n\t"                                                                                          \
+    "ldrsh r1, [r6, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add ip, r1\n\t"                                                                                           \
+    "add lr, r7\n\t"
+
+/* Two stacked pairs of a group over the depth (a multiple of 8): c holds their sums (raw, low per pair), the
+   index (minus twice the depth: it counts the scratch's bytes up to zero), the scratch's end and each pair's
+   base (its first lane plus twice the depth; it advances 8 bytes per 4 columns, the words of two pairs being
+   interleaved per 4 columns). */
+static void tq_fc_pairs2_v6m(int32_t c[8])
 {
-    int32_t c[8];
-    c[0] = acc[0];
-    c[1] = acc[1];
-    c[2] = acc[2];
-    c[3] = acc[3];
-    c[4] = -2 * depth;
-    c[5] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
-    c[6] = (int32_t)(intptr_t)((const char *)w + 2 * depth);
-    c[7] = c[6] + 8;
     __asm__ volatile(TQ_FC_V6M_ENTER
                      "ldmia r7!, {r2, r3, r4, r5}\n"
                      "1:\n\t"
@@ -262,11 +276,63 @@ static const int32_t *tq_fc_quads_v6m(int32_t acc[4], const int32_t *s, const in
                      :
                      : [c] "l"(c)
                      : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
-    acc[0] = c[0];
-    acc[1] = c[1];
-    acc[2] = c[2];
-    acc[3] = c[3];
-    return w + depth;
+}
+
+/* Three stacked pairs of any groups, as tq_fc_pairs2_v6m: c holds three pairs' sums, the index, the scratch's end
+   and three bases. The third pair's sums live in ip and lr, the context pointer and lr on the stack meanwhile. */
+static void tq_fc_pairs3_v6m(int32_t c[11])
+{
+    __asm__ volatile("mov ip, %[c]\n\t"
+                     "push {r4, r5, r6, r7}\n\t"
+                     "mov r4, r8\n\t"
+                     "mov r5, r9\n\t"
+                     "mov r6, r10\n\t"
+                     "mov r7, r11\n\t"
+                     "push {r4, r5, r6, r7}\n\t"
+                     "mov r4, lr\n\t"
+                     "mov r5, ip\n\t"
+                     "push {r4, r5}\n\t"
+                     "mov r7, ip\n\t"
+                     "ldmia r7!, {r0, r1, r2, r3}\n\t"
+                     "mov r8, r0\n\t"
+                     "mov r9, r1\n\t"
+                     "mov r10, r2\n\t"
+                     "mov r11, r3\n\t"
+                     "ldmia r7!, {r0, r1}\n\t"
+                     "mov ip, r0\n\t"
+                     "mov lr, r1\n\t"
+                     "ldmia r7!, {r2, r3, r4, r5, r6}\n"
+                     "1:\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r4, #8\n\t"
+                     "add r5, #8\n\t"
+                     "add r6, #8\n\t"
+                     "add r2, #2\n\t"
+                     "bne 1b\n\t"
+                     "pop {r6, r7}\n\t"
+                     "mov r4, ip\n\t"
+                     "mov r5, lr\n\t"
+                     "mov lr, r6\n\t"
+                     "mov r0, r8\n\t"
+                     "mov r1, r9\n\t"
+                     "mov r2, r10\n\t"
+                     "mov r3, r11\n\t"
+                     "stmia r7!, {r0, r1, r2, r3, r4, r5}\n\t"
+                     "pop {r4, r5, r6, r7}\n\t"
+                     "mov r8, r4\n\t"
+                     "mov r9, r5\n\t"
+                     "mov r10, r6\n\t"
+                     "mov r11, r7\n\t"
+                     "pop {r4, r5, r6, r7}"
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
 }
 #endif
 
@@ -286,54 +352,95 @@ static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
     return (int8_t)v;
 }
 
+#if defined(TQ_FC_V6M)
+/* tq_fc_stacked4's pass over one widened input row on ARMv6-M: the grouped pairs three at a time (two at a time
+   for the last two or four), the odd last pair in C. */
+static void stacked_row_v6m(const tq_fc_st4_params *p, const int32_t *s, int8_t *output)
+{
+    const int32_t depth = p->depth, out_depth = p->out_depth, pairs = (out_depth + 1) >> 1, grouped = pairs & ~1;
+    const char *const w = (const char *)p->weights;
+    int32_t c[11], q, n, i, k;
+    for (q = 0; q < grouped; q += n) {
+        n = grouped - q >= 3 && grouped - q != 4 ? 3 : 2;
+        for (i = 0; i < n; i++) {
+            const int32_t pair = q + i;
+            c[2 * i] = p->bias[2 * pair];
+            c[2 * i + 1] = c[2 * i];
+            c[2 * n + 2 + i] = (int32_t)(intptr_t)(w + (pair >> 1) * 4 * depth + 8 * (pair & 1) + 2 * depth);
+        }
+        c[2 * n] = -2 * depth;
+        c[2 * n + 1] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
+        if (n == 3) {
+            tq_fc_pairs3_v6m(c);
+        } else {
+            tq_fc_pairs2_v6m(c);
+        }
+        for (i = 0; i < n; i++) {
+            const int32_t o = 2 * (q + i);
+            output[o] = requant(p, c[2 * i + 1], o);
+            if (o + 1 < out_depth) {
+                output[o + 1] = requant(p, high_row(c[2 * i], c[2 * i + 1], p->bias[o + 1]), o + 1);
+            }
+        }
+    }
+    if (pairs & 1) {
+        const int32_t o = 2 * grouped;
+        const int32_t *v = (const int32_t *)(const void *)(w + grouped * 2 * depth);
+        int32_t ra = p->bias[o], ba = ra;
+        for (k = depth >> 3; k > 0; k--) {
+            TQ_FC_PAIR(ra, ba, s, v);
+            TQ_FC_PAIR(ra, ba, s, v);
+        }
+        output[o] = requant(p, ba, o);
+        if (o + 1 < out_depth) {
+            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+        }
+    }
+}
+#endif
+
 void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
+    const int32_t depth = p->depth, out_depth = p->out_depth;
     const int32_t *const s0 = (const int32_t *)scratch;
-    int32_t r, o, k;
+    int32_t r;
     for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
-        const int32_t *w = p->weights;
         widen(input, p->in_depth, depth, scratch);
-        for (o = 0; o + 4 <= even; o += 4) {
-            const int32_t *s = s0;
-            int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
 #if defined(TQ_FC_V6M)
-            int32_t acc[4];
-            acc[0] = ra;
-            acc[1] = ba;
-            acc[2] = rb;
-            acc[3] = bb;
-            w = tq_fc_quads_v6m(acc, (const int32_t *)s, w, depth);
-            ra = acc[0];
-            ba = acc[1];
-            rb = acc[2];
-            bb = acc[3];
-            (void)k;
+        stacked_row_v6m(p, s0, output);
 #else
-            for (k = depth >> 3; k > 0; k--) {
-                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-            }
-#endif
-            output[o] = requant(p, ba, o);
-            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-            output[o + 2] = requant(p, bb, o + 2);
-            if (o + 3 < out_depth) {
-                output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
-            }
-        }
-        if (o < out_depth) {
-            const int32_t *s = s0;
-            int32_t ra = p->bias[o], ba = ra;
-            for (k = depth >> 3; k > 0; k--) {
-                TQ_FC_PAIR(ra, ba, s, w);
-                TQ_FC_PAIR(ra, ba, s, w);
-            }
-            output[o] = requant(p, ba, o);
-            if (o + 1 < out_depth) {
+        {
+            const int32_t even = out_depth + (out_depth & 1);
+            const int32_t *w = p->weights;
+            int32_t o, k;
+            for (o = 0; o + 4 <= even; o += 4) {
+                const int32_t *s = s0;
+                int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
+                for (k = depth >> 3; k > 0; k--) {
+                    TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                    TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                }
+                output[o] = requant(p, ba, o);
                 output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+                output[o + 2] = requant(p, bb, o + 2);
+                if (o + 3 < out_depth) {
+                    output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+                }
+            }
+            if (o < out_depth) {
+                const int32_t *s = s0;
+                int32_t ra = p->bias[o], ba = ra;
+                for (k = depth >> 3; k > 0; k--) {
+                    TQ_FC_PAIR(ra, ba, s, w);
+                    TQ_FC_PAIR(ra, ba, s, w);
+                }
+                output[o] = requant(p, ba, o);
+                if (o + 1 < out_depth) {
+                    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+                }
             }
         }
+#endif
     }
 }
 
