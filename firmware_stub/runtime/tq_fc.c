@@ -3,8 +3,9 @@
    16-bit lanes, so on the packed path one SMLAD of the raw word and one of its sign-extended low bytes give both rows'
    products of two columns (three instructions for four MACs), four rows per pass over the scratch. Cores without DSP
    read the lanes as int16 and take the low row's weight as the lane's low byte (two MACs per multiply for the high
-   row's stacked sum, one for the low row's). Sums wrap modulo 2^32 (SMLAD does); every sum the kernel returns is
-   exact, so wrapping in between is harmless. */
+   row's stacked sum, one for the low row's); on ARMv6-M that loop is Thumb-1 assembly, three pairs per pass.
+   tq_fc_rows4 (further down) takes weights that do not stack exactly. Sums wrap modulo 2^32 (SMLAD does); every
+   sum the kernels return is exact, so wrapping in between is harmless. */
 #include "tq_fc.h"
 
 #include "tq_requant.h"
@@ -230,7 +231,7 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
     "add r10, r1\n\t"                                                                                          \
     "add r11, r6\n\t"
 
-/* The same column for a third pair (base r6), its sums in ip and lr, b in r7. */
+/* One column of three pairs: TQ_FC_V6M_COL with b in r7 and a third pair (base r6, sums in ip and lr). */
 #define TQ_FC_V6M_COL3                                                                                         \
     "ldrsh r0, [r3, r2]\n\t"                                                                                   \
     "ldrsh r1, [r4, r2]\n\t"                                                                                   \
@@ -342,11 +343,51 @@ static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
     return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
 }
 
+#if defined(TQ_FC_V6M)
+/* tq_requantize_fused for ARMv6-M: it has no long multiply, and GCC calls its 64 x 64-bit routine for the product
+   (about 50 instructions with the call). Here x * m (m >= 0, so m = mh * 2^16 + ml with 0 <= mh < 2^15) is summed
+   from four 16 x 16-bit products that each fit 32 bits: xl * ml unsigned, xl * mh in [0, 2^31), xh * ml signed,
+   xh * mh; the middle two added at bit 16 with carries, the first unsigned, the second sign-extended. */
+static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uint32_t c_hi, int32_t shift_high)
+{
+    uint32_t xl, ml, lo, hi, t_lo, t_hi;
+    int32_t xh = x, mh = m;
+    __asm__("uxth %[xl], %[xh]\n\t"
+            "asr %[xh], %[xh], #16\n\t"
+            "uxth %[ml], %[mh]\n\t"
+            "lsr %[mh], %[mh], #16\n\t"
+            "mov %[lo], %[xl]\n\t"
+            "mul %[lo], %[ml]\n\t"
+            "mov %[hi], %[xh]\n\t"
+            "mul %[hi], %[mh]\n\t"
+            "mul %[xl], %[mh]\n\t"
+            "mul %[xh], %[ml]\n\t"
+            "lsl %[ml], %[xl], #16\n\t"
+            "lsr %[xl], %[xl], #16\n\t"
+            "add %[lo], %[lo], %[ml]\n\t"
+            "adc %[hi], %[xl]\n\t"
+            "lsl %[ml], %[xh], #16\n\t"
+            "asr %[xh], %[xh], #16\n\t"
+            "add %[lo], %[lo], %[ml]\n\t"
+            "adc %[hi], %[xh]"
+            : [xh] "+l"(xh), [mh] "+l"(mh), [xl] "=&l"(xl), [ml] "=&l"(ml), [lo] "=&l"(lo), [hi] "=&l"(hi)
+            :
+            : "cc");
+    t_lo = c_lo + lo;
+    t_hi = c_hi + hi + (t_lo < lo ? 1u : 0u);
+    return (int32_t)(t_hi - (((uint32_t)x & ~t_lo) >> 31)) >> shift_high;
+}
+#endif
+
 /* Row o's sum requantized, zero point added, clamped to the activation range. */
 static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
 {
     const int32_t *q = p->requant + 4 * o;
+#if defined(TQ_FC_V6M)
+    int32_t v = requant_fused_v6m(acc, q[2], (uint32_t)q[0], (uint32_t)q[1], q[3]);
+#else
     int32_t v = tq_requantize_fused(acc, q[2], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[3]);
+#endif
     v = v < p->act_min ? p->act_min : v;
     v = v > p->act_max ? p->act_max : v;
     return (int8_t)v;
