@@ -345,9 +345,10 @@ static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
 
 #if defined(TQ_FC_V6M)
 /* tq_requantize_fused for ARMv6-M: it has no long multiply, and GCC calls its 64 x 64-bit routine for the product
-   (about 50 instructions with the call). Here x * m (m >= 0, so m = mh * 2^16 + ml with 0 <= mh < 2^15) is summed
-   from four 16 x 16-bit products that each fit 32 bits: xl * ml unsigned, xl * mh in [0, 2^31), xh * ml signed,
-   xh * mh; the middle two added at bit 16 with carries, the first unsigned, the second sign-extended. */
+   (about 50 instructions with the call). Here x * m (m >= 0, which fused_constant demands, so m = mh * 2^16 + ml
+   with 0 <= mh < 2^15) is summed from four 16 x 16-bit products that each fit 32 bits: xl * ml unsigned, xl * mh
+   in [0, 2^31), xh * ml signed, xh * mh; the middle two added at bit 16 with carries, the first unsigned, the
+   second sign-extended. */
 static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uint32_t c_hi, int32_t shift_high)
 {
     uint32_t xl, ml, lo, hi, t_lo, t_hi;
@@ -499,7 +500,8 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
     } while (0)
 
 #if TQ_DSP
-/* One word (4 columns) of a row at address a: sum r plus both SMLADs against the scratch words e, d. */
+/* One weight word (4 columns of a row) loaded into t0 by `load`: both its SMLADs against the scratch words e, d
+   into the row's sum r. */
 #define TQ_FC_ROWS_WORD(r, load)                 \
     load "\n\t"                                  \
     "sxtb16 %[t1], %[t0]\n\t"                    \
