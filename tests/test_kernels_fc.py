@@ -1,19 +1,25 @@
-"""The specialised FULLY_CONNECTED kernel (tq_fc_stacked4) against TFLM, byte for byte.
+"""The specialised FULLY_CONNECTED kernels (tq_fc_stacked4, and tq_fc_rows4 where stacking is inexact) against
+TFLM, byte for byte.
 
-One synthetic Dense chain covers every branch of the kernel: in_depth % 4 of 0..3 (the widening tail) and % 8
-(zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without one), more than one
-input row, fused ReLU, non-zero input zero points (folded into the bias). It runs on a few hundred random int8 inputs on the host (packed path through the plain-C
-intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a Cortex-M4 (DSP), a Cortex-M3 and a
-Cortex-M0 (no DSP). The layout and the generation-time checks of exactness are tested directly (the fused requantization
-itself is checked against the reference by tests/test_kernels_conv.py).
+One synthetic Dense chain per kernel covers its branches: in_depth % 4 of 0..3 (the widening tail, the ARMv6-M
+head columns) and % 8 (zero padding), out_depth % 4 of 0..3 (a padded high row, the last pair with and without
+one), 6 or more grouped pairs (the ARMv6-M passes of three pairs), more than one input row, fused ReLU, non-zero
+input zero points (folded into the bias). The tq_fc_rows4 chain's weights defeat stacking both ways: -128 high
+weights over negative low ones, and a-row sums past 2^23. Each runs on a few hundred random int8 inputs on the host
+(packed path through the plain-C intrinsics, the portable path, sanitizers) and on a few dozen in QEMU on a
+Cortex-M4 (DSP), a Cortex-M3 and a Cortex-M0 (no DSP, its own assembly). The layouts and the generation-time checks
+of exactness are tested directly (the fused requantization itself is checked against the reference by
+tests/test_kernels_conv.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from kernel_checks import HOST_BUILDS, check_host, check_qemu
+from kernel_checks import HOST_BUILDS, QEMU_SAMPLES, check_host, check_qemu
 
 from tinyq import emit, verify
 from tinyq.graph import read_graph
@@ -26,13 +32,13 @@ L = tf.keras.layers
 SAMPLES = 300
 SHAPE = (3, 13)
 # (in_depth, out_depth) of every FULLY_CONNECTED the chain must lower to: every K tail and every row tail.
-FC_SHAPES = [(13, 7), (7, 8), (24, 6), (6, 5), (5, 4), (4, 3), (3, 10), (10, 1)]
+FC_SHAPES = [(13, 7), (7, 8), (24, 14), (14, 11), (11, 6), (6, 5), (5, 4), (4, 3), (3, 10), (10, 1)]
 
 
 def _chain(x):
     y = L.Dense(7, activation="relu")(x)  # rows 3
     y = L.Flatten()(L.Dense(8)(y))
-    for units in (6, 5, 4, 3, 10, 1):
+    for units in (14, 11, 6, 5, 4, 3, 10, 1):
         y = L.Dense(units, activation="relu" if units == 5 else None)(y)
     return y
 
@@ -60,6 +66,65 @@ def fc_case(fc_model, tmp_path_factory):
     return folder, xs, tflm.reshape(len(xs), -1)
 
 
+# The unstacked kernel's chain: each FULLY_CONNECTED's weights defeat stacking, the 603-wide one through its a-rows'
+# sums (every weight +-127 after quantization), the others through -128 high weights over negative low ones
+# written into the converted model. Every K tail (% 4, % 8) and row tail (% 4), two input rows.
+ROWS_SHAPES = [(13, 7), (14, 603), (603, 9), (9, 8), (8, 6), (6, 5), (5, 3), (3, 4)]
+ROWS_WIDE = 2  # index in ROWS_SHAPES of the layer rejected by its sums
+
+
+def _rows_chain(x):
+    y = L.Flatten()(L.Dense(7, activation="relu")(x))
+    y = L.Dense(603)(y)
+    for units in (9, 8, 6, 5, 3, 4):
+        y = L.Dense(units, activation="relu" if units == 5 else None)(y)
+    return y
+
+
+def _defeat_stacking(q):
+    """The model with -128 in the high row of some pairs over negative low weights in every FULLY_CONNECTED but the
+    wide one, patched into the flatbuffer's weight bytes (TFLite's quantizer itself keeps weights in [-127, 127])."""
+    g = read_graph(q.tflite)
+    data = bytearray(q.tflite)
+    fcs = [op for op in g.operators if op.name == "FULLY_CONNECTED"]
+    for i, op in enumerate(fcs):
+        w = g.tensors[op.inputs[1]].data
+        if i == ROWS_WIDE or w.shape[0] < 2:
+            continue
+        new = w.copy()
+        new[1::2, ::3] = -128
+        new[0:2 * (len(w) // 2):2, ::3] = -np.abs(new[0:2 * (len(w) // 2):2, ::3]) - 1
+        at = bytes(data).find(w.tobytes())
+        assert at >= 0 and bytes(data).find(w.tobytes(), at + 1) < 0
+        data[at:at + w.nbytes] = new.tobytes()
+    return dataclasses.replace(q, tflite=bytes(data))
+
+
+@pytest.fixture(scope="module")
+def rows_model():
+    tf.keras.utils.set_random_seed(13)
+    inp = tf.keras.Input((2, 13))
+    model = tf.keras.Model(inp, _rows_chain(inp), name="fc_rows")
+    rng = np.random.default_rng(13)
+    for v in model.weights:
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.3, v.shape).astype(np.float32))
+    wide = model.layers[4]  # Dense(9) on the 603-wide layer: every weight +-1, +-127 once quantized
+    wide.kernel.assign(np.where(rng.random(wide.kernel.shape) < 0.5, -1.0, 1.0).astype(np.float32))
+    calib = rng.random((64, 2, 13), dtype=np.float32) * 2 - 0.7
+    return _defeat_stacking(quantize(model, calib, QuantizeConfig(64, input_range=(-0.7, 1.3))))
+
+
+@pytest.fixture(scope="module")
+def rows_case(rows_model, tmp_path_factory):
+    xs = np.random.default_rng(6).integers(-128, 128, (SAMPLES,) + rows_model.input.shape[1:], dtype=np.int8)
+    tflm = verify.run_tflm(rows_model.tflite, xs)
+    r = verify.VerifyResult.tflm_only(rows_model, xs, tflm, np.arange(len(xs)) % 10)
+    folder = tmp_path_factory.mktemp("fc_rows") / "fw"
+    emit.emit(rows_model, r, folder, name="fc_rows", golden_count=5, class_labels=None)
+    return folder, xs, tflm.reshape(len(xs), -1)
+
+
 def _fc_calls(q, optimize):
     return [c for c in lower(read_graph(q.tflite), optimize).calls if c.op_name == "FULLY_CONNECTED"]
 
@@ -71,6 +136,19 @@ def test_speed_picks_stacked_and_size_keeps_generic(fc_model):
     assert dict(speed[0].fields)["rows"] == "3"
     assert {c.kernel for c in speed} == {"tq_fc_stacked4"}
     assert {c.kernel for c in _fc_calls(fc_model, Optimize.SIZE)} == {"tq_fully_connected"}
+
+
+def test_speed_picks_rows_where_stacking_fails(rows_model):
+    speed = _fc_calls(rows_model, Optimize.SPEED)
+    shapes = [(int(dict(c.fields)["in_depth"]), int(dict(c.fields)["out_depth"])) for c in speed]
+    assert shapes == ROWS_SHAPES
+    assert dict(speed[0].fields)["rows"] == "2"
+    assert {c.kernel for c in speed} == {"tq_fc_rows4"}
+    assert {c.kernel for c in _fc_calls(rows_model, Optimize.SIZE)} == {"tq_fully_connected"}
+    weights = [read_graph(rows_model.tflite).tensors[op.inputs[1]].data
+               for op in read_graph(rows_model.tflite).operators if op.name == "FULLY_CONNECTED"]
+    assert all((w == -128).any() for i, w in enumerate(weights) if i != ROWS_WIDE)
+    assert (np.abs(weights[ROWS_WIDE]) == 127).all()
 
 
 def test_stacked_layout_in_kernel_order():
@@ -100,15 +178,27 @@ def _variant(w, shift=-1):
 def test_stacking_rejected_where_inexact():
     ok = np.full((2, 516), 127)
     ok[1, -1] = 126  # high row's sum at most 127 * 127 * 515 + 127 * 126 < 2^23 (and > -2^23)
-    assert _variant(ok) is not None
+    assert fc.stacked_halfwords(ok) is not None and _variant(ok).kernel == "tq_fc_stacked4"
     big = np.full((2, 517), 127)  # -128 * 127 * 517 < -2^23: 256 times the high row's lowest sum leaves int32
-    assert _variant(big) is None
+    assert fc.stacked_halfwords(big) is None
     edge = np.zeros((2, 4))
     edge[1, 0], edge[0, 0] = -128, -1  # lane 256 * -128 - 1 is outside int16
-    assert _variant(edge) is None
+    assert fc.stacked_halfwords(edge) is None
     edge[0, 0] = 0
-    assert _variant(edge) is not None
+    assert fc.stacked_halfwords(edge) is not None
     assert _variant(edge, shift=0) is None  # no right shift: not the fused requantization's form
+
+
+def test_unstackable_weights_take_the_rows_kernel():
+    w = np.arange(-60, 45).reshape(7, 15)
+    w[1, 3], w[0, 3] = -128, -2  # one lane outside int16: no stacking
+    v = _variant(w)
+    assert v.kernel == "tq_fc_rows4" and dict(v.fields)["depth"] == 16 and v.scratch_bytes == 32
+    words = v.arrays[0].values
+    assert words.dtype == np.int32 and v.counts[0] == len(words) == 7 * 16 // 4
+    rows = words.astype("<i4").view(np.int8).reshape(7, 16)  # little-endian bytes: row-major, zero-padded
+    assert (rows[:, :15] == w).all() and (rows[:, 15] == 0).all()
+    assert _variant(w, shift=0) is None
 
 
 @pytest.mark.integration
@@ -118,9 +208,29 @@ def test_fc_bitexact_on_host(fc_case, opt, sanitize, tmp_path):
     check_host(folder, xs, tflm, tmp_path / "build", opt, sanitize)
 
 
+def _qemu_samples(target: str) -> int:
+    """Every input on the Cortex-M0, whose assembly (passes, requantization) the host builds do not run."""
+    return SAMPLES if target == "cortex-m0" else QEMU_SAMPLES
+
+
 @pytest.mark.integration
 @pytest.mark.qemu
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])  # DSP, ARMv7-M, ARMv6-M
 def test_fc_bitexact_in_qemu(fc_case, target, tmp_path):
     folder, xs, tflm = fc_case
-    check_qemu(folder, xs, tflm, tmp_path / "build", target)
+    check_qemu(folder, xs, tflm, tmp_path / "build", target, _qemu_samples(target))
+
+
+@pytest.mark.integration
+@HOST_BUILDS
+def test_fc_rows_bitexact_on_host(rows_case, opt, sanitize, tmp_path):
+    folder, xs, tflm = rows_case
+    check_host(folder, xs, tflm, tmp_path / "build", opt, sanitize)
+
+
+@pytest.mark.integration
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])
+def test_fc_rows_bitexact_in_qemu(rows_case, target, tmp_path):
+    folder, xs, tflm = rows_case
+    check_qemu(folder, xs, tflm, tmp_path / "build", target, _qemu_samples(target))

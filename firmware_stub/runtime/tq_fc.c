@@ -3,8 +3,9 @@
    16-bit lanes, so on the packed path one SMLAD of the raw word and one of its sign-extended low bytes give both rows'
    products of two columns (three instructions for four MACs), four rows per pass over the scratch. Cores without DSP
    read the lanes as int16 and take the low row's weight as the lane's low byte (two MACs per multiply for the high
-   row's stacked sum, one for the low row's). Sums wrap modulo 2^32 (SMLAD does); every sum the kernel returns is
-   exact, so wrapping in between is harmless. */
+   row's stacked sum, one for the low row's); on ARMv6-M that loop is Thumb-1 assembly, three pairs per pass.
+   tq_fc_rows4 (further down) takes weights that do not stack exactly. Sums wrap modulo 2^32 (SMLAD does); every
+   sum the kernels return is exact, so wrapping in between is harmless. */
 #include "tq_fc.h"
 
 #include "tq_requant.h"
@@ -177,55 +178,517 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
     } while (0)
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1
+/* ARMv6-M (Cortex-M0/M0+): GCC spills the portable loop's sums and pointers (8 low registers, MULS only), so the
+   passes over the depth are written out in assembly. Each takes one context in memory (sums, index, bases), keeps
+   the four sums in r8-r11 (ADD reaches high registers) and saves and restores r4-r11 itself, so that it asks the
+   compiler for one register at any optimization level (a frame pointer takes r7 at -O0). GCC reads Thumb-1
+   inline assembly in divided syntax (MUL and ADD of low registers set the flags). */
+#define TQ_FC_V6M 1
+#define TQ_FC_V6M_ENTER                                                                                        \
+    "mov ip, %[c]\n\t"                                                                                         \
+    "push {r4, r5, r6, r7}\n\t"                                                                                \
+    "mov r4, r8\n\t"                                                                                           \
+    "mov r5, r9\n\t"                                                                                           \
+    "mov r6, r10\n\t"                                                                                          \
+    "mov r7, r11\n\t"                                                                                          \
+    "push {r4, r5, r6, r7}\n\t"                                                                                \
+    "mov r7, ip\n\t"                                                                                           \
+    "ldmia r7!, {r0, r1, r2, r3}\n\t"                                                                          \
+    "mov r8, r0\n\t"                                                                                           \
+    "mov r9, r1\n\t"                                                                                           \
+    "mov r10, r2\n\t"                                                                                          \
+    "mov r11, r3\n\t"
+#define TQ_FC_V6M_LEAVE                                                                                        \
+    "mov r7, ip\n\t"                                                                                           \
+    "mov r0, r8\n\t"                                                                                           \
+    "mov r1, r9\n\t"                                                                                           \
+    "mov r2, r10\n\t"                                                                                          \
+    "mov r3, r11\n\t"                                                                                          \
+    "stmia r7!, {r0, r1, r2, r3}\n\t"                                                                          \
+    "pop {r4, r5, r6, r7}\n\t"                                                                                 \
+    "mov r8, r4\n\t"                                                                                           \
+    "mov r9, r5\n\t"                                                                                           \
+    "mov r10, r6\n\t"                                                                                          \
+    "mov r11, r7\n\t"                                                                                          \
+    "pop {r4, r5, r6, r7}"
+
+/* One column of two pairs, tq_fc_stacked4's products: input x (r0) by LDRSH at index k (r2) of the scratch (r3),
+   each pair's lane l (r1) from its base (r4, r5) at the same index, its low byte b (r6) by SXTB, two MULs and two
+   ADDs into the pair's sums (r8, r9 and r10, r11). */
+#define TQ_FC_V6M_COL                                                                                          \
+    "ldrsh r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsh r1, [r4, r2]\n\t"                                                                                   \
+    "sxtb r6, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r6, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "add r9, r6\n\t"                                                                                           \
+    "ldrsh r1, [r5, r2]\n\t"                                                                                   \
+    "sxtb r6, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r6, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "add r11, r6\n\t"
+
+/* One column of three pairs: TQ_FC_V6M_COL with b in r7 and a third pair (base r6, sums in ip and lr). */
+#define TQ_FC_V6M_COL3                                                                                         \
+    "ldrsh r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsh r1, [r4, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "add r9, r7\n\t"                                                                                           \
+    "ldrsh r1, [r5, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "add r11, r7\n\t"                                                                                          \
+    "ldrsh r1, [r6, r2]\n\t"                                                                                   \
+    "sxtb r7, r1\n\t"                                                                                          \
+    "mul r1, r0\n\t"                                                                                           \
+    "mul r7, r0\n\t"                                                                                           \
+    "add ip, r1\n\t"                                                                                           \
+    "add lr, r7\n\t"
+
+/* Two stacked pairs of a group over the depth (a multiple of 8): c holds their sums (raw, low per pair), the
+   index (minus twice the depth: it counts the scratch's bytes up to zero), the scratch's end and each pair's
+   base (its first lane plus twice the depth; it advances 8 bytes per 4 columns, the words of two pairs being
+   interleaved per 4 columns). */
+static void tq_fc_pairs2_v6m(int32_t c[8])
+{
+    __asm__ volatile(TQ_FC_V6M_ENTER
+                     "ldmia r7!, {r2, r3, r4, r5}\n"
+                     "1:\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL
+                     "add r4, #8\n\t"
+                     "add r5, #8\n\t"
+                     "add r2, #2\n\t"
+                     "bne 1b\n\t"
+                     TQ_FC_V6M_LEAVE
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
+}
+
+/* Three stacked pairs of any groups, as tq_fc_pairs2_v6m: c holds three pairs' sums, the index, the scratch's end
+   and three bases. The third pair's sums live in ip and lr, the context pointer and lr on the stack meanwhile. */
+static void tq_fc_pairs3_v6m(int32_t c[11])
+{
+    __asm__ volatile("mov ip, %[c]\n\t"
+                     "push {r4, r5, r6, r7}\n\t"
+                     "mov r4, r8\n\t"
+                     "mov r5, r9\n\t"
+                     "mov r6, r10\n\t"
+                     "mov r7, r11\n\t"
+                     "push {r4, r5, r6, r7}\n\t"
+                     "mov r4, lr\n\t"
+                     "mov r5, ip\n\t"
+                     "push {r4, r5}\n\t"
+                     "mov r7, ip\n\t"
+                     "ldmia r7!, {r0, r1, r2, r3}\n\t"
+                     "mov r8, r0\n\t"
+                     "mov r9, r1\n\t"
+                     "mov r10, r2\n\t"
+                     "mov r11, r3\n\t"
+                     "ldmia r7!, {r0, r1}\n\t"
+                     "mov ip, r0\n\t"
+                     "mov lr, r1\n\t"
+                     "ldmia r7!, {r2, r3, r4, r5, r6}\n"
+                     "1:\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r2, #2\n\t"
+                     TQ_FC_V6M_COL3
+                     "add r4, #8\n\t"
+                     "add r5, #8\n\t"
+                     "add r6, #8\n\t"
+                     "add r2, #2\n\t"
+                     "bne 1b\n\t"
+                     "pop {r6, r7}\n\t"
+                     "mov r4, ip\n\t"
+                     "mov r5, lr\n\t"
+                     "mov lr, r6\n\t"
+                     "mov r0, r8\n\t"
+                     "mov r1, r9\n\t"
+                     "mov r2, r10\n\t"
+                     "mov r3, r11\n\t"
+                     "stmia r7!, {r0, r1, r2, r3, r4, r5}\n\t"
+                     "pop {r4, r5, r6, r7}\n\t"
+                     "mov r8, r4\n\t"
+                     "mov r9, r5\n\t"
+                     "mov r10, r6\n\t"
+                     "mov r11, r7\n\t"
+                     "pop {r4, r5, r6, r7}"
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
+}
+#endif
+
 /* The high row's sum: (raw - low) / 256 plus its bias. */
 static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
 {
     return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
 }
 
+#if defined(TQ_FC_V6M)
+/* tq_requantize_fused for ARMv6-M: it has no long multiply, and GCC calls its 64 x 64-bit routine for the product
+   (about 50 instructions with the call). Here x * m (m >= 0, which fused_constant demands, so m = mh * 2^16 + ml
+   with 0 <= mh < 2^15) is summed from four 16 x 16-bit products that each fit 32 bits: xl * ml unsigned, xl * mh
+   in [0, 2^31), xh * ml signed, xh * mh; the middle two added at bit 16 with carries, the first unsigned, the
+   second sign-extended. */
+static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uint32_t c_hi, int32_t shift_high)
+{
+    uint32_t xl, ml, lo, hi, t_lo, t_hi;
+    int32_t xh = x, mh = m;
+    __asm__("uxth %[xl], %[xh]\n\t"
+            "asr %[xh], %[xh], #16\n\t"
+            "uxth %[ml], %[mh]\n\t"
+            "lsr %[mh], %[mh], #16\n\t"
+            "mov %[lo], %[xl]\n\t"
+            "mul %[lo], %[ml]\n\t"
+            "mov %[hi], %[xh]\n\t"
+            "mul %[hi], %[mh]\n\t"
+            "mul %[xl], %[mh]\n\t"
+            "mul %[xh], %[ml]\n\t"
+            "lsl %[ml], %[xl], #16\n\t"
+            "lsr %[xl], %[xl], #16\n\t"
+            "add %[lo], %[lo], %[ml]\n\t"
+            "adc %[hi], %[xl]\n\t"
+            "lsl %[ml], %[xh], #16\n\t"
+            "asr %[xh], %[xh], #16\n\t"
+            "add %[lo], %[lo], %[ml]\n\t"
+            "adc %[hi], %[xh]"
+            : [xh] "+l"(xh), [mh] "+l"(mh), [xl] "=&l"(xl), [ml] "=&l"(ml), [lo] "=&l"(lo), [hi] "=&l"(hi)
+            :
+            : "cc");
+    t_lo = c_lo + lo;
+    t_hi = c_hi + hi + (t_lo < lo ? 1u : 0u);
+    return (int32_t)(t_hi - (((uint32_t)x & ~t_lo) >> 31)) >> shift_high;
+}
+#endif
+
 /* Row o's sum requantized, zero point added, clamped to the activation range. */
 static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
 {
     const int32_t *q = p->requant + 4 * o;
+#if defined(TQ_FC_V6M)
+    int32_t v = requant_fused_v6m(acc, q[2], (uint32_t)q[0], (uint32_t)q[1], q[3]);
+#else
     int32_t v = tq_requantize_fused(acc, q[2], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[3]);
+#endif
     v = v < p->act_min ? p->act_min : v;
     v = v > p->act_max ? p->act_max : v;
     return (int8_t)v;
 }
 
-void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
+#if defined(TQ_FC_V6M)
+/* tq_fc_stacked4's pass over one widened input row on ARMv6-M: the grouped pairs three at a time (two at a time
+   for the last two or four), the odd last pair in C. */
+static void stacked_row_v6m(const tq_fc_st4_params *p, const int32_t *s, int8_t *output)
 {
-    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
-    const int32_t *const s0 = (const int32_t *)scratch;
-    int32_t r, o, k;
-    for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
-        const int32_t *w = p->weights;
-        widen(input, p->in_depth, depth, scratch);
-        for (o = 0; o + 4 <= even; o += 4) {
-            const int32_t *s = s0;
-            int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
-            for (k = depth >> 3; k > 0; k--) {
-                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-                TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-            }
-            output[o] = requant(p, ba, o);
-            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-            output[o + 2] = requant(p, bb, o + 2);
-            if (o + 3 < out_depth) {
-                output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+    const int32_t depth = p->depth, out_depth = p->out_depth, pairs = (out_depth + 1) >> 1, grouped = pairs & ~1;
+    const char *const w = (const char *)p->weights;
+    int32_t c[11], q, n, i, k;
+    for (q = 0; q < grouped; q += n) {
+        n = grouped - q >= 3 && grouped - q != 4 ? 3 : 2;
+        for (i = 0; i < n; i++) {
+            const int32_t pair = q + i;
+            c[2 * i] = p->bias[2 * pair];
+            c[2 * i + 1] = c[2 * i];
+            c[2 * n + 2 + i] = (int32_t)(intptr_t)(w + (pair >> 1) * 4 * depth + 8 * (pair & 1) + 2 * depth);
+        }
+        c[2 * n] = -2 * depth;
+        c[2 * n + 1] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
+        if (n == 3) {
+            tq_fc_pairs3_v6m(c);
+        } else {
+            tq_fc_pairs2_v6m(c);
+        }
+        for (i = 0; i < n; i++) {
+            const int32_t o = 2 * (q + i);
+            output[o] = requant(p, c[2 * i + 1], o);
+            if (o + 1 < out_depth) {
+                output[o + 1] = requant(p, high_row(c[2 * i], c[2 * i + 1], p->bias[o + 1]), o + 1);
             }
         }
-        if (o < out_depth) {
-            const int32_t *s = s0;
-            int32_t ra = p->bias[o], ba = ra;
-            for (k = depth >> 3; k > 0; k--) {
-                TQ_FC_PAIR(ra, ba, s, w);
-                TQ_FC_PAIR(ra, ba, s, w);
-            }
-            output[o] = requant(p, ba, o);
-            if (o + 1 < out_depth) {
+    }
+    if (pairs & 1) {
+        const int32_t o = 2 * grouped;
+        const int32_t *v = (const int32_t *)(const void *)(w + grouped * 2 * depth);
+        int32_t ra = p->bias[o], ba = ra;
+        for (k = depth >> 3; k > 0; k--) {
+            TQ_FC_PAIR(ra, ba, s, v);
+            TQ_FC_PAIR(ra, ba, s, v);
+        }
+        output[o] = requant(p, ba, o);
+        if (o + 1 < out_depth) {
+            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+        }
+    }
+}
+#endif
+
+void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    const int32_t depth = p->depth, out_depth = p->out_depth;
+    const int32_t *const s0 = (const int32_t *)scratch;
+    int32_t r;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
+        widen(input, p->in_depth, depth, scratch);
+#if defined(TQ_FC_V6M)
+        stacked_row_v6m(p, s0, output);
+#else
+        {
+            const int32_t even = out_depth + (out_depth & 1);
+            const int32_t *w = p->weights;
+            int32_t o, k;
+            for (o = 0; o + 4 <= even; o += 4) {
+                const int32_t *s = s0;
+                int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
+                for (k = depth >> 3; k > 0; k--) {
+                    TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                    TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+                }
+                output[o] = requant(p, ba, o);
                 output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+                output[o + 2] = requant(p, bb, o + 2);
+                if (o + 3 < out_depth) {
+                    output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+                }
             }
+            if (o < out_depth) {
+                const int32_t *s = s0;
+                int32_t ra = p->bias[o], ba = ra;
+                for (k = depth >> 3; k > 0; k--) {
+                    TQ_FC_PAIR(ra, ba, s, w);
+                    TQ_FC_PAIR(ra, ba, s, w);
+                }
+                output[o] = requant(p, ba, o);
+                if (o + 1 < out_depth) {
+                    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+                }
+            }
+        }
+#endif
+    }
+}
+
+/* tq_fc_rows4: the weights as they are (row-major, zero-padded). On the packed path the input row is widened into
+   the scratch as for tq_fc_stacked4, so SXTB16 of a weight word gives the weights of columns (k, k + 2) and with
+   its rotation those of (k + 1, k + 3): two SMLADs per word, four rows per pass over the scratch. Elsewhere each
+   weight and input byte is read as it is. */
+#if TQ_PACKED
+/* Row sum a plus the products of one weight word w (4 columns) and the scratch words e, d of the same columns. */
+#define TQ_FC_WORD(a, w, e, d)                         \
+    do {                                               \
+        const int32_t w_ = (w);                        \
+        a = tq_smlad(tq_sxtb16(w_), (e), a);           \
+        a = tq_smlad(tq_sxtb16_ror8(w_), (d), a);      \
+    } while (0)
+
+#if TQ_DSP
+/* One weight word (4 columns of a row) loaded into t0 by `load`: both its SMLADs against the scratch words e, d
+   into the row's sum r. */
+#define TQ_FC_ROWS_WORD(r, load)                 \
+    load "\n\t"                                  \
+    "sxtb16 %[t1], %[t0]\n\t"                    \
+    "smlad " r ", %[t1], %[e], " r "\n\t"         \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"            \
+    "smlad " r ", %[t0], %[d], " r "\n\t"
+
+/* Four rows over 4 columns: the scratch's two words, then rows 1 and 0 through pointer a (row 1 `depth` bytes on,
+   row 0 read with post-increment), rows 3 and 2 through b; registers named by the compiler, the memory clobber
+   keeps the scratch's stores before it. */
+#define TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st)                                                         \
+    do {                                                                                                       \
+        int32_t e_, d_, t0_, t1_;                                                                              \
+        __asm__("ldrd %[e], %[d], [%[s]], #8\n\t"                                                              \
+                TQ_FC_ROWS_WORD("%[a1]", "ldr %[t0], [%[a], %[st]]")                                           \
+                TQ_FC_ROWS_WORD("%[a0]", "ldr %[t0], [%[a]], #4")                                              \
+                TQ_FC_ROWS_WORD("%[a3]", "ldr %[t0], [%[b], %[st]]")                                           \
+                TQ_FC_ROWS_WORD("%[a2]", "ldr %[t0], [%[b]], #4")                                              \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [s] "+r"(s), [a] "+r"(a),        \
+                  [b] "+r"(b), [e] "=&r"(e_), [d] "=&r"(d_), [t0] "=&r"(t0_), [t1] "=&r"(t1_)                  \
+                : [st] "r"(st)                                                                                 \
+                : "memory");                                                                                   \
+    } while (0)
+
+/* Sums of four rows (their words `words` apart, `words` even) over the scratch s. */
+static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], k;
+    const int32_t *a = w, *b = w + 2 * words;
+    const int32_t st = 4 * words;
+    for (k = words >> 1; k > 0; k--) {
+        TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st);
+        TQ_FC_ROWS4_STEP(a0, a1, a2, a3, s, a, b, st);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#else
+/* Sums of four rows (their words `words` apart) over the scratch s. */
+static void rows4_dot(int32_t acc[4], const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], k;
+    for (k = 0; k < words; k++, s += 2) {
+        const int32_t e = s[0], d = s[1];
+        TQ_FC_WORD(a0, w[k], e, d);
+        TQ_FC_WORD(a1, w[k + words], e, d);
+        TQ_FC_WORD(a2, w[k + 2 * words], e, d);
+        TQ_FC_WORD(a3, w[k + 3 * words], e, d);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
+static int32_t row_dot(int32_t a, const int32_t *s, const int32_t *w, int32_t words)
+{
+    int32_t k;
+    for (k = 0; k < words; k++, s += 2) {
+        TQ_FC_WORD(a, w[k], s[0], s[1]);
+    }
+    return a;
+}
+#else
+#if defined(TQ_FC_V6M)
+/* One column of four rows on ARMv6-M: the input x (r0) by LDRSB at index r2 from r3, each row's weight (r1) by
+   LDRSB at the same index from the rows' bases r4, r6, r7, r5, MUL and an ADD into the row's sum (r8..r11). */
+#define TQ_FC_V6M_ROWS_COL                                                                                     \
+    "ldrsb r0, [r3, r2]\n\t"                                                                                   \
+    "ldrsb r1, [r4, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r8, r1\n\t"                                                                                           \
+    "ldrsb r1, [r6, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r9, r1\n\t"                                                                                           \
+    "ldrsb r1, [r7, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r10, r1\n\t"                                                                                          \
+    "ldrsb r1, [r5, r2]\n\t"                                                                                   \
+    "mul r1, r0\n\t"                                                                                           \
+    "add r11, r1\n\t"
+
+/* Four rows over columns [from, n) on ARMv6-M (n - from a positive multiple of 4), sums in acc; the index counts
+   up to zero. */
+static void rows4_cols_v6m(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t depth, int32_t from, int32_t n)
+{
+    int32_t c[8];
+    c[0] = acc[0];
+    c[1] = acc[1];
+    c[2] = acc[2];
+    c[3] = acc[3];
+    c[4] = from - n;
+    c[5] = (int32_t)(intptr_t)(x + n);
+    c[6] = (int32_t)(intptr_t)(w + n);
+    c[7] = depth;
+    __asm__ volatile(TQ_FC_V6M_ENTER
+                     "ldmia r7!, {r2, r3, r4, r5}\n\t"
+                     "add r6, r4, r5\n\t"
+                     "add r7, r6, r5\n\t"
+                     "add r5, r7, r5\n"
+                     "1:\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     TQ_FC_V6M_ROWS_COL
+                     "add r2, #1\n\t"
+                     "bne 1b\n\t"
+                     TQ_FC_V6M_LEAVE
+                     :
+                     : [c] "l"(c)
+                     : "r0", "r1", "r2", "r3", "ip", "cc", "memory");
+    acc[0] = c[0];
+    acc[1] = c[1];
+    acc[2] = c[2];
+    acc[3] = c[3];
+}
+#endif
+
+/* Sums of four rows (`depth` bytes apart) over the input's n columns. */
+static void rows4_dot(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t depth, int32_t n)
+{
+    int32_t k = 0;
+#if defined(TQ_FC_V6M)
+    const int32_t head = n & 3; /* columns before whole blocks of 4, in C below */
+    if (n > head) {
+        rows4_cols_v6m(acc, x, w, depth, head, n);
+    }
+    n = head;
+#endif
+    for (; k < n; k++) {
+        const int32_t v = x[k];
+        acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(w[k] * v));
+        acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(w[k + depth] * v));
+        acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(w[k + 2 * depth] * v));
+        acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(w[k + 3 * depth] * v));
+    }
+}
+
+static int32_t row_dot(int32_t a, const int8_t *x, const int8_t *w, int32_t n)
+{
+    int32_t k;
+    for (k = 0; k < n; k++) {
+        a = (int32_t)((uint32_t)a + (uint32_t)(w[k] * x[k]));
+    }
+    return a;
+}
+#endif
+
+void tq_fc_rows4(const tq_fc_rows_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    const int32_t depth = p->depth, words = depth >> 2, out_depth = p->out_depth;
+    int32_t r, o;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += out_depth) {
+        const int32_t *w = p->weights;
+#if TQ_PACKED
+        widen(input, p->in_depth, depth, scratch);
+#else
+        (void)scratch;
+#endif
+        for (o = 0; o + 4 <= out_depth; o += 4, w += 4 * words) {
+            int32_t acc[4];
+            acc[0] = p->bias[o];
+            acc[1] = p->bias[o + 1];
+            acc[2] = p->bias[o + 2];
+            acc[3] = p->bias[o + 3];
+#if TQ_PACKED
+            rows4_dot(acc, (const int32_t *)scratch, w, words);
+#else
+            rows4_dot(acc, input, (const int8_t *)(const void *)w, depth, p->in_depth);
+#endif
+            output[o] = requant(p, acc[0], o);
+            output[o + 1] = requant(p, acc[1], o + 1);
+            output[o + 2] = requant(p, acc[2], o + 2);
+            output[o + 3] = requant(p, acc[3], o + 3);
+        }
+        for (; o < out_depth; o++, w += words) {
+#if TQ_PACKED
+            output[o] = requant(p, row_dot(p->bias[o], (const int32_t *)scratch, w, words), o);
+#else
+            output[o] = requant(p, row_dot(p->bias[o], input, (const int8_t *)(const void *)w, p->in_depth), o);
+#endif
         }
     }
 }

@@ -28,6 +28,15 @@ typedef struct {
 /* Same output bytes as tq_fully_connected; scratch: 2 * depth bytes, 4-byte aligned (one input row as int16). */
 void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch);
 
+/* tq_fully_connected's parameters with its weights unstacked, for weights stacking cannot hold exactly: the same
+   fields, `weights` row-major int8 rows zero-padded to `depth` (a multiple of 8) as little-endian words,
+   out_depth * depth / 4 of them. */
+typedef tq_fc_st4_params tq_fc_rows_params;
+
+/* Same output bytes as tq_fully_connected, four rows per pass over the input; scratch: 2 * depth bytes, 4-byte
+   aligned (one input row as int16 on the packed path; cores without DSP read the input itself). */
+void tq_fc_rows4(const tq_fc_rows_params *p, const int8_t *input, int8_t *output, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif

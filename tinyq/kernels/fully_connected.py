@@ -4,7 +4,10 @@ tq_fc_stacked4 stacks two output rows in each 16-bit lane: the halfword 256 * a 
 (high byte) and row 2i's weight b (low byte) of one input column, so one SMLAD of the raw word with two int16
 inputs sums 256 * (a-products) + (b-products) for both rows, and one SMLAD of its sign-extended low bytes sums the
 b-products alone; their difference over 256 is the a-row's sum. Three instructions per four MACs, exact while
-256 times the a-row's sum fits int32, which generation time checks from the weights."""
+256 times the a-row's sum fits int32, which generation time checks from the weights. Where it does not,
+tq_fc_rows4 takes the weights unstacked (row-major, zero-padded: SXTB16 of each word gives the weights of columns
+k, k + 2 and with its rotation those of k + 1, k + 3, the order of the shared int16 scratch), four rows per pass,
+so only a requantization without the fused form leaves the generic kernel."""
 
 from __future__ import annotations
 
@@ -68,20 +71,36 @@ def fused_requant(mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np
     return np.array(rows, dtype=np.int64).astype(np.uint32).view(np.int32).reshape(-1)
 
 
+def padded_rows(weights: np.ndarray) -> np.ndarray:
+    """[out][in] int8 weights as tq_fc_rows4 reads them: each row zero-padded to padded_depth, as little-endian
+    int32 words (4 columns each)."""
+    out_depth, in_depth = weights.shape
+    w = np.zeros((out_depth, padded_depth(in_depth)), dtype=np.int8)
+    w[:, :in_depth] = weights
+    return np.frombuffer(w.tobytes(), dtype="<i4").astype(np.int32)
+
+
 def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
-    """tq_fc_stacked4 with its stacked weights, fused requantization constants and an int16 scratch of one input
-    row, else None for the generic kernel (a row without the fused requantization, or weights stacked_halfwords
-    rejects)."""
+    """tq_fc_stacked4 with its stacked weights, else (weights stacked_halfwords rejects) tq_fc_rows4 with its padded
+    rows; either with the fused requantization constants and an int16 scratch of one input row. None for the
+    generic kernel where some row's requantization lacks the fused form."""
     requant = fused_requant(arrays["mult"].values, arrays["shift"].values, fields["output_offset"])
-    in_depth, out_depth = fields["in_depth"], fields["out_depth"]
-    half = stacked_halfwords(arrays["weights"].values.reshape(out_depth, in_depth))
-    if requant is None or half is None:
+    if requant is None:
         return None
+    in_depth, out_depth = fields["in_depth"], fields["out_depth"]
+    weights = arrays["weights"].values.reshape(out_depth, in_depth)
+    half = stacked_halfwords(weights)
     depth = padded_depth(in_depth)
     values = dict(fields, depth=depth)
     names = ("rows", "in_depth", "out_depth", "depth", "act_min", "act_max")
-    return Variant("tq_fc_stacked4", "tq_fc_st4_params", tuple((k, int(values[k])) for k in names),
-                   (ConstArray(f"{name}_weights_stacked", "int32_t", stack(half)), arrays["bias"],
-                    ConstArray(f"{name}_requant_fused", "int32_t", requant)),
+    ints = tuple((k, int(values[k])) for k in names)
+    fused = ConstArray(f"{name}_requant_fused", "int32_t", requant)
+    if half is None:
+        return Variant("tq_fc_rows4", "tq_fc_rows_params", ints,
+                       (ConstArray(f"{name}_weights_rows", "int32_t", padded_rows(weights)), arrays["bias"], fused),
+                       ("weights", "bias", "requant"), (out_depth * depth // 4, out_depth, out_depth * REQUANT_ROW),
+                       scratch_bytes=2 * depth)
+    return Variant("tq_fc_stacked4", "tq_fc_st4_params", ints,
+                   (ConstArray(f"{name}_weights_stacked", "int32_t", stack(half)), arrays["bias"], fused),
                    ("weights", "bias", "requant"), (half.size // 2, out_depth, out_depth * REQUANT_ROW),
                    scratch_bytes=2 * depth)
