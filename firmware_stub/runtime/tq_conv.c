@@ -19,9 +19,10 @@ typedef struct {
     int32_t offset, lo, hi;
 } tq_conv_out;
 
-/* How a layer's sums are requantized: tq_requantize_lr (rows {left, right, bias, multiplier, 0, 0}), or
-   tq_requantize_fused (rows as in tq_conv2d_shallow) then a clamp, or then int8's own range alone (one SSAT). */
-enum { RQ_LR = 0, RQ_FUSED = 1, RQ_FUSED_FULL = 2 };
+/* How a layer's sums are requantized: tq_requantize_lr (rows {left, right, bias, multiplier, 0, 0}) then the
+   activation clamp, or tq_requantize_fused (rows as in tq_conv2d_shallow) then int8's own range (one SSAT); a
+   fused layer with a narrower activation range is clamped afterwards (clamp_outputs). */
+enum { RQ_LR = 0, RQ_FUSED_FULL = 2 };
 
 /* One sum (its bias already in it) requantized with its channel's row q; `mode` is a constant where inlined. */
 TQ_CONV_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_conv_out o)
@@ -125,13 +126,49 @@ TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t
     }
 }
 
-/* The requantization mode of a layer (rows tell fused from not by their layout, the parameters say which). */
-static int rq_mode(const tq_conv_mm_params *p)
+/* The last output channel of an odd out_c for the pixel pair gathered in s (w and q: that channel's weights and
+   row pair, whose second is a copy of the first), in one copy shared by every caller and mode: the loops call
+   mm_channels with an even count, which leaves its odd tail out of each inlined copy. */
+static void mm_odd_channel(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
+                           int32_t groups, int mode, const tq_conv_out o)
 {
-    if (!p->fused) {
-        return RQ_LR;
+    mm_channels(s, w, q, out, out_b, 1, groups, mode, o);
+}
+
+/* Every output channel of the pixel pair gathered in s: the pairs inlined, an odd count's last channel shared. */
+TQ_CONV_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
+                                  int32_t groups, int mode, const tq_conv_out o)
+{
+    const int32_t pairs = p->out_c >> 1;
+    mm_channels(s, p->weights, p->requant, out, out_b, pairs << 1, groups, mode, o);
+    if (p->out_c & 1) {
+        mm_odd_channel(s, p->weights + pairs * 8 * groups, p->requant + pairs * 12, out + 2 * pairs,
+                       out_b + 2 * pairs, groups, mode, o);
     }
-    return p->act_min == -128 && p->act_max == 127 ? RQ_FUSED_FULL : RQ_FUSED;
+}
+
+/* The n output bytes of a layer clamped to [lo, hi] in place, for a fused layer whose activation range is narrower
+   than int8's: its outputs come from the int8-range copy of the loops (clamping a saturated value to a range
+   inside int8's is clamping the value), so that no loop nest is compiled twice for the clamp alone. */
+static void clamp_outputs(int8_t *out, int32_t n, int32_t lo, int32_t hi)
+{
+    if (lo == -128 && hi == 127) {
+        return;
+    }
+#if TQ_PACKED
+    {
+        const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
+        const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+        for (; n >= 4; n -= 4, out += 4) {
+            const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(out), lo4), hi4);
+            memcpy(out, &v, sizeof v);
+        }
+    }
+#endif
+    for (; n > 0; n--, out++) {
+        const int32_t v = *out;
+        *out = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
 }
 
 /* The k_padded int16 inputs of output pixel (oy, ox), input offset added, padding taps and K's tail 0, in groups
@@ -228,19 +265,26 @@ TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input,
         } else {
             gather(p, input, oy, ox, s + 4); /* the lone last pixel twice: both results are its own */
         }
-        mm_channels(s, p->weights, p->requant, out, two ? out + p->out_c : out, p->out_c, groups, mode, o);
+        mm_pixel_pair(p, s, out, two ? out + p->out_c : out, groups, mode, o);
     }
 }
 
 void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    /* converted models requantize over int8's whole range: their own copy; the other modes share one */
-    const int mode = rq_mode(p);
-    if (mode == RQ_FUSED_FULL) {
+    if (p->fused) {
         im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+        clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
     } else {
-        im2col_body(p, input, output, (int16_t *)scratch, mode);
+        im2col_body(p, input, output, (int16_t *)scratch, RQ_LR);
     }
+}
+
+/* An odd pixel count's last pixel, gathered twice in s (both results its own, stored over each other), in one
+   copy shared by every inlined loop and mode: a second inlined copy of the channel loop for one pixel would cost
+   more code than the call and the mode tested per output cost time. */
+static void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode, const tq_conv_out o)
+{
+    mm_pixel_pair(p, s, out, out, p->k_padded >> 2, mode, o);
 }
 
 /* A 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather. */
@@ -287,13 +331,13 @@ TQ_CONV_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *inp
             ox = 0;
             in += step_y;
         }
-        mm_channels(s, p->weights, p->requant, out, out + out_c, out_c, groups, mode, o);
+        mm_pixel_pair(p, s, out, out + out_c, groups, mode, o);
         out += 2 * out_c;
     }
     if (pix < pixels) {
-        widen(in, s, groups);
-        widen(in, s + 4, groups);
-        mm_channels(s, p->weights, p->requant, out, out, out_c, groups, mode, o);
+        widen(in, s, p->k_padded >> 2);
+        widen(in, s + 4, p->k_padded >> 2);
+        mm_lone_pixel(p, s, out, mode, o);
     }
 }
 
@@ -316,11 +360,11 @@ TQ_CONV_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *inp
 
 void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    const int mode = rq_mode(p);
-    if (mode == RQ_FUSED_FULL) {
+    if (p->fused) {
         pointwise_mode(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+        clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
     } else {
-        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, mode);
+        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_LR);
     }
 }
 
@@ -385,25 +429,19 @@ TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const
         b1 = tq_smlad(xb, w1, b1);                                                                             \
     } while (0)
 
-/* One sum requantized with its channel's row of the shallow requant table and clamped: to int8 only when the
-   activation range is the whole of it (`full`, a constant where inlined: one saturating instruction). */
-TQ_CONV_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q, int full, int32_t lo, int32_t hi)
+/* One sum requantized with its channel's row of the shallow requant table, saturated to int8 (a narrower
+   activation range is clamped after the layer: clamp_outputs). */
+TQ_CONV_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q)
 {
-    int32_t v = tq_requantize_fused(acc, q[3], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[4]);
-    if (full) {
-        v = tq_sat_s8(v);
-    } else {
-        v = v < lo ? lo : v;
-        v = v > hi ? hi : v;
-    }
-    return (int8_t)v;
+    const int32_t v =
+        tq_requantize_fused(acc, q[3], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[4]);
+    return (int8_t)tq_sat_s8(v);
 }
 
 /* Two output channels (rows q and q + 6; weights w) of two pixels (outputs at out and out_b) over the gathered
    taps s: channel 1 is stored at offset d (1, or 0 where a duplicate of channel 0 completes an odd out_c). */
 TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32_t *restrict q, int32_t words,
-                                 int8_t *restrict out, int8_t *restrict out_b, int32_t d, int full, int32_t lo,
-                                 int32_t hi)
+                                 int8_t *restrict out, int8_t *restrict out_b, int32_t d)
 {
     int32_t a0 = q[2], b0 = q[2], a1 = q[6 + 2], b1 = q[6 + 2];
     const int32_t *const s_end = s + 2 * (words & ~3);
@@ -429,10 +467,10 @@ TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32
     default:
         break;
     }
-    out[d] = shallow_requantize(a1, q + 6, full, lo, hi);
-    out_b[d] = shallow_requantize(b1, q + 6, full, lo, hi);
-    out[0] = shallow_requantize(a0, q, full, lo, hi);
-    out_b[0] = shallow_requantize(b0, q, full, lo, hi);
+    out[d] = shallow_requantize(a1, q + 6);
+    out_b[d] = shallow_requantize(b1, q + 6);
+    out[0] = shallow_requantize(a0, q);
+    out_b[0] = shallow_requantize(b0, q);
 }
 
 void tq_conv2d_shallow(const tq_conv_shallow_params *p, const int8_t *input, int8_t *output, void *scratch)
@@ -441,8 +479,6 @@ void tq_conv2d_shallow(const tq_conv_shallow_params *p, const int8_t *input, int
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t words = (p->taps + 1) >> 1;
     const int32_t out_c = p->out_c;
-    const int32_t lo = p->act_min, hi = p->act_max;
-    const int full = lo == -128 && hi == 127;
     const int32_t span_h = (p->k_h - 1) * p->dil_h, span_w = (p->k_w - 1) * p->dil_w;
     int32_t pix, oc, oy = 0, ox = 0;
     for (pix = 0; pix < pixels; pix += 2) {
@@ -470,16 +506,12 @@ void tq_conv2d_shallow(const tq_conv_shallow_params *p, const int8_t *input, int
             shallow_gather_border(p, input, oy_b, ox_b, scr + 1);
         }
         for (oc = 0; oc + 1 < out_c; oc += 2) {
-            if (full) {
-                shallow_pair(scr, w, q, words, out + oc, out_b + oc, 1, 1, lo, hi);
-            } else {
-                shallow_pair(scr, w, q, words, out + oc, out_b + oc, 1, 0, lo, hi);
-            }
+            shallow_pair(scr, w, q, words, out + oc, out_b + oc, 1);
             w += 2 * words;
             q += 12;
         }
         if (out_c & 1) {
-            shallow_pair(scr, w, q, words, out + oc, out_b + oc, 0, 0, lo, hi);
+            shallow_pair(scr, w, q, words, out + oc, out_b + oc, 0);
         }
         ox = ox_b + 1;
         oy = oy_b;
@@ -488,4 +520,5 @@ void tq_conv2d_shallow(const tq_conv_shallow_params *p, const int8_t *input, int
             oy++;
         }
     }
+    clamp_outputs(output, pixels * out_c, p->act_min, p->act_max);
 }
