@@ -126,24 +126,24 @@ TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t
     }
 }
 
-/* The last output channel of an odd out_c for the pixel pair gathered in s (w and q: that channel's weights and
-   row pair, whose second is a copy of the first), in one copy shared by every caller and mode: the loops call
-   mm_channels with an even count, which leaves its odd tail out of each inlined copy. */
-static void mm_odd_channel(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
-                           int32_t groups, int mode, const tq_conv_out o)
+/* The last output channel of an odd out_c for the pixel pair gathered in s (outputs at out and out_b), in one
+   copy shared by every caller and mode: the loops call mm_channels with an even count, which leaves its odd tail
+   out of each inlined copy. Few arguments, so that the callers' frames stay small. */
+static void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b, int mode)
 {
-    mm_channels(s, w, q, out, out_b, 1, groups, mode, o);
+    const int32_t groups = p->k_padded >> 2, last = p->out_c - 1;
+    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
+    mm_channels(s, p->weights + last * 4 * groups, p->requant + last * 6, out + last, out_b + last, 1, groups, mode,
+                o);
 }
 
 /* Every output channel of the pixel pair gathered in s: the pairs inlined, an odd count's last channel shared. */
 TQ_CONV_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
                                   int32_t groups, int mode, const tq_conv_out o)
 {
-    const int32_t pairs = p->out_c >> 1;
-    mm_channels(s, p->weights, p->requant, out, out_b, pairs << 1, groups, mode, o);
+    mm_channels(s, p->weights, p->requant, out, out_b, p->out_c & ~1, groups, mode, o);
     if (p->out_c & 1) {
-        mm_odd_channel(s, p->weights + pairs * 8 * groups, p->requant + pairs * 12, out + 2 * pairs,
-                       out_b + 2 * pairs, groups, mode, o);
+        mm_odd_channel(p, s, out, out_b, mode);
     }
 }
 
@@ -282,8 +282,9 @@ void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *o
 /* An odd pixel count's last pixel, gathered twice in s (both results its own, stored over each other), in one
    copy shared by every inlined loop and mode: a second inlined copy of the channel loop for one pixel would cost
    more code than the call and the mode tested per output cost time. */
-static void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode, const tq_conv_out o)
+static void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode)
 {
+    const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
     mm_pixel_pair(p, s, out, out, p->k_padded >> 2, mode, o);
 }
 
@@ -337,7 +338,7 @@ TQ_CONV_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *inp
     if (pix < pixels) {
         widen(in, s, p->k_padded >> 2);
         widen(in, s + 4, p->k_padded >> 2);
-        mm_lone_pixel(p, s, out, mode, o);
+        mm_lone_pixel(p, s, out, mode);
     }
 }
 
