@@ -14,11 +14,12 @@ FlashSplit.model_constants. A build that does not link on a core (the micro:bit'
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
 
-from cortex_m import BIG_MODELS, DEMO_MODELS, STANDIN_MODELS, prepare
+from cortex_m import BIG_MODELS, DEMO_MODELS, STANDIN_MODELS, prepare  # benchmarks/cortex_m.py
 
 from tinyq import cortex_m, data
 from tinyq.errors import TinyqError
@@ -79,7 +80,9 @@ def main() -> int:
                     try:
                         cell[label] = code_bytes(fw, work / "build" / target / name / label, target)
                     except TinyqError as exc:
-                        failed.append(f"- {target} {name} {label}: {str(exc).splitlines()[0][:200]}")
+                        text = str(exc)
+                        why = re.search(r"RAM overflow[^|]*|region [^|]*overflowed[^|]*", text)
+                        failed.append(f"- {target} {name} {label}: {(why.group(0) if why else text)[:200].strip()}")
                 if "speed" in cell:
                     functions.append((target, name, engine_functions(cell["speed"][1], args.top)))
                 if cell:
