@@ -131,7 +131,8 @@ TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t
 /* The last output channel of an odd out_c for the pixel pair gathered in s (outputs at out and out_b), in one
    copy shared by every caller and mode: the loops call mm_channels with an even count, which leaves its odd tail
    out of each inlined copy. Few arguments, so that the callers' frames stay small. */
-static void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b, int mode)
+TQ_CONV_OUTLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
+                                    int mode)
 {
     const int32_t groups = p->k_padded >> 2, last = p->out_c - 1;
     const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
@@ -282,9 +283,10 @@ void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *o
 }
 
 /* An odd pixel count's last pixel, gathered twice in s (both results its own, stored over each other), in one
-   copy shared by every inlined loop and mode: a second inlined copy of the channel loop for one pixel would cost
-   more code than the call and the mode tested per output cost time. */
-static void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode)
+   copy shared by every inlined loop and mode. Here out_b == out is known, so the compiler drops the sums of the
+   first pixel, whose stores the second's overwrite: half the work of running the pixel through the main loop
+   (which costs 6% of a 3x3-pixel layer's instructions) and less code than another inlined copy. */
+TQ_CONV_OUTLINE void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode)
 {
     const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
     mm_pixel_pair(p, s, out, out, p->k_padded >> 2, mode, o);
