@@ -304,12 +304,14 @@ TQ_DW_INLINE void dw3_conv(const tq_dw3_params *p, const int8_t *input, int8_t *
         const int y_in = y0 >= 0 && y0 + 3 <= p->in_h;
         for (ox = 0; ox < p->out_w; ox++, output += c) {
             const int32_t x0 = ox * p->stride_w - p->pad_w;
-            if (patch == 0 || (y_in && x0 >= 0 && x0 + 3 <= p->in_w)) {
-                dw3_pixel(input + y0 * row + x0 * c, p->stream, row, c, output);
-            } else {
+            const int8_t *in = input + y0 * row + x0 * c;
+            int32_t in_row = row;
+            if (patch != 0 && !(y_in && x0 >= 0 && x0 + 3 <= p->in_w)) {
                 dw3_patch(p, input, y0, x0, patch);
-                dw3_pixel(patch, p->stream, 3 * c, c, output);
+                in = patch;
+                in_row = 3 * c;
             }
+            dw3_pixel(in, p->stream, in_row, c, output); /* one copy of the pixel loop, for both */
             if (p->clamp) {
                 dw3_clamp(p, output);
             }
