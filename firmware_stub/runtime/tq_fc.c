@@ -337,6 +337,38 @@ static void tq_fc_pairs3_v6m(int32_t c[11])
 }
 #endif
 
+#if TQ_HOST_SIMD
+/* The host's own sums of two pairs over `quads` blocks of 4 columns (w's stream, 4 words a block): PMADDWD of the
+   stacked words and of their sign-extended low bytes with the block's scratch words, lanes 0-1 pair 0 and lanes
+   2-3 pair 1; two blocks per 256-bit step where the host has AVX2. acc = {ra, ba, rb, bb}, added to. */
+static void host_quads(const int32_t *s, const int32_t *w, int32_t quads, int32_t acc[4])
+{
+    __m128i raw = _mm_setzero_si128(), low = _mm_setzero_si128(), x, v;
+#if defined(__AVX2__)
+    __m256i raw2 = _mm256_setzero_si256(), low2 = _mm256_setzero_si256();
+    for (; quads > 1; quads -= 2, s += 4, w += 8) {
+        const __m256i x2 = _mm256_permute4x64_epi64(_mm256_castsi128_si256(tq_host_load128(s)), 0x50);
+        const __m256i v2 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+        raw2 = _mm256_add_epi32(raw2, _mm256_madd_epi16(v2, x2));
+        low2 = _mm256_add_epi32(low2, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v2, 8), 8), x2));
+    }
+    raw = _mm_add_epi32(_mm256_castsi256_si128(raw2), _mm256_extracti128_si256(raw2, 1));
+    low = _mm_add_epi32(_mm256_castsi256_si128(low2), _mm256_extracti128_si256(low2, 1));
+#endif
+    for (; quads > 0; quads--, s += 2, w += 4) {
+        x = tq_host_load64(s);
+        x = _mm_unpacklo_epi64(x, x);
+        v = tq_host_load128(w);
+        raw = _mm_add_epi32(raw, _mm_madd_epi16(v, x));
+        low = _mm_add_epi32(low, _mm_madd_epi16(_mm_srai_epi16(_mm_slli_epi16(v, 8), 8), x));
+    }
+    acc[0] = tq_host_sum01(acc[0], raw);
+    acc[1] = tq_host_sum01(acc[1], low);
+    acc[2] = tq_host_sum23(acc[2], raw);
+    acc[3] = tq_host_sum23(acc[3], low);
+}
+#endif
+
 /* The high row's sum: (raw - low) / 256 plus its bias. */
 static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
 {
@@ -456,17 +488,29 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
             const int32_t *w = p->weights;
             int32_t o, k;
             for (o = 0; o + 4 <= even; o += 4) {
+#if TQ_HOST_SIMD
+                int32_t acc[4];
+                acc[0] = acc[1] = p->bias[o];
+                acc[2] = acc[3] = p->bias[o + 2];
+                host_quads(s0, w, depth >> 2, acc);
+                w += depth;
+                {
+                    const int32_t ra = acc[0], ba = acc[1], rb = acc[2], bb = acc[3];
+#else
                 const int32_t *s = s0;
                 int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
                 for (k = depth >> 3; k > 0; k--) {
                     TQ_FC_QUAD(ra, ba, rb, bb, s, w);
                     TQ_FC_QUAD(ra, ba, rb, bb, s, w);
                 }
-                output[o] = requant(p, ba, o);
-                output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-                output[o + 2] = requant(p, bb, o + 2);
-                if (o + 3 < out_depth) {
-                    output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+                {
+#endif
+                    output[o] = requant(p, ba, o);
+                    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+                    output[o + 2] = requant(p, bb, o + 2);
+                    if (o + 3 < out_depth) {
+                        output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+                    }
                 }
             }
             if (o < out_depth) {
