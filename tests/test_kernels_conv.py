@@ -111,13 +111,13 @@ def test_choice_covers_every_branch_and_size_keeps_generic(emitted):
             else:
                 assert c.scratch_bytes == 4 * int(fields["k_padded"])
                 full = int(fields["act_min"]) == -128 and int(fields["act_max"]) == 127
-                modes.add((c.kernel, int(fields["fused"]), full, int(fields["k_padded"]) in (8, 16)))
+                modes.add((c.kernel, full, int(fields["k_padded"]) in (8, 16)))
     assert kernels.count("tq_conv2d_1x1") == 5
     assert kernels.count("tq_conv2d_im2col") == 7
     assert kernels.count("tq_conv2d_shallow") == 5
     # converted models requantize fused over int8's whole range (the other modes: test_mm_requant_modes...)
-    assert {(k, f, full) for k, f, full, _ in modes} == {("tq_conv2d_1x1", 1, True), ("tq_conv2d_im2col", 1, True)}
-    assert ("tq_conv2d_1x1", 1, True, True) in modes and ("tq_conv2d_1x1", 1, True, False) in modes
+    assert {(k, full) for k, full, _ in modes} == {("tq_conv2d_1x1", True), ("tq_conv2d_im2col", True)}
+    assert ("tq_conv2d_1x1", True, True) in modes and ("tq_conv2d_1x1", True, False) in modes
 
 
 def test_shallow_layout_pairs_taps_and_channels():
@@ -237,8 +237,8 @@ MM_HARNESS = r"""
 #include "tq_conv.h"
 #include "tinyq_kernels.h"
 
-static int32_t fields[21];
-static int8_t w_mm[4096], w[4096], sh[64], in[4096], out_mm[4096], out_ref[4096];
+static int32_t fields[21]; /* tq_conv_mm_params' 19 integers, then pointwise, fused */
+static int8_t w_mm[8192], w[8192], sh[64], in[4096], out_mm[4096], out_ref[4096];
 static int32_t rows[1024], bias[64], mult[64];
 static int32_t scratch[1024];
 
@@ -250,13 +250,18 @@ int main(void)
     while (READ(fields, 21)) {
         tq_conv_mm_params p;
         tq_conv_params g;
-        memcpy(&p, fields, 20 * sizeof(int32_t));
+        memcpy(&p, fields, 19 * sizeof(int32_t));
         out_c = p.out_c;
         k = p.k_h * p.k_w * p.in_c;
         n_w = (out_c + 1) / 2 * 2 * p.k_padded;
         n_rows = (out_c + 1) / 2 * 2 * 6;
         n_in = p.in_h * p.in_w * p.in_c;
         n_out = p.out_h * p.out_w * out_c;
+        if (n_w > (int32_t)sizeof w_mm || out_c * k > (int32_t)sizeof w || n_in > (int32_t)sizeof in
+            || n_out > (int32_t)sizeof out_mm || n_rows > 1024 || out_c > 64) {
+            printf("case too large for the harness's buffers\n");
+            return 3;
+        }
         if (!READ(w_mm, n_w) || !READ(rows, n_rows) || !READ(w, out_c * k) || !READ(bias, out_c)
             || !READ(mult, out_c) || !READ(sh, out_c) || !READ(in, n_in)) {
             return 1;
@@ -268,10 +273,10 @@ int main(void)
         g.dil_w = p.dil_w; g.pad_h = p.pad_h; g.pad_w = p.pad_w; g.depth_multiplier = 1;
         g.input_offset = p.input_offset; g.output_offset = p.output_offset; g.act_min = p.act_min;
         g.act_max = p.act_max; g.weights = w; g.bias = bias; g.mult = mult; g.shift = sh;
-        if (fields[20]) {
-            tq_conv2d_1x1(&p, in, out_mm, scratch);
+        if (fields[19]) {
+            (fields[20] ? tq_conv2d_1x1 : tq_conv2d_1x1_lr)(&p, in, out_mm, scratch);
         } else {
-            tq_conv2d_im2col(&p, in, out_mm, scratch);
+            (fields[20] ? tq_conv2d_im2col : tq_conv2d_im2col_lr)(&p, in, out_mm, scratch);
         }
         tq_conv2d(&g, in, out_ref);
         for (c = 0; c < n_out; c++) {
@@ -292,7 +297,7 @@ def _mm_case(rng, pointwise: bool, fused: bool, full: bool, in_c: int, out_c: in
     input. Unfused rows get left and right shifts; a narrow activation range exercises the clamp."""
     k_h, k_w = (1, 1) if pointwise else (5, 3)
     in_h, in_w = 9 + (out_c % 2) * 2, 7 + (out_c % 2) * 2  # odd pixel counts too
-    stride = 1 if pointwise and out_c % 2 == 0 else 2
+    stride = 2 if not pointwise or out_c == 5 else 1  # 1x1: odd out_c with odd and even pixel counts
     dil = 1 if pointwise else 2
     pad = 0 if pointwise else 1
     out_h = (in_h + 2 * pad - dil * (k_h - 1) - 1) // stride + 1
@@ -308,9 +313,10 @@ def _mm_case(rng, pointwise: bool, fused: bool, full: bool, in_c: int, out_c: in
     k_padded = conv.padded_depth(f)
     rows = (conv.shallow_requant(bias, mult, shift, f["output_offset"]) if fused
             else conv.requant_rows(bias, mult, shift))
-    values = dict(f, k_padded=k_padded, fused=int(fused))
+    values = dict(f, k_padded=k_padded)
     x = rng.integers(-128, 128, in_h * in_w * in_c).astype(np.int8)
-    return b"".join([np.array([values[k] for k in conv.FIELDS] + [int(pointwise)], dtype=np.int32).tobytes(),
+    head = np.array([values[k] for k in conv.FIELDS] + [int(pointwise), int(fused)], dtype=np.int32)
+    return b"".join([head.tobytes(),
                      conv.pair_weights(weights, out_c, k_padded).tobytes(), rows.astype(np.int32).tobytes(),
                      weights.tobytes(), bias.tobytes(), mult.tobytes(), shift.tobytes(), x.tobytes()])
 
@@ -318,8 +324,8 @@ def _mm_case(rng, pointwise: bool, fused: bool, full: bool, in_c: int, out_c: in
 @pytest.mark.integration
 @pytest.mark.parametrize("build", ["simd", "sse2", "portable", "emulated-asan-ubsan"])
 def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
-    """Every requantization mode of tq_conv2d_1x1 and tq_conv2d_im2col (converted models reach only the fused one
-    over int8's whole range), odd and even out_c, small and large K, against the generic tq_conv2d: on the host's
+    """Every requantization mode of tq_conv2d_1x1 and tq_conv2d_im2col and of their _lr twins (converted models
+    reach only the fused one over int8's whole range), odd and even out_c and pixel counts, small and large K, against the generic tq_conv2d: on the host's
     SIMD built for this machine (AVX2 where it has it) and for baseline x86-64 (SSE2), on the portable path, and
     on the plain-C twins of the DSP instructions."""
     src = tmp_path / "mm.c"
@@ -335,6 +341,6 @@ def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
                    capture_output=True, text=True)
     rng = np.random.default_rng(5)
     cases = [_mm_case(rng, pw, fused, full, in_c, out_c) for pw in (True, False) for fused in (True, False)
-             for full in (True, False) for in_c in (8, 16, 36, 5) for out_c in (5, 6) if pw is False or in_c % 4 == 0]
+             for full in (True, False) for in_c in (8, 16, 36, 5) for out_c in (5, 6, 7) if pw is False or in_c % 4 == 0]
     run = subprocess.run([str(exe)], input=b"".join(cases), capture_output=True, timeout=60)
     assert run.returncode == 0 and run.stdout.decode().split() == ["ok"] * len(cases), run.stdout + run.stderr

@@ -327,12 +327,13 @@ TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input,
 
 void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    if (p->fused) {
-        im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
-        clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
-    } else {
-        im2col_body(p, input, output, (int16_t *)scratch, RQ_LR);
-    }
+    im2col_body(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+    clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
+}
+
+void tq_conv2d_im2col_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    im2col_body(p, input, output, (int16_t *)scratch, RQ_LR);
 }
 
 /* An odd pixel count's last pixel, gathered twice in s (both results its own, stored over each other), in one
@@ -426,12 +427,13 @@ TQ_CONV_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *inp
 
 void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
-    if (p->fused) {
-        pointwise_mode(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
-        clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
-    } else {
-        pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_LR);
-    }
+    pointwise_mode(p, input, output, (int16_t *)scratch, RQ_FUSED_FULL);
+    clamp_outputs(output, p->out_h * p->out_w * p->out_c, p->act_min, p->act_max);
+}
+
+void tq_conv2d_1x1_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_LR);
 }
 
 /* Shallow inputs (tq_conv2d_shallow): one output pixel's taps as int16 pairs into words p, p + 2, p + 4, ...

@@ -14,8 +14,10 @@ extern "C" {
    per output, zero-padded to k_padded (a multiple of 4). `weights` holds the output channels in pairs (a copy of
    the last completes an odd out_c): for each pair and each group of 4 along K, 4 bytes of the first channel then
    4 of the second ([(out_c + 1) / 2][k_padded / 4][2][4]). `requant` holds a row of 6 per output channel (the
-   completing copy too): where `fused`, the rows of tq_conv_shallow_params (tq_requantize_fused), else left shift
-   (0..30), right shift (0..31), bias, multiplier (>= 0), 0, 0 (tq_requantize_lr). */
+   completing copy too): for tq_conv2d_im2col and tq_conv2d_1x1 the rows of tq_conv_shallow_params
+   (tq_requantize_fused); for their _lr twins, which take layers without the fused form, left shift (0..30), right
+   shift (0..31), bias, multiplier (>= 0), 0, 0 (tq_requantize_lr). Separate entry points, so that a model links
+   only the requantization it uses. */
 typedef struct {
     int32_t in_h, in_w, in_c;
     int32_t out_h, out_w, out_c;
@@ -26,7 +28,6 @@ typedef struct {
     int32_t k_padded;
     int32_t input_offset, output_offset;
     int32_t act_min, act_max;
-    int32_t fused;
     const int8_t *weights;   /* [(out_c + 1) / 2][k_padded / 4][2][4] */
     const int32_t *requant;  /* [(out_c + 1) / 2 * 2][6] */
 } tq_conv_mm_params;
@@ -34,10 +35,12 @@ typedef struct {
 /* Any CONV_2D: two output pixels at a time are gathered (im2col) with the input offset added and padding
    taps 0, then multiplied by the weights. */
 void tq_conv2d_im2col(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch);
+void tq_conv2d_im2col_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch);
 
 /* 1x1 CONV_2D without padding, in_c a multiple of 4 (k_padded == in_c) and input_offset 0 (folded into the
    bias): each output pixel's input is one run of in_c bytes, widened to int16 without bounds checks. */
 void tq_conv2d_1x1(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch);
+void tq_conv2d_1x1_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, void *scratch);
 
 /* CONV_2D over a shallow input (in_c 1 to 3; any kernel size, stride, padding and dilation): K = taps =
    k_h * k_w * in_c products per output, as int16 pairs (K rounded up to even, a zero tap completing it). Per two

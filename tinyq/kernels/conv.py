@@ -7,7 +7,8 @@ without bounds checks (`tq_conv2d_1x1`); any other gathers them (`tq_conv2d_im2c
 channels, a network's first layer) takes its own path (`tq_conv2d_shallow`): each pixel's few taps gathered once
 as int16 pairs, int16 weights. All three requantize with one 64-bit constant per channel (tq_requantize_fused,
 output zero point folded) where every channel of the layer has that form; the matrix-product kernels fall back
-to tq_requantize_lr per layer otherwise. The weights and constants are laid out once here."""
+per layer to their `_lr` twins (tq_requantize_lr) otherwise, separate functions so that a model links only the
+form it uses. The weights and constants are laid out once here."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from .base import ConstArray, Variant
 from .requant import SHIFT_RANGE, fused_constant
 
 PARAMS_TYPE = "tq_conv_mm_params"
-# tq_conv_mm_params' integer fields, in struct order (k_padded and fused are computed here).
+# tq_conv_mm_params' integer fields, in struct order (k_padded is computed here).
 FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
-          "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max", "fused")
+          "dil_w", "pad_h", "pad_w", "k_padded", "input_offset", "output_offset", "act_min", "act_max")
 
 
 def padded_depth(fields: Mapping[str, int]) -> int:
@@ -150,8 +151,9 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     if not fused:
         rows = requant_rows(bias, mult, shift)
     requant = ConstArray(f"{name}_requant", "int32_t", rows)
-    values = dict(fields, k_padded=k_padded, fused=int(fused))
-    return Variant(kernel="tq_conv2d_1x1" if is_pointwise(fields) else "tq_conv2d_im2col", params_type=PARAMS_TYPE,
+    values = dict(fields, k_padded=k_padded)
+    kernel = ("tq_conv2d_1x1" if is_pointwise(fields) else "tq_conv2d_im2col") + ("" if fused else "_lr")
+    return Variant(kernel=kernel, params_type=PARAMS_TYPE,
                    fields=tuple((k, int(values[k])) for k in FIELDS),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
                    counts=((out_c + 1) // 2 * 2 * k_padded, (out_c + 1) // 2 * 2 * SHALLOW_ROW),
