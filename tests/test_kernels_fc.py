@@ -56,14 +56,19 @@ def fc_model():
     return quantize(model, calib, QuantizeConfig(64, input_range=(-0.7, 1.3)))
 
 
+def _emitted(q, name: str, seed: int, tmp_path_factory):
+    """The model's generated folder (speed), SAMPLES random int8 inputs and TFLM's outputs for them."""
+    xs = np.random.default_rng(seed).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
+    tflm = verify.run_tflm(q.tflite, xs)
+    r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
+    folder = tmp_path_factory.mktemp(name) / "fw"
+    emit.emit(q, r, folder, name=name, golden_count=5, class_labels=None)
+    return folder, xs, tflm.reshape(len(xs), -1)
+
+
 @pytest.fixture(scope="module")
 def fc_case(fc_model, tmp_path_factory):
-    xs = np.random.default_rng(5).integers(-128, 128, (SAMPLES,) + fc_model.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(fc_model.tflite, xs)
-    r = verify.VerifyResult.tflm_only(fc_model, xs, tflm, np.arange(len(xs)) % 10)
-    folder = tmp_path_factory.mktemp("fc") / "fw"
-    emit.emit(fc_model, r, folder, name="fc_chain", golden_count=5, class_labels=None)
-    return folder, xs, tflm.reshape(len(xs), -1)
+    return _emitted(fc_model, "fc_chain", 5, tmp_path_factory)
 
 
 # The unstacked kernel's chain: each FULLY_CONNECTED's weights defeat stacking, the 603-wide one through its a-rows'
@@ -117,12 +122,7 @@ def rows_model():
 
 @pytest.fixture(scope="module")
 def rows_case(rows_model, tmp_path_factory):
-    xs = np.random.default_rng(6).integers(-128, 128, (SAMPLES,) + rows_model.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(rows_model.tflite, xs)
-    r = verify.VerifyResult.tflm_only(rows_model, xs, tflm, np.arange(len(xs)) % 10)
-    folder = tmp_path_factory.mktemp("fc_rows") / "fw"
-    emit.emit(rows_model, r, folder, name="fc_rows", golden_count=5, class_labels=None)
-    return folder, xs, tflm.reshape(len(xs), -1)
+    return _emitted(rows_model, "fc_rows", 6, tmp_path_factory)
 
 
 def _fc_calls(q, optimize):

@@ -426,6 +426,21 @@ static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
     return (int8_t)v;
 }
 
+/* An odd last pair (rows o and o + 1, the latter only where out_depth has it) over the scratch s, its stacked
+   words from w on. */
+static void last_pair(const tq_fc_st4_params *p, const int32_t *s, const int32_t *w, int32_t o, int8_t *output)
+{
+    int32_t ra = p->bias[o], ba = ra, k;
+    for (k = p->depth >> 3; k > 0; k--) {
+        TQ_FC_PAIR(ra, ba, s, w);
+        TQ_FC_PAIR(ra, ba, s, w);
+    }
+    output[o] = requant(p, ba, o);
+    if (o + 1 < p->out_depth) {
+        output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+    }
+}
+
 #if defined(TQ_FC_V6M)
 /* tq_fc_stacked4's pass over one widened input row on ARMv6-M: the grouped pairs three at a time (two at a time
    for the last two or four), the odd last pair in C. */
@@ -433,7 +448,7 @@ static void stacked_row_v6m(const tq_fc_st4_params *p, const int32_t *s, int8_t 
 {
     const int32_t depth = p->depth, out_depth = p->out_depth, pairs = (out_depth + 1) >> 1, grouped = pairs & ~1;
     const char *const w = (const char *)p->weights;
-    int32_t c[11], q, n, i, k;
+    int32_t c[11], q, n, i;
     for (q = 0; q < grouped; q += n) {
         n = grouped - q >= 3 && grouped - q != 4 ? 3 : 2;
         for (i = 0; i < n; i++) {
@@ -458,17 +473,7 @@ static void stacked_row_v6m(const tq_fc_st4_params *p, const int32_t *s, int8_t 
         }
     }
     if (pairs & 1) {
-        const int32_t o = 2 * grouped;
-        const int32_t *v = (const int32_t *)(const void *)(w + grouped * 2 * depth);
-        int32_t ra = p->bias[o], ba = ra;
-        for (k = depth >> 3; k > 0; k--) {
-            TQ_FC_PAIR(ra, ba, s, v);
-            TQ_FC_PAIR(ra, ba, s, v);
-        }
-        output[o] = requant(p, ba, o);
-        if (o + 1 < out_depth) {
-            output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-        }
+        last_pair(p, s, (const int32_t *)(const void *)(w + grouped * 2 * depth), 2 * grouped, output);
     }
 }
 #endif
@@ -486,7 +491,7 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
         {
             const int32_t even = out_depth + (out_depth & 1);
             const int32_t *w = p->weights;
-            int32_t o, k;
+            int32_t o;
             for (o = 0; o + 4 <= even; o += 4) {
 #if TQ_HOST_SIMD
                 int32_t acc[4];
@@ -498,7 +503,7 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
                     const int32_t ra = acc[0], ba = acc[1], rb = acc[2], bb = acc[3];
 #else
                 const int32_t *s = s0;
-                int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb;
+                int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb, k;
                 for (k = depth >> 3; k > 0; k--) {
                     TQ_FC_QUAD(ra, ba, rb, bb, s, w);
                     TQ_FC_QUAD(ra, ba, rb, bb, s, w);
@@ -514,16 +519,7 @@ void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *outp
                 }
             }
             if (o < out_depth) {
-                const int32_t *s = s0;
-                int32_t ra = p->bias[o], ba = ra;
-                for (k = depth >> 3; k > 0; k--) {
-                    TQ_FC_PAIR(ra, ba, s, w);
-                    TQ_FC_PAIR(ra, ba, s, w);
-                }
-                output[o] = requant(p, ba, o);
-                if (o + 1 < out_depth) {
-                    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-                }
+                last_pair(p, s0, w, o, output);
             }
         }
 #endif
