@@ -203,8 +203,8 @@ def _ratio(a: cortex_m.CortexMResult | None, b: cortex_m.CortexMResult | None) -
 
 def print_host(workloads: dict) -> None:
     """Host exactness of every model: the C engine as an -O3 library over all its test inputs, against TFLM."""
-    print("Host C engine (-O3 library; the speed kernels' packed path runs the DSP algorithm in plain C) vs pip "
-          "TFLM, every test input")
+    print("Host C engine (-O3 library built for this machine; the speed kernels' packed path with the host's SIMD "
+          "sums) vs pip TFLM, every test input")
     print("| model | inputs | size bit-exact | speed bit-exact |")
     print("|---|---|---|---|")
     for name, w in workloads.items():
