@@ -24,7 +24,7 @@ typedef struct {
 /* How a layer's sums are requantized: tq_requantize_lr (rows {left, right, bias, multiplier, 0, 0}) then the
    activation clamp, or tq_requantize_fused (rows as in tq_conv2d_shallow) then int8's own range (one SSAT); a
    fused layer with a narrower activation range is clamped afterwards (clamp_outputs). */
-enum { RQ_LR = 0, RQ_FUSED_FULL = 2 };
+enum { RQ_LR, RQ_FUSED_FULL };
 
 /* One sum (its bias already in it) requantized with its channel's row q; `mode` is a constant where inlined. */
 TQ_CONV_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_conv_out o)
@@ -201,14 +201,18 @@ static void clamp_outputs(int8_t *out, int32_t n, int32_t lo, int32_t hi)
 
 #if TQ_HOST_SIMD
 /* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
-   shuffle: 4 int8 (count 4) or 8 (count 8: two groups, at s and s + 8) plus `off` as int16 into s. */
-TQ_CONV_INLINE void host_widen(int16_t *s, const int8_t *in, int count, __m128i off)
+   shuffle: `groups` groups of 4 int8 from in, plus `off`, as int16 into s at a stride of 8 (two groups a step). */
+TQ_CONV_INLINE void host_widen(int16_t *s, const int8_t *in, int32_t groups, __m128i off)
 {
-    const __m128i raw = count == 8 ? tq_host_load64(in) : _mm_cvtsi32_si128(tq_read_s8x4(in));
-    const __m128i v = _mm_add_epi16(tq_host_widen8(raw), off);
-    _mm_storel_epi64((__m128i *)(void *)s, v);
-    if (count == 8) {
+    __m128i v;
+    for (; groups > 1; groups -= 2, in += 8, s += 16) {
+        v = _mm_add_epi16(tq_host_widen8(tq_host_load64(in)), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
         _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
+    }
+    if (groups > 0) {
+        v = _mm_add_epi16(tq_host_widen8(_mm_cvtsi32_si128(tq_read_s8x4(in))), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
     }
 }
 #endif
@@ -240,13 +244,8 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
                 } else {
                     const int8_t *in = input + (iy * p->in_w + ix) * in_c;
 #if TQ_HOST_SIMD
-                    for (c = 0; c + 8 <= in_c; c += 8, s += 16) {
-                        host_widen(s, in + c, 8, off8);
-                    }
-                    if (c < in_c) {
-                        host_widen(s, in + c, 4, off8);
-                        s += 8;
-                    }
+                    host_widen(s, in, in_c >> 2, off8);
+                    s += 2 * in_c;
 #else
                     for (c = 0; c < in_c; c += 4, s += 8) {
 #if TQ_PACKED
@@ -350,12 +349,7 @@ TQ_CONV_OUTLINE void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s,
 TQ_CONV_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
 {
 #if TQ_HOST_SIMD
-    for (; groups > 1; groups -= 2, in += 8, s += 16) {
-        host_widen(s, in, 8, _mm_setzero_si128());
-    }
-    if (groups > 0) {
-        host_widen(s, in, 4, _mm_setzero_si128());
-    }
+    host_widen(s, in, groups, _mm_setzero_si128());
 #else
     for (; groups > 0; groups--) {
 #if TQ_PACKED

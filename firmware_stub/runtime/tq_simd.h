@@ -201,27 +201,17 @@ static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t x)
 /* The host: four int8 lanes of a GCC vector, a byte compare and a select (a few SSE instructions, not a loop). */
 typedef int8_t tq_s8x4_vec __attribute__((vector_size(4)));
 
-/* Byte k of a where its signed byte k is >= b's (the GE flag SSUB8 sets), else b's byte k (SEL). */
-static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+/* Byte k of `on_ge` where a's signed byte k is >= b's (the GE flag SSUB8 sets), else `other`'s byte k (SEL). */
+static inline int32_t tq_sel_ge_s8x4(int32_t a, int32_t b, int32_t on_ge, int32_t other)
 {
-    tq_s8x4_vec x, y, ge, r;
+    tq_s8x4_vec x, y, t, f, ge, r;
     int32_t v;
     memcpy(&x, &a, sizeof x);
     memcpy(&y, &b, sizeof y);
+    memcpy(&t, &on_ge, sizeof t);
+    memcpy(&f, &other, sizeof f);
     ge = x >= y;
-    r = (x & ge) | (y & ~ge);
-    memcpy(&v, &r, sizeof v);
-    return v;
-}
-
-static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
-{
-    tq_s8x4_vec x, y, ge, r;
-    int32_t v;
-    memcpy(&x, &a, sizeof x);
-    memcpy(&y, &b, sizeof y);
-    ge = x >= y;
-    r = (y & ge) | (x & ~ge);
+    r = (t & ge) | (f & ~ge);
     memcpy(&v, &r, sizeof v);
     return v;
 }
@@ -232,30 +222,29 @@ static inline int32_t tq_s8_lane(int32_t x, int k)
     return (int8_t)(uint8_t)(((uint32_t)x >> (8 * k)) & 0xFFu);
 }
 
-/* Byte k of a where its signed byte k is >= b's (the GE flag SSUB8 sets), else b's byte k (SEL). */
-static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+/* Byte k of `on_ge` where a's signed byte k is >= b's (the GE flag SSUB8 sets), else `other`'s byte k (SEL). */
+static inline int32_t tq_sel_ge_s8x4(int32_t a, int32_t b, int32_t on_ge, int32_t other)
 {
     uint32_t r = 0;
     int k;
     for (k = 0; k < 4; k++) {
-        const int32_t x = tq_s8_lane(a, k), y = tq_s8_lane(b, k);
-        r |= (uint32_t)(uint8_t)(x >= y ? x : y) << (8 * k);
+        const int32_t pick = tq_s8_lane(a, k) >= tq_s8_lane(b, k) ? on_ge : other;
+        r |= (uint32_t)(uint8_t)tq_s8_lane(pick, k) << (8 * k);
     }
     return (int32_t)r;
+}
+#endif
+
+/* Bytewise signed maximum and minimum of four int8 lanes, as SSUB8 and SEL compute them. */
+static inline int32_t tq_max_s8x4(int32_t a, int32_t b)
+{
+    return tq_sel_ge_s8x4(a, b, a, b);
 }
 
 static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
 {
-    uint32_t r = 0;
-    int k;
-    for (k = 0; k < 4; k++) {
-        const int32_t x = tq_s8_lane(a, k), y = tq_s8_lane(b, k);
-        r |= (uint32_t)(uint8_t)(x >= y ? y : x) << (8 * k);
-    }
-    return (int32_t)r;
+    return tq_sel_ge_s8x4(a, b, b, a);
 }
-
-#endif
 
 /* The 64-bit sum wraps as the hardware's does; on cores without DSP this is one SMLAL and two moves. */
 static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
