@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tinyq import cortex_m, emit, quantize, verify  # noqa: E402
-from tinyq.graph import read_graph  # noqa: E402
-from tinyq.lower import Optimize  # noqa: E402
+from tinyq.engine import read_graph  # noqa: E402
+from tinyq.engine import Optimize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import standins  # noqa: E402

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from common import host_exact  # noqa: E402
 
 from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
-from tinyq.lower import Optimize  # noqa: E402
+from tinyq.engine import Optimize  # noqa: E402
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinyq import cortex_m, data, emit, firmware, models, quantize, tflm, verify  # noqa: E402
 from tinyq.data import Preprocessing, Task  # noqa: E402
 from tinyq.errors import TinyqError  # noqa: E402
-from tinyq.lower import Optimize  # noqa: E402
+from tinyq.engine import Optimize, read_graph  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import standins  # noqa: E402
@@ -162,7 +162,7 @@ def prepare(name: str, n: int, work: Path, mnist: data.Dataset | None) -> Worklo
 
 def tflm_kernels(tflite: bytes) -> str:
     """TFLM_KERNELS for this model: its ops' kernel files, or "" (every kernel) for an op outside the table."""
-    methods = tflm.resolver_methods(tflite)
+    methods = tflm.resolver_methods(read_graph(tflite))
     if any(m not in TFLM_KERNEL_FILES for m in methods):
         return ""
     return " ".join(sorted({TFLM_KERNEL_FILES[m] for m in methods}))

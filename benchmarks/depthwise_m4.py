@@ -28,8 +28,9 @@ from common import host_exact  # noqa: E402
 
 from tinyq import cortex_m, emit, firmware, verify  # noqa: E402
 from tinyq.errors import NativeCrash  # noqa: E402
-from tinyq.graph import read_graph  # noqa: E402
-from tinyq.lower import Optimize  # noqa: E402
+from tinyq.engine import op_macs, read_graph  # noqa: E402
+from tinyq.engine import macs as count_macs  # noqa: E402
+from tinyq.engine import Optimize  # noqa: E402
 from tinyq.quantize import QuantizeConfig, quantize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -49,8 +50,8 @@ def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str, per_op: boo
     calib = rng.random((32,) + shape, dtype=np.float32) * 2 - 0.5
     q = quantize(model, calib, QuantizeConfig(32, input_range=(-0.5, 1.5)))
     g = read_graph(q.tflite)
-    macs = sum(g.op_macs(op) for op in g.operators)
-    dw_macs = sum(g.op_macs(op) for op in g.operators if op.name == "DEPTHWISE_CONV_2D")
+    macs = count_macs(g)
+    dw_macs = sum(op_macs(g, op) for op in g.operators if op.name == "DEPTHWISE_CONV_2D")
     xs = rng.integers(-128, 128, (n_host,) + tuple(q.input.shape[1:]), dtype=np.int8)
     reference = "TFLM"
     try:

@@ -31,8 +31,8 @@ import tensorflow as tf  # noqa: E402
 from common import host_exact  # noqa: E402
 
 from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
-from tinyq.graph import read_graph  # noqa: E402
-from tinyq.lower import Optimize, lower  # noqa: E402
+from tinyq.engine import read_graph  # noqa: E402
+from tinyq.engine import Optimize, lower  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import standins  # noqa: E402

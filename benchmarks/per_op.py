@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinyq import cortex_m, data, models  # noqa: E402
-from tinyq.lower import Optimize  # noqa: E402
+from tinyq.engine import Optimize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 bench = importlib.import_module("cortex_m")  # benchmarks/cortex_m.py: the models and their preparation

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tinyq import cortex_m, emit, quantize, verify  # noqa: E402
-from tinyq.graph import read_graph  # noqa: E402
-from tinyq.lower import Optimize, lower  # noqa: E402
+from tinyq.engine import read_graph  # noqa: E402
+from tinyq.engine import Optimize, lower  # noqa: E402
 
 L = tf.keras.layers
 # name, input shape (h, w, c), layer

@@ -103,7 +103,7 @@ def test_report_html_is_byte_identical_for_the_same_model_and_data(mlp_keras, da
 
 def test_op_summary_adds_up_to_the_graph(cnn_q, cnn_verify):
     from tinyq.analyze import op_summary
-    from tinyq.graph import read_graph
+    from tinyq.engine import read_graph
 
     rows = op_summary(cnn_q.tflite)
     assert [r.op for r in rows] == [op.name for op in read_graph(cnn_q.tflite).operators]

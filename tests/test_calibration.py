@@ -5,7 +5,7 @@ import pytest
 from tinyq import data, models, quantize, verify
 from tinyq.calibration import Severity, audit_calibration, percentile_range, require_usable
 from tinyq.errors import QuantizationError
-from tinyq.graph import read_graph
+from tinyq.engine import read_graph
 from tinyq.quantize import ActivationType, IODtype, QuantizeConfig
 
 RNG = np.random.default_rng(0)

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import cengine, emit, firmware, verify
+from tinyq import emit, firmware, verify
+from tinyq.engine import cengine, macs
 from tinyq.emit import make_banner
 from tinyq.errors import InvalidModelError, UnsupportedOpError
-from tinyq.graph import read_graph
-from tinyq.lower import Optimize, lower, quantize_multiplier
-from tinyq.plan import plan
+from tinyq.engine import read_graph
+from tinyq.engine import Optimize, lower
+from tinyq.engine.fixedpoint import quantize_multiplier
+from tinyq.engine import plan
 from tinyq.quantize import QuantizeConfig, inspect_tflite, quantize
 
 
@@ -169,7 +171,7 @@ def test_float_model_rejected_naming_op(cnn_keras):
 
 
 def test_engine_figures(cnn_q):
-    e = cengine.generate(cnn_q.tflite, "mnist", make_banner(cnn_q.name, cnn_q.sha256))
+    e = cengine.generate(read_graph(cnn_q.tflite), "mnist", make_banner(cnn_q.name, cnn_q.sha256))
     assert [f.name for f in e.files] == ["mnist_model.h", "mnist_model.c"]
     weights = sum(t.nbytes for t in read_graph(cnn_q.tflite).tensors if t.is_constant and t.dtype == "int8")
     assert weights < e.const_bytes < weights + 4096
@@ -179,7 +181,7 @@ def test_engine_figures(cnn_q):
 
 def test_graph_macs_and_layers(cnn_q):
     g = read_graph(cnn_q.tflite)
-    assert g.macs() == 26 * 26 * 16 * 9 + 11 * 11 * 32 * 144 + 800 * 10
+    assert macs(g) == 26 * 26 * 16 * 9 + 11 * 11 * 32 * 144 + 800 * 10
     assert [g.layer(op.outputs[0]) for op in g.operators][:3] == ["conv1", "pool1", "conv2"]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tinyq import cortex_m, emit
+from tinyq.engine import lower, macs, op_macs, read_graph
 from tinyq.errors import BuildError
 
 pytestmark = [pytest.mark.qemu, pytest.mark.integration]
@@ -220,15 +221,12 @@ def cnn_profile(cnn_fw, cnn_q, cnn_verify) -> cortex_m.OpProfile:
 
 
 def test_per_op_counts_cover_every_kernel_call_and_add_up_to_the_unprofiled_total(cnn_profile, cnn_q, cnn_m4):
-    from tinyq.graph import read_graph
-    from tinyq.lower import lower
-
     graph = read_graph(cnn_q.tflite)
     calls = lower(graph).calls
     assert [(o.op_index, o.kernel) for o in cnn_profile.ops] == [(c.op_index, c.kernel) for c in calls]
     assert all(o.instructions > 0 for o in cnn_profile.ops)
-    assert [o.macs for o in cnn_profile.ops] == [graph.op_macs(graph.operators[c.op_index]) for c in calls]
-    assert sum(o.macs for o in cnn_profile.ops) == graph.macs()
+    assert [o.macs for o in cnn_profile.ops] == [op_macs(graph, graph.operators[c.op_index]) for c in calls]
+    assert sum(o.macs for o in cnn_profile.ops) == macs(graph)
     # The marks' overhead is timed and removed; what is left outside the kernel calls is the invoke's entry and
     # return. Within 0.1 % plus one tick per call of the plain build's mean (measured: a few dozen instructions).
     tolerance = 0.001 * cnn_m4.instructions_per_inference + cnn_profile.resolution * len(cnn_profile.ops)

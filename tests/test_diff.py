@@ -12,9 +12,11 @@ import pytest
 from tinyq import cli, diff, emit, verify
 from tinyq.diff import DiffConfig, Runtime
 from tinyq.errors import TinyqError, VerificationError
-from tinyq.explain import explain, multiply_double_rounding, multiply_single_rounding, srdhm
-from tinyq.graph import read_graph
-from tinyq.lower import Optimize, lower
+from tinyq.engine.explain import explain
+from tinyq.engine.fixedpoint import srdhm
+from tinyq.engine.ops.rounding import multiply_double_rounding, multiply_single_rounding
+from tinyq.engine import read_graph
+from tinyq.engine import Optimize, lower
 
 IMAGES = 20
 

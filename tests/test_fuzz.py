@@ -7,12 +7,13 @@ from dataclasses import replace
 import pytest
 
 import tflite_fuzz as fz
-from tinyq import analyze, cengine, tflm, verify
-from tinyq.emit import Banner
+from tinyq import analyze, tflm, verify
+from tinyq.engine import cengine
+from tinyq.render import Banner
 from tinyq.errors import InvalidModelError, UnsupportedOpError
-from tinyq.graph import is_tflite, read_graph
-from tinyq.lower import lower
-from tinyq.plan import plan
+from tinyq.engine import is_tflite, read_graph
+from tinyq.engine import lower
+from tinyq.engine import plan
 from tinyq.quantize import inspect_tflite
 
 CASES_PER_SEED = 120
@@ -174,9 +175,9 @@ def test_file_kind_by_content(cnn_q, tmp_path):
 
 def test_listings_and_inspection_go_through_the_gate(cnn_q):
     bad = fz.edit(cnn_q.tflite, lambda m: setattr(m.subgraphs[0].operators[1], "opcodeIndex", 40))
-    for listing in (verify.count_macs, analyze.op_summary, tflm.resolver_methods,
+    for listing in (verify.count_macs, analyze.op_summary, lambda b: tflm.resolver_methods(read_graph(b)),
                     lambda b: inspect_tflite(b, "bad"),
-                    lambda b: cengine.generate(b, "m", Banner("t", "m", "0", "-", "-"))):
+                    lambda b: cengine.generate(read_graph(b), "m", Banner("t", "m", "0", "-", "-"))):
         with pytest.raises(InvalidModelError, match="op #1: field opcode_index = 40"):
             listing(bad)
 
@@ -222,7 +223,7 @@ def test_lowering_refuses_int32_overflow_in_the_generated_arithmetic(dsres_q):
     data = fz.edit(dsres_q.tflite, tiny_scale)
     read_graph(data)
     with pytest.raises(UnsupportedOpError, match=r"op #2 CONV_2D .*shifted left by 29 overflows int32; refusing"):
-        cengine.generate(data, "m", Banner("t", "m", "0", "-", "-"))
+        cengine.generate(read_graph(data), "m", Banner("t", "m", "0", "-", "-"))
 
 
 def _shared_name_bomb(tensors: int, name_bytes: int) -> bytes:

@@ -3,16 +3,19 @@ with checked constant arrays, and a variant's scratch is planned in the arena (a
 
 import re
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from tinyq import cengine, kernels
+from tinyq.engine import cengine
+from tinyq.engine.ops import fully_connected
 from tinyq.emit import make_banner
 from tinyq.errors import UnsupportedOpError
-from tinyq.graph import read_graph
-from tinyq.kernels.base import ConstArray, Variant
-from tinyq.lower import Optimize, lower
-from tinyq.plan import SCRATCH_ALIGN, plan
+from tinyq.engine import read_graph
+from tinyq.engine.ops.base import ConstArray, Variant
+from tinyq.engine import Optimize, lower
+from tinyq.engine.plan import SCRATCH_ALIGN, plan
 
 GENERIC = {"tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected", "tq_max_pool", "tq_average_pool", "tq_add",
            "tq_softmax"}
@@ -37,7 +40,7 @@ def _fake_fc_variant(scratch: int, extra_values: int = 0):
 
 
 def test_variant_scratch_is_planned_aligned_and_passed(mlp_q, monkeypatch):
-    monkeypatch.setitem(kernels.CHOOSERS, "tq_fully_connected", _fake_fc_variant(scratch=10))
+    monkeypatch.setattr(fully_connected, "RULE", replace(fully_connected.RULE, choose=_fake_fc_variant(scratch=10)))
     graph = read_graph(mlp_q.tflite)
     lowered = lower(graph, Optimize.SPEED)
     fcs = [c for c in lowered.calls if c.kernel == "tq_fc_fake"]
@@ -56,7 +59,7 @@ def test_variant_scratch_is_planned_aligned_and_passed(mlp_q, monkeypatch):
         for p in memory.placements:
             if p.tensor >= 0 and p.first <= k <= p.last:
                 assert off + 12 <= p.offset or p.offset + p.size <= off
-    engine = cengine.generate(mlp_q.tflite, "m", make_banner("m", "0" * 64), Optimize.SPEED)
+    engine = cengine.generate(graph, "m", make_banner("m", "0" * 64), Optimize.SPEED)
     source = next(f.text for f in engine.files if f.name == "m_model.c")
     passed = re.findall(r"tq_fc_fake\(&op\d+, [^;]*\(void \*\)&s_arena\[(\d+)\]\);", source)
     assert sorted(int(x) for x in passed) == sorted(offsets)
@@ -66,7 +69,8 @@ def test_variant_scratch_is_planned_aligned_and_passed(mlp_q, monkeypatch):
 
 
 def test_variant_arrays_must_hold_what_the_kernel_indexes(mlp_q, monkeypatch):
-    monkeypatch.setitem(kernels.CHOOSERS, "tq_fully_connected", _fake_fc_variant(scratch=0, extra_values=3))
+    monkeypatch.setattr(fully_connected, "RULE",
+                        replace(fully_connected.RULE, choose=_fake_fc_variant(scratch=0, extra_values=3)))
     with pytest.raises(UnsupportedOpError, match=r"op #\d+ FULLY_CONNECTED .*tq_fc_fake: constant array weights"):
         lower(read_graph(mlp_q.tflite), Optimize.SPEED)
 

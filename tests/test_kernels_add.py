@@ -22,10 +22,11 @@ import tflite_fuzz as fz
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
 from tinyq import emit, resources, verify
-from tinyq.fixedpoint import quantize_multiplier
-from tinyq.graph import read_graph
-from tinyq.kernels import elementwise
-from tinyq.lower import ADD_LEFT_SHIFT, Optimize, lower
+from tinyq.engine.fixedpoint import quantize_multiplier
+from tinyq.engine import read_graph
+from tinyq.engine.ops import elementwise
+from tinyq.engine import Optimize, lower
+from tinyq.engine.ops.elementwise import ADD_LEFT_SHIFT
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers

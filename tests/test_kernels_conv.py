@@ -20,9 +20,9 @@ import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu, convert_layers
 
 from tinyq import emit, firmware, verify
-from tinyq.graph import read_graph
-from tinyq.kernels import conv
-from tinyq.lower import Optimize, lower
+from tinyq.engine import read_graph
+from tinyq.engine.ops import conv
+from tinyq.engine import Optimize, lower
 
 L = tf.keras.layers
 SAMPLES = 300

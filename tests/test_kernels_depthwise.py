@@ -13,12 +13,13 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, assert_bitexact, check_host, check_qemu
 
-from tinyq import emit, firmware, kernels, verify
-from tinyq.fixedpoint import mul_by_quantized_multiplier
-from tinyq.graph import read_graph
-from tinyq.kernels.depthwise import GROUP_WORDS, LAST, REQUANT_SIZE, dw3_stream, grouped_weights, requant_records
-from tinyq.kernels.requant import fused_constant
-from tinyq.lower import Optimize, lower
+from tinyq import emit, firmware, verify
+from tinyq.engine.ops import depthwise
+from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
+from tinyq.engine import read_graph
+from tinyq.engine.ops.depthwise import GROUP_WORDS, LAST, REQUANT_SIZE, dw3_stream, grouped_weights, requant_records
+from tinyq.engine.ops.requant import fused_constant
+from tinyq.engine import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
@@ -73,7 +74,7 @@ def case(tmp_path_factory) -> Case:
 def clamp_folder(case, tmp_path_factory):
     """The same model with the 3x3 layers clamping to their activation range (exact for any range, so for these
     too)."""
-    choose = kernels.CHOOSERS["tq_depthwise_conv2d"]
+    choose = depthwise.RULE.choose
 
     def clamping(fields, arrays, name):
         v = choose(fields, arrays, name)
@@ -82,7 +83,7 @@ def clamp_folder(case, tmp_path_factory):
         return replace(v, fields=tuple((k, 1 if k == "clamp" else x) for k, x in v.fields))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(kernels.CHOOSERS, "tq_depthwise_conv2d", clamping)
+        mp.setattr(depthwise, "RULE", replace(depthwise.RULE, choose=clamping))
         r = verify.VerifyResult.tflm_only(case.quantized, case.inputs, case.tflm, np.arange(len(case.inputs)) % 10)
         folder = tmp_path_factory.mktemp("dw_clamp") / "fw"
         emit.emit(case.quantized, r, folder, name="dw", golden_count=5)

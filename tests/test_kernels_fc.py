@@ -22,10 +22,10 @@ import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_SAMPLES, check_host, check_qemu
 
 from tinyq import emit, verify
-from tinyq.graph import read_graph
-from tinyq.kernels import fully_connected as fc
-from tinyq.kernels.base import ConstArray
-from tinyq.lower import Optimize, lower
+from tinyq.engine import read_graph
+from tinyq.engine.ops import fully_connected as fc
+from tinyq.engine.ops.base import ConstArray
+from tinyq.engine import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers

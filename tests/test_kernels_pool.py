@@ -16,9 +16,9 @@ import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
 from tinyq import emit, verify
-from tinyq.graph import read_graph
-from tinyq.kernels import pool
-from tinyq.lower import Optimize, lower
+from tinyq.engine import read_graph
+from tinyq.engine.ops import pool
+from tinyq.engine import Optimize, lower
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers

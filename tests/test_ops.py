@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 from kernel_checks import convert_layers
 
-from tinyq import cortex_m, emit, firmware, lut, verify
+from tinyq import cortex_m, emit, firmware, verify
 from tinyq.errors import UnsupportedOpError
-from tinyq.graph import (Activation, ActivationOptions, Graph, NoOptions, Operator, Tensor, _schema,
-                         read_graph)
-from tinyq.lower import lower, supported_ops
+from tinyq.engine import lut, op_macs, read_graph
+from tinyq.engine.graph import Activation, ActivationOptions, Graph, NoOptions, Operator, Tensor
+from tinyq.engine.schema import BuiltinOperator
+from tinyq.engine import lower, supported_ops
 from tinyq.quantize import QuantizeConfig, quantize
 
 L = tf.keras.layers
@@ -183,7 +184,7 @@ def test_supported_ops_and_transpose_conv_macs(converted):
     for op in tconv:
         w, x = g.tensors[op.inputs[1]], g.tensors[op.inputs[2]]
         out_c, k_h, k_w, in_c = w.shape
-        assert g.op_macs(op) == x.size // in_c * k_h * k_w * in_c * out_c > 0
+        assert op_macs(g, op) == x.size // in_c * k_h * k_w * in_c * out_c > 0
 
 
 def test_activation_tables_are_precomputed(converted):
@@ -214,7 +215,7 @@ def test_mean_over_split_axes_refused_clearly():
 
 def _graph(ops: list[tuple[str, tuple[int, ...], tuple[int, ...], object]], tensors: list[tuple]) -> Graph:
     """A hand-built graph: tensors as (shape, dtype, data) with scale 0.05 and zero point 3."""
-    codes = _schema().BuiltinOperator
+    codes = BuiltinOperator
     ts = tuple(Tensor(i, f"t{i}", shape, dtype, (0.05,) if dtype == "int8" else (), (3,) if dtype == "int8" else (),
                       0, data) for i, (shape, dtype, data) in enumerate(tensors))
     operators = tuple(Operator(i, getattr(codes, name), name, 1, ins, outs, options)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from tinyq import cortex_m, emit, firmware, tflm
+from tinyq.engine import TABLE, read_graph
+from tinyq.engine.schema import BuiltinOperator
 from tinyq.errors import UnsupportedOpError
 
 HERE = Path(__file__).resolve().parent
@@ -15,33 +17,31 @@ STANDIN = HERE / "tflm_standin"
 
 
 def test_demo_models_need_exactly_their_ops(cnn_q, mlp_q, dsres_q):
-    assert tflm.resolver_methods(cnn_q.tflite) == ("AddConv2D", "AddMaxPool2D", "AddReshape", "AddFullyConnected",
+    assert tflm.resolver_methods(read_graph(cnn_q.tflite)) == ("AddConv2D", "AddMaxPool2D", "AddReshape", "AddFullyConnected",
                                                    "AddSoftmax")
-    assert tflm.resolver_methods(mlp_q.tflite) == ("AddReshape", "AddFullyConnected", "AddSoftmax")
-    assert set(tflm.resolver_methods(dsres_q.tflite)) == {
+    assert tflm.resolver_methods(read_graph(mlp_q.tflite)) == ("AddReshape", "AddFullyConnected", "AddSoftmax")
+    assert set(tflm.resolver_methods(read_graph(dsres_q.tflite))) == {
         "AddConv2D", "AddDepthwiseConv2D", "AddAdd", "AddAveragePool2D", "AddMaxPool2D", "AddReshape",
         "AddFullyConnected", "AddSoftmax"}
 
 
 def test_every_method_name_follows_tflm_spelling():
-    methods = set(tflm._table().values())
+    methods = {e.tflm_method for e in TABLE.values() if e.tflm_method}
     assert all(m.startswith("Add") and m[3].isupper() for m in methods)
     assert {"AddConv2D", "AddDepthwiseConv2D", "AddBatchToSpaceNd", "AddUnidirectionalSequenceLSTM",
             "AddCumSum", "AddL2Pool2D", "AddRelu6"} <= methods
 
 
 def test_op_without_method_is_refused(monkeypatch, cnn_q):
-    table = tflm._table()
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-    del table[schema.BuiltinOperator.MAX_POOL_2D]
-    monkeypatch.setattr(tflm, "_table", lambda: table)
+    real = tflm.tflm_method
+    monkeypatch.setattr(tflm, "tflm_method", lambda code: None if code == BuiltinOperator.MAX_POOL_2D else real(code))
     with pytest.raises(UnsupportedOpError, match=r"op #1 MAX_POOL_2D \(layer pool1\): TFLM's .* has no Add method"):
-        tflm.resolver_methods(cnn_q.tflite)
+        tflm.resolver_methods(read_graph(cnn_q.tflite))
 
 
 def _standin_resolver(path: Path) -> None:
     """A MicroMutableOpResolver stand-in declaring every Add method of the table, for a syntax check."""
-    methods = "\n".join(f"    TfLiteStatus {m}();" for m in sorted(set(tflm._table().values())))
+    methods = "\n".join(f"    TfLiteStatus {m}();" for m in sorted({e.tflm_method for e in TABLE.values() if e.tflm_method}))
     path.write_text("#pragma once\n#include \"tensorflow/lite/micro/micro_interpreter.h\"\nnamespace tflite {\n"
                     "template <unsigned int N> class MicroMutableOpResolver : public MicroOpResolver {\n"
                     f"  public:\n{methods}\n}};\n}}\n")

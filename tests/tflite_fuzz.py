@@ -21,14 +21,14 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
+from tinyq.engine.schema import schema
+
 INT_EDGES = (0, 1, -1, 2, -2, 3, 7, 127, 128, 255, 256, 1 << 15, 1 << 16, (1 << 16) + 1, (1 << 31) - 1,
              -(1 << 31), -14)
 FLOAT_EDGES = (0.0, -0.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e-45, 1e-38, 3.4e38, 1.0, 1 / 256, 1e-9)
 
 
 def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
     return schema
 
 
@@ -333,10 +333,11 @@ def _alarm(_signum, _frame):
 def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
     """The reader, the op/tensor listings for reports (MACs, op summary, TFLM resolver) and the C engine
     generator on one mutant, under a time limit."""
-    from tinyq import analyze, cengine, tflm, verify
-    from tinyq.emit import Banner
+    from tinyq import analyze, tflm, verify
+    from tinyq.engine import cengine
+    from tinyq.render import Banner
     from tinyq.errors import TinyqError
-    from tinyq.graph import read_graph
+    from tinyq.engine import read_graph
 
     banner = Banner("fuzz", m.seed, hashlib.sha256(m.data).hexdigest(), "-", "-")
     start = time.perf_counter()
@@ -349,11 +350,11 @@ def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
         for listing in (verify.count_macs, analyze.op_summary):
             listing(m.data)
         try:
-            tflm.resolver_methods(m.data)
+            tflm.resolver_methods(read_graph(m.data))
         except TinyqError:
             pass  # an op TFLM has no resolver for is a typed refusal, and the C engine may still run it
         stage = "engine"
-        files = cengine.generate(m.data, "fz", banner).files
+        files = cengine.generate(read_graph(m.data), "fz", banner).files
     except Hang:
         klass, message = "hang", f"still running after {time_limit:.0f} s in the {stage}"
     except TinyqError as exc:
@@ -401,7 +402,7 @@ def sanitized_run(outcome: Outcome, work: Path, inputs: int = 8, rng_seed: int =
     build the host stub with SANITIZE=1, push random int8 inputs through it; clean when it exits 0."""
     from tinyq import emit, firmware, verify
     from tinyq.errors import BuildError
-    from tinyq.graph import read_graph
+    from tinyq.engine import read_graph
     from tinyq.quantize import OpInfo, QuantizeConfig, QuantizedModel, TensorQuant
 
     g = read_graph(outcome.mutant.data)

@@ -80,7 +80,7 @@ def weight_storage(tflite: bytes) -> str:
 
     Dynamic-range conversion leaves small tensors (under 1024 elements) float, so it can quantize none at all.
     """
-    from .graph import read_graph
+    from .engine import read_graph
 
     graph = read_graph(tflite)
     counts: dict[str, int] = {}
@@ -109,7 +109,7 @@ def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels, fallback: st
 def _sweep_metric(tflite: bytes, outputs: np.ndarray, reference: np.ndarray) -> float:
     """Accuracy when `reference` holds integer labels; else SQNR (dB) of the (dequantized) outputs against
     the float outputs in `reference`."""
-    from .graph import read_graph
+    from .engine import read_graph
     from .verify import accuracy, output_error
 
     reference = np.asarray(reference)
@@ -244,7 +244,7 @@ def layer_errors(model, quantized, images: np.ndarray, preprocessing=None, worke
     An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
     """
     from .data import preprocess
-    from .graph import read_graph
+    from .engine import read_graph
     from .models import input_shape, keras_module
     from .verify import quantize_input
 
@@ -302,7 +302,7 @@ class OpRow:
 
 def op_summary(tflite: bytes) -> tuple[OpRow, ...]:
     """Each op in execution order with its output size, constant (flash) bytes and multiply-accumulates."""
-    from .graph import read_graph
+    from .engine import op_macs, read_graph
 
     graph = read_graph(tflite)
     rows = []
@@ -310,7 +310,7 @@ def op_summary(tflite: bytes) -> tuple[OpRow, ...]:
         out = graph.tensors[op.outputs[0]]
         consts = sum(graph.tensors[i].nbytes for i in op.inputs if i >= 0 and graph.tensors[i].data is not None)
         rows.append(OpRow(op.index, op.name, graph.layer(op.outputs[0]), out.shape, out.nbytes, consts,
-                          graph.op_macs(op)))
+                          op_macs(graph, op)))
     return tuple(rows)
 
 

@@ -157,7 +157,7 @@ def clip_recorded_ranges(calibrated: bytes, samples: np.ndarray, percentile: flo
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    from .graph import read_graph
+    from .engine import read_graph
     from .native import native_quiet
 
     read_graph(calibrated)  # the one gate for model bytes, the converter's included

@@ -104,7 +104,7 @@ def _terminated(_signum, _frame):
 
 def _check_arguments(args) -> None:
     """Checks on plain option values, before anything slow is imported or loaded."""
-    from .emit import check_name
+    from .render import check_name
 
     if getattr(args, "name", None) is not None:
         check_name(args.name)
@@ -218,8 +218,8 @@ def _workers():
 
 def _pipeline_config(args, default_name: str = "mnist"):
     from .data import Task
-    from .emit import c_identifier
-    from .lower import Optimize
+    from .engine import Optimize
+    from .render import c_identifier
     from .pipeline import PipelineConfig
     from .preflight import CEngineMode
     from .quantize import QuantizeConfig, WeightGranularity

@@ -562,7 +562,7 @@ class OpProfile:
 def op_costs(gen_dir: str | os.PathLike, tflite: bytes, profile: ProfileReport, where: str) -> tuple[OpCost, ...]:
     """Name each profiled kernel call after the kernels the folder's manifest lists (the ones its engine was
     generated with) and the graph (op, MACs); raises BuildError when the firmware's calls are not those."""
-    from .graph import read_graph
+    from .engine import op_macs, read_graph
     from .outdir import read_json
 
     manifest = read_json(Path(gen_dir) / "manifest.json", "the manifest of the generated files")
@@ -577,7 +577,8 @@ def op_costs(gen_dir: str | os.PathLike, tflite: bytes, profile: ProfileReport, 
                          f"folder's (ops {[op for op, _ in calls]}); emit the folder again")
     if any(op >= len(graph.operators) for op, _ in calls):
         raise BuildError(f"{gen_dir}: manifest.json names ops this model does not have; emit the folder again")
-    return tuple(OpCost(op, graph.operators[op].name, kernel, profile.mean(k), graph.op_macs(graph.operators[op]))
+    return tuple(OpCost(op, graph.operators[op].name, kernel, profile.mean(k),
+                         op_macs(graph, graph.operators[op]))
                  for k, (op, kernel) in enumerate(calls))
 
 

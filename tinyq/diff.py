@@ -25,9 +25,8 @@ import numpy as np
 from .cortex_m import QEMU_MACHINES
 from .errors import BuildError, TinyqError, VerificationError
 from .native import Runtime as NativeRuntime, session
-from .explain import Explanation, explain
-from .graph import Graph, read_graph
-from .lower import KernelCall, Lowered, Optimize, lower
+from .engine import Graph, KernelCall, Lowered, Optimize, lower, read_graph
+from .engine.explain import Explanation, explain
 
 Progress = Callable[[str], None]
 CHUNK = 1000  # inputs traced and compared at a time: bounds memory at CHUNK x (bytes of every op output)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .emit import Banner, GeneratedFile, environment, render
+from .render import Banner, GeneratedFile, environment, render
 from .resources import firmware_stub_dir, runtime_dir
 
 # Example program (the stub that runs the golden vectors): folder in the emitted tree -> stub files it copies.

@@ -14,9 +14,10 @@ import numpy as np
 
 from .analyze import Analysis
 from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess
-from .emit import prepare, write_into
+from .emit import prepare
+from .render import write_into
 from .errors import BuildError, TinyqError
-from .lower import Optimize
+from .engine import Optimize
 from .models import TfliteModel, input_shape
 from .native import Workers, session
 from .outdir import Claim, check_folder, claimed

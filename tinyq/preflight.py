@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TinyqError
+from .engine import lower, read_graph, tflm_method
+from .errors import TinyqError, UnsupportedOpError
 
 
 class ProblemKind(enum.Enum):
@@ -79,12 +80,11 @@ def check(report: PreflightReport, mode: CEngineMode, what: str) -> bool:
 def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None) -> PreflightReport:
     """Problems of an int8 .tflite: I/O count and types, float or hybrid tensors, ops TFLM lacks (and, given
     one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # heavy native runtime, loaded only for pre-flight
 
-    from .graph import read_graph
     from .quantize import inspect_tflite
-    from .tflm import _table
 
+    graph = read_graph(tflite)  # the one gate: no runtime sees bytes the reader has not accepted
     problems: list[Problem] = []
     try:
         interp = Interpreter(model_content=tflite)
@@ -104,10 +104,8 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None)
         inspect_tflite(tflite, name)
     except TinyqError as exc:
         problems.append(Problem(ProblemKind.FLOAT_TENSOR, str(exc)))
-    graph = read_graph(tflite)
-    table = _table()
     for op in graph.operators:
-        if op.code not in table:
+        if tflm_method(op.code) is None:
             problems.append(Problem(ProblemKind.TFLM_OP, f"{graph.where(op)}: TFLM's MicroMutableOpResolver has "
                                     f"no Add method for it"))
     if sample is not None and not any(p.kind in (ProblemKind.TFLM_OP, ProblemKind.IO_COUNT) for p in problems):
@@ -122,9 +120,6 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None)
 
 def c_engine_problems(graph) -> list[str]:
     """Why the C engine cannot lower each op it cannot, one op at a time so every one is listed."""
-    from .errors import UnsupportedOpError
-    from .lower import lower
-
     found = []
     try:
         lower(graph)

@@ -314,7 +314,7 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
                    calibration_indices: tuple[int, ...] = (), workers: Workers | None = None) -> QuantizedModel:
     """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor.
     The reader's gate runs first: a malformed file raises InvalidModelError before any runtime loads it."""
-    from .graph import read_graph
+    from .engine import read_graph
 
     graph = read_graph(tflite)
     with session(workers) as w:

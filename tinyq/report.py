@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .emit import environment
+from .render import environment
 from .quantize import QuantizedModel
 from .verify import VerifyResult
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .emit import environment
+from .render import environment
 from .report import ChainReport
 
 

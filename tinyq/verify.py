@@ -390,9 +390,9 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None 
 
 def count_macs(tflite: bytes) -> int:
     """Multiply-accumulates of one inference, from the graph."""
-    from .graph import read_graph
+    from .engine import macs, read_graph
 
-    return int(read_graph(tflite).macs())
+    return int(macs(read_graph(tflite)))
 
 
 def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndarray | None,
@@ -491,6 +491,6 @@ def task_labels(task: Task, test_y: np.ndarray | None, x: np.ndarray, n: int
 
 def constant_elements(tflite: bytes) -> int:
     """Elements of the constant tensors (weights and biases): the parameter count of a .tflite."""
-    from .graph import read_graph
+    from .engine import read_graph
 
     return int(sum(t.size for t in read_graph(tflite).tensors if t.data is not None))

@@ -1,4 +1,5 @@
-"""Specialised fully connected kernels: choice and constant layout (C in firmware_stub/runtime/tq_fc.c).
+"""FULLY_CONNECTED: the reader's rules, lowering (the input zero point always folded into the bias), the kernel
+choice and constant layout, exact recomputation, MACs (C in firmware_stub/runtime/fully_connected/).
 
 tq_fc_stacked4 stacks two output rows in each 16-bit lane: the halfword 256 * a + b holds row 2i + 1's weight a
 (high byte) and row 2i's weight b (low byte) of one input column, so one SMLAD of the raw word with two int16
@@ -15,8 +16,12 @@ from typing import Mapping
 
 import numpy as np
 
-from .base import ConstArray, Variant
+from ..graph import Activation, FullyConnectedOptions, Graph, Operator
+from ..schema import BuiltinOperator
+from .base import ConstArray, Element, KernelCall, KernelRule, OpDef, OpSpec, Variant, bias_check, enum_field
+from .context import LowerContext, accumulator_problem, array_of, fields_of, int32_values
 from .requant import fused_constant
+from .rounding import channel_scale, requantize_rules
 
 BLOCK = 8  # input columns per pass of the kernel's loop (two blocks of four); in_depth is zero-padded to it
 A_LIMIT = 1 << 23  # the a-row's sum must lie in [-A_LIMIT, A_LIMIT) for 256 times it to fit int32
@@ -104,3 +109,78 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
                    (ConstArray(f"{name}_weights_stacked", "int32_t", stack(half)), arrays["bias"], fused),
                    ("weights", "bias", "requant"), (half.size // 2, out_depth, out_depth * REQUANT_ROW),
                    scratch_bytes=2 * depth)
+
+
+def parse_options(o) -> FullyConnectedOptions:
+    return FullyConnectedOptions(enum_field(Activation, o.fusedActivationFunction, "fused_activation_function"),
+                                 bool(o.keepNumDims), o.weightsFormat != 0)
+
+
+def _check(g: Graph, op: Operator) -> str | None:
+    src, w, dst = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+    if src.size % w.shape[1] != 0 or dst.size != src.size // w.shape[1] * w.shape[0]:
+        return f"input {src.shape} and output {dst.shape} do not fit weights {w.name!r} {w.shape}"
+    return bias_check(g, op, w.shape[0])
+
+
+def lower(ctx: LowerContext, op: Operator) -> KernelCall:
+    o: FullyConnectedOptions = op.options
+    if o.shuffled_weights:
+        raise ctx.fail(op, "shuffled weights format is not supported")
+    in_t = ctx.int8_act(op, op.inputs[0], "input")
+    out_t = ctx.int8_act(op, op.outputs[0], "output")
+    w = ctx.g.tensors[op.inputs[1]]
+    if len(w.shape) != 2:
+        raise ctx.fail(op, f"weights {w.name!r} have shape {w.shape}, expected 2-D")
+    out_depth, in_depth = w.shape
+    w = ctx.weights(op, op.inputs[1], out_depth, 0)
+    rows = in_t.size // in_depth
+    if in_t.size != rows * in_depth or out_t.size != rows * out_depth:
+        raise ctx.fail(op, f"input {in_t.shape} / output {out_t.shape} do not fit weights {w.shape}")
+    bias = ctx.bias(op, out_depth) - in_t.zero_points[0] * w.data.astype(np.int64).sum(axis=1)
+    name = f"op{op.index}"
+    act_min, act_max = ctx.activation(op, o.activation, out_t)
+    arrays = [ConstArray(f"{name}_weights", "int8_t", np.ascontiguousarray(w.data).reshape(-1)),
+              ConstArray(f"{name}_bias", "int32_t", int32_values(bias, ctx.g.where(op))),
+              *ctx.multipliers(in_t, w, out_t, out_depth, name)]
+    fields = dict(rows=rows, in_depth=in_depth, out_depth=out_depth, output_offset=out_t.zero_points[0],
+                  act_min=act_min, act_max=act_max)
+    return ctx.call(op, RULE, fields, arrays)
+
+
+def _extents(f: Mapping[str, int], arrays) -> tuple:
+    rows = f.get("rows", 1)
+    return ((rows * f["in_depth"],), rows * f["out_depth"], (f["in_depth"] * f["out_depth"],) + (f["out_depth"],) * 3)
+
+
+def _overflow(f: Mapping[str, int], arrays: Mapping[str, np.ndarray]) -> str | None:
+    w = np.abs(arrays["weights"].astype(np.int64))
+    return accumulator_problem(w.reshape(len(arrays["bias"]), -1).sum(axis=1), dict(f), dict(arrays))
+
+
+def recompute(graph: Graph, op: Operator, call: KernelCall, inputs: dict, flat: int) -> Element:
+    f = fields_of(call)
+    w = array_of(call, "_weights").reshape(f["out_depth"], f["in_depth"])
+    bias = int(array_of(call, "_bias")[flat])
+    acc = int(np.dot(w[flat], inputs[op.inputs[0]].reshape(-1).astype(np.int64))) + bias
+    mult, shift = int(array_of(call, "_mult")[flat]), int(array_of(call, "_shift")[flat])
+    rules, exact = requantize_rules(acc, mult, shift, channel_scale(graph, op, flat), f["output_offset"],
+                                    f["act_min"], f["act_max"])
+    return Element((0, flat), rules, exact, acc,
+                   f"accumulator {acc} (bias {bias} with the input zero point folded in), multiplier {mult} x "
+                   f"2^{shift}")
+
+
+def _macs(g: Graph, op: Operator) -> int:
+    return g.tensors[op.outputs[0]].size * g.tensors[op.inputs[1]].shape[1]
+
+
+RULE = KernelRule("tq_fully_connected", "tq_fc_params", ("weights", "bias", "mult", "shift"), _extents, _overflow,
+                  choose, recompute)
+
+OPS = (
+    OpDef(BuiltinOperator.FULLY_CONNECTED, "fully_connected",
+          OpSpec((2, 3), options="FullyConnectedOptionsT", input_ranks=(None, (2,), (1,)), same_dtype=(0,),
+                 check=_check),
+          parse_options, lower, macs=_macs),
+)

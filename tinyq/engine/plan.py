@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .errors import UnsupportedOpError
+from ..errors import UnsupportedOpError
 from .graph import Graph
 from .lower import Lowered
 

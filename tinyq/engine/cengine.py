@@ -1,11 +1,11 @@
-"""The interpreter-free C engine: a .tflite becomes <name>_model.h / <name>_model.c calling tinyq's kernels."""
+"""The interpreter-free C engine: a checked Graph becomes <name>_model.h / <name>_model.c calling tinyq's kernels."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .emit import Banner, GeneratedFile, comment_safe, environment, int_rows, render
-from .graph import read_graph
+from ..render import Banner, GeneratedFile, comment_safe, environment, int_rows, render
+from .graph import Graph
 from .lower import Optimize, lower
 from .plan import plan
 
@@ -62,10 +62,9 @@ class CallValues:
     scratch: int | None  # arena offset of the call's scratch, None when it takes none
 
 
-def generate(tflite: bytes, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED) -> CEngine:
-    """Lower (kernels chosen for `optimize`) and plan the graph, then render the engine; raises
+def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED) -> CEngine:
+    """Lower (kernels chosen for `optimize`) and plan the checked graph, then render the engine; raises
     UnsupportedOpError before anything exists."""
-    graph = read_graph(tflite)
     lowered = lower(graph, optimize)
     memory = plan(graph, lowered)
     arrays = [a for call in lowered.calls for a in call.arrays]

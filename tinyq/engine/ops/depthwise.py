@@ -1,4 +1,5 @@
-"""Specialised depthwise kernels: choice and constant layout (C in firmware_stub/runtime/tq_depthwise.c).
+"""DEPTHWISE_CONV_2D: the reader's rules, lowering (shared with conv), the kernel choice and constant layout,
+exact recomputation, MACs (C in firmware_stub/runtime/depthwise/).
 
 Depth multiplier 1 without dilation goes to tq_dw_conv3x3 / tq_dw_conv3x3_pad (3x3 windows, channels a multiple
 of four, every channel's rescale in the fused form; _pad where a window leaves the image) or tq_dw_conv (any
@@ -13,7 +14,11 @@ from typing import Mapping
 
 import numpy as np
 
-from .base import ConstArray, Variant
+from ..graph import MAX_WINDOW, Activation, ConvOptions, Graph, Operator, Padding
+from ..schema import BuiltinOperator
+from .base import ConstArray, KernelRule, OpDef, OpSpec, Variant, bias_check, enum_field, window_check
+from .context import accumulator_problem
+from .conv import CONV_SPEC, lower_convolution, recompute_convolution
 from .requant import SHIFT_RANGE, fused_constant
 
 GROUP = 4  # channels per packed step
@@ -120,3 +125,49 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),
                    arrays=(weights, requant), pointer_fields=("weights", "requant"),
                    counts=(-(-channels // GROUP) * 2 * taps, channels * REQUANT_SIZE))
+
+
+def parse_options(o) -> ConvOptions:
+    return ConvOptions(enum_field(Padding, o.padding, "padding"), o.strideH, o.strideW, o.dilationHFactor,
+                       o.dilationWFactor, enum_field(Activation, o.fusedActivationFunction,
+                                                     "fused_activation_function"), o.depthMultiplier)
+
+
+def _check(g: Graph, op: Operator) -> str | None:
+    src, w, dst = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+    mult = op.options.depth_multiplier
+    if not 0 <= mult <= MAX_WINDOW:
+        return f"field depth_multiplier = {mult} is outside [0, {MAX_WINDOW}]"
+    if (w.shape[0] != 1 or w.shape[3] != dst.shape[3] or dst.shape[3] % src.shape[3] != 0
+            or (mult and src.shape[3] * mult != dst.shape[3])):
+        return (f"filter {w.name!r} {w.shape} with depth multiplier {mult} does not fit input {src.shape} -> "
+                f"output {dst.shape}")
+    return bias_check(g, op, dst.shape[3]) or window_check(g, op, w.shape[1], w.shape[2],
+                                                            (op.options.dilation_h, op.options.dilation_w))
+
+
+def _extents(f: Mapping[str, int], arrays) -> tuple:
+    oc = f["in_c"] * f["depth_multiplier"]
+    return ((f["in_h"] * f["in_w"] * f["in_c"],), f["out_h"] * f["out_w"] * oc, (f["k_h"] * f["k_w"] * oc, oc, oc, oc))
+
+
+def _overflow(f: Mapping[str, int], arrays: Mapping[str, np.ndarray]) -> str | None:
+    w = np.abs(arrays["weights"].astype(np.int64))
+    return accumulator_problem(w.reshape(-1, f["out_c"]).sum(axis=0), dict(f), dict(arrays))
+
+
+def _macs(g: Graph, op: Operator) -> int:
+    w = g.tensors[op.inputs[1]]
+    return g.tensors[op.outputs[0]].size * w.shape[1] * w.shape[2]
+
+
+RULE = KernelRule("tq_depthwise_conv2d", "tq_conv_params", ("weights", "bias", "mult", "shift"), _extents,
+                  _overflow, choose,
+                  lambda graph, op, call, inputs, flat: recompute_convolution(graph, op, call, inputs, flat, True))
+
+OPS = (
+    OpDef(BuiltinOperator.DEPTHWISE_CONV_2D, "depthwise",
+          OpSpec((2, 3), options="DepthwiseConv2DOptionsT", input_ranks=((4,), (4,), (1,)), check=_check,
+                 **CONV_SPEC),
+          parse_options, lambda ctx, op: lower_convolution(ctx, op, RULE, depthwise=True), macs=_macs),
+)
