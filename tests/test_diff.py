@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tinyq import cli, diff, emit, verify
+from tinyq import cli, diff, difftrace, emit, verify
 from tinyq.diff import DiffConfig, Runtime
 from tinyq.errors import TinyqError, VerificationError
 from tinyq.engine.explain import explain
@@ -180,7 +180,7 @@ def test_exact_recomputation_reproduces_tflm(which, request):
     calls = {c.op_index: c for c in lower(graph, Optimize.SIZE).calls}
     layout = diff.Layout.of(graph)
     inputs, _ = diff.folder_inputs(q.tflite, None, (0, 1))
-    trace = diff.trace_tflm(q.tflite, inputs, layout)
+    trace = difftrace.trace_tflm(q.tflite, inputs, layout)
     rng = np.random.default_rng(0)
     checked = set()
     for row in range(len(inputs)):

@@ -36,6 +36,10 @@ def _file_kind(data: bytes) -> str:
 
 
 
+def _fail(what: str) -> InvalidModelError:
+    return InvalidModelError(f"invalid .tflite: {what}")
+
+
 class _Gate:
     """The reader's checks, in the order a Graph is built: buffers and tensors, then operators, then the graph."""
 
@@ -44,9 +48,7 @@ class _Gate:
         self.buffers = model.buffers or []
         self.schema = schema
 
-    @staticmethod
-    def fail(what: str) -> InvalidModelError:
-        return InvalidModelError(f"invalid .tflite: {what}")
+    fail = staticmethod(_fail)
 
     def tensor(self, i: int, t) -> tuple[Tensor, bool]:
         """Tensor i and whether it is a variable; raises naming the tensor and field at fault."""
@@ -169,51 +171,6 @@ class _Gate:
                     raise self.fail(f"{where}: field {f.name} = {value} is outside [1, {MAX_WINDOW}]")
         return Operator(i, code, name, int(oc.version), inputs, outputs, options)
 
-    def op_preconditions(self, g: Graph, op: Operator, spec: OpSpec) -> None:
-        where = g.where(op)
-        lo, hi = spec.inputs
-        if not lo <= len(op.inputs) <= hi or len(op.outputs) != spec.outputs:
-            raise self.fail(f"{where}: has {len(op.inputs)} inputs and {len(op.outputs)} outputs, expected "
-                            f"{lo}{'' if lo == hi else f'..{hi}'} and {spec.outputs}")
-        if any(t < 0 for t in op.inputs[:lo]):
-            raise self.fail(f"{where}: a required input is absent (-1): {list(op.inputs)}")
-        for pos, ranks in enumerate(spec.input_ranks):
-            if pos < len(op.inputs) and op.inputs[pos] >= 0 and ranks is not None:
-                t = g.tensors[op.inputs[pos]]
-                if len(t.shape) not in ranks:
-                    raise self.fail(f"{where}: input {pos} tensor {t.name!r} has shape {list(t.shape)}, expected "
-                                    f"rank {' or '.join(map(str, ranks))}")
-        out = g.tensors[op.outputs[0]]
-        if spec.output_ranks is not None and len(out.shape) not in spec.output_ranks:
-            raise self.fail(f"{where}: output tensor {out.name!r} has shape {list(out.shape)}, expected rank "
-                            f"{' or '.join(map(str, spec.output_ranks))}")
-        for pos in spec.same_dtype:
-            t = g.tensors[op.inputs[pos]]
-            if t.dtype != out.dtype:
-                raise self.fail(f"{where}: input {pos} tensor {t.name!r} is {t.dtype}, output {out.name!r} is "
-                                f"{out.dtype}")
-        problem = spec.check(g, op) if spec.check is not None else None
-        if problem:
-            raise self.fail(f"{where}: {problem}")
-
-    def dataflow(self, g: Graph, variables: set[int]) -> None:
-        """Ops in execution order: every activation an op reads exists by then, every tensor is written once."""
-        written: dict[int, str] = {t: "a graph input" for t in g.inputs}
-        for op in g.operators:
-            for pos, t in enumerate(op.inputs):
-                if t >= 0 and t not in written and not g.tensors[t].is_constant and t not in variables:
-                    raise self.fail(f"{g.where(op)}: input {pos} tensor {g.tensors[t].name!r} (#{t}) is read before "
-                                    f"any op writes it (ops must be in execution order)")
-            for t in op.outputs:
-                if t in written or g.tensors[t].is_constant:
-                    by = written.get(t, "constant data")
-                    raise self.fail(f"{g.where(op)}: output tensor {g.tensors[t].name!r} (#{t}) is already "
-                                    f"{by if by.startswith(('a ', 'constant')) else 'written by ' + by}")
-                written[t] = f"op #{op.index} {op.name}"
-        for pos, t in enumerate(g.outputs):
-            if t not in written:
-                raise self.fail(f"graph output {pos} tensor {g.tensors[t].name!r} (#{t}) is never written by an op")
-
     def io(self, field: str, ids, n: int) -> tuple[int, ...]:
         ids = tuple(int(x) for x in (ids if ids is not None else []))
         if not ids:
@@ -224,6 +181,53 @@ class _Gate:
         if len(set(ids)) != len(ids):
             raise self.fail(f"subgraph field {field} = {list(ids)} names a tensor twice")
         return ids
+
+
+def _op_preconditions(g: Graph, op: Operator, spec: OpSpec) -> None:
+    """The op's operand counts, ranks, dtypes and its family's shape and option checks."""
+    where = g.where(op)
+    lo, hi = spec.inputs
+    if not lo <= len(op.inputs) <= hi or len(op.outputs) != spec.outputs:
+        raise _fail(f"{where}: has {len(op.inputs)} inputs and {len(op.outputs)} outputs, expected "
+                        f"{lo}{'' if lo == hi else f'..{hi}'} and {spec.outputs}")
+    if any(t < 0 for t in op.inputs[:lo]):
+        raise _fail(f"{where}: a required input is absent (-1): {list(op.inputs)}")
+    for pos, ranks in enumerate(spec.input_ranks):
+        if pos < len(op.inputs) and op.inputs[pos] >= 0 and ranks is not None:
+            t = g.tensors[op.inputs[pos]]
+            if len(t.shape) not in ranks:
+                raise _fail(f"{where}: input {pos} tensor {t.name!r} has shape {list(t.shape)}, expected "
+                                f"rank {' or '.join(map(str, ranks))}")
+    out = g.tensors[op.outputs[0]]
+    if spec.output_ranks is not None and len(out.shape) not in spec.output_ranks:
+        raise _fail(f"{where}: output tensor {out.name!r} has shape {list(out.shape)}, expected rank "
+                        f"{' or '.join(map(str, spec.output_ranks))}")
+    for pos in spec.same_dtype:
+        t = g.tensors[op.inputs[pos]]
+        if t.dtype != out.dtype:
+            raise _fail(f"{where}: input {pos} tensor {t.name!r} is {t.dtype}, output {out.name!r} is "
+                            f"{out.dtype}")
+    problem = spec.check(g, op) if spec.check is not None else None
+    if problem:
+        raise _fail(f"{where}: {problem}")
+
+def _dataflow(g: Graph, variables: set[int]) -> None:
+    """Ops in execution order: every activation an op reads exists by then, every tensor is written once."""
+    written: dict[int, str] = {t: "a graph input" for t in g.inputs}
+    for op in g.operators:
+        for pos, t in enumerate(op.inputs):
+            if t >= 0 and t not in written and not g.tensors[t].is_constant and t not in variables:
+                raise _fail(f"{g.where(op)}: input {pos} tensor {g.tensors[t].name!r} (#{t}) is read before "
+                                f"any op writes it (ops must be in execution order)")
+        for t in op.outputs:
+            if t in written or g.tensors[t].is_constant:
+                by = written.get(t, "constant data")
+                raise _fail(f"{g.where(op)}: output tensor {g.tensors[t].name!r} (#{t}) is already "
+                                f"{by if by.startswith(('a ', 'constant')) else 'written by ' + by}")
+            written[t] = f"op #{op.index} {op.name}"
+    for pos, t in enumerate(g.outputs):
+        if t not in written:
+            raise _fail(f"graph output {pos} tensor {g.tensors[t].name!r} (#{t}) is never written by an op")
 
 
 def _string_bytes(obj, slot: int) -> int:
@@ -303,6 +307,6 @@ def read_graph(tflite: bytes) -> Graph:
     for op in ops:
         d = definition(op.code)
         if d is not None and d.spec is not None:
-            gate.op_preconditions(graph, op, d.spec)
-    gate.dataflow(graph, variables)
+            _op_preconditions(graph, op, d.spec)
+    _dataflow(graph, variables)
     return graph

@@ -209,17 +209,21 @@ MUL_RULE = KernelRule("tq_mul", "tq_binary_params", (), _broadcast_extents, _no_
 MAXIMUM_RULE = KernelRule("tq_maximum", "tq_binary_params", (), _broadcast_extents, _no_overflow)
 MINIMUM_RULE = KernelRule("tq_minimum", "tq_binary_params", (), _broadcast_extents, _no_overflow)
 
+_MINMAX = OpSpec((2, 2), same_dtype=(0, 1), check=broadcast_check)
+
 OPS = (
     OpDef(BuiltinOperator.ADD, "elementwise",
           OpSpec((2, 2), options="AddOptionsT", same_dtype=(0, 1), check=broadcast_check),
           lambda o: AddOptions(enum_field(Activation, o.fusedActivationFunction, "fused_activation_function")),
           lower_add),
-    OpDef(BuiltinOperator.SUB, "elementwise", None, _activation_options,
+    OpDef(BuiltinOperator.SUB, "elementwise", OpSpec((2, 2), options="SubOptionsT", same_dtype=(0, 1),
+                                                     check=broadcast_check), _activation_options,
           lambda ctx, op: lower_binary(ctx, op, SUB_RULE, _sub_multipliers)),
-    OpDef(BuiltinOperator.MUL, "elementwise", None, _activation_options,
+    OpDef(BuiltinOperator.MUL, "elementwise", OpSpec((2, 2), options="MulOptionsT", same_dtype=(0, 1),
+                                                     check=broadcast_check), _activation_options,
           lambda ctx, op: lower_binary(ctx, op, MUL_RULE, _mul_multipliers)),
-    OpDef(BuiltinOperator.MAXIMUM, "elementwise", None, None,
+    OpDef(BuiltinOperator.MAXIMUM, "elementwise", _MINMAX, None,
           lambda ctx, op: lower_binary(ctx, op, MAXIMUM_RULE, _no_multipliers)),
-    OpDef(BuiltinOperator.MINIMUM, "elementwise", None, None,
+    OpDef(BuiltinOperator.MINIMUM, "elementwise", _MINMAX, None,
           lambda ctx, op: lower_binary(ctx, op, MINIMUM_RULE, _no_multipliers)),
 )
