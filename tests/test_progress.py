@@ -33,6 +33,7 @@ def test_plain_lines_when_not_a_terminal():
 
 @pytest.mark.fast
 def test_bar_with_counts_and_time_left_on_a_terminal():
+    pytest.importorskip("tqdm", reason="tinyq depends on tqdm; a bare fast-lane venv may lack it")
     stream = _Terminal()
     say = cli._Progress(quiet=False, stream=stream)
     tick = counted(say, "sweeping", 12)
