@@ -1,34 +1,76 @@
-"""Session fixtures: the dataset, the three demo models trained once, their int8 conversions and verifications."""
+"""Session fixtures: the dataset, the three demo models trained once, their int8 conversions and verifications;
+and the fast lane (`pytest -m fast`): only the files in FAST_FILES are collected, and the run fails if anything
+imported TensorFlow.
+
+Nothing here imports TensorFlow: tinyq's modules import it inside the functions that need it, and the modules
+the fixtures use are imported inside the fixtures."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinyq import data, models, quantize, verify  # noqa: E402
-
 REPO = Path(__file__).resolve().parent.parent
+MNIST_ENV_VAR = "TINYQ_MNIST"  # tinyq.data.ENV_VAR (tests/test_data.py checks they agree)
+CACHE_ENV_VAR = "TINYQ_CACHE"  # tinyq.models.CACHE_ENV_VAR
+
+# Test files whose tests are all, or in part, marked `fast`: no TensorFlow at import, each fast test quick.
+# tests/test_fast_lane.py checks that this list and the files' markers agree.
+FAST_FILES = frozenset({
+    "test_engine_reader.py", "test_engine_lowering.py", "test_engine_emission.py", "test_fast_lane.py",
+    "test_data.py", "test_progress.py", "test_readme.py", "test_emit.py",
+})
 
 
 def _data_path() -> str | None:
-    """$TINYQ_MNIST, else the shared data folder beside the checkout, else None (keras download)."""
-    env = os.environ.get(data.ENV_VAR)
+    """$TINYQ_MNIST as an absolute path (a relative one is taken from the folder pytest started in, as the
+    README's `TINYQ_MNIST=../shared/data/mnist python3 -m pytest` means), else the shared data folder beside the
+    checkout, else None (keras download)."""
+    env = os.environ.get(MNIST_ENV_VAR)
     if env:
-        return env
+        return str(Path(env).expanduser().resolve())
     beside = REPO.parent / "shared" / "data" / "mnist"
     return str(beside) if beside.is_dir() else None
 
 
+# Resolved once, at session start, before any test changes directory: the CLI tests and every subprocess (a
+# `tinyq demo` run in another folder) then read the same absolute folder, like a user's shell would give it.
 if _data_path() is not None:
-    os.environ.setdefault(data.ENV_VAR, _data_path())  # the CLI tests read it like a user's shell would
+    os.environ[MNIST_ENV_VAR] = _data_path()
+
+
+def _fast_lane(config) -> bool:
+    """True when the marker expression selects the fast lane (`-m fast`, `-m "fast and not ..."`)."""
+    expr = config.getoption("markexpr", "") or ""
+    return "fast" in expr.split() and "not fast" not in expr
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In the fast lane, skip importing the test files that have no fast test (they may import TensorFlow)."""
+    if _fast_lane(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return collection_path.name not in FAST_FILES
+    return None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The fast lane fails when anything imported TensorFlow: it must pass where TensorFlow is not installed."""
+    if _fast_lane(session.config) and "tensorflow" in sys.modules:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("FAILED fast lane: tensorflow was imported (the fast lane must not need it)",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
-def dataset() -> data.Dataset:
+def dataset():
+    from tinyq import data
+
     return data.load_mnist(_data_path())
 
 
@@ -36,20 +78,24 @@ def dataset() -> data.Dataset:
 def model_cache(tmp_path_factory):
     """A fresh model cache for this run, shared by the fixtures and the CLI tests (which then reuse models)."""
     path = tmp_path_factory.mktemp("model_cache")
-    old = os.environ.get(models.CACHE_ENV_VAR)
-    os.environ[models.CACHE_ENV_VAR] = str(path)
+    old = os.environ.get(CACHE_ENV_VAR)
+    os.environ[CACHE_ENV_VAR] = str(path)
     yield path
     if old is None:
-        os.environ.pop(models.CACHE_ENV_VAR, None)
+        os.environ.pop(CACHE_ENV_VAR, None)
     else:
-        os.environ[models.CACHE_ENV_VAR] = old
+        os.environ[CACHE_ENV_VAR] = old
 
 
 def _trained(name, dataset):
+    from tinyq import models
+
     return models.demo_model(name, dataset)
 
 
 def _quantized(model, dataset):
+    from tinyq import data, models, quantize
+
     x = data.preprocess(dataset.train_x, models.input_shape(model))
     return quantize.quantize(model, x, quantize.QuantizeConfig(), labels=dataset.train_y)
 
@@ -84,16 +130,22 @@ def dsres_q(dsres_keras, dataset):
     return _quantized(dsres_keras, dataset)
 
 
+def _verified(keras_model, q, dataset):
+    from tinyq import verify
+
+    return verify.verify(keras_model, q, dataset.test_x, dataset.test_y)
+
+
 @pytest.fixture(scope="session")
 def cnn_verify(cnn_keras, cnn_q, dataset):
-    return verify.verify(cnn_keras, cnn_q, dataset.test_x, dataset.test_y)
+    return _verified(cnn_keras, cnn_q, dataset)
 
 
 @pytest.fixture(scope="session")
 def mlp_verify(mlp_keras, mlp_q, dataset):
-    return verify.verify(mlp_keras, mlp_q, dataset.test_x, dataset.test_y)
+    return _verified(mlp_keras, mlp_q, dataset)
 
 
 @pytest.fixture(scope="session")
 def dsres_verify(dsres_keras, dsres_q, dataset):
-    return verify.verify(dsres_keras, dsres_q, dataset.test_x, dataset.test_y)
+    return _verified(dsres_keras, dsres_q, dataset)

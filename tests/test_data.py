@@ -9,6 +9,8 @@ import pytest
 from tinyq import data
 from tinyq.errors import DataError
 
+pytestmark = pytest.mark.fast  # no TensorFlow: IDX/npz files it writes, or the shared MNIST folder
+
 
 def _idx(arr: np.ndarray, magic: int) -> bytes:
     return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes()
@@ -28,7 +30,12 @@ def _write_set(folder, n_train=20, n_test=10, gz=True, labels_max=9):
     return folder
 
 
-def test_shared_data_shapes_and_counts(dataset):
+def test_shared_data_shapes_and_counts(request):
+    import conftest
+
+    if conftest._fast_lane(request.config) and conftest._data_path() is None:
+        pytest.skip("no MNIST folder given and none beside the checkout; the fast lane downloads nothing")
+    dataset = request.getfixturevalue("dataset")
     assert dataset.train_x.shape == (5000, 28, 28) and dataset.train_x.dtype == np.uint8
     assert dataset.test_x.shape == (10000, 28, 28)
     assert np.bincount(dataset.test_y, minlength=10).sum() == 10000

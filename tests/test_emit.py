@@ -157,6 +157,7 @@ def test_two_emissions_are_byte_identical(cnn_q, cnn_verify, tmp_path):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name, ident", [("2fast", "m_2fast"), ("int", "int_model"), ("my-model", "my_model"),
                                          ("../x", "x"), ("Main", "main_model"), ("a..b", "a_b")])
 def test_hostile_names_are_fixed(name, ident):
@@ -199,11 +200,13 @@ def test_failure_midway_writes_nothing(cnn_q, cnn_verify, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fast
 def test_class_names_cannot_end_their_c_string_literal():
     assert emit.c_string('cat" }; int evil; //') == 'cat\\" }; int evil; //'
     assert emit.c_string("a\\b??=\n\u00e9") == "a\\\\b\\?\\?=\\012\\303\\251"
 
 
+@pytest.mark.fast
 def test_report_html_escapes_names_from_the_model():
     page = emit.environment().from_string("{{ x }}").render(x="<script>")  # C templates are never escaped
     assert page == "<script>"

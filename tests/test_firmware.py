@@ -129,6 +129,6 @@ def test_an_interrupt_does_not_wait_for_the_slices_still_running(broken_lib, mon
         start = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             firmware.run_library(broken_lib, x, 2, w)
-        assert time.monotonic() - start < 10
+        assert time.monotonic() - start < 30  # not the 60 s slice: generous for a loaded machine
         monkeypatch.undo()
         assert firmware.run_library(broken_lib, x, 2, w).tobytes() == x[:, :2].tobytes()  # fresh workers

@@ -217,18 +217,21 @@ def test_workers_die_with_tinyq(sig):
     import sys
     import time
 
+    import procs
+
     proc = subprocess.Popen([sys.executable, "-c", WORKERS_DRIVER], stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == len(native.Runtime) and proc.pid not in pids
+        workers = [procs.proc_of(p) for p in pids]  # (pid, start time): a pid reused later is not a worker
+        assert None not in workers, pids
         proc.send_signal(sig)
         proc.wait(10)
-        deadline = time.monotonic() + 3
-        alive = pids
+        deadline = time.monotonic() + 5  # a worker that missed its parent's death would sleep for a minute
+        alive = procs.alive(workers)
         while alive and time.monotonic() < deadline:
             time.sleep(0.05)
-            alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
-                     open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+            alive = procs.alive(workers)  # a pid gone between two reads of /proc counts as gone, never raises
         assert alive == []
     finally:
         proc.kill()

@@ -18,6 +18,7 @@ class _Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.fast
 def test_plain_lines_when_not_a_terminal():
     stream = io.StringIO()
     say = cli._Progress(quiet=False, stream=stream)
@@ -30,7 +31,9 @@ def test_plain_lines_when_not_a_terminal():
     assert [re.sub(r"^\[\s*[\d.]+s\] ", "", ln) for ln in lines] == ["loading", "TFLM int8 (1000)", "done"]
 
 
+@pytest.mark.fast
 def test_bar_with_counts_and_time_left_on_a_terminal():
+    pytest.importorskip("tqdm", reason="tinyq depends on tqdm; a bare fast-lane venv may lack it")
     stream = _Terminal()
     say = cli._Progress(quiet=False, stream=stream)
     tick = counted(say, "sweeping", 12)
@@ -41,6 +44,7 @@ def test_bar_with_counts_and_time_left_on_a_terminal():
     assert say.bar is None
 
 
+@pytest.mark.fast
 def test_quiet_prints_nothing():
     stream = _Terminal()
     say = cli._Progress(quiet=True, stream=stream)
@@ -49,6 +53,7 @@ def test_quiet_prints_nothing():
     assert stream.getvalue() == ""
 
 
+@pytest.mark.fast
 def test_counts_are_checked():
     with pytest.raises(ValueError):
         Count("x", 5, 3)
@@ -65,6 +70,7 @@ def test_demo_stderr_holds_only_tinyq_lines(tmp_path, model_cache):
     assert "TFLM int8 (10000)" in proc.stderr
 
 
+@pytest.mark.fast
 def test_a_runtime_pass_over_many_inputs_is_one_line_and_one_bar():
     from tinyq.verify import PROGRESS_EVERY, _in_chunks
 
