@@ -1,6 +1,6 @@
 """Many generated C engines in one host executable, for the fast tests.
 
-Each model's engine (tinyq.cengine.generate, a fixed banner) is written beside tinyq's C runtime and a small
+Each model's engine (tinyq.engine.generate, a fixed banner) is written beside tinyq's C runtime and a small
 main.c that picks a model by name, reads int8 inputs back to back on stdin and writes the outputs on stdout.
 Everything compiles in one gcc call per source (two at a time) with -O2 -std=c99 -Wall -Wextra -Werror, so a
 whole test module pays for one build.
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyq.cengine import generate
-from tinyq.emit import Banner, environment
+from tinyq.engine import generate, read_graph
+from tinyq.render import Banner, environment
 from tinyq.fwfolder import runtime_files
-from tinyq.lower import Optimize
+from tinyq.engine import Optimize
 
 BANNER = Banner("test", "fast test model", "0" * 64, "none", "none")
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
@@ -80,7 +80,7 @@ def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Opt
     for model, tflite in models.items():
         for optimize in optimizes:
             name = f"{model}_{Optimize(optimize).value}"
-            engine = generate(tflite, name, BANNER, optimize)
+            engine = generate(read_graph(tflite), name, BANNER, optimize)
             for f in engine.files:
                 (folder / f.name).write_text(f.text)
             sizes[name] = (engine.input_bytes, engine.output_bytes)

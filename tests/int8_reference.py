@@ -2,18 +2,17 @@
 
 Each op is recomputed from the generic (Optimize.SIZE) lowering of the graph, i.e. TFLM's own parameters
 (multipliers, shifts, offsets, activation bounds). Convolutions, fully connected, pools, same-shape ADD and
-softmax reuse tinyq's explain module, which recomputes any one output element under TFLite's double rounding;
-the other families are written out here with tinyq.fixedpoint's MultiplyByQuantizedMultiplier.
+softmax reuse their family's exact recomputation (KernelRule.recompute, what `tinyq diff` explains with), which
+recomputes any one output element under TFLite's double rounding;
+the other families are written out here with tinyq.engine.fixedpoint's MultiplyByQuantizedMultiplier.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tinyq import explain
-from tinyq.fixedpoint import mul_by_quantized_multiplier
-from tinyq.graph import Graph, read_graph
-from tinyq.lower import KernelCall, Optimize, lower
+from tinyq.engine import Graph, KernelCall, Optimize, lower, read_graph
+from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
 
 _EXPLAINED = ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected", "tq_max_pool", "tq_average_pool", "tq_add",
               "tq_softmax")
@@ -124,7 +123,7 @@ def run(tflite: bytes, x: np.ndarray) -> np.ndarray:
             values[op.outputs[0]] = values[op.inputs[0]].reshape(out_t.shape)
             continue
         if call.kernel in _EXPLAINED:
-            out = np.array([explain._recompute(g, op, call, values, flat).rules[0].value  # noqa: SLF001
+            out = np.array([call.rule.recompute(g, op, call, values, flat).rules[0].value
                             for flat in range(out_t.size)], np.int8)
         elif call.kernel == "tq_lut":
             out = _array(call, "_table")[values[op.inputs[0]].astype(np.int64).reshape(-1) + 128]

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tinyq import emit, firmware, verify
 from tinyq.engine import cengine, macs
-from tinyq.emit import make_banner
+from tinyq.render import make_banner
 from tinyq.errors import InvalidModelError, UnsupportedOpError
 from tinyq.engine import read_graph
 from tinyq.engine import Optimize, lower

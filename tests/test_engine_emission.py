@@ -11,9 +11,7 @@ import tflite_build as tb
 import engine_host
 import int8_reference
 
-from tinyq.cengine import generate
-from tinyq.graph import read_graph
-from tinyq.lower import Optimize
+from tinyq.engine import Optimize, generate, read_graph
 
 pytestmark = pytest.mark.fast
 
@@ -24,8 +22,8 @@ RANDOM_INPUTS = 2  # per case, besides the all -128 and all 127 inputs; the Pyth
 def test_engine_renders_deterministically(case):
     tflite = tb.case(case)
     for optimize in (Optimize.SPEED, Optimize.SIZE):
-        a = generate(tflite, "net", engine_host.BANNER, optimize)
-        b = generate(bytes(tflite), "net", engine_host.BANNER, optimize)
+        a = generate(read_graph(tflite), "net", engine_host.BANNER, optimize)
+        b = generate(read_graph(bytes(tflite)), "net", engine_host.BANNER, optimize)
         assert [(f.name, f.text) for f in a.files] == [(f.name, f.text) for f in b.files]
         assert [f.name for f in a.files] == ["net_model.h", "net_model.c"]
         header, source = a.files[0].text, a.files[1].text
@@ -39,7 +37,7 @@ def test_engine_renders_deterministically(case):
 def test_engine_figures_of_a_chain():
     tflite = tb.case("chain")
     g = read_graph(tflite)
-    e = generate(tflite, "chain", engine_host.BANNER, Optimize.SIZE)
+    e = generate(read_graph(tflite), "chain", engine_host.BANNER, Optimize.SIZE)
     weights = sum(t.nbytes for t in g.tensors if t.is_constant and t.dtype == "int8")
     assert weights < e.const_bytes < weights + 1024
     assert (e.input_bytes, e.output_bytes, e.call_count) == (200, 10, 6)

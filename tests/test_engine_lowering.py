@@ -11,10 +11,9 @@ import pytest
 import tflite_build as tb
 
 from tinyq.errors import UnsupportedOpError
-from tinyq.graph import read_graph
-from tinyq.lower import Optimize, lower, supported_ops
-from tinyq.plan import Where, plan
-from tinyq.emit import Banner, environment
+from tinyq.engine import Optimize, lower, plan, read_graph, supported_ops
+from tinyq.engine.plan import Where
+from tinyq.render import Banner, environment
 from tinyq.fwfolder import runtime_files
 
 pytestmark = pytest.mark.fast

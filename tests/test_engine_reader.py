@@ -9,7 +9,8 @@ import tflite_build as tb
 from tflite_build import schema
 
 from tinyq.errors import InvalidModelError
-from tinyq.graph import Activation, Padding, read_graph
+from tinyq.engine import macs, read_graph
+from tinyq.engine.graph import Activation, Padding
 
 pytestmark = pytest.mark.fast
 
@@ -50,7 +51,7 @@ def test_conv_options_weights_and_per_channel_scales():
     assert w.shape == (8, 3, 2, 4) and w.data.dtype == np.int8 and len(w.scales) == 8
     assert w.quantized_dimension == 0 and set(w.zero_points) == {0}
     assert g.tensors[op.inputs[2]].dtype == "int32" and g.layer(op.outputs[0]) == "conv"
-    assert g.macs() == 6 * 8 * 8 * 3 * 2 * 4
+    assert macs(g) == 6 * 8 * 8 * 3 * 2 * 4
 
 
 def test_depthwise_multiplier_and_axis():

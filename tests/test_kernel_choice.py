@@ -10,7 +10,7 @@ import pytest
 
 from tinyq.engine import cengine
 from tinyq.engine.ops import fully_connected
-from tinyq.emit import make_banner
+from tinyq.render import make_banner
 from tinyq.errors import UnsupportedOpError
 from tinyq.engine import read_graph
 from tinyq.engine.ops.base import ConstArray, Variant
