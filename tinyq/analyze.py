@@ -3,14 +3,21 @@ confusion matrices, and the calibration audit, gathered into one self-contained 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
 from .calibration import CalibrationAudit
-from .errors import QuantizationError
+from .data import NUM_CLASSES, Task, default_preprocessing, infer_task, preprocess, reference_range
+from .errors import NativeCrash, QuantizationError
+from .engine import op_macs, read_graph
+from .models import input_shape, keras_module
+from .native import Runtime, session
 from .progress import counted
-from .quantize import QuantizedModel
-from .verify import StageAgreement, VerifyResult
+from .quantize import (COMPARISONS, ActivationType, IODtype, QuantizeConfig, QuantizedModel, WeightGranularity,
+                       comparison_conversions, quantize)
+from .verify import (StageAgreement, VerifyResult, accuracy, output_error, quantize_input, run_litert, run_tflm,
+                     stage_agreement, tflm_arena_bytes, tflm_problem, verify)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +70,6 @@ class SweepRow:
 def default_sweep() -> tuple[tuple[str, object], ...]:
     """Calibration sample counts, class-balanced vs first-N, min-max vs percentile ranges, per-channel vs
     per-tensor weights, int8 vs 16x8 activations."""
-    from .quantize import ActivationType, IODtype, QuantizeConfig, WeightGranularity
-
     rows = [(f"int8, {n} balanced samples", QuantizeConfig(num_calibration_samples=n)) for n in (1, 10, 100, 1000)]
     rows.append(("int8, 100 first-N samples", QuantizeConfig(num_calibration_samples=100, balanced=False)))
     rows += [(f"int8, percentile {p:g} ranges", QuantizeConfig(percentile=p)) for p in (99.9, 99.99)]
@@ -80,8 +85,6 @@ def weight_storage(tflite: bytes) -> str:
 
     Dynamic-range conversion leaves small tensors (under 1024 elements) float, so it can quantize none at all.
     """
-    from .engine import read_graph
-
     graph = read_graph(tflite)
     counts: dict[str, int] = {}
     for t in graph.tensors:
@@ -95,8 +98,6 @@ def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels, fallback: st
     """The sweep metric (accuracy against integer labels; else SQNR in dB against float outputs given as
     `labels`) in TFLM with its arena when TFLM runs the model; else in LiteRT (`fallback`), noting why.
     With `describe`, the note also says how the weights are stored."""
-    from .verify import run_litert, run_tflm, tflm_arena_bytes, tflm_problem
-
     notes = [f"weights: {weight_storage(tflite)}"] if describe else []
     problem = tflm_problem(tflite, inputs[0], workers)
     if problem is None:
@@ -109,9 +110,6 @@ def _measure(label: str, tflite: bytes, inputs: np.ndarray, labels, fallback: st
 def _sweep_metric(tflite: bytes, outputs: np.ndarray, reference: np.ndarray) -> float:
     """Accuracy when `reference` holds integer labels; else SQNR (dB) of the (dequantized) outputs against
     the float outputs in `reference`."""
-    from .engine import read_graph
-    from .verify import accuracy, output_error
-
     reference = np.asarray(reference)
     if np.issubdtype(reference.dtype, np.integer):
         return accuracy(outputs, reference)
@@ -132,8 +130,6 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray | None, test_x: np.nda
 
     The metric is accuracy when `test_y` holds integer labels; else give the Keras float outputs as
     `test_y` (and `train_y` None) and the metric is the SQNR of the int8 outputs against them."""
-    from .native import session
-
     with session(workers) as w:
         return _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons, preprocessing, input_range,
                       w, tick)
@@ -141,12 +137,6 @@ def sweep(model, train_x: np.ndarray, train_y: np.ndarray | None, test_x: np.nda
 
 def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, preprocessing, input_range,
            workers, tick=None) -> tuple[SweepRow, ...]:
-    from .data import preprocess
-    from .errors import NativeCrash
-    from .models import input_shape
-    from .quantize import quantize
-    from .verify import quantize_input
-
     shape = input_shape(model)
     calib = preprocess(train_x, shape, preprocessing)
     x = preprocess(test_x, shape, preprocessing)
@@ -167,45 +157,11 @@ def _sweep(model, train_x, train_y, test_x, test_y, configs, comparisons: bool, 
                                  workers=workers))
         tick(len(rows))
     if comparisons:
-        for label, tflite in _float_io_conversions(model, shape, workers):
+        for label, tflite in comparison_conversions(model, shape, workers):
             rows.append(_measure(label, tflite, x, labels, "LiteRT (comparison only)", describe=True,
                                  workers=workers))
             tick(len(rows))
     return tuple(rows)
-
-
-COMPARISONS = ("dynamic-range (int8 weights, float activations)", "float16 weights")
-
-
-def _float_io_conversions(model, shape: tuple[int, ...], workers=None) -> list[tuple[str, bytes]]:
-    """Dynamic-range (hybrid) and float16 conversions, for size and accuracy comparison, in the converter's
-    worker."""
-    from .quantize import _in_converter
-
-    return _in_converter(model, f"comparison conversions of model {model.name!r}", _comparisons_from_file,
-                         (shape,), workers, lambda: _comparisons(model, shape))
-
-
-def _comparisons_from_file(path: str, shape: tuple[int, ...]) -> list[tuple[str, bytes]] | None:
-    """In the converter worker: the comparison conversions of the model saved at `path` (None: cannot load)."""
-    from .quantize import _load_in_worker
-
-    model = _load_in_worker(path)
-    return None if model is None else _comparisons(model, shape)
-
-
-def _comparisons(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
-    import tensorflow as tf
-
-    from .quantize import _batch1_converter, _convert
-
-    dynamic = _batch1_converter(model, shape)
-    dynamic.optimizations = [tf.lite.Optimize.DEFAULT]
-    fp16 = _batch1_converter(model, shape)
-    fp16.optimizations = [tf.lite.Optimize.DEFAULT]
-    fp16.target_spec.supported_types = [tf.float16]
-    return list(zip(COMPARISONS, (_convert(dynamic, f"{model.name} dynamic-range"),
-                                  _convert(fp16, f"{model.name} float16"))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +178,7 @@ class LayerError:
 def _dequantized_outputs(tflite: bytes, xq: np.ndarray, tensors: list[tuple[int, float, int]]) -> list[np.ndarray]:
     """In the LiteRT worker: each listed tensor (index, scale, zero point) dequantized, per input, with the
     reference kernels keeping every tensor."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # heavy native runtime: LiteRT's worker only
 
     interp = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                          experimental_preserve_all_tensors=True)
@@ -243,11 +199,6 @@ def layer_errors(model, quantized, images: np.ndarray, preprocessing=None, worke
 
     An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
     """
-    from .data import preprocess
-    from .engine import read_graph
-    from .models import input_shape, keras_module
-    from .verify import quantize_input
-
     graph = read_graph(quantized.tflite)
     # A layer whose activation TFLite runs as a separate op (softmax) has no fused tensor to compare with.
     layer_names = {layer.name for layer in model.layers
@@ -264,8 +215,6 @@ def layer_errors(model, quantized, images: np.ndarray, preprocessing=None, worke
                                           for _, name in pairs])
     floats = probe.predict(x, batch_size=len(x), verbose=0)
     floats = floats if isinstance(floats, list) else [floats]
-    from .native import Runtime, session
-
     xq = quantize_input(x, quantized.input)
     tensors = [(op.outputs[0], graph.tensors[op.outputs[0]].scales[0], graph.tensors[op.outputs[0]].zero_points[0])
                for op, _ in pairs]
@@ -302,8 +251,6 @@ class OpRow:
 
 def op_summary(tflite: bytes) -> tuple[OpRow, ...]:
     """Each op in execution order with its output size, constant (flash) bytes and multiply-accumulates."""
-    from .engine import op_macs, read_graph
-
     graph = read_graph(tflite)
     rows = []
     for op in graph.operators:
@@ -359,8 +306,6 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
     """Sweep, per-layer error, weight error, calibration audit, stage agreement, op summary and (for a
     classifier) confusion matrices over the test set. Pass the pipeline's own quantized model and
     verification to reuse them. A model that is not a classifier is swept by int8-vs-float SQNR."""
-    from .native import session
-
     with session(workers) as w:  # one worker per native runtime for the whole analysis
         return _analyze(model, dataset, quantized, verified, layer_images, configs, progress, preprocessing, task,
                         w)
@@ -368,21 +313,12 @@ def analyze(model, dataset, quantized=None, verified=None, layer_images: int = 2
 
 def _analyze(model, dataset, quantized, verified, layer_images, configs, progress, preprocessing, task,
              workers) -> Analysis:
-    import time
-
-    from .data import NUM_CLASSES, Task, default_preprocessing, infer_task, preprocess
-    from .models import input_shape
-    from .quantize import QuantizeConfig, quantize
-    from .verify import stage_agreement, verify
-
     say = progress or (lambda _msg: None)
     pre = preprocessing or default_preprocessing(dataset.train_x)
     shape = input_shape(model)
     calib = preprocess(dataset.train_x, shape, pre)
     task = verified.task if verified is not None else task or infer_task(dataset.test_y, int(np.prod(model.outputs[0].shape[1:])))
     classify = task is Task.CLASSIFICATION
-    from .pipeline import reference_range
-
     rng = reference_range(pre, calib, dataset.train_x)
     if quantized is None:
         quantized = quantize(model, calib, dataclasses.replace(QuantizeConfig(), input_range=rng),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+import flatbuffers
 import numpy as np
 
 from .errors import QuantizationError
+from .engine import read_graph
+from .native import native_quiet
 
 
 class Severity(enum.Enum):
@@ -153,12 +156,9 @@ def clip_recorded_ranges(calibrated: bytes, samples: np.ndarray, percentile: flo
     `calibrated` is the converter's calibrate-only output: the float model with min/max on each tensor.
     Values come from running it in LiteRT's reference kernels with every tensor kept.
     """
-    import flatbuffers
+    # heavy native runtimes (importing the schema loads TFLM's): only here, in the converter's worker
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    from .engine import read_graph
-    from .native import native_quiet
 
     read_graph(calibrated)  # the one gate for model bytes, the converter's included
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))

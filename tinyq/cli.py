@@ -8,9 +8,28 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
-from . import __version__
+from tqdm import tqdm
+
+from . import __version__, pipeline
+from .analyze import analyze
+from .cortex_m import QEMU_MACHINES
+from .data import NpzKeys, Preprocessing, Task, load_data, load_mnist
+from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
+from .render import c_identifier, check_name
 from .errors import TinyqError
+from .firmware_cmd import run_firmware
+from .engine import Optimize
+from .models import c_name, demo_model, load_model
+from .native import Runtime, Workers, native_quiet
+from .outdir import claim, disk_error
+from .pipeline import PipelineConfig
+from .preflight import CEngineMode
+from .progress import Count
+from .quantize import QuantizeConfig, WeightGranularity
+from .report import ChainReport, summary_rows
+from .report_html import write_html
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
@@ -37,8 +56,6 @@ class _Progress:
             self.bar = self.bar_message = None
 
     def __call__(self, event) -> None:
-        from .progress import Count
-
         if self.quiet:
             return
         if not isinstance(event, Count):
@@ -49,8 +66,6 @@ class _Progress:
             self._close_bar()
             self._line(f"{event.message} ({event.total})")
             if self.tty:
-                from tqdm import tqdm
-
                 self.bar = tqdm(total=event.total, file=self.stream, leave=False, dynamic_ncols=True, mininterval=0,
                                 unit="", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
                 self.bar_message = event.message
@@ -104,8 +119,6 @@ def _terminated(_signum, _frame):
 
 def _check_arguments(args) -> None:
     """Checks on plain option values, before anything slow is imported or loaded."""
-    from .render import check_name
-
     if getattr(args, "name", None) is not None:
         check_name(args.name)
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -117,7 +130,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--npz-keys", metavar="ROLE=NAME,...",
                    help="array names in the .npz, e.g. x_train=images,y_train=labels,x_test=val_x,y_test=val_y")
     p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position)")
-    p.add_argument("--task", choices=[t.value for t in _task_enum()],
+    p.add_argument("--task", choices=[t.value for t in Task],
                    help="classification, regression (vs float targets), reconstruction (output vs input, "
                         "e.g. an autoencoder) or none (agreement only); default: from the labels")
     pre = p.add_mutually_exclusive_group()
@@ -130,16 +143,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", nargs="+", type=float, help="see --mean")
 
 
-def _task_enum():
-    from .data import Task
-
-    return Task
-
-
 def _preprocessing(args):
     """The declared preprocessing from the command line; None: the default for the data's type."""
-    from .data import Preprocessing
-
     if args.std is not None and args.mean is None:
         raise TinyqError("--std needs --mean")
     if args.input_range is not None:
@@ -154,8 +159,6 @@ def _preprocessing(args):
 
 
 def _load_dataset(args, say):
-    from .data import NpzKeys, load_data
-
     keys = NpzKeys.parse(args.npz_keys) if args.npz_keys else NpzKeys()
     ds = load_data(args.data, keys, args.calibration_data, args.labels)
     say(f"data: {len(ds.train_x)} calibration and {len(ds.test_x)} test samples of shape {ds.sample_shape} "
@@ -165,8 +168,6 @@ def _load_dataset(args, say):
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
-    from .cortex_m import QEMU_MACHINES
-
     parser = argparse.ArgumentParser(prog="tinyq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tinyq {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -209,21 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _workers():
     """The native runtimes' workers for a whole command, started now so their imports overlap with loading."""
-    from .native import Runtime, Workers
-
     workers = Workers()
     workers.prepare(*Runtime)
     return workers
 
 
 def _pipeline_config(args, default_name: str = "mnist"):
-    from .data import Task
-    from .engine import Optimize
-    from .render import c_identifier
-    from .pipeline import PipelineConfig
-    from .preflight import CEngineMode
-    from .quantize import QuantizeConfig, WeightGranularity
-
     granularity = WeightGranularity.PER_TENSOR if args.per_tensor else WeightGranularity.PER_CHANNEL
     return PipelineConfig(
         name=c_identifier(args.name or default_name),
@@ -243,9 +235,6 @@ def _pipeline_config(args, default_name: str = "mnist"):
 
 
 def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int:
-    from . import pipeline
-    from .report import summary_rows
-
     result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say, workers=workers)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
@@ -261,10 +250,6 @@ def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int
 
 
 def cmd_demo(args, say) -> int:
-    from .data import load_mnist
-    from .models import demo_model
-    from .outdir import claim
-
     config = _pipeline_config(args)
     with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
         dataset = load_mnist(args.data)
@@ -275,11 +260,6 @@ def cmd_demo(args, say) -> int:
 
 
 def cmd_convert(args, say) -> int:
-    from pathlib import Path
-
-    from .models import c_name, load_model
-    from .outdir import claim
-
     config = _pipeline_config(args, c_name(Path(args.model)))
     with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
         loaded = load_model(args.model, say)
@@ -289,8 +269,6 @@ def cmd_convert(args, say) -> int:
 
 
 def cmd_firmware(args, say) -> int:
-    from .firmware_cmd import run_firmware
-
     rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say,
                         allow_modified=args.allow_modified)
     width = max(len(k) for k, _ in rows)
@@ -300,8 +278,6 @@ def cmd_firmware(args, say) -> int:
 
 
 def cmd_diff(args, say) -> int:
-    from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
-
     if args.images is not None and args.images < 1:
         raise TinyqError(f"--images must be >= 1, got {args.images}")
     images = (args.image,) if args.image is not None else None
@@ -318,13 +294,6 @@ def cmd_diff(args, say) -> int:
 
 
 def cmd_analyze(args, say) -> int:
-    from .analyze import analyze
-    from .data import Task
-    from .models import demo_model, load_model
-    from .outdir import claim
-    from .report import ChainReport
-    from .report_html import write_html
-
     if bool(args.model) == bool(args.demo):
         raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
     with claim(args.out, args.force) as held:
@@ -365,10 +334,8 @@ def cmd_analyze(args, say) -> int:
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's native libraries announce oneDNN, CUDA and CPU features on stderr when they load, whatever
     TF_CPP_MIN_LOG_LEVEL says; load them once with stderr discarded (--debug shows them)."""
-    from .native import native_quiet
-
     with native_quiet():
-        import tensorflow  # noqa: F401
+        import tensorflow  # noqa: F401 - heavy optional dependency: loaded here only to silence its banner
 
 
 COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "firmware": cmd_firmware, "analyze": cmd_analyze,
@@ -403,8 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for anything unexpected, traceback with --debug
         say.close()
-        from .outdir import disk_error
-
         if args.debug:
             traceback.print_exc()
         line = disk_error(exc) if isinstance(exc, OSError) else None

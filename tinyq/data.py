@@ -116,7 +116,7 @@ def _load_npz(path: Path) -> Dataset:
 
 
 def _load_keras() -> Dataset:
-    import tensorflow as tf
+    import tensorflow as tf  # heavy optional dependency: only to download MNIST when no copy is given
 
     try:
         (xtr, ytr), (xte, yte) = tf.keras.datasets.mnist.load_data()
@@ -309,6 +309,15 @@ def default_preprocessing(samples: np.ndarray) -> Preprocessing:
     return MNIST_PREPROCESSING if np.asarray(samples).dtype == np.uint8 else Preprocessing.as_stored()
 
 
+def reference_range(pre: Preprocessing, calib: np.ndarray, raw: np.ndarray) -> tuple[float, float]:
+    """The float input range the calibration audit checks against: what the preprocessing makes of a uint8
+    source, else what the calibration data spans."""
+    if np.asarray(raw).dtype == np.uint8 and pre.kind is not PreprocessingKind.AS_STORED:
+        return pre.output_range()
+    lo, hi = float(np.min(calib)), float(np.max(calib))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
 @dataclass(frozen=True)
 class NpzKeys:
     """Array names inside a .npz: calibration samples/labels and test samples/labels (labels optional)."""
@@ -438,7 +447,7 @@ def load_npy(path: Path) -> Dataset:
 
 
 def _image_split(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    from PIL import Image
+    from PIL import Image  # optional image decoder (65 ms to import): only image folders need it
 
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:

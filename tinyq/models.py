@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from . import __version__
 from .data import Dataset, preprocess
 from .errors import ModelError, TinyqError
+from .qmodel import inspect_tflite
 
 CACHE_ENV_VAR = "TINYQ_CACHE"
 DEMO_MODELS = ("mnist_cnn", "mnist_mlp", "mnist_dsres")
@@ -29,7 +31,7 @@ class TrainConfig:
 
 
 def _tf():
-    import tensorflow as tf
+    import tensorflow as tf  # heavy optional dependency: loaded only when a Keras model is built or read
 
     return tf
 
@@ -175,8 +177,6 @@ def _producer(name: str, key: str, config: TrainConfig) -> dict:
 def _cache_problem(path: Path, sidecar: Path, producer: dict) -> str | None:
     """Why a cache entry cannot be trusted (None if it can): its sidecar is missing or broken, says another
     producer made it, or its content hash does not match the file."""
-    import json
-
     if not path.is_file():
         return "has no model file"
     try:
@@ -231,8 +231,6 @@ def demo_model(name: str, data: Dataset, config: TrainConfig = TrainConfig(), us
 def _cache_store(model, path: Path, sidecar: Path, producer: dict) -> None:
     """Write the model, then its sidecar (each by rename): an entry killed half-way has no sidecar, so it is
     rebuilt rather than trusted."""
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.keras")
     model.save(tmp)
@@ -297,7 +295,7 @@ def is_tflite(data: bytes) -> bool:
 def keras_module(model):
     """The Keras the model belongs to: tf_keras (Keras 2) for models it loaded, else tf.keras (Keras 3)."""
     if type(model).__module__.startswith("tf_keras"):
-        import tf_keras
+        import tf_keras  # heavy optional dependency (Keras 2): only for its own models
 
         return tf_keras
     return _tf().keras
@@ -338,7 +336,7 @@ def load_model(path: str | os.PathLike, progress=None) -> LoadedModel:
 
 def _load_tf_keras(p: Path, keras3_error: Exception):
     try:
-        import tf_keras
+        import tf_keras  # heavy optional dependency (Keras 2): only where Keras 3 refuses the file
     except ImportError as exc:
         raise ModelError(f"{p}: Keras 3 cannot load it ({keras3_error}) and tf_keras (Keras 2) is not installed "
                          f"(pip install tf-keras)") from exc
@@ -353,7 +351,7 @@ def _load_saved_model(p: Path, say):
     """A SavedModel as a Keras model: tf_keras restores Keras-2-saved ones whole; any other becomes one
     TFSMLayer over its serving signature (enough to predict and convert; no per-layer analysis)."""
     try:
-        import tf_keras
+        import tf_keras  # heavy optional dependency (Keras 2): only for a SavedModel
 
         model = tf_keras.models.load_model(p, compile=False)
         check_supported(model, str(p))
@@ -397,8 +395,6 @@ def c_name(p: Path) -> str:
 def load_tflite(p: Path) -> TfliteModel:
     """A full-integer .tflite; a float or hybrid one is refused with the reason (quantization needs the
     TensorFlow model), and so is one with several inputs or outputs, naming the tensors."""
-    from .quantize import inspect_tflite
-
     data = p.read_bytes()
     _check_tflite_io(data, p)
     try:
@@ -412,7 +408,7 @@ def load_tflite(p: Path) -> TfliteModel:
 
 
 def _check_tflite_io(data: bytes, p: Path) -> None:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # heavy native runtime: only when a .tflite is read
 
     try:
         interp = Interpreter(model_content=data)

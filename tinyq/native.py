@@ -11,7 +11,10 @@ worker after a crash.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
+import faulthandler
+import importlib
 import os
 import re
 import signal
@@ -68,8 +71,6 @@ def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (even by SIGKILL); a no-op elsewhere."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -78,9 +79,6 @@ def die_with_parent() -> None:
 
 def _serve(fd: int, log_path: str, parent_pid: int) -> None:
     """Worker loop: call what the parent sends, send back ("ok", value) or ("err", exception)."""
-    import faulthandler
-    from multiprocessing.connection import Connection
-
     die_with_parent()
     if os.getppid() != parent_pid:
         os._exit(0)
@@ -120,8 +118,6 @@ _PRELOAD = {"CONVERTER": ("tensorflow",), "LITERT": ("ai_edge_litert.interpreter
 
 def _preload(modules: tuple[str, ...]) -> None:
     """In a worker: import the runtime's modules ahead of its first real call."""
-    import importlib
-
     for name in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

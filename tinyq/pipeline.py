@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -12,20 +13,23 @@ import dataclasses
 
 import numpy as np
 
-from .analyze import Analysis
-from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess
+from . import firmware
+from .analyze import Analysis, analyze
+from .cortex_m import check_toolchain, measure_cortex_m, profile_ops
+from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess, reference_range
+from .diff import Runtime as DiffRuntime, quick_diff, quick_note, write_diff_json
 from .emit import prepare
 from .render import write_into
 from .errors import BuildError, TinyqError
 from .engine import Optimize
 from .models import TfliteModel, input_shape
-from .native import Workers, session
+from .native import Runtime, Workers, session
 from .outdir import Claim, check_folder, claimed
 from .preflight import CEngineMode, PreflightReport, check, preflight_keras, preflight_tflite
 from .quantize import QuantizeConfig, QuantizedModel, inspect_tflite, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
-from .verify import VerifyResult, agreement, verify
+from .verify import VerifyResult, agreement, quantize_input, verify
 
 Progress = Callable[[str], None]
 
@@ -161,24 +165,11 @@ def _output_size(model) -> int:
     return int(np.prod(model.outputs[0].shape[1:]))
 
 
-def reference_range(pre: Preprocessing, calib: np.ndarray, raw: np.ndarray) -> tuple[float, float]:
-    """The float input range the calibration audit checks against: what the preprocessing makes of a uint8
-    source, else what the calibration data spans."""
-    from .data import PreprocessingKind
-
-    if np.asarray(raw).dtype == np.uint8 and pre.kind is not PreprocessingKind.AS_STORED:
-        return pre.output_range()
-    lo, hi = float(np.min(calib)), float(np.max(calib))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
 def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progress) -> tuple[PreflightReport, bool]:
     """The pre-flight check on the int8 graph (a quick conversion for a Keras model); raises listing every
     problem that blocks the chain; returns the report and whether the C engine is generated."""
     say("pre-flight check (quick int8 conversion, ops, types, runtimes)")
     if isinstance(model, TfliteModel):
-        from .verify import quantize_input
-
         q = inspect_tflite(model.tflite, model.name)
         report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0])
     else:
@@ -207,8 +198,6 @@ def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: Verify
               workers: Workers | None = None) -> Analysis | None:
     """The quantization analysis for report.html, reusing this run's model and checks; a model the analysis
     cannot take apart leaves a note instead of failing the chain."""
-    from .analyze import analyze
-
     try:
         return analyze(model, dataset, quantized, result, progress=say, preprocessing=preprocessing,
                        workers=workers)
@@ -222,10 +211,8 @@ def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None
                 notes: list[str], say: Progress):
     """The cheap `tinyq diff`: when any pair of runtimes disagrees, the first divergent op of the first
     disagreeing inputs into out/diff.json and a note; the pair matrix for report.html either way."""
-    from .diff import Runtime, quick_diff, quick_note, write_diff_json
-
-    finals = {Runtime.LITERT_REF: result.litert_ref_outputs, Runtime.LITERT: result.litert_outputs,
-              Runtime.TFLM: result.tflm_outputs}
+    finals = {DiffRuntime.LITERT_REF: result.litert_ref_outputs, DiffRuntime.LITERT: result.litert_outputs,
+              DiffRuntime.TFLM: result.tflm_outputs}
     try:
         quick = quick_diff(quantized.tflite, result.int8_inputs, finals, fw,
                            c_fig is None or c_fig.bitexact_vs_tflm == 1.0, out / "build", progress=say)
@@ -253,11 +240,6 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
     """Build the stub with the C engine on the host and run its golden vectors (what a user builds), push the whole
     test set through the engine (its -O3 library in worker processes; the sanitized stub under --sanitize) and
     compare with TFLM."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from . import firmware
-    from .native import Runtime
-
     inputs = result.int8_inputs.reshape(result.test_images, -1)
     with Workers() as workers, ThreadPoolExecutor(1) as pool:
         library = None
@@ -303,8 +285,6 @@ def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfi
               tflite: bytes) -> CortexMFigures:
     """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions;
     then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs."""
-    from .cortex_m import check_toolchain, measure_cortex_m, profile_ops
-
     check_toolchain()
     n = min(config.cortex_m_images, result.test_images)
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import lower, read_graph, tflm_method
+from .models import input_shape
+from .quantize import QuantizeConfig, inspect_tflite, int8_converter, run_converter
+from .verify import quantize_input, tflm_problem
 from .errors import TinyqError, UnsupportedOpError
 
 
@@ -82,8 +85,6 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None)
     one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks."""
     from ai_edge_litert.interpreter import Interpreter  # heavy native runtime, loaded only for pre-flight
 
-    from .quantize import inspect_tflite
-
     graph = read_graph(tflite)  # the one gate: no runtime sees bytes the reader has not accepted
     problems: list[Problem] = []
     try:
@@ -109,8 +110,6 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None)
             problems.append(Problem(ProblemKind.TFLM_OP, f"{graph.where(op)}: TFLM's MicroMutableOpResolver has "
                                     f"no Add method for it"))
     if sample is not None and not any(p.kind in (ProblemKind.TFLM_OP, ProblemKind.IO_COUNT) for p in problems):
-        from .verify import tflm_problem
-
         why = tflm_problem(tflite, sample)
         if why is not None:
             problems.append(Problem(ProblemKind.TFLM_OP, f"TFLM cannot run the model: {why}"))
@@ -137,15 +136,11 @@ def c_engine_problems(graph) -> list[str]:
 def preflight_keras(model, samples: np.ndarray, name: str, count: int = 8) -> PreflightReport:
     """Quantize quickly on the first `count` preprocessed samples and check the int8 graph that results:
     the ops, and so the problems, are those of the full conversion (only the ranges differ)."""
-    from .quantize import QuantizeConfig, _convert, _converter, inspect_tflite
-    from .verify import quantize_input
-
     x = np.asarray(samples[:count], np.float32)
     lo, hi = float(x.min()), float(x.max())
     config = QuantizeConfig(num_calibration_samples=len(x), input_range=(lo, hi if hi > lo else lo + 1.0))
-    from .models import input_shape
-
-    tflite = _convert(_converter(model, input_shape(model), x, config), f"model {name!r} (pre-flight conversion)")
+    tflite = run_converter(int8_converter(model, input_shape(model), x, config),
+                           f"model {name!r} (pre-flight conversion)")
     sample = None
     try:
         q = inspect_tflite(tflite, name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .analyze import most_sensitive
 from .render import environment
 from .quantize import QuantizedModel
 from .verify import VerifyResult
@@ -150,8 +151,6 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
 def analysis_section(analysis) -> dict:
     """report.json's pointer to report.html, with the sweep and the most sensitive layers in numbers (no
     timings, so the same model and data give the same report)."""
-    from .analyze import most_sensitive
-
     return {
         "html": "report.html",
         "sweep": [{"setting": r.label, "accuracy": r.accuracy, "model_bytes": r.model_bytes,

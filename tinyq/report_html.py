@@ -9,24 +9,27 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .analyze import most_sensitive, op_summary
+from .data import Task
 from .render import environment
 from .report import ChainReport
+from .verify import stage_agreement
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy optional dependency: loaded only when a plot is drawn
 
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _figure(width: float = 6.0, height: float = 3.5):
-    import matplotlib
+    import matplotlib  # heavy optional dependency: loaded only when a plot is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # before pyplot: no display needed
+    import matplotlib.pyplot as plt  # the same
 
     return plt.subplots(figsize=(width, height))
 
@@ -78,7 +81,7 @@ def arena_plot(blocks, calls: int, arena_bytes: int, lower_bound: int) -> str:
 
 
 def _rect(xy, width, height, color):
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # heavy optional dependency: loaded only when a plot is drawn
 
     return Rectangle(xy, width, height, facecolor=color, edgecolor="white", linewidth=0.8)
 
@@ -89,8 +92,6 @@ def _pct(value: float | None) -> str:
 
 def _stages(chain: ChainReport) -> list[tuple[str, str, str, str, str, str]]:
     """Every runtime of the chain: images, accuracy, same argmax as float, identical to TFLM, max difference."""
-    from .verify import stage_agreement
-
     v = chain.verified
     metric = _metric(v)
     rows = [(s.stage, str(v.test_images), metric(s.accuracy), _pct(s.argmax_vs_float),
@@ -109,14 +110,10 @@ def _stages(chain: ChainReport) -> list[tuple[str, str, str, str, str, str]]:
 
 def _metric(v):
     """How the verified task's metric is printed: a percentage for accuracy, else the number."""
-    from .data import Task
-
     return _pct if v.task is Task.CLASSIFICATION else (lambda x: "n/a" if x is None else f"{x:.6g}")
 
 
 def _summary(chain: ChainReport) -> list[tuple[str, str]]:
-    from .data import Task
-
     q, v, c, m = chain.quantized, chain.verified, chain.c_engine, chain.cortex_m
     metric = _metric(v)
     if v.task is Task.CLASSIFICATION and v.keras_float is not None:
@@ -179,8 +176,6 @@ def _flash(chain: ChainReport) -> list[tuple[str, str]]:
 def _ops(chain: ChainReport) -> list[tuple]:
     """Each op of the graph; instructions on the target and per MAC where the profiled build measured them
     ("-" for ops with no kernel call, such as RESHAPE, or when no profile was taken)."""
-    from .analyze import op_summary
-
     costs = {} if chain.cortex_m is None else {o.op_index: o for o in chain.cortex_m.ops}
     kernels = {} if chain.c_engine is None else dict(chain.c_engine.kernels)
     rows = []
@@ -206,9 +201,6 @@ def _ops_note(chain: ChainReport) -> str | None:
 
 
 def _analysis_values(analysis) -> dict:
-    from .analyze import most_sensitive
-    from .data import Task
-
     classify = analysis.verified.task is Task.CLASSIFICATION
     sweep_metric = _pct if classify else (lambda x: "-" if x is None else f"{x:.1f} dB")
     sweep = [(r.label, sweep_metric(r.accuracy), "-" if r.model_bytes is None else str(r.model_bytes),

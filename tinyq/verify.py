@@ -11,6 +11,7 @@ import numpy as np
 
 from .data import Preprocessing, Task, check_labels, infer_task, preprocess
 from .errors import NativeCrash, VerificationError
+from .engine import macs, read_graph
 from .models import input_shape
 from .native import Runtime, Workers, native_output_to, native_quiet, session
 from .progress import counted
@@ -205,7 +206,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
 
 def _litert_outputs(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
     """In the LiteRT worker: int8 outputs, one sample a call (the batch is fixed at 1)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # heavy native runtime: LiteRT's worker only
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
     with native_quiet():  # LiteRT announces its XNNPACK delegate on stderr
@@ -254,7 +255,7 @@ HOST_ARENA_BYTES = 64 << 20  # any microcontroller-sized model fits; tflm_arena_
 def _tflm(tflite: bytes, arena_size: int | None = None):
     """A TFLM interpreter; by default with a host-sized arena, since TFLM's default (10x the model size)
     is too small for a small model with large activations."""
-    from tflite_micro import runtime
+    from tflite_micro import runtime  # heavy native runtime: TFLM's worker only
 
     return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or HOST_ARENA_BYTES)
 
@@ -390,8 +391,6 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None 
 
 def count_macs(tflite: bytes) -> int:
     """Multiply-accumulates of one inference, from the graph."""
-    from .engine import macs, read_graph
-
     return int(macs(read_graph(tflite)))
 
 
@@ -491,6 +490,4 @@ def task_labels(task: Task, test_y: np.ndarray | None, x: np.ndarray, n: int
 
 def constant_elements(tflite: bytes) -> int:
     """Elements of the constant tensors (weights and biases): the parameter count of a .tflite."""
-    from .engine import read_graph
-
     return int(sum(t.size for t in read_graph(tflite).tensors if t.data is not None))
