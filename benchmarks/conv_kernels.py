@@ -22,6 +22,7 @@ from common import host_exact  # noqa: E402
 
 from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
 from tinyq.engine import Optimize  # noqa: E402
+from tinyq.engine import macs as count_macs  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     x = verify.quantize_input(data.preprocess(ds.test_x, shape), q.input)
     tflm = verify.run_tflm(q.tflite, x).reshape(len(x), -1)
     r = verify.VerifyResult.tflm_only(q, x, tflm, ds.test_y)
-    macs = verify.count_macs(q.tflite)
+    macs = count_macs(q.graph)
     print(f"{args.model}: {len(x)} test images, {macs:,} MACs per inference")
     print(f"{'engine':<8} {'host build':<18} {'bit-exact':>9} {'host s':>7}")
     with tempfile.TemporaryDirectory(prefix="tinyq_bench_conv_") as tmp:

@@ -22,7 +22,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tinyq_diff_speed_") as tmp:
         fw = Path(tmp) / "firmware"
         emit.emit(q, checked, fw)
-        inputs, idx = folder_inputs(q.tflite, None, None)
+        inputs, idx = folder_inputs(q, None, None)
         config = DiffConfig()
         steps = {
             "verify (as in convert)": lambda: verify.verify(model, q, ds.test_x, ds.test_y),

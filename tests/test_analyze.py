@@ -105,7 +105,7 @@ def test_op_summary_adds_up_to_the_graph(cnn_q, cnn_verify):
     from tinyq.analyze import op_summary
     from tinyq.engine import read_graph
 
-    rows = op_summary(cnn_q.tflite)
+    rows = op_summary(cnn_q.graph)
     assert [r.op for r in rows] == [op.name for op in read_graph(cnn_q.tflite).operators]
     assert sum(r.macs for r in rows) == cnn_verify.macs
     conv1 = rows[0]

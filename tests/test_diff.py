@@ -25,7 +25,7 @@ def _folder(q, dataset, root, name, optimize=Optimize.SPEED):
     """A folder as `tinyq demo` leaves it, as far as diff reads it: model_int8.tflite and firmware/. Planted
     edits use SIZE folders: their constant arrays are the generic kernels' (op<N>_weights, _bias, _mult, _shift)."""
     out = root / name
-    inputs, _ = diff.folder_inputs(q.tflite, None, tuple(range(IMAGES)))
+    inputs, _ = diff.folder_inputs(q, None, tuple(range(IMAGES)))
     tflm = verify.run_tflm(q.tflite, inputs)
     r = verify.VerifyResult.tflm_only(q, inputs, tflm, dataset.test_y[:IMAGES])
     emit.emit(q, r, out / "firmware", name="mnist", optimize=optimize)
@@ -179,7 +179,7 @@ def test_exact_recomputation_reproduces_tflm(which, request):
     graph = read_graph(q.tflite)
     calls = {c.op_index: c for c in lower(graph, Optimize.SIZE).calls}
     layout = diff.Layout.of(graph)
-    inputs, _ = diff.folder_inputs(q.tflite, None, (0, 1))
+    inputs, _ = diff.folder_inputs(q, None, (0, 1))
     trace = difftrace.trace_tflm(q.tflite, inputs, layout)
     rng = np.random.default_rng(0)
     checked = set()

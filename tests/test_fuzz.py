@@ -8,12 +8,9 @@ import pytest
 
 import tflite_fuzz as fz
 from tinyq import analyze, tflm, verify
-from tinyq.engine import cengine
-from tinyq.render import Banner
+from tinyq.engine import cengine, is_tflite, lower, macs, plan, read_graph
 from tinyq.errors import InvalidModelError, UnsupportedOpError
-from tinyq.engine import is_tflite, read_graph
-from tinyq.engine import lower
-from tinyq.engine import plan
+from tinyq.render import Banner
 from tinyq.quantize import inspect_tflite
 
 CASES_PER_SEED = 120
@@ -175,7 +172,8 @@ def test_file_kind_by_content(cnn_q, tmp_path):
 
 def test_listings_and_inspection_go_through_the_gate(cnn_q):
     bad = fz.edit(cnn_q.tflite, lambda m: setattr(m.subgraphs[0].operators[1], "opcodeIndex", 40))
-    for listing in (verify.count_macs, analyze.op_summary, lambda b: tflm.resolver_methods(read_graph(b)),
+    for listing in (lambda b: macs(read_graph(b)), lambda b: analyze.op_summary(read_graph(b)),
+                    lambda b: tflm.resolver_methods(read_graph(b)),
                     lambda b: inspect_tflite(b, "bad"),
                     lambda b: cengine.generate(read_graph(b), "m", Banner("t", "m", "0", "-", "-"))):
         with pytest.raises(InvalidModelError, match="op #1: field opcode_index = 40"):

@@ -337,7 +337,7 @@ def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
     from tinyq.engine import cengine
     from tinyq.render import Banner
     from tinyq.errors import TinyqError
-    from tinyq.engine import read_graph
+    from tinyq.engine import macs, read_graph
 
     banner = Banner("fuzz", m.seed, hashlib.sha256(m.data).hexdigest(), "-", "-")
     start = time.perf_counter()
@@ -347,8 +347,9 @@ def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
     try:
         read_graph(m.data)
         stage = "listing"
-        for listing in (verify.count_macs, analyze.op_summary):
-            listing(m.data)
+        graph = read_graph(m.data)
+        macs(graph)
+        analyze.op_summary(graph)
         try:
             tflm.resolver_methods(read_graph(m.data))
         except TinyqError:
@@ -413,7 +414,7 @@ def sanitized_run(outcome: Outcome, work: Path, inputs: int = 8, rng_seed: int =
 
     q = QuantizedModel(f"fuzz_{outcome.mutant.seed}", outcome.mutant.data,
                        tuple(OpInfo(op.name, op.version) for op in g.operators), quant(g.inputs[0]),
-                       quant(g.outputs[0]), QuantizeConfig())
+                       quant(g.outputs[0]), QuantizeConfig(), g)
     rng = np.random.default_rng(rng_seed)
     in_bytes, out_bytes = g.tensors[g.inputs[0]].nbytes, g.tensors[g.outputs[0]].nbytes
     xs = rng.integers(-128, 128, (inputs, in_bytes), dtype=np.int8)

@@ -10,7 +10,7 @@ import numpy as np
 from .calibration import CalibrationAudit
 from .data import NUM_CLASSES, Task, default_preprocessing, infer_task, preprocess, reference_range
 from .errors import NativeCrash, QuantizationError
-from .engine import op_macs, read_graph
+from .engine import Graph, op_macs, read_graph
 from .models import input_shape, keras_module
 from .native import Runtime, session
 from .progress import counted
@@ -199,7 +199,7 @@ def layer_errors(model, quantized, images: np.ndarray, preprocessing=None, worke
 
     An op is matched to the Keras layer its output tensor is named after; ops with no such layer are skipped.
     """
-    graph = read_graph(quantized.tflite)
+    graph = quantized.graph
     # A layer whose activation TFLite runs as a separate op (softmax) has no fused tensor to compare with.
     layer_names = {layer.name for layer in model.layers
                    if getattr(getattr(layer, "activation", None), "__name__", "linear") in ("linear", "relu", "relu6")}
@@ -249,9 +249,8 @@ class OpRow:
     macs: int
 
 
-def op_summary(tflite: bytes) -> tuple[OpRow, ...]:
+def op_summary(graph: Graph) -> tuple[OpRow, ...]:
     """Each op in execution order with its output size, constant (flash) bytes and multiply-accumulates."""
-    graph = read_graph(tflite)
     rows = []
     for op in graph.operators:
         out = graph.tensors[op.outputs[0]]
@@ -343,6 +342,6 @@ def _analyze(model, dataset, quantized, verified, layer_images, configs, progres
         if classes <= 2 * NUM_CLASSES * 5:  # a readable matrix; larger ones stay out of the report
             confusion_float = confusion(verified.labels, verified.float_outputs.reshape(n, -1).argmax(1), classes)
             confusion_int8 = confusion(verified.labels, verified.tflm_outputs.reshape(n, -1).argmax(1), classes)
-    return Analysis(quantized, verified, stage_agreement(verified), op_summary(quantized.tflite), rows, seconds,
+    return Analysis(quantized, verified, stage_agreement(verified), op_summary(quantized.graph), rows, seconds,
                     layers, weight_errors(model), quantized.audit, confusion_float, confusion_int8,
                     task.value, verified.metric_name, "accuracy" if classify else "SQNR vs float (dB)")

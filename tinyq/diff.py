@@ -26,7 +26,7 @@ from .errors import TinyqError
 from .data import load_mnist, preprocess
 from .firmware import build_library, run_library
 from .outdir import check_manifest
-from .quantize import inspect_tflite
+from .quantize import QuantizedModel, inspect_tflite
 from .verify import quantize_input
 from .native import Runtime as NativeRuntime, session
 from .engine import Graph, KernelCall, Lowered, Optimize, lower, read_graph
@@ -132,8 +132,7 @@ class _Model:
     layout: Layout
 
 
-def _model(tflite: bytes) -> _Model:
-    graph = read_graph(tflite)
+def _model(tflite: bytes, graph: Graph) -> _Model:
     try:  # the generic kernels: explain.py recomputes their arithmetic, which every specialised variant equals
         lowered = lower(graph, Optimize.SIZE)
     except TinyqError:
@@ -228,12 +227,13 @@ def modified_files(fw_dir: str | os.PathLike) -> tuple[str, ...]:
 
 def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_dir: str | os.PathLike | None,
                config: DiffConfig, modified: tuple[str, ...] = (), progress: Progress | None = None,
-               build_dir: str | os.PathLike | None = None) -> DiffResult:
+               build_dir: str | os.PathLike | None = None, graph: Graph | None = None) -> DiffResult:
     """Trace `inputs` (int8, test-set `indices`) through every runtime of `config`, compare every pair;
-    trace builds go to `build_dir` (default: a temporary folder)."""
+    trace builds go to `build_dir` (default: a temporary folder). `graph`: the Graph already read from
+    `tflite`, if any."""
     say = progress or (lambda _msg: None)
     start = time.monotonic()
-    m = _model(tflite)
+    m = _model(tflite, read_graph(tflite) if graph is None else graph)
     inputs = np.asarray(inputs, np.int8)
     c_targets = config.c_targets if fw_dir is not None else ()
     if c_targets and m.lowered is None:
@@ -271,10 +271,9 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
         modified_files=modified, seconds=time.monotonic() - start)
 
 
-def folder_inputs(tflite: bytes, data_path: str | None,
+def folder_inputs(q: QuantizedModel, data_path: str | None,
                   images: tuple[int, ...] | None) -> tuple[np.ndarray, tuple[int, ...]]:
     """The int8 test inputs of a folder's model (MNIST test set, quantized as verify does) and their indices."""
-    q = inspect_tflite(tflite, "model_int8")
     ds = load_mnist(data_path)
     n = len(ds.test_x)
     idx = tuple(range(n)) if images is None else tuple(images)
@@ -297,10 +296,10 @@ def run_diff(out_dir: str | os.PathLike, config: DiffConfig = DiffConfig(), data
     if modified and not config.allow_modified:
         raise TinyqError(f"{fw}: {', '.join(modified)} changed since tinyq wrote them (sha256 differs from "
                          f"manifest.json); pass --allow-modified to diff the files as they are")
-    tflite = model_path.read_bytes()
-    inputs, idx = folder_inputs(tflite, data_path, config.images)
+    q = inspect_tflite(model_path.read_bytes(), "model_int8")
+    inputs, idx = folder_inputs(q, data_path, config.images)
     has_c = bool(list(fw.glob("*_model.c")))
-    return diff_model(tflite, inputs, idx, fw if has_c else None, config, modified, progress)
+    return diff_model(q.tflite, inputs, idx, fw if has_c else None, config, modified, progress, graph=q.graph)
 
 
 def write_diff_json(result: "DiffResult | QuickDiff", path: str | os.PathLike) -> Path:
@@ -382,7 +381,7 @@ class QuickDiff:
 
 def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarray], fw_dir: str | os.PathLike | None,
                c_matches_tflm: bool, build_dir: str | os.PathLike, per_pair: int = 5,
-               progress: Progress | None = None) -> QuickDiff:
+               progress: Progress | None = None, graph: Graph | None = None) -> QuickDiff:
     """From final outputs a verification already has (and the C engine's, known equal to TFLM's or recomputed
     here), find the disagreeing inputs and trace the first `per_pair` of each pair through every runtime."""
     n = len(inputs)
@@ -407,7 +406,7 @@ def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarr
         config = DiffConfig(images=picked, c_targets=("host",) if fw_dir is not None else (),
                             python_runtimes=tuple(r for r in finals))
         result = diff_model(tflite, inputs[list(picked)], picked, fw_dir, config, progress=progress,
-                            build_dir=build_dir)
+                            build_dir=build_dir, graph=graph)
     return QuickDiff(tuple(pairs), int(disagree.sum()), result)
 
 

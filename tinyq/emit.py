@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import MNIST_PREPROCESSING
-from .engine import Optimize, generate, read_graph
+from .engine import Optimize, generate
 from .errors import EmitError
 from .fwfolder import FolderFigures, folder_files
 from .render import (GeneratedFile, byte_rows, c_float, c_identifier, c_string, environment,
@@ -111,7 +111,7 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     if golden_count < 1:
         raise EmitError(f"golden_count must be >= 1, got {golden_count}")
     ident = c_identifier(name)
-    graph = read_graph(quantized.tflite)
+    graph = quantized.graph
     macro = ident.upper()
     banner = make_banner(quantized.name, quantized.sha256)
     env = environment()

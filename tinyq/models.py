@@ -6,15 +6,16 @@ import enum
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .data import Dataset, preprocess
-from .errors import ModelError, TinyqError
-from .qmodel import inspect_tflite
+from .engine import Graph, read_graph
+from .errors import InvalidModelError, ModelError, TinyqError
+from .qmodel import QuantizedModel, inspect_tflite
 
 CACHE_ENV_VAR = "TINYQ_CACHE"
 DEMO_MODELS = ("mnist_cnn", "mnist_mlp", "mnist_dsres")
@@ -270,6 +271,7 @@ class TfliteModel:
     name: str
     tflite: bytes
     path: str
+    quantized: QuantizedModel = field(compare=False, repr=False)  # its description, with the checked Graph
 
 
 @dataclass(frozen=True)
@@ -396,26 +398,23 @@ def load_tflite(p: Path) -> TfliteModel:
     """A full-integer .tflite; a float or hybrid one is refused with the reason (quantization needs the
     TensorFlow model), and so is one with several inputs or outputs, naming the tensors."""
     data = p.read_bytes()
-    _check_tflite_io(data, p)
     try:
-        inspect_tflite(data, c_name(p))
+        graph = read_graph(data)  # the one gate: no runtime sees the bytes before the reader accepts them
+    except InvalidModelError as exc:
+        raise InvalidModelError(f"{p}: {exc}") from None
+    _check_tflite_io(graph, p)
+    try:
+        quantized = inspect_tflite(data, c_name(p), graph=graph)
     except TinyqError as exc:
         raise ModelError(
             f"{p}: not a full-integer int8 .tflite, so tinyq cannot take it as it is, and cannot quantize it "
             f"either: TFLiteConverter calibrates and quantizes the TensorFlow/Keras model, not a converted "
             f".tflite. Give the .keras/.h5/SavedModel it came from. Details: {exc}") from exc
-    return TfliteModel(c_name(p), data, str(p))
+    return TfliteModel(c_name(p), data, str(p), quantized)
 
 
-def _check_tflite_io(data: bytes, p: Path) -> None:
-    from ai_edge_litert.interpreter import Interpreter  # heavy native runtime: only when a .tflite is read
-
-    try:
-        interp = Interpreter(model_content=data)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{p}: LiteRT cannot load the .tflite: {exc}") from exc
-    ins = [d["name"] for d in interp.get_input_details()]
-    outs = [d["name"] for d in interp.get_output_details()]
-    if len(ins) != 1 or len(outs) != 1:
-        raise ModelError(f"{p}: has {len(ins)} inputs {ins} and {len(outs)} outputs {outs}; tinyq supports "
-                         f"exactly one input and one output")
+def _check_tflite_io(graph: Graph, p: Path) -> None:
+    names = [[graph.tensors[t].name for t in ids] for ids in (graph.inputs, graph.outputs)]
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(f"{p}: has {len(names[0])} inputs {names[0]} and {len(names[1])} outputs {names[1]}; tinyq "
+                         f"supports exactly one input and one output")

@@ -26,7 +26,7 @@ from .models import TfliteModel, input_shape
 from .native import Runtime, Workers, session
 from .outdir import Claim, check_folder, claimed
 from .preflight import CEngineMode, PreflightReport, check, preflight_keras, preflight_tflite
-from .quantize import QuantizeConfig, QuantizedModel, inspect_tflite, quantize
+from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
 from .verify import VerifyResult, agreement, quantize_input, verify
@@ -87,14 +87,13 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
     pre = config.preprocessing or default_preprocessing(dataset.train_x)
     say(f"preprocessing: {pre.describe()}")
     keras_model = None if isinstance(model, TfliteModel) else model
-    shape = (input_shape(model) if keras_model is not None
-             else tuple(inspect_tflite(model.tflite, model.name, workers=workers).input.shape[1:]))
+    shape = (input_shape(model) if keras_model is not None else tuple(model.quantized.input.shape[1:]))
     calib = preprocess(dataset.train_x, shape, pre)
     report_pre, engine_on = run_preflight(model, calib, config, say)
     task = config.task or infer_task(dataset.test_y, _output_size(model))
     say(f"task: {task.value}")
     if keras_model is None:
-        quantized = inspect_tflite(model.tflite, model.name, workers=workers)
+        quantized = model.quantized
     else:
         qconfig = dataclasses.replace(config.quantize, input_range=reference_range(pre, calib, dataset.train_x))
         say(f"quantizing {model.name} ({min(qconfig.num_calibration_samples, len(calib))} calibration samples)")
@@ -161,7 +160,7 @@ def save_test_vectors(out: Path, result: VerifyResult) -> None:
 
 def _output_size(model) -> int:
     if isinstance(model, TfliteModel):
-        return int(np.prod(inspect_tflite(model.tflite, model.name).output.shape[1:]))
+        return int(np.prod(model.quantized.output.shape[1:]))
     return int(np.prod(model.outputs[0].shape[1:]))
 
 
@@ -170,8 +169,8 @@ def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progres
     problem that blocks the chain; returns the report and whether the C engine is generated."""
     say("pre-flight check (quick int8 conversion, ops, types, runtimes)")
     if isinstance(model, TfliteModel):
-        q = inspect_tflite(model.tflite, model.name)
-        report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0])
+        q = model.quantized
+        report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0], q.graph)
     else:
         report = preflight_keras(model, calib, model.name)
     engine_on = check(report, config.c_engine_mode, f"model {model.name!r}")
@@ -215,7 +214,8 @@ def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None
               DiffRuntime.TFLM: result.tflm_outputs}
     try:
         quick = quick_diff(quantized.tflite, result.int8_inputs, finals, fw,
-                           c_fig is None or c_fig.bitexact_vs_tflm == 1.0, out / "build", progress=say)
+                           c_fig is None or c_fig.bitexact_vs_tflm == 1.0, out / "build", progress=say,
+                           graph=quantized.graph)
     except TinyqError as exc:
         notes.append(f"diff (first divergent op) not run: {exc}")
         say(notes[-1])

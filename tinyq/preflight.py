@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import lower, read_graph, tflm_method
+from .engine import Graph, lower, read_graph, tflm_method
 from .models import input_shape
 from .quantize import QuantizeConfig, inspect_tflite, int8_converter, run_converter
 from .verify import quantize_input, tflm_problem
@@ -80,12 +80,14 @@ def check(report: PreflightReport, mode: CEngineMode, what: str) -> bool:
     return mode is not CEngineMode.OFF and not report.c_engine_blockers
 
 
-def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None) -> PreflightReport:
+def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None,
+                     graph: Graph | None = None) -> PreflightReport:
     """Problems of an int8 .tflite: I/O count and types, float or hybrid tensors, ops TFLM lacks (and, given
-    one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks."""
+    one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks. `graph`: the Graph already read from these bytes, if any."""
     from ai_edge_litert.interpreter import Interpreter  # heavy native runtime, loaded only for pre-flight
 
-    graph = read_graph(tflite)  # the one gate: no runtime sees bytes the reader has not accepted
+    if graph is None:
+        graph = read_graph(tflite)  # the one gate: no runtime sees bytes the reader has not accepted
     problems: list[Problem] = []
     try:
         interp = Interpreter(model_content=tflite)
@@ -102,7 +104,7 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None)
                 problems.append(Problem(ProblemKind.IO_TYPE, f"{role} {d['name']!r} is {dtype}; the device path "
                                         f"needs int8 I/O (convert with inference_input/output_type int8)"))
     try:
-        inspect_tflite(tflite, name)
+        inspect_tflite(tflite, name, graph=graph)
     except TinyqError as exc:
         problems.append(Problem(ProblemKind.FLOAT_TENSOR, str(exc)))
     for op in graph.operators:
@@ -141,10 +143,11 @@ def preflight_keras(model, samples: np.ndarray, name: str, count: int = 8) -> Pr
     config = QuantizeConfig(num_calibration_samples=len(x), input_range=(lo, hi if hi > lo else lo + 1.0))
     tflite = run_converter(int8_converter(model, input_shape(model), x, config),
                            f"model {name!r} (pre-flight conversion)")
+    graph = read_graph(tflite)
     sample = None
     try:
-        q = inspect_tflite(tflite, name)
+        q = inspect_tflite(tflite, name, graph=graph)
         sample = quantize_input(x[:1], q.input)[0]
     except TinyqError:
         pass
-    return preflight_tflite(tflite, name, sample)
+    return preflight_tflite(tflite, name, sample, graph)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .calibration import ActivationRange, CalibrationAudit
 from .errors import NativeCrash, QuantizationError
-from .engine import read_graph
+from .engine import Graph, read_graph
 from .native import Runtime, Workers, session
 
 
@@ -101,7 +101,8 @@ class OpInfo:
 
 @dataclass(frozen=True)
 class QuantizedModel:
-    """The int8 .tflite flatbuffer and the facts firmware needs about it."""
+    """The int8 .tflite flatbuffer, the checked Graph the reader made of it (read once: every later stage uses it
+    instead of the bytes), and the facts firmware needs about it."""
 
     name: str
     tflite: bytes
@@ -109,6 +110,7 @@ class QuantizedModel:
     input: TensorQuant
     output: TensorQuant
     config: QuantizeConfig
+    graph: Graph = field(compare=False, repr=False)
     calibration_indices: tuple[int, ...] = field(default=(), repr=False)
     audit: CalibrationAudit | None = field(default=None, repr=False)
     ranges: tuple[ActivationRange, ...] = field(default=(), repr=False)  # set by percentile calibration
@@ -133,10 +135,12 @@ def _litert_details(tflite: bytes) -> tuple[list[dict], list[dict], dict, dict]:
 
 
 def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeConfig(),
-                   calibration_indices: tuple[int, ...] = (), workers: Workers | None = None) -> QuantizedModel:
+                   calibration_indices: tuple[int, ...] = (), workers: Workers | None = None,
+                   graph: Graph | None = None) -> QuantizedModel:
     """Check a .tflite is full-integer and describe it; raises naming every float or hybrid op and tensor.
-    The reader's gate runs first: a malformed file raises InvalidModelError before any runtime loads it."""
-    graph = read_graph(tflite)
+    The reader's gate runs first (unless the caller passes the Graph it already read from these bytes): a
+    malformed file raises InvalidModelError before any runtime loads it."""
+    graph = read_graph(tflite) if graph is None else graph
     with session(workers) as w:
         try:
             details, ops, input_detail, output_detail = w.call(Runtime.LITERT, f"loading model {name!r}",
@@ -167,7 +171,7 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
     inp = _tensor_quant(input_detail)
     out = _tensor_quant(output_detail)
     op_infos = tuple(OpInfo(op.name, op.version) for op in graph.operators)
-    return QuantizedModel(name, tflite, op_infos, inp, out, config, calibration_indices)
+    return QuantizedModel(name, tflite, op_infos, inp, out, config, graph, calibration_indices)
 
 
 _IO_OPS = {"QUANTIZE", "DEQUANTIZE"}

@@ -179,7 +179,7 @@ def _ops(chain: ChainReport) -> list[tuple]:
     costs = {} if chain.cortex_m is None else {o.op_index: o for o in chain.cortex_m.ops}
     kernels = {} if chain.c_engine is None else dict(chain.c_engine.kernels)
     rows = []
-    for o in op_summary(chain.quantized.tflite):
+    for o in op_summary(chain.quantized.graph):
         cost = costs.get(o.index)
         rows.append((o.index, o.op, o.layer, kernels.get(o.index, "-"), "x".join(str(d) for d in o.output_shape),
                      o.output_bytes,

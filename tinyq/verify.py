@@ -11,7 +11,7 @@ import numpy as np
 
 from .data import Preprocessing, Task, check_labels, infer_task, preprocess
 from .errors import NativeCrash, VerificationError
-from .engine import macs, read_graph
+from .engine import Graph, macs
 from .models import input_shape
 from .native import Runtime, Workers, native_output_to, native_quiet, session
 from .progress import counted
@@ -389,11 +389,6 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None 
     return hi
 
 
-def count_macs(tflite: bytes) -> int:
-    """Multiply-accumulates of one inference, from the graph."""
-    return int(macs(read_graph(tflite)))
-
-
 def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndarray | None,
            progress: Progress | None = None, preprocessing: Preprocessing | None = None,
            task: Task | None = None, workers: Workers | None = None) -> VerifyResult:
@@ -457,8 +452,8 @@ def verify(model, quantized: QuantizedModel, test_x: np.ndarray, test_y: np.ndar
         float_tflite_bytes=float_bytes,
         int8_tflite_bytes=len(quantized.tflite),
         tflm_arena_bytes=arena,
-        params=constant_elements(quantized.tflite) if model is None else int(model.count_params()),
-        macs=count_macs(quantized.tflite),
+        params=constant_elements(quantized.graph) if model is None else int(model.count_params()),
+        macs=macs(quantized.graph),
         int8_inputs=xq,
         tflm_outputs=tflm,
         labels=labels,
@@ -488,6 +483,6 @@ def task_labels(task: Task, test_y: np.ndarray | None, x: np.ndarray, n: int
     return zeros, None
 
 
-def constant_elements(tflite: bytes) -> int:
+def constant_elements(graph: Graph) -> int:
     """Elements of the constant tensors (weights and biases): the parameter count of a .tflite."""
-    return int(sum(t.size for t in read_graph(tflite).tensors if t.data is not None))
+    return int(sum(t.size for t in graph.tensors if t.data is not None))
