@@ -239,7 +239,7 @@ def _string_bytes(obj, slot: int) -> int:
     return int(flatbuffers.encode.Get(flatbuffers.packer.uoffset, obj._tab.Bytes, start))  # noqa: SLF001
 
 
-def _check_unpack_budget(data: bytes) -> None:
+def check_unpack_budget(data: bytes) -> None:
     """Bound what unpacking will build before it builds it: tables and strings the object API copies. Flatbuffers
     may share one table or string among many references, so a small file could otherwise unpack into gigabytes.
     Numeric vectors are numpy views and cost nothing."""
@@ -286,7 +286,7 @@ def read_graph(tflite: bytes) -> Graph:
     if not is_tflite(data):
         raise InvalidModelError(f"not a .tflite flatbuffer ({len(data)} bytes): {_file_kind(data)}")
     try:
-        _check_unpack_budget(data)
+        check_unpack_budget(data)
         model = schema.ModelT.InitFromPackedBuf(data, 0)
     except InvalidModelError:
         raise
