@@ -101,7 +101,7 @@ def fc_autoencoder(keras, width: float = 1.0, inputs: int = 640):
 
 def odd_op_classifier(keras, op: str = "sqdiff"):
     """A small CNN with an op outside the usual set, for the pre-flight and degrade paths:
-    'sqdiff' (SQUARED_DIFFERENCE: TFLM runs it, tinyq's C engine does not), 'gap' (GlobalAveragePooling2D,
+    'abs' (ABS: TFLM runs it, tinyq's C engine does not), 'sqdiff' (SQUARED_DIFFERENCE), 'gap' (GlobalAveragePooling2D,
     MEAN), 'gelu' (GELU: neither TFLM's op resolver nor the C engine)."""
     import tensorflow as tf
 
@@ -113,7 +113,9 @@ def odd_op_classifier(keras, op: str = "sqdiff"):
     else:
         x = L.Flatten(name="flatten")(x)
         x = L.Dense(6, name="fc")(x)
-        if op == "sqdiff":
+        if op == "abs":
+            x = L.Lambda(lambda t: tf.math.abs(t), name="abs")(x)
+        elif op == "sqdiff":
             x = L.Lambda(lambda t: tf.math.squared_difference(t, 0.5), name="sqdiff")(x)
         elif op == "gelu":
             x = L.Activation("gelu", name="gelu")(x)

@@ -58,32 +58,32 @@ def test_preflight_lists_every_problem_before_any_long_step(tmp_path, small_imag
 
 
 @pytest.fixture(scope="module")
-def sqdiff_run(tmp_path_factory, small_images):
-    """A classifier with SQUARED_DIFFERENCE, which TFLM runs and the C engine does not, through the default."""
-    model = standins.odd_op_classifier(_keras(), "sqdiff")
+def degraded_run(tmp_path_factory, small_images):
+    """A classifier with ABS, which TFLM runs and the C engine does not, through the default."""
+    model = standins.odd_op_classifier(_keras(), "abs")
     ds = data.from_arrays(small_images.x_train, small_images.x_test, small_images.y_test,
                           class_names=("red", "green", "blue"))
-    out = tmp_path_factory.mktemp("sqdiff") / "out"
-    return model, ds, pipeline.run(model, ds, out, pipeline.PipelineConfig(name="sqdiff", **FAST))
+    out = tmp_path_factory.mktemp("absval") / "out"
+    return model, ds, pipeline.run(model, ds, out, pipeline.PipelineConfig(name="absval", **FAST))
 
 
-def test_degrade_path_still_delivers_tflm_files_and_checks(sqdiff_run):
-    _, _, result = sqdiff_run
+def test_degrade_path_still_delivers_tflm_files_and_checks(degraded_run):
+    _, _, result = degraded_run
     fw = result.out_dir / "firmware"
     names = sorted(p.name for p in fw.iterdir())
-    assert "sqdiff_model_data.c" in names and "sqdiff_op_resolver.h" in names and "sqdiff_model.c" not in names
+    assert "absval_model_data.c" in names and "absval_op_resolver.h" in names and "absval_model.c" not in names
     r = json.loads((result.out_dir / "report.json").read_text())
-    assert r["c_engine"]["status"] == "blocked" and "SQUARED_DIFFERENCE" in r["c_engine"]["blocked_by"][0]
-    assert any("C engine not generated" in n and "SQUARED_DIFFERENCE" in n for n in r["notes"])
+    assert r["c_engine"]["status"] == "blocked" and "ABS" in r["c_engine"]["blocked_by"][0]
+    assert any("C engine not generated" in n and "ABS" in n for n in r["notes"])
     assert r["agreement"]["tflm_vs_litert_ref_bitexact"] == 1.0 and "c_int8" not in r["metric"]
     assert r["class_names"] == ["red", "green", "blue"]
-    assert '#define SQDIFF_CLASS_LABELS { "red", "green", "blue" }' in (fw / "sqdiff_model_settings.h").read_text()
+    assert '#define ABSVAL_CLASS_LABELS { "red", "green", "blue" }' in (fw / "absval_model_settings.h").read_text()
     assert "mnist" not in _all_text(result.out_dir).lower()
 
 
-def test_c_engine_require_makes_the_blocker_an_error(tmp_path, sqdiff_run):
-    model, ds, _ = sqdiff_run
-    with pytest.raises(PreflightError, match=r"\[c_engine_op\] op #3 SQUARED_DIFFERENCE"):
+def test_c_engine_require_makes_the_blocker_an_error(tmp_path, degraded_run):
+    model, ds, _ = degraded_run
+    with pytest.raises(PreflightError, match=r"\[c_engine_op\] op #3 ABS"):
         pipeline.run(model, ds, tmp_path / "o", pipeline.PipelineConfig(c_engine=CEngineMode.REQUIRE, **FAST))
 
 
