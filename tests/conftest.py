@@ -8,6 +8,7 @@ the fixtures use are imported inside the fixtures."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,12 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 MNIST_ENV_VAR = "TINYQ_MNIST"  # tinyq.data.ENV_VAR (tests/test_data.py checks they agree)
 CACHE_ENV_VAR = "TINYQ_CACHE"  # tinyq.models.CACHE_ENV_VAR
 
-# Test files whose tests are all, or in part, marked `fast`: no TensorFlow at import, each fast test quick.
-# tests/test_fast_lane.py checks that this list and the files' markers agree.
-FAST_FILES = frozenset({
-    "test_engine_reader.py", "test_engine_lowering.py", "test_engine_emission.py", "test_fast_lane.py",
-    "test_data.py", "test_progress.py", "test_readme.py", "test_emit.py",
-})
+FAST_MARK = re.compile(r"pytest\.mark\.fast\b")
+# Test files with tests marked `fast` (no TensorFlow at import, each test quick), found by their marker: a new
+# family's test file joins the lane by marking its tests.
+FAST_FILES = frozenset(p.name for p in Path(__file__).resolve().parent.glob("test_*.py")
+                       if FAST_MARK.search(p.read_text()))
 
 
 def _data_path() -> str | None:
