@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import cengine, emit, firmware, verify
+from tinyq import cengine, emit, verify
+from tinyq.targets import firmware
 from tinyq.emit import make_banner
 from tinyq.errors import InvalidModelError, UnsupportedOpError
 from tinyq.graph import read_graph

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyq import cortex_m, emit
+from tinyq import emit
+from tinyq.targets import cortex_m, registry
 from tinyq.errors import BuildError
 
 pytestmark = [pytest.mark.qemu, pytest.mark.integration]
@@ -283,7 +284,7 @@ def mlp_fw(mlp_q, mlp_verify, tmp_path_factory) -> Path:
     return _firmware(mlp_q, mlp_verify, tmp_path_factory, "mlp_cores")
 
 
-@pytest.mark.parametrize("target", [t for t in cortex_m.TARGETS if t != "cortex-m4"])
+@pytest.mark.parametrize("target", [t for t in registry.TARGETS if t != "cortex-m4"])
 def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify, cnn_m4):
     """The same folder built for each core: golden vectors, then test images equal to TFLM's outputs; the counts
     agree with the Cortex-M4's within what the instruction sets explain (Thumb-1 on the M0 takes more)."""
@@ -299,7 +300,7 @@ def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify,
         assert m.ram_bytes <= 16 * 1024  # the micro:bit has 16 KB of RAM
 
 
-@pytest.mark.parametrize("target", cortex_m.TARGETS)
+@pytest.mark.parametrize("target", list(registry.TARGETS))
 def test_per_op_profile_runs_on_every_core(target, mlp_fw, mlp_q, mlp_verify):
     """PROFILE=1 builds and runs on each core's board; a few inputs suffice to check it counts every call."""
     n = 10

@@ -19,7 +19,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu, convert_layers
 
-from tinyq import emit, firmware, verify
+from tinyq import emit, verify
+from tinyq.targets import firmware
 from tinyq.graph import read_graph
 from tinyq.kernels import conv
 from tinyq.lower import Optimize, lower

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, assert_bitexact, check_host, check_qemu
 
-from tinyq import emit, firmware, kernels, verify
+from tinyq import emit, kernels, verify
+from tinyq.targets import firmware
 from tinyq.fixedpoint import mul_by_quantized_multiplier
 from tinyq.graph import read_graph
 from tinyq.kernels.depthwise import GROUP_WORDS, LAST, REQUANT_SIZE, dw3_stream, grouped_weights, requant_records

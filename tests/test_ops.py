@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import convert_layers
 
-from tinyq import cortex_m, emit, firmware, lut, verify
+from tinyq import emit, lut, verify
+from tinyq.targets import cortex_m, firmware
 from tinyq.errors import UnsupportedOpError
 from tinyq.graph import (Activation, ActivationOptions, Graph, NoOptions, Operator, Tensor, _schema,
                          read_graph)

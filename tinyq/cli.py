@@ -11,6 +11,7 @@ import traceback
 
 from . import __version__
 from .errors import TinyqError
+from .targets import DEFAULT_TARGET, TARGETS
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
@@ -165,8 +166,6 @@ def _load_dataset(args, say):
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
-    from .cortex_m import QEMU_MACHINES
-
     parser = argparse.ArgumentParser(prog="tinyq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tinyq {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -180,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("model", help="a .keras, a Keras 2 .h5, a SavedModel folder, or a full-integer int8 .tflite")
     _common(conv)
     fw = sub.add_parser("firmware", help="cross-compile an emitted model for a target, run it, measure it")
-    fw.add_argument("--target", default="cortex-m4", choices=list(QEMU_MACHINES),
-                    help="the core, run in QEMU: " + ", ".join(f"{t} ({m})" for t, m in QEMU_MACHINES.items()))
+    fw.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS),
+                    help="the core, run in QEMU: " + ", ".join(f"{n} ({t.qemu_machine})" for n, t in TARGETS.items()))
     fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
     fw.add_argument("--data", help="test data (default: the int8 test inputs saved in the folder by demo/convert)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
@@ -194,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick = df.add_mutually_exclusive_group()
     pick.add_argument("--images", type=int, metavar="N", help="the first N test images (default: all)")
     pick.add_argument("--image", type=int, metavar="I", help="test image I only")
-    df.add_argument("--target", action="append", choices=list(QEMU_MACHINES), default=[],
+    df.add_argument("--target", action="append", choices=list(TARGETS), default=[],
                     help="also run the C engine on this core in QEMU (then --images defaults to 10)")
     df.add_argument("--allow-modified", action="store_true",
                     help="diff generated files edited by hand (default: refuse them)")
@@ -289,7 +288,7 @@ def cmd_convert(args, say) -> int:
 
 
 def cmd_firmware(args, say) -> int:
-    from .firmware_cmd import run_firmware
+    from .targets.firmware_cmd import run_firmware  # lazily, like every command: it loads the whole chain
 
     rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say,
                         allow_modified=args.allow_modified)

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .cortex_m import QEMU_MACHINES
+from .targets import QEMU_MACHINES
 from .errors import BuildError, TinyqError, VerificationError
 from .native import Runtime as NativeRuntime, session
 from .explain import Explanation, explain
@@ -238,7 +238,7 @@ def _trace_python_runtimes(pool, workers, runtimes, tflite: bytes, x: np.ndarray
 
 def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str) -> Path:
     """The stub with the generated C engine and its trace hook (`make TRACE=1`), for the host or a Cortex-M."""
-    from .firmware import build_stub
+    from .targets.firmware import build_stub
 
     sources = list(Path(fw_dir).glob("*_model.c"))
     if not sources:
@@ -246,7 +246,7 @@ def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, ta
     if "TINYQ_TRACE(" not in sources[0].read_text():
         raise BuildError(f"{sources[0]}: has no TINYQ_TRACE hooks (written by an older tinyq); emit the folder again")
     if target != "host":
-        from .cortex_m import check_toolchain
+        from .targets.qemu import check_toolchain
 
         check_toolchain()
     return build_stub(fw_dir, build_dir, target=target, backend="c", opt="-O2", extra=("TRACE=1",))
@@ -254,17 +254,17 @@ def build_trace_stub(fw_dir: str | os.PathLike, build_dir: str | os.PathLike, ta
 
 def _run_c(exe: Path, target: str, inputs: np.ndarray, work: Path) -> bytes:
     """Run the trace stub over raw int8 inputs; the raw trace file."""
-    from .firmware import _run
+    from .targets.firmware import run_binary
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.bin").write_bytes(np.ascontiguousarray(inputs.reshape(len(inputs), -1)).tobytes())
     if target == "host":
-        proc = _run([str(exe), "in.bin", "out.bin", "trace.bin"], cwd=str(work))
+        proc = run_binary([str(exe), "in.bin", "out.bin", "trace.bin"], cwd=str(work))
         if proc.returncode != 0:
             raise BuildError(f"{exe}: trace run of {len(inputs)} inputs exited {proc.returncode}: "
                              f"{proc.stderr.strip()[-300:]}")
     else:
-        from .cortex_m import run_qemu
+        from .targets.qemu import run_qemu
 
         run = run_qemu(exe, ("in.bin", "out.bin", "trace.bin"), cwd=work, timeout=600.0 + 5.0 * len(inputs),
                        target=target)
@@ -583,7 +583,7 @@ def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarr
         if c_matches_tflm:
             outs[Runtime.C_HOST] = outs[Runtime.TFLM]
         else:
-            from .firmware import build_library, run_library
+            from .targets.firmware import build_library, run_library
 
             lib = build_library(fw_dir, Path(build_dir) / "lib-host")
             outs[Runtime.C_HOST] = run_library(lib, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])

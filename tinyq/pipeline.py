@@ -24,6 +24,8 @@ from .preflight import CEngineMode, PreflightReport, check, preflight_keras, pre
 from .quantize import QuantizeConfig, QuantizedModel, inspect_tflite, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
+from .targets import firmware
+from .targets.cortex_m import check_toolchain, measure_cortex_m, profile_ops
 from .verify import VerifyResult, agreement, verify
 
 Progress = Callable[[str], None]
@@ -254,7 +256,6 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
     compare with TFLM."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import firmware
     from .native import Runtime
 
     inputs = result.int8_inputs.reshape(result.test_images, -1)
@@ -302,8 +303,6 @@ def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfi
               tflite: bytes) -> CortexMFigures:
     """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions;
     then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs."""
-    from .cortex_m import check_toolchain, measure_cortex_m, profile_ops
-
     check_toolchain()
     n = min(config.cortex_m_images, result.test_images)
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
