@@ -24,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tinyq import cortex_m, emit, quantize, verify  # noqa: E402
+from tinyq import emit, quantize, verify  # noqa: E402
+from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize  # noqa: E402
 
@@ -58,7 +59,7 @@ def measure(model, images: int, targets: list[str], tmp: Path) -> list[str]:
             fw = tmp / model.name / opt.value / "fw"
             if not fw.exists():
                 emit.emit(q, r, fw, name="addbench", golden_count=1, class_labels=None, optimize=opt)
-            prof[opt] = cortex_m.profile_ops(fw, tmp / model.name / opt.value / f"{target}_profile", q.tflite,
+            prof[opt] = cortex_m.profile_ops(fw, tmp / model.name / opt.value / f"{target}_profile", q.graph,
                                              xs, tflm, target=target)
             plain[opt] = cortex_m.measure_cortex_m(fw, tmp / model.name / opt.value / target, xs, tflm,
                                                    target=target)

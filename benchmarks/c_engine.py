@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 
 from common import median_seconds  # noqa: E402
 
-from tinyq import data, emit, firmware, models, native, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, native, quantize, verify  # noqa: E402
+from tinyq.targets import firmware  # noqa: E402
 
 
 def main() -> None:

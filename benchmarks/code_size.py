@@ -6,7 +6,7 @@ generic ones (size), and the largest functions of each speed build.
 
 Each model is prepared as benchmarks/cortex_m.py prepares it (trained or loaded, quantized, checked in TFLM on a few
 inputs, emitted once per optimize setting), then cross-compiled at -O2 per core; nothing runs in QEMU. "code" is
-tinyq.cortex_m.FlashSplit.engine_code: the generated model's code and the runtime's kernels and glue that the
+tinyq.targets.cortex_m.FlashSplit.engine_code: the generated model's code and the runtime's kernels and glue that the
 linker keeps (-ffunction-sections, --gc-sections), without start-up, libc or the test harness; "constants" is
 FlashSplit.model_constants. A build that does not link on a core (the micro:bit's 16 KB RAM) is listed as such.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from cortex_m import BIG_MODELS, DEMO_MODELS, STANDIN_MODELS, prepare  # benchmarks/cortex_m.py
 
-from tinyq import cortex_m, data
+from tinyq import data
+from tinyq.targets import cortex_m, registry
 from tinyq.errors import TinyqError
 from tinyq.native import run_child
 
@@ -57,7 +58,7 @@ def code_bytes(fw: Path, build: Path, target: str) -> tuple[cortex_m.FlashSplit,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", nargs="+", default=list(cortex_m.TARGETS), choices=cortex_m.TARGETS)
+    parser.add_argument("--targets", nargs="+", default=list(registry.TARGETS), choices=list(registry.TARGETS))
     parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS) + [m for m in STANDIN_MODELS
                                                                           if m in BIG_MODELS],
                         choices=DEMO_MODELS + STANDIN_MODELS)

@@ -26,7 +26,7 @@ def host_exact(folder, build_dir, inputs, expected, opt: str = "-O3") -> tuple[i
     """The stub built on the host with `opt` over every input: (outputs equal to `expected`, seconds of the run)."""
     import numpy as np
 
-    from tinyq import firmware
+    from tinyq.targets import firmware
 
     exe = firmware.build_stub(folder, build_dir, opt=opt)
     t = time.perf_counter()

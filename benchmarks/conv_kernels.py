@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import host_exact  # noqa: E402
 
-from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, quantize, verify  # noqa: E402
+from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import Optimize  # noqa: E402
 from tinyq.engine import macs as count_macs  # noqa: E402
 

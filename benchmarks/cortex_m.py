@@ -14,7 +14,7 @@ emitted once per optimize setting, cross-compiled per core and run in QEMU with 
 first, then --images inputs (--big-images for ResNet-8, DS-CNN and MobileNet). Instructions per inference is the
 mean over those inputs (counter overhead removed; one reading resolves one SysTick tick, 31-63 instructions);
 bit-exact counts inputs whose int8 output equals pip TFLM's. Flash and RAM are deployment figures
-(tinyq.cortex_m.FlashSplit/RamSplit): flash = model constants + engine code (TFLM's framework and kernels count
+(tinyq.targets.cortex_m.FlashSplit/RamSplit): flash = model constants + engine code (TFLM's framework and kernels count
 as engine code), RAM = arena + the engine's static data (TFLM: its arena, interpreter, resolver) + the stack of
 one inference. A core whose memory a build does not fit (the micro:bit's 16 KB RAM) gets its error, not a row.
 --workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run.
@@ -35,7 +35,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinyq import cortex_m, data, emit, firmware, models, quantize, tflm, verify  # noqa: E402
+from tinyq import data, emit, models, quantize, tflm, verify  # noqa: E402
+from tinyq.targets import cortex_m, firmware, registry  # noqa: E402
 from tinyq.data import Preprocessing, Task  # noqa: E402
 from tinyq.errors import TinyqError  # noqa: E402
 from tinyq.engine import Optimize, read_graph  # noqa: E402
@@ -216,8 +217,9 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
     """Per core and model: instructions, ratios and exactness; then per engine: flash, RAM and their split."""
     by = {(c.target, c.model, c.engine): c.result for c in cells}
     seconds = {(c.target, c.model, c.engine): c.seconds for c in cells}
-    rows = sorted({(c.target, c.model) for c in cells if c.result is not None}, key=lambda k: (cortex_m.TARGETS.index(k[0]),
-                                                                        list(workloads).index(k[1])))
+    order = list(registry.TARGETS)
+    rows = sorted({(c.target, c.model) for c in cells if c.result is not None},
+                  key=lambda k: (order.index(k[0]), list(workloads).index(k[1])))
     short = {Engine.SIZE: "size", Engine.SPEED: "speed", Engine.TFLM: "TFLM", Engine.CMSIS_NN: "CMSIS-NN"}
     print(f"\nInstructions per inference (QEMU -icount shift=0, {opt}); ratios of the means; bit-exact vs pip TFLM")
     head = (["core", "model", "MACs"] + [f"{short[e]} instr" for e in engines] + [f"{short[e]} /MAC" for e in engines]
@@ -261,7 +263,7 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", nargs="+", default=list(cortex_m.TARGETS), choices=cortex_m.TARGETS)
+    parser.add_argument("--targets", nargs="+", default=list(registry.TARGETS), choices=list(registry.TARGETS))
     parser.add_argument("--models", nargs="+", default=list(DEMO_MODELS + STANDIN_MODELS),
                         choices=DEMO_MODELS + STANDIN_MODELS)
     parser.add_argument("--engines", nargs="+", default=[e.name.lower() for e in Engine],

@@ -4,7 +4,7 @@ MobileNetV1-0.25 stand-ins of tests/standins.py (random weights: the instruction
 
     python3 benchmarks/depthwise_m4.py [--inputs 40] [--big-inputs 8] [--target cortex-m3] [--one-op] [--per-op]
 
---per-op adds each depthwise op's instructions (a `make PROFILE=1` build, tinyq.cortex_m.profile_ops; means over
+--per-op adds each depthwise op's instructions (a `make PROFILE=1` build, tinyq.targets.cortex_m.profile_ops; means over
 the inputs counted, one SysTick tick of resolution per op).
 
 Every figure is measured in this run; each build is first checked bit-exact against TFLM on the host over
@@ -26,7 +26,8 @@ import tensorflow as tf  # noqa: E402
 
 from common import host_exact  # noqa: E402
 
-from tinyq import cortex_m, emit, firmware, verify  # noqa: E402
+from tinyq import emit, verify  # noqa: E402
+from tinyq.targets import cortex_m, firmware, registry  # noqa: E402
 from tinyq.errors import NativeCrash  # noqa: E402
 from tinyq.engine import op_macs, read_graph  # noqa: E402
 from tinyq.engine import macs as count_macs  # noqa: E402
@@ -77,7 +78,7 @@ def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str, per_op: boo
                     f"{m.instructions_per_inference / macs:>9.2f} {m.flash.model_constants:>7} "
                     f"{m.flash.engine_code:>6} {host_ok:>5}/{n_host:<4} {m.bitexact_images:>4}/{m.images:<4}")
         if per_op:
-            prof = cortex_m.profile_ops(fw, tmp / model.name / opt.name / f"{target}-profile", q.tflite, xs[:n_qemu],
+            prof = cortex_m.profile_ops(fw, tmp / model.name / opt.name / f"{target}-profile", q.graph, xs[:n_qemu],
                                         tflm[:n_qemu], target=target)
             for o in prof.ops:
                 if o.op_name == "DEPTHWISE_CONV_2D":
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=40, help="inputs counted in QEMU (one-op models, DS-CNN)")
     parser.add_argument("--big-inputs", type=int, default=8, help="inputs counted in QEMU for MobileNetV1")
     parser.add_argument("--host-inputs", type=int, default=300, help="inputs checked bit-exact on the host")
-    parser.add_argument("--target", default="cortex-m4", choices=cortex_m.TARGETS)
+    parser.add_argument("--target", default=registry.DEFAULT_TARGET, choices=list(registry.TARGETS))
     parser.add_argument("--one-op", action="store_true", help="only the one-op models")
     parser.add_argument("--per-op", action="store_true", help="also each depthwise op's instructions")
     parser.add_argument("--no-mobilenet", action="store_true", help="skip the MobileNetV1 stand-in (slow)")
@@ -107,7 +108,7 @@ def main() -> None:
         cases = cases[:3]
     elif args.no_mobilenet:
         cases = cases[:4]
-    print(f"{args.target} (QEMU {cortex_m.machine(args.target)}, -O2), generic (size) vs specialised (speed) "
+    print(f"{args.target} (QEMU {registry.get(args.target).qemu_machine}, -O2), generic (size) vs specialised (speed) "
           f"depthwise")
     head = (f"{'model':<20} {'opt':<5} {'instr/inf':>11} {'MACs':>9} {'instr/MAC':>9} {'consts':>7} {'code':>6} "
             f"{'host exact':>10} {'qemu exact':>9}")

@@ -30,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 from common import host_exact  # noqa: E402
 
-from tinyq import cortex_m, data, emit, models, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, quantize, verify  # noqa: E402
+from tinyq.targets import cortex_m, registry  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize, lower  # noqa: E402
 
@@ -97,7 +98,7 @@ def fc_macs(q) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="inputs streamed through QEMU per build")
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=cortex_m.TARGETS)
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(registry.TARGETS))
     args = parser.parse_args()
     cortex_m.check_toolchain()
     ds = data.load_mnist()

@@ -21,8 +21,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinyq import cortex_m, data, models  # noqa: E402
-from tinyq.engine import Optimize  # noqa: E402
+from tinyq import data, models  # noqa: E402
+from tinyq.targets import cortex_m, registry  # noqa: E402
+from tinyq.engine import Optimize, read_graph  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 bench = importlib.import_module("cortex_m")  # benchmarks/cortex_m.py: the models and their preparation
@@ -52,7 +53,7 @@ def main() -> None:
                         help="a demo model, or a stand-in of tests/standins.py (trained briefly on synthetic data, "
                              "kept in --workdir)")
     parser.add_argument("--workdir", type=Path, help="keep trained stand-ins here for the next run")
-    parser.add_argument("--target", default=cortex_m.TARGET, choices=cortex_m.TARGETS)
+    parser.add_argument("--target", default=registry.DEFAULT_TARGET, choices=list(registry.TARGETS))
     parser.add_argument("--images", type=int, default=100, help="test images streamed through each build")
     parser.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
     parser.add_argument("--optimize", nargs="+", default=["size", "speed"], choices=[o.value for o in Optimize],
@@ -75,9 +76,10 @@ def measure(args, w) -> None:
             fw = w.fw_speed if choice is Optimize.SPEED else w.fw_size
             plain = cortex_m.measure_cortex_m(fw, Path(tmp) / "plain", inputs, expected, opt=args.opt,
                                               target=args.target)
-            profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", q_tflite, inputs, expected, opt=args.opt,
+            profile = cortex_m.profile_ops(fw, Path(tmp) / "profile", read_graph(q_tflite), inputs, expected, opt=args.opt,
                                            target=args.target)
-        print(f"{args.model} on {args.target} (QEMU {cortex_m.machine(args.target)}, -icount shift=0, {args.opt}), "
+        board = registry.get(args.target).qemu_machine
+        print(f"{args.model} on {args.target} (QEMU {board}, -icount shift=0, {args.opt}), "
               f"C engine with --optimize {choice.value} kernels, {n} test images; bit-exact with TFLM: plain "
               f"{plain.bitexact_images}/{n}, profiled {profile.bitexact_images}/{n}; resolution "
               f"{profile.resolution} instructions per mark; flash {plain.flash.deployment} B (model constants "

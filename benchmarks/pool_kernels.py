@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tinyq import cortex_m, emit, quantize, verify  # noqa: E402
+from tinyq import emit, quantize, verify  # noqa: E402
+from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize, lower  # noqa: E402
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import cortex_m, firmware
+from tinyq.targets import cortex_m, firmware
 from tinyq.quantize import QuantizeConfig, quantize
 
 QEMU_SAMPLES = 40

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import emit, firmware, verify
+from tinyq import emit, verify
+from tinyq.targets import firmware
 from tinyq.engine import cengine, macs
 from tinyq.render import make_banner
 from tinyq.errors import InvalidModelError, UnsupportedOpError

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyq import cortex_m, emit
+from tinyq import emit
+from tinyq.targets import cortex_m, registry
 from tinyq.engine import lower, macs, op_macs, read_graph
 from tinyq.errors import BuildError
 
@@ -217,7 +218,7 @@ def cnn_profile(cnn_fw, cnn_q, cnn_verify) -> cortex_m.OpProfile:
     n = PROFILE_IMAGES
     inputs = cnn_verify.int8_inputs.reshape(cnn_verify.test_images, -1)[:n]
     expected = cnn_verify.tflm_outputs.reshape(cnn_verify.test_images, -1)[:n]
-    return cortex_m.profile_ops(cnn_fw, cnn_fw.parent / "build-profile", cnn_q.tflite, inputs, expected)
+    return cortex_m.profile_ops(cnn_fw, cnn_fw.parent / "build-profile", cnn_q.graph, inputs, expected)
 
 
 def test_per_op_counts_cover_every_kernel_call_and_add_up_to_the_unprofiled_total(cnn_profile, cnn_q, cnn_m4):
@@ -281,7 +282,7 @@ def mlp_fw(mlp_q, mlp_verify, tmp_path_factory) -> Path:
     return _firmware(mlp_q, mlp_verify, tmp_path_factory, "mlp_cores")
 
 
-@pytest.mark.parametrize("target", [t for t in cortex_m.TARGETS if t != "cortex-m4"])
+@pytest.mark.parametrize("target", [t for t in registry.TARGETS if t != "cortex-m4"])
 def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify, cnn_m4):
     """The same folder built for each core: golden vectors, then test images equal to TFLM's outputs; the counts
     agree with the Cortex-M4's within what the instruction sets explain (Thumb-1 on the M0 takes more)."""
@@ -297,13 +298,13 @@ def test_every_core_runs_bit_exact_in_its_qemu_board(target, mlp_fw, mlp_verify,
         assert m.ram_bytes <= 16 * 1024  # the micro:bit has 16 KB of RAM
 
 
-@pytest.mark.parametrize("target", cortex_m.TARGETS)
+@pytest.mark.parametrize("target", list(registry.TARGETS))
 def test_per_op_profile_runs_on_every_core(target, mlp_fw, mlp_q, mlp_verify):
     """PROFILE=1 builds and runs on each core's board; a few inputs suffice to check it counts every call."""
     n = 10
     inputs = mlp_verify.int8_inputs.reshape(mlp_verify.test_images, -1)[:n]
     expected = mlp_verify.tflm_outputs.reshape(mlp_verify.test_images, -1)[:n]
-    p = cortex_m.profile_ops(mlp_fw, mlp_fw.parent / f"profile-{target}", mlp_q.tflite, inputs, expected,
+    p = cortex_m.profile_ops(mlp_fw, mlp_fw.parent / f"profile-{target}", mlp_q.graph, inputs, expected,
                              target=target)
     assert p.bitexact_images == n and p.ops and all(o.instructions > 0 for o in p.ops)
     assert mlp_verify.macs / 2 <= p.instructions <= 10 * mlp_verify.macs

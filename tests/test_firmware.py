@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinyq import emit, firmware, native, pipeline
+from tinyq import emit, native, pipeline
+from tinyq.targets import firmware
 from tinyq.errors import BuildError, NativeCrash
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from tinyq import cortex_m, emit
+from tinyq import emit
+from tinyq.targets import cortex_m
 
 STRICT = "-Wall -Wextra -Werror"
 

@@ -19,7 +19,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu, convert_layers
 
-from tinyq import emit, firmware, verify
+from tinyq import emit, verify
+from tinyq.targets import firmware
 from tinyq.engine import read_graph
 from tinyq.engine.ops import conv
 from tinyq.engine import Optimize, lower

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, assert_bitexact, check_host, check_qemu
 
-from tinyq import emit, firmware, verify
+from tinyq import emit, verify
+from tinyq.targets import firmware
 from tinyq.engine.ops import depthwise
 from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
 from tinyq.engine import read_graph

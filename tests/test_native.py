@@ -153,7 +153,7 @@ def test_sanitizer_abort_in_the_golden_run_is_not_a_mismatch(tmp_path):
     import shutil
     import subprocess
 
-    from tinyq import firmware
+    from tinyq.targets import firmware
     from tinyq.errors import BuildError
 
     src = tmp_path / "overflow.c"
@@ -167,7 +167,7 @@ def test_sanitizer_abort_in_the_golden_run_is_not_a_mismatch(tmp_path):
 
 
 def test_a_signal_in_the_golden_run_is_named(tmp_path):
-    from tinyq import firmware
+    from tinyq.targets import firmware
     from tinyq.errors import BuildError
 
     exe = tmp_path / "stub"

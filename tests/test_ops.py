@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from kernel_checks import convert_layers
 
-from tinyq import cortex_m, emit, firmware, verify
+from tinyq import emit, verify
+from tinyq.targets import cortex_m, firmware
 from tinyq.errors import UnsupportedOpError
 from tinyq.engine import lut, op_macs, read_graph
 from tinyq.engine.graph import Activation, ActivationOptions, Graph, NoOptions, Operator, Tensor

@@ -39,7 +39,8 @@ def test_wheel_holds_templates_and_firmware_sources(wheel):
     for path in ("tinyq/templates/model.c.j2", "tinyq/templates/CMakeLists.txt.j2",
                  "tinyq/firmware_stub/Makefile", "tinyq/firmware_stub/main.c",
                  "tinyq/firmware_stub/runtime/tinyq_kernels.c", "tinyq/firmware_stub/runtime/tinyq_kernels.h",
-                 "tinyq/firmware_stub/targets/cortex-m4.mk", "tinyq/firmware_stub/backends/c.mk",
+                 "tinyq/firmware_stub/targets/cortex-m.mk", "tinyq/targets/registry.py",
+                 "tinyq/firmware_stub/backends/c.mk",
                  "tinyq/firmware_stub/board/cortex_m/cortex_m.ld", "tinyq/firmware_stub/board/host/board_host.c"):
         assert path in names, path
     assert not [n for n in names if n.endswith((".o", ".elf"))]

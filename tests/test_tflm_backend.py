@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyq import cortex_m, emit, firmware, tflm
+from tinyq import emit, tflm
+from tinyq.targets import cortex_m, firmware
 from tinyq.engine import TABLE, read_graph
 from tinyq.engine.schema import BuiltinOperator
 from tinyq.errors import UnsupportedOpError

@@ -401,7 +401,8 @@ def engine_key(files) -> str:
 def sanitized_run(outcome: Outcome, work: Path, inputs: int = 8, rng_seed: int = 0) -> SanitizedRun:
     """Emit the accepted mutant's firmware folder (golden vectors stand in: random inputs, no expected outputs),
     build the host stub with SANITIZE=1, push random int8 inputs through it; clean when it exits 0."""
-    from tinyq import emit, firmware, verify
+    from tinyq import emit, verify
+    from tinyq.targets import firmware
     from tinyq.errors import BuildError
     from tinyq.engine import read_graph
     from tinyq.quantize import OpInfo, QuantizeConfig, QuantizedModel, TensorQuant

@@ -14,12 +14,11 @@ from tqdm import tqdm
 
 from . import __version__, pipeline
 from .analyze import analyze
-from .cortex_m import QEMU_MACHINES
 from .data import NpzKeys, Preprocessing, Task, load_data, load_mnist
 from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
 from .render import c_identifier, check_name
 from .errors import TinyqError
-from .firmware_cmd import run_firmware
+from .targets.firmware_cmd import run_firmware
 from .engine import Optimize
 from .models import c_name, demo_model, load_model
 from .native import Runtime, Workers, native_quiet
@@ -30,6 +29,7 @@ from .progress import Count
 from .quantize import QuantizeConfig, WeightGranularity
 from .report import ChainReport, summary_rows
 from .report_html import write_html
+from .targets import DEFAULT_TARGET, TARGETS
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("model", help="a .keras, a Keras 2 .h5, a SavedModel folder, or a full-integer int8 .tflite")
     _common(conv)
     fw = sub.add_parser("firmware", help="cross-compile an emitted model for a target, run it, measure it")
-    fw.add_argument("--target", default="cortex-m4", choices=list(QEMU_MACHINES),
-                    help="the core, run in QEMU: " + ", ".join(f"{t} ({m})" for t, m in QEMU_MACHINES.items()))
+    fw.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS),
+                    help="the core, run in QEMU: " + ", ".join(f"{n} ({t.qemu_machine})" for n, t in TARGETS.items()))
     fw.add_argument("--out", required=True, help="a folder written by `tinyq demo` or `tinyq convert`")
     fw.add_argument("--data", help="test data (default: the int8 test inputs saved in the folder by demo/convert)")
     fw.add_argument("--images", type=int, default=1000, help="test images streamed through the target")
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick = df.add_mutually_exclusive_group()
     pick.add_argument("--images", type=int, metavar="N", help="the first N test images (default: all)")
     pick.add_argument("--image", type=int, metavar="I", help="test image I only")
-    df.add_argument("--target", action="append", choices=list(QEMU_MACHINES), default=[],
+    df.add_argument("--target", action="append", choices=list(TARGETS), default=[],
                     help="also run the C engine on this core in QEMU (then --images defaults to 10)")
     df.add_argument("--allow-modified", action="store_true",
                     help="diff generated files edited by hand (default: refuse them)")

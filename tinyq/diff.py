@@ -24,7 +24,7 @@ from .difftrace import (C_TARGETS, Layout, Runtime, TracedOp, build_trace_stub, 
                         trace_python_runtimes)
 from .errors import TinyqError
 from .data import load_mnist, preprocess
-from .firmware import build_library, run_library
+from .targets.firmware import build_library, run_library
 from .outdir import check_manifest
 from .quantize import QuantizedModel, inspect_tflite
 from .verify import quantize_input

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .cortex_m import QEMU_MACHINES, check_toolchain, run_qemu
 from .engine import Graph, Lowered
-from .firmware import _run, build_stub
 from .errors import BuildError, VerificationError
 from .native import Runtime as NativeRuntime
 from .native import native_quiet
+from .targets import QEMU_MACHINES
+from .targets.firmware import build_stub, run_binary
+from .targets.qemu import check_toolchain, run_qemu
 from .verify import HOST_ARENA_BYTES
 
 
@@ -153,7 +154,7 @@ def run_c_trace(exe: Path, target: str, inputs: np.ndarray, work: Path) -> bytes
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.bin").write_bytes(np.ascontiguousarray(inputs.reshape(len(inputs), -1)).tobytes())
     if target == "host":
-        proc = _run([str(exe), "in.bin", "out.bin", "trace.bin"], cwd=str(work))
+        proc = run_binary([str(exe), "in.bin", "out.bin", "trace.bin"], cwd=str(work))
         if proc.returncode != 0:
             raise BuildError(f"{exe}: trace run of {len(inputs)} inputs exited {proc.returncode}: "
                              f"{proc.stderr.strip()[-300:]}")

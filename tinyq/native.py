@@ -113,7 +113,8 @@ class _Worker:
 
 
 _PRELOAD = {"CONVERTER": ("tensorflow",), "LITERT": ("ai_edge_litert.interpreter",),
-            "TFLM": ("tflite_micro.python.tflite_micro.runtime",), "C_ENGINE": ("numpy", "tinyq.firmware")}
+            "TFLM": ("tflite_micro.python.tflite_micro.runtime",),
+            "C_ENGINE": ("numpy", "tinyq.targets.firmware")}
 
 
 def _preload(modules: tuple[str, ...]) -> None:

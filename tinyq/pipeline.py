@@ -13,15 +13,13 @@ import dataclasses
 
 import numpy as np
 
-from . import firmware
 from .analyze import Analysis, analyze
-from .cortex_m import check_toolchain, measure_cortex_m, profile_ops
 from .data import Dataset, Preprocessing, Task, default_preprocessing, infer_task, preprocess, reference_range
 from .diff import Runtime as DiffRuntime, quick_diff, quick_note, write_diff_json
 from .emit import prepare
 from .render import write_into
 from .errors import BuildError, TinyqError
-from .engine import Optimize
+from .engine import Graph, Optimize
 from .models import TfliteModel, input_shape
 from .native import Runtime, Workers, session
 from .outdir import Claim, check_folder, claimed
@@ -30,6 +28,8 @@ from .quantize import QuantizeConfig, QuantizedModel, quantize
 from .report import CEngineFigures, ChainReport, CortexMFigures, report_dict, write_report
 from .report_html import write_html
 from .verify import VerifyResult, agreement, quantize_input, verify
+from .targets import firmware
+from .targets.cortex_m import check_toolchain, measure_cortex_m, profile_ops
 
 Progress = Callable[[str], None]
 
@@ -122,7 +122,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         m_fig = None
         if config.cortex_m and emission.engine is not None:
             try:
-                m_fig = _cortex_m(fw, tmp / "build", result, config, say, quantized.tflite)
+                m_fig = _cortex_m(fw, tmp / "build", result, config, say, quantized.graph)
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
@@ -282,7 +282,7 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
 
 
 def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig, say: Progress,
-              tflite: bytes) -> CortexMFigures:
+              graph: Graph) -> CortexMFigures:
     """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions;
     then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs."""
     check_toolchain()
@@ -295,7 +295,7 @@ def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfi
     if k < 1:
         return cortex_m_figures(measured)
     say(f"Cortex-M4: per-op instruction counts over {k} images (PROFILE=1 build)")
-    profile = profile_ops(fw, build / "cortex-m4-profile", tflite, inputs[:k], expected[:k], progress=say)
+    profile = profile_ops(fw, build / "cortex-m4-profile", graph, inputs[:k], expected[:k], progress=say)
     return cortex_m_figures(measured, profile)
 
 

@@ -10,6 +10,7 @@ from . import __version__
 from .analyze import most_sensitive
 from .render import environment
 from .quantize import QuantizedModel
+from .targets import TARGETS, get
 from .verify import VerifyResult
 
 
@@ -142,7 +143,7 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
         report["arena_bytes"]["c_scratch"] = c_engine.scratch_bytes
         report["flash_bytes"] = {"c_weights": c_engine.const_bytes, "c_code": c_engine.code_bytes}
     if cortex_m is not None:
-        report[cortex_m.target.replace("-", "_")] = target_section(cortex_m)
+        report[get(cortex_m.target).report_key] = target_section(cortex_m)
     if analysis is not None:
         report["analysis"] = analysis_section(analysis)
     return report
@@ -168,8 +169,13 @@ def write_report(report: dict, out_dir: str | Path) -> list[Path]:
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     md_path = out / "report.md"
     md_path.write_text(environment().get_template("report.md.j2").render(
-        r=report, pct=_pct, metric=lambda v: metric_text(report, v)))
+        r=report, pct=_pct, metric=lambda v: metric_text(report, v), targets=measured_targets(report)))
     return [json_path, md_path]
+
+
+def measured_targets(report: dict) -> list[tuple[str, str]]:
+    """(report.json key, title) of every registry target the report has a section for, in registry order."""
+    return [(t.report_key, t.title) for t in TARGETS.values() if t.report_key in report]
 
 
 def _pct(value: float | None) -> str:
@@ -225,13 +231,13 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
     if "analysis" in report:
         rows.append(("most sensitive layers", ", ".join(f"{e['layer']} ({e['sqnr_db']:.1f} dB)"
                                                         for e in report["analysis"]["most_sensitive_layers"])))
-    if "cortex_m4" in report:
-        m = report["cortex_m4"]
-        rows += [("Cortex-M4 flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B")]
+    for key, title in measured_targets(report):
+        m = report[key]
+        rows += [(f"{title} flash / RAM", f"{m['flash_bytes']} / {m['ram_bytes']} B")]
         if "deployment" in m:
-            rows.append(("Cortex-M4 deployment flash / RAM", f"{m['deployment']['flash_bytes']} / "
-                                                             f"{m['deployment']['ram_bytes']} B"))
+            rows.append((f"{title} deployment flash / RAM", f"{m['deployment']['flash_bytes']} / "
+                                                            f"{m['deployment']['ram_bytes']} B"))
         rows += [
-                 ("Cortex-M4 instructions/inference", str(m["instructions_per_inference"])),
-                 ("Cortex-M4 bit-exact (QEMU)", f"{m['bitexact_images']} / {m['images']}")]
+                 (f"{title} instructions/inference", str(m["instructions_per_inference"])),
+                 (f"{title} bit-exact (QEMU)", f"{m['bitexact_images']} / {m['images']}")]
     return rows

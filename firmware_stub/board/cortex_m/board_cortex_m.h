@@ -9,7 +9,7 @@
 #define TINYQ_EXIT_FAULT 99
 
 /* SysTick runs from the core clock; under `-icount shift=0` QEMU advances virtual time 1 ns per instruction, so
-   one SysTick tick is 10^9 / f_clock executed instructions, given x256 by the target (targets/cortex-m*.mk):
+   one SysTick tick is 10^9 / f_clock executed instructions, given x256 by the target (tinyq/targets/registry.py):
    25 MHz (mps2-an385/386/500): 40 = 10240/256; 20 MHz (mps2-an505): 50; 32 MHz (mps3-an547): 31.25;
    16 MHz (micro:bit): 62.5. */
 #ifndef TINYQ_INSTRUCTIONS_PER_TICK_X256

@@ -6,7 +6,7 @@
    Overhead: a mark reads the counter on entry and again just before it returns, so its own bookkeeping is not
    counted; what remains between two marks besides the kernel (the return from one mark, the call to the next,
    the reads' own instructions) is timed at start-up over 256 back-to-back marks and printed as overhead_x256,
-   to be taken off every mark (cortex_m.py does it).
+   to be taken off every mark (tinyq/targets/profile.py does it).
    Resolution: each reading is quantised to one SysTick tick (40 instructions on the mps2 boards), so a single
    op's count is only meaningful as a mean over many inferences, where the tick phases average out. */
 #include <stdint.h>

@@ -1,8 +1,11 @@
-"""Building and running the firmware stub on the host: golden vectors, bulk runs, code size; and the C engine
-as a host shared library, run in worker processes over whole arrays."""
+"""Building the firmware stub through firmware_stub/Makefile for the host or a registry target (whose make
+variables come from registry.py), and running it on the host: golden vectors, bulk runs, code size; and the C
+engine as a host shared library, run in worker processes over whole arrays."""
 
 from __future__ import annotations
 
+import _ctypes
+import ctypes
 import os
 import shutil
 import signal
@@ -14,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BuildError
-from .resources import firmware_stub_dir
-from .native import Runtime, Workers, run_child, session
+from ..errors import BuildError
+from ..native import Runtime, Workers, run_child, session
+from ..resources import firmware_stub_dir
+from .registry import get
 
 STUB_DIR = firmware_stub_dir()
 
@@ -32,7 +36,8 @@ class GoldenRun:
 
 def build_stub(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str = "host", backend: str = "c",
                opt: str = "-O2", sanitize: bool = False, extra: tuple[str, ...] = ()) -> Path:
-    """Compile the stub with the generated files in `gen_dir` through firmware_stub/Makefile; the executable."""
+    """Compile the stub with the generated files in `gen_dir` through firmware_stub/Makefile for "host" or a
+    registry target (an unknown one raises BuildError naming the known ones); the executable."""
     suffix = ".elf" if target != "host" else ""
     return _make(gen_dir, build_dir, target, backend, opt, sanitize, extra, f"stub{suffix}")
 
@@ -50,11 +55,12 @@ def build_library(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, opt:
 def _make(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str, backend: str, opt: str,
           sanitize: bool, extra: tuple[str, ...], product: str) -> Path:
     """Run firmware_stub/Makefile; the path of `product` in the build folder."""
+    core = {} if target == "host" else get(target).make_variables()
     if shutil.which("make") is None:
         raise BuildError("building the firmware stub needs 'make' (not found on PATH)")
     build = Path(build_dir).resolve()
     cmd = ["make", "-s", "-C", str(STUB_DIR), f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target}",
-           f"BACKEND={backend}", f"OPT={opt}", f"BUILD_DIR={build}", *extra]
+           *(f"{k}={v}" for k, v in core.items()), f"BACKEND={backend}", f"OPT={opt}", f"BUILD_DIR={build}", *extra]
     if sanitize:
         cmd.append("SANITIZE=1")
     proc = run_child(cmd)
@@ -69,8 +75,10 @@ def _make(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str,
     return exe
 
 
-def _run(cmd: list[str], cwd: str | None = None, timeout: float = 600.0,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_binary(cmd: list[str], cwd: str | None = None, timeout: float = 600.0,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a built program (in its own process group, see native.run_child) with extra environment variables;
+    a run past `timeout` raises BuildError."""
     try:
         return run_child(cmd, cwd=cwd, timeout=timeout, env=dict(os.environ, **(env or {})))
     except subprocess.TimeoutExpired as exc:
@@ -92,7 +100,7 @@ def sanitizer_report(stderr: str, lines: int = 4) -> str | None:
 def run_golden(exe: str | os.PathLike) -> GoldenRun:
     """Run every golden vector inside the stub; passed only if it exits 0 (all bit-exact). A sanitizer report,
     a signal or any other status raises BuildError saying which, so none of them reads as a mismatch."""
-    proc = _run([str(exe)], env=SANITIZER_ENV)
+    proc = run_binary([str(exe)], env=SANITIZER_ENV)
     lines = tuple(ln for ln in proc.stdout.splitlines() if ln.strip())
     summary = lines[-1] if lines else proc.stderr.strip()
     report = sanitizer_report(proc.stderr)
@@ -113,7 +121,7 @@ def run_batch(exe: str | os.PathLike, inputs: np.ndarray, output_bytes: int) -> 
     with tempfile.TemporaryDirectory(prefix="tinyq_batch_") as tmp:
         src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
         src.write_bytes(x.tobytes())
-        proc = _run([str(exe), str(src), str(dst)])
+        proc = run_binary([str(exe), str(src), str(dst)])
         data = dst.read_bytes() if dst.exists() else b""
     if proc.returncode != 0 or len(data) != len(x) * output_bytes:
         raise BuildError(f"{exe}: bulk run of {len(x)} inputs exited {proc.returncode} with {len(data)} output "
@@ -161,9 +169,6 @@ _LIBRARY_STATUS = {-1: "the engine's init failed", -2: "the batch was refused (n
 def _library_batch(path: str, x: np.ndarray, first: int, output_bytes: int) -> np.ndarray:
     """In a C engine worker: load the library, check the sizes, run inputs `first`... of the caller's batch,
     unload the library again (so one rebuilt at the same path is read afresh on the next call)."""
-    import _ctypes
-    import ctypes
-
     try:
         lib = ctypes.CDLL(path)
     except OSError as exc:
@@ -195,7 +200,7 @@ def text_bytes(objects: list[str | os.PathLike], size_tool: str = "size") -> int
     """Bytes of the .text sections (code only, not .rodata) of these object files, from `size -A`."""
     total = 0
     for obj in objects:
-        proc = _run([size_tool, "-A", str(obj)])
+        proc = run_binary([size_tool, "-A", str(obj)])
         if proc.returncode != 0:
             raise BuildError(f"{size_tool}: {proc.stderr.strip()}")
         for line in proc.stdout.splitlines():

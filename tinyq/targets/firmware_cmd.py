@@ -10,14 +10,15 @@ from typing import Callable
 
 import numpy as np
 
+from ..data import Preprocessing, PreprocessingKind, default_preprocessing, load_data, preprocess
+from ..errors import BuildError, TinyqError
+from ..outdir import check_manifest, claim, read_json, write_text_atomic
+from ..pipeline import TEST_INPUTS_FILE, PipelineConfig, cortex_m_figures
+from ..quantize import inspect_tflite
+from ..report import target_section
+from ..verify import quantize_input, run_tflm
 from .cortex_m import measure_cortex_m, profile_ops
-from .data import Preprocessing, PreprocessingKind, default_preprocessing, load_data, preprocess
-from .errors import BuildError, TinyqError
-from .outdir import check_manifest, claim, read_json, write_text_atomic
-from .pipeline import TEST_INPUTS_FILE, PipelineConfig, cortex_m_figures
-from .quantize import inspect_tflite
-from .report import target_section
-from .verify import quantize_input, run_tflm
+from .registry import get
 
 
 def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None, images: int, opt: str,
@@ -26,6 +27,7 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
 
     The folder is locked for the run and checked against its manifest first: a changed, missing or added file
     is refused, naming it, unless `allow_modified` (then the changes are recorded in report.json)."""
+    core = get(target)
     if images < 1:
         raise TinyqError(f"--images must be >= 1, got {images}")
     with claim(out_dir, must_exist=True) as held:
@@ -63,7 +65,7 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
             k = min(n, PipelineConfig.cortex_m_profile_images)
             say(f"{target}: per-op instruction counts over {k} images (PROFILE=1 build)")
             try:
-                profile = profile_ops(fw, Path(tmp) / f"{target}-profile", q.tflite, x.reshape(n, -1)[:k],
+                profile = profile_ops(fw, Path(tmp) / f"{target}-profile", q.graph, x.reshape(n, -1)[:k],
                                       expected[:k], opt=opt, target=target, progress=say)
             except BuildError as exc:  # e.g. the profile's counters do not fit beside a model in a small RAM
                 say(f"{target}: per-op profile not taken: {exc}")
@@ -72,7 +74,7 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         section = target_section(fig)
         if changes:
             section["modified_files"] = [{"name": c.name, "change": c.change} for c in changes]
-        report[target.replace("-", "_")] = section
+        report[core.report_key] = section
         write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     rows = [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
             ("instructions/inference", str(fig.instructions_per_inference)),
