@@ -1,13 +1,16 @@
-/* Specialised DEPTHWISE_CONV_2D kernels of the tinyq C engine, chosen per layer at generation time
-   (tinyq/kernels/); each computes exactly what its generic twin in tinyq_kernels.h computes. */
+/* DEPTHWISE_CONV_2D of the tinyq C engine: the generic kernel (tq_conv_params, see tq_conv.h) and the
+   specialised ones chosen per layer at generation time (tinyq/kernels/depthwise.py), each computing exactly what
+   the generic one computes. */
 #ifndef TQ_DEPTHWISE_H_
 #define TQ_DEPTHWISE_H_
 
-#include <stdint.h>
+#include "tq_conv.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output);
 
 /* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
    tinyq/kernels/depthwise.py: TFLite's two roundings and the output zero point as tq_requantize_fused (tq_requant.h)
