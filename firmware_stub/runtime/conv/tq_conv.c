@@ -83,9 +83,16 @@ TQ_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_co
     return (int8_t)v;
 }
 
-/* Sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4, started at
-   the channels' biases: acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel b,
-   each as (x0, x2, x1, x3) (in natural lane order on the host: see host_widen). */
+/* ---- Each path's inner loops, side by side (tq_path.h) ---- */
+
+/* mm_2x2_s16: the sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4,
+   started at the channels' biases: acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel
+   b, each as (x0, x2, x1, x3) (in natural lane order on the host, see host_widen).
+   gather_run: gather's inner step for a tap inside the input, in_c a multiple of 4: in_c int8 inputs plus the input
+   offset (`offset`, also as two lanes `off2`) as int16 into s in groups of 4 at a stride of 8; returns s past them.
+   widen: a 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather.
+   The packed path widens a word at a time in the (x0, x2, x1, x3) lane order, the host in natural order. */
+#if TQ_PATH_HOST_SIMD
 #if TQ_HOST_AVX2
 /* The host's first groups two per 256-bit step (see mm_2x2_s16), into diag and cross; returns the groups left
    (0 or 1), s and w advanced past the ones taken. */
@@ -102,7 +109,7 @@ TQ_INLINE int32_t host_mm_avx2(const int16_t **s, const int8_t **w, int32_t grou
     *cross = _mm_add_epi32(_mm256_castsi256_si128(cross2), _mm256_extracti128_si256(cross2, 1));
     return groups;
 }
-#elif TQ_PATH_HOST_SIMD
+#else
 TQ_INLINE int32_t host_mm_avx2(const int16_t **s, const int8_t **w, int32_t groups, __m128i *diag, __m128i *cross)
 {
     (void)s, (void)w, (void)diag, (void)cross;
@@ -110,7 +117,22 @@ TQ_INLINE int32_t host_mm_avx2(const int16_t **s, const int8_t **w, int32_t grou
 }
 #endif
 
-#if TQ_PATH_HOST_SIMD
+/* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
+   shuffle: `groups` groups of 4 int8 from in, plus `off`, as int16 into s at a stride of 8 (two groups a step). */
+TQ_INLINE void host_widen(int16_t *s, const int8_t *in, int32_t groups, __m128i off)
+{
+    __m128i v;
+    for (; groups > 1; groups -= 2, in += 8, s += 16) {
+        v = _mm_add_epi16(tq_host_widen8(tq_host_load64(in)), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
+        _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
+    }
+    if (groups > 0) {
+        v = _mm_add_epi16(tq_host_widen8(_mm_cvtsi32_si128(tq_read_s8x4(in))), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
+    }
+}
+
 /* Per group diag = {a.w0, a.w0, b.w1, b.w1} and cross = {a.w1, a.w1, b.w0, b.w0} in lane pairs. */
 TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
                           int32_t *acc)
@@ -127,6 +149,18 @@ TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int
     acc[1] = tq_host_sum01(bias1, cross);
     acc[2] = tq_host_sum23(bias0, cross);
     acc[3] = tq_host_sum23(bias1, diag);
+}
+
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    (void)off2;
+    host_widen(s, in, in_c >> 2, _mm_set1_epi16((int16_t)offset));
+    return s + 2 * in_c;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    host_widen(s, in, groups, _mm_setzero_si128());
 }
 #elif TQ_PACKED
 TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
@@ -160,6 +194,29 @@ TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int
     acc[2] = b0;
     acc[3] = b1;
 }
+
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    int32_t c;
+    (void)offset;
+    for (c = 0; c < in_c; c += 4, s += 8) {
+        const int32_t v = tq_read_s8x4(in + c);
+        tq_write_s16x2(s, tq_sxtab16(off2, v));
+        tq_write_s16x2(s + 2, tq_sxtab16_ror8(off2, v));
+    }
+    return s;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    for (; groups > 0; groups--) {
+        const int32_t v = tq_read_s8x4(in);
+        tq_write_s16x2(s, tq_sxtb16(v));
+        tq_write_s16x2(s + 2, tq_sxtb16_ror8(v));
+        in += 4;
+        s += 8;
+    }
+}
 #else
 TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
                           int32_t *acc)
@@ -180,6 +237,141 @@ TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int
     acc[2] = b0;
     acc[3] = b1;
 }
+
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    int32_t c;
+    (void)off2;
+    for (c = 0; c < in_c; c += 4, s += 8) {
+        s[0] = (int16_t)(in[c] + offset);
+        s[1] = (int16_t)(in[c + 2] + offset);
+        s[2] = (int16_t)(in[c + 1] + offset);
+        s[3] = (int16_t)(in[c + 3] + offset);
+    }
+    return s;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    for (; groups > 0; groups--) {
+        s[0] = in[0];
+        s[1] = in[2];
+        s[2] = in[1];
+        s[3] = in[3];
+        in += 4;
+        s += 8;
+    }
+}
+#endif
+
+/* gather_order: the lanes of a gather in any-depth natural order into (x0, x2, x1, x3), but on the host.
+   shallow_sums: two output channels' sums (weights w) of two pixels over the gathered taps s, `words` words each,
+   added to acc = {a0, a1, b0, b1} (pixel a, b; channel 0, 1). */
+#if TQ_PATH_HOST_SIMD
+TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
+{
+    (void)s, (void)k_padded;
+}
+
+/* Two words per step: v = {xa, xb} twice, c = {w0, w1} twice; diag = {a0, b1, a0, b1}, cross = {a1, b0, a1, b0}. */
+TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
+{
+    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128(), v, c;
+    int32_t i;
+    for (i = 0; i + 2 <= words; i += 2) {
+        v = tq_host_load128(s + 2 * i);
+        c = tq_host_load128(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    if (i < words) {
+        v = tq_host_load64(s + 2 * i);
+        c = tq_host_load64(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    diag = _mm_add_epi32(diag, _mm_shuffle_epi32(diag, 0x4E));
+    cross = _mm_add_epi32(cross, _mm_shuffle_epi32(cross, 0x4E));
+    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)_mm_cvtsi128_si32(diag));
+    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(diag, 0x55)));
+    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)_mm_cvtsi128_si32(cross));
+    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(cross, 0x55)));
+}
+#else
+TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
+{
+    int32_t k;
+    for (k = 0; k < k_padded; k += 4, s += 8) {
+        const int16_t t = s[1];
+        s[1] = s[2];
+        s[2] = t;
+    }
+}
+
+/* Word i of both pixels' taps times word i of both channels' weights. */
+#define TQ_SHALLOW_STEP(i)                                                                                     \
+    do {                                                                                                       \
+        const int32_t xa = s[2 * (i)], xb = s[2 * (i) + 1], w0 = w[2 * (i)], w1 = w[2 * (i) + 1];              \
+        a0 = tq_smlad(xa, w0, a0);                                                                             \
+        a1 = tq_smlad(xa, w1, a1);                                                                             \
+        b0 = tq_smlad(xb, w0, b0);                                                                             \
+        b1 = tq_smlad(xb, w1, b1);                                                                             \
+    } while (0)
+
+/* Four words per pass at constant offsets, then the last 0 to 3. */
+TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const int32_t *const s_end = s + 2 * (words & ~3);
+    while (s != s_end) {
+        TQ_SHALLOW_STEP(0);
+        TQ_SHALLOW_STEP(1);
+        TQ_SHALLOW_STEP(2);
+        TQ_SHALLOW_STEP(3);
+        s += 8;
+        w += 8;
+    }
+    switch (words & 3) {
+    case 3:
+        TQ_SHALLOW_STEP(2);
+        /* fall through */
+    case 2:
+        TQ_SHALLOW_STEP(1);
+        /* fall through */
+    case 1:
+        TQ_SHALLOW_STEP(0);
+        break;
+    default:
+        break;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+#endif
+
+/* The n output bytes of a layer clamped to [lo, hi] in place, for a fused layer whose activation range is narrower
+   than int8's: its outputs come from the int8-range copy of the loops (clamping a saturated value to a range
+   inside int8's is clamping the value), so that no loop nest is compiled twice for the clamp alone. The packed
+   path clamps four bytes per word first (clamp_words returns how many it left). */
+#if TQ_PACKED
+TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
+{
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+    for (; n >= 4; n -= 4, *out += 4) {
+        const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(*out), lo4), hi4);
+        memcpy(*out, &v, sizeof v);
+    }
+    return n;
+}
+#else
+TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
+{
+    (void)out, (void)lo, (void)hi;
+    return n;
+}
 #endif
 
 /* Every output channel of the pixel pair gathered in s (outputs at out and out_b; out_b == out where the pair's
@@ -187,7 +379,7 @@ TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int
    last step is completed by a copy of the last channel (weights and row), stored over the same byte. All four
    values are computed before the first store, which could alias the constants as far as C knows. */
 TQ_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
-                                int32_t out_c, int32_t groups, int mode, const tq_conv_out o)
+                           int32_t out_c, int32_t groups, int mode, const tq_conv_out o)
 {
     int8_t *const end = out + (out_c & ~1);
     while (out != end) {
@@ -221,7 +413,7 @@ TQ_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t *q, 
    copy shared by every caller and mode: the loops call mm_channels with an even count, which leaves its odd tail
    out of each inlined copy. Few arguments, so that the callers' frames stay small. */
 TQ_NOINLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
-                                    int mode)
+                                int mode)
 {
     const int32_t groups = p->k_padded >> 2, last = p->out_c - 1;
     const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
@@ -231,36 +423,13 @@ TQ_NOINLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, in
 
 /* Every output channel of the pixel pair gathered in s: the pairs inlined, an odd count's last channel shared. */
 TQ_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
-                                  int32_t groups, int mode, const tq_conv_out o)
+                             int32_t groups, int mode, const tq_conv_out o)
 {
     mm_channels(s, p->weights, p->requant, out, out_b, p->out_c & ~1, groups, mode, o);
     if (p->out_c & 1) {
         mm_odd_channel(p, s, out, out_b, mode);
     }
 }
-
-/* The n output bytes of a layer clamped to [lo, hi] in place, for a fused layer whose activation range is narrower
-   than int8's: its outputs come from the int8-range copy of the loops (clamping a saturated value to a range
-   inside int8's is clamping the value), so that no loop nest is compiled twice for the clamp alone. The packed
-   path clamps four bytes per word first (clamp_words returns how many it left). */
-#if TQ_PACKED
-TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
-{
-    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-    for (; n >= 4; n -= 4, *out += 4) {
-        const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(*out), lo4), hi4);
-        memcpy(*out, &v, sizeof v);
-    }
-    return n;
-}
-#else
-TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
-{
-    (void)out, (void)lo, (void)hi;
-    return n;
-}
-#endif
 
 static void clamp_outputs(int8_t *out, int32_t n, int32_t lo, int32_t hi)
 {
@@ -272,79 +441,6 @@ static void clamp_outputs(int8_t *out, int32_t n, int32_t lo, int32_t hi)
         *out = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
     }
 }
-
-#if TQ_PATH_HOST_SIMD
-/* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
-   shuffle: `groups` groups of 4 int8 from in, plus `off`, as int16 into s at a stride of 8 (two groups a step). */
-TQ_INLINE void host_widen(int16_t *s, const int8_t *in, int32_t groups, __m128i off)
-{
-    __m128i v;
-    for (; groups > 1; groups -= 2, in += 8, s += 16) {
-        v = _mm_add_epi16(tq_host_widen8(tq_host_load64(in)), off);
-        _mm_storel_epi64((__m128i *)(void *)s, v);
-        _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
-    }
-    if (groups > 0) {
-        v = _mm_add_epi16(tq_host_widen8(_mm_cvtsi32_si128(tq_read_s8x4(in))), off);
-        _mm_storel_epi64((__m128i *)(void *)s, v);
-    }
-}
-#endif
-
-/* gather's inner step for a tap inside the input, in_c a multiple of 4: in_c int8 inputs plus the input offset
-   (`offset`, also as two lanes `off2`) as int16 into s in groups of 4 at a stride of 8; returns s past them. The
-   packed path widens a word at a time in the (x0, x2, x1, x3) lane order, the host in natural order. And
-   gather_order: the lanes of a gather in any-depth natural order into (x0, x2, x1, x3), but on the host. */
-#if TQ_PATH_HOST_SIMD
-TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
-{
-    (void)off2;
-    host_widen(s, in, in_c >> 2, _mm_set1_epi16((int16_t)offset));
-    return s + 2 * in_c;
-}
-
-TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
-{
-    (void)s, (void)k_padded;
-}
-#elif TQ_PACKED
-TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
-{
-    int32_t c;
-    (void)offset;
-    for (c = 0; c < in_c; c += 4, s += 8) {
-        const int32_t v = tq_read_s8x4(in + c);
-        tq_write_s16x2(s, tq_sxtab16(off2, v));
-        tq_write_s16x2(s + 2, tq_sxtab16_ror8(off2, v));
-    }
-    return s;
-}
-#else
-TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
-{
-    int32_t c;
-    (void)off2;
-    for (c = 0; c < in_c; c += 4, s += 8) {
-        s[0] = (int16_t)(in[c] + offset);
-        s[1] = (int16_t)(in[c + 2] + offset);
-        s[2] = (int16_t)(in[c + 1] + offset);
-        s[3] = (int16_t)(in[c + 3] + offset);
-    }
-    return s;
-}
-#endif
-
-#if !TQ_PATH_HOST_SIMD
-TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
-{
-    int32_t k;
-    for (k = 0; k < k_padded; k += 4, s += 8) {
-        const int16_t t = s[1];
-        s[1] = s[2];
-        s[2] = t;
-    }
-}
-#endif
 
 /* The k_padded int16 inputs of output pixel (oy, ox), input offset added, padding taps and K's tail 0, in groups
    of 4 at a stride of 8 (the other pixel of the pair fills the gaps). */
@@ -398,7 +494,7 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
 }
 
 TQ_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                int mode)
+                           int mode)
 {
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t groups = p->k_padded >> 2;
@@ -446,40 +542,9 @@ TQ_NOINLINE void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int
     mm_pixel_pair(p, s, out, out, p->k_padded >> 2, mode, o);
 }
 
-/* A 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather. */
-#if TQ_PATH_HOST_SIMD
-TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
-{
-    host_widen(s, in, groups, _mm_setzero_si128());
-}
-#elif TQ_PACKED
-TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
-{
-    for (; groups > 0; groups--) {
-        const int32_t v = tq_read_s8x4(in);
-        tq_write_s16x2(s, tq_sxtb16(v));
-        tq_write_s16x2(s + 2, tq_sxtb16_ror8(v));
-        in += 4;
-        s += 8;
-    }
-}
-#else
-TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
-{
-    for (; groups > 0; groups--) {
-        s[0] = in[0];
-        s[1] = in[2];
-        s[2] = in[1];
-        s[3] = in[3];
-        in += 4;
-        s += 8;
-    }
-}
-#endif
-
 /* tq_conv2d_1x1 with the groups and the requantization mode constant where inlined. */
 TQ_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                   int32_t groups, int mode)
+                              int32_t groups, int mode)
 {
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t out_c = p->out_c;
@@ -516,7 +581,7 @@ TQ_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *input, i
    MobileNetV1-0.25's first pointwise layer that saves 9% of its instructions; at 16 a copy would save 5% of that
    layer, 0.3% of the model, for 630 bytes of code. */
 TQ_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                   int mode)
+                              int mode)
 {
     switch (p->k_padded) {
     case 8:
@@ -574,7 +639,7 @@ static void shallow_gather_border(const tq_conv_shallow_params *p, const int8_t 
 /* Both pixels' taps at once, their windows inside the input (a and b: the windows' first bytes); `offset`
    says whether to add the input offset (0 where it was folded into the bias: a constant where inlined). */
 TQ_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8_t *restrict a,
-                                          const int8_t *restrict b, int32_t *restrict s, int offset)
+                                     const int8_t *restrict b, int32_t *restrict s, int offset)
 {
     const int32_t *restrict off = p->tap_offsets;
     const int32_t *const end = off + (p->taps & ~1);
@@ -600,77 +665,6 @@ TQ_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q)
     return (int8_t)tq_sat_s8(v);
 }
 
-/* Two output channels' sums (weights w) of two pixels over the gathered taps s, `words` words each, added to
-   acc = {a0, a1, b0, b1} (pixel a, b; channel 0, 1). */
-#if TQ_PATH_HOST_SIMD
-/* Two words per step: v = {xa, xb} twice, c = {w0, w1} twice; diag = {a0, b1, a0, b1}, cross = {a1, b0, a1, b0}. */
-TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
-{
-    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128(), v, c;
-    int32_t i;
-    for (i = 0; i + 2 <= words; i += 2) {
-        v = tq_host_load128(s + 2 * i);
-        c = tq_host_load128(w + 2 * i);
-        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
-        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
-    }
-    if (i < words) {
-        v = tq_host_load64(s + 2 * i);
-        c = tq_host_load64(w + 2 * i);
-        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
-        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
-    }
-    diag = _mm_add_epi32(diag, _mm_shuffle_epi32(diag, 0x4E));
-    cross = _mm_add_epi32(cross, _mm_shuffle_epi32(cross, 0x4E));
-    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)_mm_cvtsi128_si32(diag));
-    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(diag, 0x55)));
-    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)_mm_cvtsi128_si32(cross));
-    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(cross, 0x55)));
-}
-#else
-/* Word i of both pixels' taps times word i of both channels' weights. */
-#define TQ_SHALLOW_STEP(i)                                                                                     \
-    do {                                                                                                       \
-        const int32_t xa = s[2 * (i)], xb = s[2 * (i) + 1], w0 = w[2 * (i)], w1 = w[2 * (i) + 1];              \
-        a0 = tq_smlad(xa, w0, a0);                                                                             \
-        a1 = tq_smlad(xa, w1, a1);                                                                             \
-        b0 = tq_smlad(xb, w0, b0);                                                                             \
-        b1 = tq_smlad(xb, w1, b1);                                                                             \
-    } while (0)
-
-/* Four words per pass at constant offsets, then the last 0 to 3. */
-TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
-{
-    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
-    const int32_t *const s_end = s + 2 * (words & ~3);
-    while (s != s_end) {
-        TQ_SHALLOW_STEP(0);
-        TQ_SHALLOW_STEP(1);
-        TQ_SHALLOW_STEP(2);
-        TQ_SHALLOW_STEP(3);
-        s += 8;
-        w += 8;
-    }
-    switch (words & 3) {
-    case 3:
-        TQ_SHALLOW_STEP(2);
-        /* fall through */
-    case 2:
-        TQ_SHALLOW_STEP(1);
-        /* fall through */
-    case 1:
-        TQ_SHALLOW_STEP(0);
-        break;
-    default:
-        break;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
-}
-#endif
-
 /* Two output channels (rows q and q + 6; weights w) of two pixels (outputs at out and out_b) over the gathered
    taps s. */
 TQ_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32_t *restrict q, int32_t words,
@@ -691,7 +685,7 @@ TQ_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32_t *r
 /* An odd out_c's last channel (the first of its pair's words in w, row q) for both pixels, one word per step: the
    same products and sums as shallow_pair in a plain loop, a fraction of the code of another inlined copy. */
 TQ_NOINLINE void shallow_last(const int32_t *s, const int32_t *w, const int32_t *q, int32_t words,
-                                  int8_t *out, int8_t *out_b)
+                              int8_t *out, int8_t *out_b)
 {
     int32_t a = q[2], b = q[2], i;
     for (i = 0; i < words; i++) {

@@ -80,7 +80,7 @@ TQ_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, int32
 /* Four channels' sums, added to acc, over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap
    inside the image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
 TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                          int32_t k_w, int32_t off2, int32_t acc[4])
+                       int32_t k_w, int32_t off2, int32_t acc[4])
 {
     int32_t ky, kx;
     for (ky = 0; ky < n_y; ky++, in += row, w += 2 * k_w) {
@@ -90,10 +90,22 @@ TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t 
     }
 }
 
+/* One tap of a 3x3 group's four channels into their sums, in uint32 as the hardware wraps (the final sums are
+   proven in range); the C twin of the DSP build's assembly loop uses it. */
+TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
+{
+    const int32_t xw = tq_read_s8x4(x);
+    const int32_t x02 = tq_sxtb16(xw);
+    const int32_t x13 = tq_sxtb16_ror8(xw);
+    acc[0] = tq_smlabb(x02, w02, acc[0]);
+    acc[2] = tq_smlatt(x02, w02, acc[2]);
+    acc[1] = tq_smlabb(x13, w13, acc[1]);
+    acc[3] = tq_smlatt(x13, w13, acc[3]);
+}
 #else
 
 TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                          int32_t k_w, int32_t off2, int32_t acc[4])
+                       int32_t k_w, int32_t off2, int32_t acc[4])
 {
     const int32_t off = tq_lo16(off2);
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -114,6 +126,13 @@ TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t 
     acc[3] = a3;
 }
 
+TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
+{
+    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(x[0] * tq_lo16(w02)));
+    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(x[1] * tq_lo16(w13)));
+    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(x[2] * tq_hi16(w02)));
+    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(x[3] * tq_hi16(w13)));
+}
 #endif
 
 /* Channel j (< 4) of a group's last, partial step, alone over the same layout, added to acc. */
@@ -248,30 +267,7 @@ TQ_INLINE void dw3_pixel(const int8_t *in, const int32_t *stream, int32_t row, i
                      : "r"(cc), "r"(rr)
                      : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "cc", "memory");
 }
-#elif TQ_PACKED
-/* One tap of four channels into their sums, in uint32 as the hardware wraps (the final sums are proven in range).
- */
-TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
-{
-    const int32_t xw = tq_read_s8x4(x);
-    const int32_t x02 = tq_sxtb16(xw);
-    const int32_t x13 = tq_sxtb16_ror8(xw);
-    acc[0] = tq_smlabb(x02, w02, acc[0]);
-    acc[2] = tq_smlatt(x02, w02, acc[2]);
-    acc[1] = tq_smlabb(x13, w13, acc[1]);
-    acc[3] = tq_smlatt(x13, w13, acc[3]);
-}
 #else
-TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
-{
-    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(x[0] * tq_lo16(w02)));
-    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(x[1] * tq_lo16(w13)));
-    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(x[2] * tq_hi16(w02)));
-    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(x[3] * tq_hi16(w13)));
-}
-#endif
-
-#if !TQ_DSP_ASM
 /* The DSP build's assembly loop in C: per group the biases, nine taps, four requantizations. */
 TQ_INLINE void dw3_pixel(const int8_t *in, const int32_t *s, int32_t row, int32_t c, int8_t *out)
 {

@@ -41,7 +41,7 @@ static inline int32_t add_one(const int32_t *t1, const int32_t *t2, int8_t x1, i
 /* The element loop of both kernels; `clamp` is a constant at each call: the activation range narrower than int8's
    (else a saturation to 8 bits). */
 TQ_INLINE void add_all(const tq_add_lut_params *p, const int8_t *input1, const int8_t *input2, int8_t *output,
-                           int clamp)
+                       int clamp)
 {
     const int32_t *t1 = p->table1 + 128;
     const int32_t *t2 = p->table2 + 128;

@@ -32,56 +32,7 @@ void tq_fully_connected(const tq_fc_params *p, const int8_t *input, int8_t *outp
     }
 }
 
-/* ---- Specialised: the input row widened into the scratch ---- */
-
-#if TQ_PACKED
-/* One input row as int16 pairs (x[k], x[k + 2]), (x[k + 1], x[k + 3]) per 4 columns, zero-padded to depth. */
-static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
-{
-    int32_t *s = (int32_t *)scratch;
-    int32_t k;
-    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 2) {
-        const int32_t v = tq_read_s8x4(x);
-        s[0] = tq_sxtb16(v);
-        s[1] = tq_sxtb16_ror8(v);
-    }
-    if (in_depth & 3) {
-        uint32_t v = 0;
-        for (k = (in_depth & 3) - 1; k >= 0; k--) {
-            v = (v << 8) | (uint8_t)x[k];
-        }
-        s[0] = tq_sxtb16((int32_t)v);
-        s[1] = tq_sxtb16_ror8((int32_t)v);
-        s += 2;
-    }
-    if (depth > ((in_depth + 3) & ~3)) { /* one block of padding at most: two stores, not a memset call */
-        s[0] = 0;
-        s[1] = 0;
-    }
-}
-#else
-/* The same scratch bytes as int16 stores (x[k], x[k + 2], x[k + 1], x[k + 3]): byte reads, no word reads, which
-   cores without unaligned access would split. */
-static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
-{
-    int16_t *s = (int16_t *)scratch;
-    int32_t k, j;
-    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 4) {
-        s[0] = x[0];
-        s[1] = x[2];
-        s[2] = x[1];
-        s[3] = x[3];
-    }
-    for (k = in_depth & ~3; k < depth; k += 4, s += 4) {
-        for (j = 0; j < 4; j++) {
-            s[(j & 1) * 2 + (j >> 1)] = (int16_t)(k + j < in_depth ? x[j] : 0);
-        }
-        x += 4;
-    }
-}
-#endif
-
-/* ---- Specialised: the stacked pairs' sums (tq_fc_stacked4), per path ---- */
+/* ---- Specialised: each path's building blocks, side by side (tq_path.h) ---- */
 
 /* TQ_FC_QUAD(ra, ba, rb, bb, s, w): two pairs' raw and low-row sums over 4 columns (the scratch's two words at s,
    the pairs' four weight words at w), both pointers advanced; TQ_FC_PAIR(ra, ba, s, w): one pair's. */
@@ -194,8 +145,6 @@ static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratc
         w += 2;                                                 \
     } while (0)
 #endif
-
-/* ---- Specialised: ARMv6-M's assembly passes and requantization ---- */
 
 #if TQ_PATH_ARMV6M
 /* ARMv6-M (Cortex-M0/M0+): GCC spills the portable loop's sums and pointers (8 low registers, MULS only), so the
@@ -456,181 +405,6 @@ static inline int32_t fused(int32_t x, const int32_t *q)
 }
 #endif
 
-/* ---- Specialised: tq_fc_stacked4 ---- */
-
-/* The high row's sum: (raw - low) / 256 plus its bias. */
-static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
-{
-    return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
-}
-
-/* Row o's sum requantized, zero point added, clamped to the activation range. */
-static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
-{
-    int32_t v = fused(acc, p->requant + 4 * o);
-    v = v < p->act_min ? p->act_min : v;
-    v = v > p->act_max ? p->act_max : v;
-    return (int8_t)v;
-}
-
-/* An odd last pair (rows o and o + 1, the latter only where out_depth has it) over the scratch s, its stacked
-   words from w on. */
-static void last_pair(const tq_fc_st4_params *p, const int32_t *s, const int32_t *w, int32_t o, int8_t *output)
-{
-    int32_t ra = p->bias[o], ba = ra, k;
-    for (k = p->depth >> 3; k > 0; k--) {
-        TQ_FC_PAIR(ra, ba, s, w);
-        TQ_FC_PAIR(ra, ba, s, w);
-    }
-    output[o] = requant(p, ba, o);
-    if (o + 1 < p->out_depth) {
-        output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-    }
-}
-
-/* Rows o .. o + 3 (the last only where out_depth has it) from two pairs' raw and low-row sums. */
-static inline void quad_out(const tq_fc_st4_params *p, int32_t o, int32_t ra, int32_t ba, int32_t rb, int32_t bb,
-                            int32_t out_depth, int8_t *output)
-{
-    output[o] = requant(p, ba, o);
-    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
-    output[o + 2] = requant(p, bb, o + 2);
-    if (o + 3 < out_depth) {
-        output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
-    }
-}
-
-#if TQ_HOST_AVX2
-/* The host's first blocks two per 256-bit step (see host_quads) into raw and low; returns the blocks left (0 or
-   1), s and w advanced past the ones taken. */
-TQ_INLINE int32_t host_quads_avx2(const int32_t **s, const int32_t **w, int32_t quads, __m128i *raw, __m128i *low)
-{
-    __m256i raw2 = _mm256_setzero_si256(), low2 = _mm256_setzero_si256();
-    for (; quads > 1; quads -= 2, *s += 4, *w += 8) {
-        const __m256i x2 = _mm256_permute4x64_epi64(_mm256_castsi128_si256(tq_host_load128(*s)), 0x50);
-        const __m256i v2 = _mm256_loadu_si256((const __m256i *)(const void *)*w);
-        raw2 = _mm256_add_epi32(raw2, _mm256_madd_epi16(v2, x2));
-        low2 = _mm256_add_epi32(low2, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v2, 8), 8), x2));
-    }
-    *raw = _mm_add_epi32(_mm256_castsi256_si128(raw2), _mm256_extracti128_si256(raw2, 1));
-    *low = _mm_add_epi32(_mm256_castsi256_si128(low2), _mm256_extracti128_si256(low2, 1));
-    return quads;
-}
-#elif TQ_PATH_HOST_SIMD
-TQ_INLINE int32_t host_quads_avx2(const int32_t **s, const int32_t **w, int32_t quads, __m128i *raw, __m128i *low)
-{
-    (void)s, (void)w, (void)raw, (void)low;
-    return quads;
-}
-#endif
-
-/* One widened input row s through every output row: stacked_row. */
-#if TQ_PATH_ARMV6M
-/* tq_fc_stacked4's pass over one widened input row on ARMv6-M: the grouped pairs three at a time (two at a time
-   for the last two or four), the odd last pair in C. */
-static void stacked_row(const tq_fc_st4_params *p, const int32_t *s, int8_t *output)
-{
-    const int32_t depth = p->depth, out_depth = p->out_depth, pairs = (out_depth + 1) >> 1, grouped = pairs & ~1;
-    const char *const w = (const char *)p->weights;
-    int32_t c[11], q, n, i;
-    for (q = 0; q < grouped; q += n) {
-        n = grouped - q >= 3 && grouped - q != 4 ? 3 : 2;
-        for (i = 0; i < n; i++) {
-            const int32_t pair = q + i;
-            c[2 * i] = p->bias[2 * pair];
-            c[2 * i + 1] = c[2 * i];
-            c[2 * n + 2 + i] = (int32_t)(intptr_t)(w + (pair >> 1) * 4 * depth + 8 * (pair & 1) + 2 * depth);
-        }
-        c[2 * n] = -2 * depth;
-        c[2 * n + 1] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
-        if (n == 3) {
-            tq_fc_pairs3_v6m(c);
-        } else {
-            tq_fc_pairs2_v6m(c);
-        }
-        for (i = 0; i < n; i++) {
-            const int32_t o = 2 * (q + i);
-            output[o] = requant(p, c[2 * i + 1], o);
-            if (o + 1 < out_depth) {
-                output[o + 1] = requant(p, high_row(c[2 * i], c[2 * i + 1], p->bias[o + 1]), o + 1);
-            }
-        }
-    }
-    if (pairs & 1) {
-        last_pair(p, s, (const int32_t *)(const void *)(w + grouped * 2 * depth), 2 * grouped, output);
-    }
-}
-#elif TQ_PATH_HOST_SIMD
-/* The host's own sums of two pairs over `quads` blocks of 4 columns (w's stream, 4 words a block): PMADDWD of the
-   stacked words and of their sign-extended low bytes with the block's scratch words, lanes 0-1 pair 0 and lanes
-   2-3 pair 1; two blocks per 256-bit step where the host has AVX2. acc = {ra, ba, rb, bb}, added to. */
-static void host_quads(const int32_t *s, const int32_t *w, int32_t quads, int32_t acc[4])
-{
-    __m128i raw = _mm_setzero_si128(), low = _mm_setzero_si128(), x, v;
-    quads = host_quads_avx2(&s, &w, quads, &raw, &low);
-    for (; quads > 0; quads--, s += 2, w += 4) {
-        x = tq_host_load64(s);
-        x = _mm_unpacklo_epi64(x, x);
-        v = tq_host_load128(w);
-        raw = _mm_add_epi32(raw, _mm_madd_epi16(v, x));
-        low = _mm_add_epi32(low, _mm_madd_epi16(_mm_srai_epi16(_mm_slli_epi16(v, 8), 8), x));
-    }
-    acc[0] = tq_host_sum01(acc[0], raw);
-    acc[1] = tq_host_sum01(acc[1], low);
-    acc[2] = tq_host_sum23(acc[2], raw);
-    acc[3] = tq_host_sum23(acc[3], low);
-}
-
-static void stacked_row(const tq_fc_st4_params *p, const int32_t *s0, int8_t *output)
-{
-    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
-    const int32_t *w = p->weights;
-    int32_t o;
-    for (o = 0; o + 4 <= even; o += 4) {
-        int32_t acc[4];
-        acc[0] = acc[1] = p->bias[o];
-        acc[2] = acc[3] = p->bias[o + 2];
-        host_quads(s0, w, depth >> 2, acc);
-        w += depth;
-        quad_out(p, o, acc[0], acc[1], acc[2], acc[3], out_depth, output);
-    }
-    if (o < out_depth) {
-        last_pair(p, s0, w, o, output);
-    }
-}
-#else
-/* Two pairs (four rows) per pass over the scratch. */
-static void stacked_row(const tq_fc_st4_params *p, const int32_t *s0, int8_t *output)
-{
-    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
-    const int32_t *w = p->weights;
-    int32_t o;
-    for (o = 0; o + 4 <= even; o += 4) {
-        const int32_t *s = s0;
-        int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb, k;
-        for (k = depth >> 3; k > 0; k--) {
-            TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-            TQ_FC_QUAD(ra, ba, rb, bb, s, w);
-        }
-        quad_out(p, o, ra, ba, rb, bb, out_depth, output);
-    }
-    if (o < out_depth) {
-        last_pair(p, s0, w, o, output);
-    }
-}
-#endif
-
-void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
-{
-    int32_t r;
-    for (r = 0; r < p->rows; r++, input += p->in_depth, output += p->out_depth) {
-        widen(input, p->in_depth, p->depth, scratch);
-        stacked_row(p, (const int32_t *)scratch, output);
-    }
-}
-
-/* ---- Specialised: tq_fc_rows4 ---- */
-
 /* tq_fc_rows4: the weights as they are (row-major, zero-padded). On the packed path the input row is widened into
    the scratch as for tq_fc_stacked4, so SXTB16 of a weight word gives the weights of columns (k, k + 2) and with
    its rotation those of (k + 1, k + 3): two SMLADs per word, four rows per pass over the scratch. Elsewhere each
@@ -734,9 +508,36 @@ static void rows4_dot(int32_t acc[4], const int8_t *x, const int8_t *w, int32_t 
 }
 #endif
 
-/* What tq_fc_rows4 does per path: rows_begin before a row (the packed path widens it into the scratch), rows_four
-   the sums of four rows, rows_one of one (its weights `words` words, in_depth bytes of them used). */
+/* widen: one input row into the scratch, the layout both kernels read on the packed path (elsewhere only
+   tq_fc_stacked4 reads it). What tq_fc_rows4 does per path: rows_begin before a row (the packed path widens it
+   into the scratch), rows_four the sums of four rows, rows_one of one (its weights `words` words, in_depth bytes
+   of them used). */
 #if TQ_PACKED
+/* One input row as int16 pairs (x[k], x[k + 2]), (x[k + 1], x[k + 3]) per 4 columns, zero-padded to depth. */
+static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
+{
+    int32_t *s = (int32_t *)scratch;
+    int32_t k;
+    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 2) {
+        const int32_t v = tq_read_s8x4(x);
+        s[0] = tq_sxtb16(v);
+        s[1] = tq_sxtb16_ror8(v);
+    }
+    if (in_depth & 3) {
+        uint32_t v = 0;
+        for (k = (in_depth & 3) - 1; k >= 0; k--) {
+            v = (v << 8) | (uint8_t)x[k];
+        }
+        s[0] = tq_sxtb16((int32_t)v);
+        s[1] = tq_sxtb16_ror8((int32_t)v);
+        s += 2;
+    }
+    if (depth > ((in_depth + 3) & ~3)) { /* one block of padding at most: two stores, not a memset call */
+        s[0] = 0;
+        s[1] = 0;
+    }
+}
+
 static int32_t row_dot(int32_t a, const int32_t *s, const int32_t *w, int32_t words)
 {
     int32_t k;
@@ -765,6 +566,26 @@ TQ_INLINE int32_t rows_one(int32_t a, const int8_t *input, const void *scratch, 
     return row_dot(a, (const int32_t *)scratch, w, words);
 }
 #else
+/* The same scratch bytes as int16 stores (x[k], x[k + 2], x[k + 1], x[k + 3]): byte reads, no word reads, which
+   cores without unaligned access would split. */
+static void widen(const int8_t *x, int32_t in_depth, int32_t depth, void *scratch)
+{
+    int16_t *s = (int16_t *)scratch;
+    int32_t k, j;
+    for (k = in_depth >> 2; k > 0; k--, x += 4, s += 4) {
+        s[0] = x[0];
+        s[1] = x[2];
+        s[2] = x[1];
+        s[3] = x[3];
+    }
+    for (k = in_depth & ~3; k < depth; k += 4, s += 4) {
+        for (j = 0; j < 4; j++) {
+            s[(j & 1) * 2 + (j >> 1)] = (int16_t)(k + j < in_depth ? x[j] : 0);
+        }
+        x += 4;
+    }
+}
+
 static int32_t row_dot(int32_t a, const int8_t *x, const int8_t *w, int32_t n)
 {
     int32_t k;
@@ -793,6 +614,180 @@ TQ_INLINE int32_t rows_one(int32_t a, const int8_t *input, const void *scratch, 
     return row_dot(a, input, (const int8_t *)(const void *)w, in_depth);
 }
 #endif
+
+/* ---- Specialised: tq_fc_stacked4 ---- */
+
+/* The high row's sum: (raw - low) / 256 plus its bias. */
+static inline int32_t high_row(int32_t r, int32_t b, int32_t bias)
+{
+    return ((int32_t)((uint32_t)r - (uint32_t)b) >> 8) + bias;
+}
+
+/* Row o's sum requantized, zero point added, clamped to the activation range. */
+static inline int8_t requant(const tq_fc_st4_params *p, int32_t acc, int32_t o)
+{
+    int32_t v = fused(acc, p->requant + 4 * o);
+    v = v < p->act_min ? p->act_min : v;
+    v = v > p->act_max ? p->act_max : v;
+    return (int8_t)v;
+}
+
+/* An odd last pair (rows o and o + 1, the latter only where out_depth has it) over the scratch s, its stacked
+   words from w on. */
+static void last_pair(const tq_fc_st4_params *p, const int32_t *s, const int32_t *w, int32_t o, int8_t *output)
+{
+    int32_t ra = p->bias[o], ba = ra, k;
+    for (k = p->depth >> 3; k > 0; k--) {
+        TQ_FC_PAIR(ra, ba, s, w);
+        TQ_FC_PAIR(ra, ba, s, w);
+    }
+    output[o] = requant(p, ba, o);
+    if (o + 1 < p->out_depth) {
+        output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+    }
+}
+
+/* Rows o .. o + 3 (the last only where out_depth has it) from two pairs' raw and low-row sums. */
+static inline void quad_out(const tq_fc_st4_params *p, int32_t o, int32_t ra, int32_t ba, int32_t rb, int32_t bb,
+                            int32_t out_depth, int8_t *output)
+{
+    output[o] = requant(p, ba, o);
+    output[o + 1] = requant(p, high_row(ra, ba, p->bias[o + 1]), o + 1);
+    output[o + 2] = requant(p, bb, o + 2);
+    if (o + 3 < out_depth) {
+        output[o + 3] = requant(p, high_row(rb, bb, p->bias[o + 3]), o + 3);
+    }
+}
+
+#if TQ_PATH_ARMV6M
+/* tq_fc_stacked4's pass over one widened input row on ARMv6-M: the grouped pairs three at a time (two at a time
+   for the last two or four), the odd last pair in C. */
+static void stacked_row(const tq_fc_st4_params *p, const int32_t *s, int8_t *output)
+{
+    const int32_t depth = p->depth, out_depth = p->out_depth, pairs = (out_depth + 1) >> 1, grouped = pairs & ~1;
+    const char *const w = (const char *)p->weights;
+    int32_t c[11], q, n, i;
+    for (q = 0; q < grouped; q += n) {
+        n = grouped - q >= 3 && grouped - q != 4 ? 3 : 2;
+        for (i = 0; i < n; i++) {
+            const int32_t pair = q + i;
+            c[2 * i] = p->bias[2 * pair];
+            c[2 * i + 1] = c[2 * i];
+            c[2 * n + 2 + i] = (int32_t)(intptr_t)(w + (pair >> 1) * 4 * depth + 8 * (pair & 1) + 2 * depth);
+        }
+        c[2 * n] = -2 * depth;
+        c[2 * n + 1] = (int32_t)(intptr_t)((const char *)s + 2 * depth);
+        if (n == 3) {
+            tq_fc_pairs3_v6m(c);
+        } else {
+            tq_fc_pairs2_v6m(c);
+        }
+        for (i = 0; i < n; i++) {
+            const int32_t o = 2 * (q + i);
+            output[o] = requant(p, c[2 * i + 1], o);
+            if (o + 1 < out_depth) {
+                output[o + 1] = requant(p, high_row(c[2 * i], c[2 * i + 1], p->bias[o + 1]), o + 1);
+            }
+        }
+    }
+    if (pairs & 1) {
+        last_pair(p, s, (const int32_t *)(const void *)(w + grouped * 2 * depth), 2 * grouped, output);
+    }
+}
+#elif TQ_PATH_HOST_SIMD
+#if TQ_HOST_AVX2
+/* The host's first blocks two per 256-bit step (see host_quads) into raw and low; returns the blocks left (0 or
+   1), s and w advanced past the ones taken. */
+TQ_INLINE int32_t host_quads_avx2(const int32_t **s, const int32_t **w, int32_t quads, __m128i *raw, __m128i *low)
+{
+    __m256i raw2 = _mm256_setzero_si256(), low2 = _mm256_setzero_si256();
+    for (; quads > 1; quads -= 2, *s += 4, *w += 8) {
+        const __m256i x2 = _mm256_permute4x64_epi64(_mm256_castsi128_si256(tq_host_load128(*s)), 0x50);
+        const __m256i v2 = _mm256_loadu_si256((const __m256i *)(const void *)*w);
+        raw2 = _mm256_add_epi32(raw2, _mm256_madd_epi16(v2, x2));
+        low2 = _mm256_add_epi32(low2, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v2, 8), 8), x2));
+    }
+    *raw = _mm_add_epi32(_mm256_castsi256_si128(raw2), _mm256_extracti128_si256(raw2, 1));
+    *low = _mm_add_epi32(_mm256_castsi256_si128(low2), _mm256_extracti128_si256(low2, 1));
+    return quads;
+}
+#else
+TQ_INLINE int32_t host_quads_avx2(const int32_t **s, const int32_t **w, int32_t quads, __m128i *raw, __m128i *low)
+{
+    (void)s, (void)w, (void)raw, (void)low;
+    return quads;
+}
+#endif
+
+/* The host's own sums of two pairs over `quads` blocks of 4 columns (w's stream, 4 words a block): PMADDWD of the
+   stacked words and of their sign-extended low bytes with the block's scratch words, lanes 0-1 pair 0 and lanes
+   2-3 pair 1; two blocks per 256-bit step where the host has AVX2. acc = {ra, ba, rb, bb}, added to. */
+static void host_quads(const int32_t *s, const int32_t *w, int32_t quads, int32_t acc[4])
+{
+    __m128i raw = _mm_setzero_si128(), low = _mm_setzero_si128(), x, v;
+    quads = host_quads_avx2(&s, &w, quads, &raw, &low);
+    for (; quads > 0; quads--, s += 2, w += 4) {
+        x = tq_host_load64(s);
+        x = _mm_unpacklo_epi64(x, x);
+        v = tq_host_load128(w);
+        raw = _mm_add_epi32(raw, _mm_madd_epi16(v, x));
+        low = _mm_add_epi32(low, _mm_madd_epi16(_mm_srai_epi16(_mm_slli_epi16(v, 8), 8), x));
+    }
+    acc[0] = tq_host_sum01(acc[0], raw);
+    acc[1] = tq_host_sum01(acc[1], low);
+    acc[2] = tq_host_sum23(acc[2], raw);
+    acc[3] = tq_host_sum23(acc[3], low);
+}
+
+static void stacked_row(const tq_fc_st4_params *p, const int32_t *s0, int8_t *output)
+{
+    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
+    const int32_t *w = p->weights;
+    int32_t o;
+    for (o = 0; o + 4 <= even; o += 4) {
+        int32_t acc[4];
+        acc[0] = acc[1] = p->bias[o];
+        acc[2] = acc[3] = p->bias[o + 2];
+        host_quads(s0, w, depth >> 2, acc);
+        w += depth;
+        quad_out(p, o, acc[0], acc[1], acc[2], acc[3], out_depth, output);
+    }
+    if (o < out_depth) {
+        last_pair(p, s0, w, o, output);
+    }
+}
+#else
+/* Two pairs (four rows) per pass over the scratch. */
+static void stacked_row(const tq_fc_st4_params *p, const int32_t *s0, int8_t *output)
+{
+    const int32_t depth = p->depth, out_depth = p->out_depth, even = out_depth + (out_depth & 1);
+    const int32_t *w = p->weights;
+    int32_t o;
+    for (o = 0; o + 4 <= even; o += 4) {
+        const int32_t *s = s0;
+        int32_t ra = p->bias[o], ba = ra, rb = p->bias[o + 2], bb = rb, k;
+        for (k = depth >> 3; k > 0; k--) {
+            TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+            TQ_FC_QUAD(ra, ba, rb, bb, s, w);
+        }
+        quad_out(p, o, ra, ba, rb, bb, out_depth, output);
+    }
+    if (o < out_depth) {
+        last_pair(p, s0, w, o, output);
+    }
+}
+#endif
+
+void tq_fc_stacked4(const tq_fc_st4_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    int32_t r;
+    for (r = 0; r < p->rows; r++, input += p->in_depth, output += p->out_depth) {
+        widen(input, p->in_depth, p->depth, scratch);
+        stacked_row(p, (const int32_t *)scratch, output);
+    }
+}
+
+/* ---- Specialised: tq_fc_rows4 ---- */
 
 void tq_fc_rows4(const tq_fc_rows_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
