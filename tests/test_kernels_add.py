@@ -184,13 +184,15 @@ def _tie_sensitive(f: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def pairs_harness(tmp_path_factory) -> Path:
-    """tests/add_pairs.c with the runtime's tq_add and tq_add_lut (elementwise/tq_elementwise.c), under ASan+UBSan, warnings as errors."""
+    """tests/add_pairs.c with the runtime's tq_add and tq_add_lut (elementwise/tq_elementwise.c), under ASan+UBSan,
+    warnings as errors."""
     exe = tmp_path_factory.mktemp("add_pairs") / "add_pairs"
     runtime = resources.runtime_dir()
     includes = [f"-I{d}" for d in (runtime, *sorted(p for p in runtime.iterdir() if p.is_dir()))]
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fsanitize=address,undefined",
                     "-fno-sanitize-recover=all", *includes, str(Path(__file__).with_name("add_pairs.c")),
-                    str(runtime / "elementwise" / "tq_elementwise.c"), "-o", str(exe)], check=True)
+                    str(runtime / "elementwise" / "tq_elementwise.c"), str(runtime / "tq_requant.c"), "-o", str(exe)],
+                   check=True)
     return exe
 
 

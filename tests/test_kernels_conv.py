@@ -190,7 +190,7 @@ static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-static int32_t tq_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
+static int32_t reference_requantize(int32_t x, int32_t multiplier, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
@@ -221,9 +221,9 @@ int main(void)
                 const int32_t raw = e < n_edges ? edges[e] : (int32_t)next();
                 /* keep x << left within int32, as tinyq/lower.py proves for every layer */
                 const int32_t x = (int32_t)((uint32_t)raw << (left + 1)) >> (left + 1);
-                const int32_t want = tq_multiply_by_quantized_multiplier(x, mult, shift);
+                const int32_t want = reference_requantize(x, mult, shift);
                 const int32_t got = tq_requantize(x, mult, shift);
-                if (got != want) {
+                if (got != want || tq_multiply_by_quantized_multiplier(x, mult, shift) != want) {
                     printf("x=%ld mult=%ld shift=%ld: %ld, not %ld\n", (long)x, (long)mult, (long)shift, (long)got,
                            (long)want);
                     return 1;
@@ -253,7 +253,8 @@ def test_division_free_requantization_equals_generic(tmp_path):
     src.write_text(REQUANT_HARNESS)
     exe = tmp_path / "requant"
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", *RUNTIME_INCLUDES, str(src), "-o", str(exe)], check=True, capture_output=True, text=True)
+                    "-fno-sanitize-recover=all", *RUNTIME_INCLUDES, str(src), str(RUNTIME / "tq_requant.c"), "-o",
+                    str(exe)], check=True, capture_output=True, text=True)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert [int(v) for v in run.stdout.split()] == [62 * 20000 * 19, 23 * 20000 * 19]
@@ -364,7 +365,7 @@ def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
              "emulated-asan-ubsan": ["-O1", "-DTQ_EMULATE_DSP", "-fsanitize=address,undefined",
                                      "-fno-sanitize-recover=all"]}[build]
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, *RUNTIME_INCLUDES, str(src),
-                    str(RUNTIME / "conv" / "tq_conv.c"), "-o", str(exe)], check=True,
+                    str(RUNTIME / "conv" / "tq_conv.c"), str(RUNTIME / "tq_requant.c"), "-o", str(exe)], check=True,
                    capture_output=True, text=True)
     rng = np.random.default_rng(5)
     cases = [_mm_case(rng, pw, fused, full, in_c, out_c) for pw in (True, False) for fused in (True, False)

@@ -15,7 +15,7 @@
 static int8_t conv_output(const tq_conv_params *p, int32_t acc, int32_t oc)
 {
     acc += p->bias[oc];
-    acc = tq_requantize(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
     return tq_clamp_s8(acc, p->act_min, p->act_max);
 }
 
@@ -73,7 +73,7 @@ TQ_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_co
     if (mode == RQ_LR) {
         v = tq_requantize_lr(acc, q[3], q[0], q[1]) + o.offset;
     } else {
-        v = tq_requantize_fused(acc, q[3], tq_fused_constant(q), q[4]);
+        v = tq_requantize_fused(acc, q[3], TQ_FUSED_CONSTANT(q), q[4]);
     }
     if (mode == RQ_FUSED_FULL) {
         return (int8_t)tq_sat_s8(v);
@@ -661,7 +661,7 @@ TQ_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8
    activation range is clamped after the layer: clamp_outputs). */
 TQ_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q)
 {
-    const int32_t v = tq_requantize_fused(acc, q[3], tq_fused_constant(q), q[4]);
+    const int32_t v = tq_requantize_fused(acc, q[3], TQ_FUSED_CONSTANT(q), q[4]);
     return (int8_t)tq_sat_s8(v);
 }
 

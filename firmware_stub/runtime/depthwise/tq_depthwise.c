@@ -13,6 +13,14 @@
 
 /* ---- Generic ---- */
 
+/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one output. */
+static int8_t dw_output(const tq_conv_params *p, int32_t acc, int32_t oc)
+{
+    acc += p->bias[oc];
+    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+    return tq_clamp_s8(acc, p->act_min, p->act_max);
+}
+
 void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output)
 {
     int32_t oy, ox, ic, m, ky, kx;
@@ -38,9 +46,7 @@ void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *o
                                    ((int32_t)input[(iy * p->in_w + ix) * p->in_c + ic] + p->input_offset);
                         }
                     }
-                    acc += p->bias[oc];
-                    acc = tq_requantize(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
-                    output[(oy * p->out_w + ox) * p->out_c + oc] = tq_clamp_s8(acc, p->act_min, p->act_max);
+                    output[(oy * p->out_w + ox) * p->out_c + oc] = dw_output(p, acc, oc);
                 }
             }
         }
@@ -55,7 +61,7 @@ static int32_t dw_requant(int32_t x, const int32_t *q, int32_t output_offset, in
 {
     int32_t out;
     if (q[TQ_DW_SHIFT] >= 0) {
-        out = tq_requantize_fused(x, q[TQ_DW_MULT], tq_fused_constant(q + TQ_DW_C_LO), q[TQ_DW_SHIFT]);
+        out = tq_requantize_fused(x, q[TQ_DW_MULT], TQ_FUSED_CONSTANT(q + TQ_DW_C_LO), q[TQ_DW_SHIFT]);
     } else {
         out = tq_requantize(x, q[TQ_DW_MULT], q[TQ_DW_C_LO]) + output_offset;
     }
@@ -222,7 +228,7 @@ void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
    so that the borrow of its -[x < 0] * 2^31 becomes -[x < 0] on the high word; q = (c lo, c hi, mult, r). */
 TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
 {
-    const int32_t hi = (int32_t)((tq_fused_constant(q) + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
+    const int32_t hi = (int32_t)((TQ_FUSED_CONSTANT(q) + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
     return tq_sat_s8(hi >> (q[3] & 0xFF));
 }
 

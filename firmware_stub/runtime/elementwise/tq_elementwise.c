@@ -14,9 +14,9 @@ void tq_add(const tq_add_params *p, const int8_t *input1, const int8_t *input2, 
     for (i = 0; i < p->size; i++) {
         const int32_t a = (int32_t)((uint32_t)(p->in1_offset + input1[i]) << p->left_shift);
         const int32_t b = (int32_t)((uint32_t)(p->in2_offset + input2[i]) << p->left_shift);
-        const int32_t sa = tq_requantize(a, p->in1_mult, p->in1_shift);
-        const int32_t sb = tq_requantize(b, p->in2_mult, p->in2_shift);
-        const int32_t sum = tq_requantize(sa + sb, p->out_mult, p->out_shift) + p->out_offset;
+        const int32_t sa = tq_multiply_by_quantized_multiplier(a, p->in1_mult, p->in1_shift);
+        const int32_t sb = tq_multiply_by_quantized_multiplier(b, p->in2_mult, p->in2_shift);
+        const int32_t sum = tq_multiply_by_quantized_multiplier(sa + sb, p->out_mult, p->out_shift) + p->out_offset;
         output[i] = tq_clamp_s8(sum, p->act_min, p->act_max);
     }
 }
@@ -104,27 +104,27 @@ static int32_t clamp_act(const tq_binary_params *p, int32_t v)
 /* Each input rescaled to twice the larger input scale, in left_shift bits of headroom. */
 static int32_t rescaled(int32_t value, int32_t offset, int32_t left_shift, int32_t mult, int32_t shift)
 {
-    return tq_requantize((int32_t)((uint32_t)(value + offset) << left_shift), mult, shift);
+    return tq_multiply_by_quantized_multiplier((int32_t)((uint32_t)(value + offset) << left_shift), mult, shift);
 }
 
 static int32_t add_fn(const tq_binary_params *p, int32_t a, int32_t b)
 {
     const int32_t sum = rescaled(a, p->in1_offset, p->left_shift, p->in1_mult, p->in1_shift) +
                         rescaled(b, p->in2_offset, p->left_shift, p->in2_mult, p->in2_shift);
-    return clamp_act(p, tq_requantize(sum, p->out_mult, p->out_shift) + p->out_offset);
+    return clamp_act(p, tq_multiply_by_quantized_multiplier(sum, p->out_mult, p->out_shift) + p->out_offset);
 }
 
 static int32_t sub_fn(const tq_binary_params *p, int32_t a, int32_t b)
 {
     const int32_t diff = rescaled(a, p->in1_offset, p->left_shift, p->in1_mult, p->in1_shift) -
                          rescaled(b, p->in2_offset, p->left_shift, p->in2_mult, p->in2_shift);
-    return clamp_act(p, tq_requantize(diff, p->out_mult, p->out_shift) + p->out_offset);
+    return clamp_act(p, tq_multiply_by_quantized_multiplier(diff, p->out_mult, p->out_shift) + p->out_offset);
 }
 
 static int32_t mul_fn(const tq_binary_params *p, int32_t a, int32_t b)
 {
     const int32_t product = (a + p->in1_offset) * (b + p->in2_offset);
-    return clamp_act(p, tq_requantize(product, p->out_mult, p->out_shift) + p->out_offset);
+    return clamp_act(p, tq_multiply_by_quantized_multiplier(product, p->out_mult, p->out_shift) + p->out_offset);
 }
 
 static int32_t max_fn(const tq_binary_params *p, int32_t a, int32_t b)

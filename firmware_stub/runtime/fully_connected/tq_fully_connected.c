@@ -26,7 +26,7 @@ void tq_fully_connected(const tq_fc_params *p, const int8_t *input, int8_t *outp
             for (i = 0; i < p->in_depth; i++) {
                 acc += (int32_t)w[i] * (int32_t)input[i];
             }
-            acc = tq_requantize(acc, p->mult[o], p->shift[o]) + p->output_offset;
+            acc = tq_multiply_by_quantized_multiplier(acc, p->mult[o], p->shift[o]) + p->output_offset;
             output[o] = tq_clamp_s8(acc, p->act_min, p->act_max);
         }
     }
@@ -401,7 +401,7 @@ static inline int32_t fused(int32_t x, const int32_t *q)
 #else
 static inline int32_t fused(int32_t x, const int32_t *q)
 {
-    return tq_requantize_fused(x, q[2], tq_fused_constant(q), q[3]);
+    return tq_requantize_fused(x, q[2], TQ_FUSED_CONSTANT(q), q[3]);
 }
 #endif
 

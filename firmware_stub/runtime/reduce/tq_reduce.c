@@ -14,7 +14,7 @@ void tq_mean(const tq_mean_params *p, const int8_t *input, int8_t *output)
             for (k = 0; k < p->count; k++) {
                 sum += base[k * p->inner + i];
             }
-            v = tq_requantize(sum - p->input_zp_sum, p->mult, p->shift) + p->output_offset;
+            v = tq_multiply_by_quantized_multiplier(sum - p->input_zp_sum, p->mult, p->shift) + p->output_offset;
             output[o * p->inner + i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
         }
     }

@@ -33,7 +33,7 @@ void tq_transpose_conv(const tq_conv_params *p, const int8_t *input, int8_t *out
                     }
                 }
                 acc += p->bias[oc];
-                acc = tq_requantize(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+                acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
                 acc = acc < p->act_min ? p->act_min : (acc > p->act_max ? p->act_max : acc);
                 output[(oy * p->out_w + ox) * p->out_c + oc] = (int8_t)acc;
             }
