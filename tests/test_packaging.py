@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tinyq import resources
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,6 +45,9 @@ def test_wheel_holds_templates_and_firmware_sources(wheel):
                  "tinyq/firmware_stub/targets/cortex-m4.mk", "tinyq/firmware_stub/backends/c.mk",
                  "tinyq/firmware_stub/board/cortex_m/cortex_m.ld", "tinyq/firmware_stub/board/host/board_host.c"):
         assert path in names, path
+    runtime = resources.runtime_dir()  # every op family's folder, however many there are
+    for source in runtime.rglob("*.[ch]"):
+        assert f"tinyq/firmware_stub/runtime/{source.relative_to(runtime).as_posix()}" in names, source
     assert not [n for n in names if n.endswith((".o", ".elf"))]
 
 
