@@ -3,7 +3,7 @@
     python3 benchmarks/pool_kernels.py [--images 20] [--targets cortex-m4,cortex-m3]
 
 Rows: synthetic one-op int8 models, each emitted with --optimize size (generic tq_max_pool / tq_average_pool) and
-speed (tinyq/kernels/pool.py's choice), cross-compiled at -O2, run in QEMU (-icount shift=0) on --images random
+speed (tinyq/engine/ops/pool.py's choice), cross-compiled at -O2, run in QEMU (-icount shift=0) on --images random
 inputs checked against TFLM byte for byte. Figures are whole inferences (the same harness cost in both columns);
 the last column is the specialised kernel's instructions per output element, after the one-op model's fixed cost
 (entry, copy-out) measured on a 1x1 model is taken off.

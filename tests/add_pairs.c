@@ -3,8 +3,7 @@
    then the specialised ones and both tables; writes the generic outputs, then the specialised ones. */
 #include <stdio.h>
 
-#include "tinyq_kernels.h"
-#include "tq_add.h"
+#include "tq_elementwise.h"
 
 #define PAIRS 65536
 

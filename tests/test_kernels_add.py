@@ -1,4 +1,4 @@
-"""The specialised same-shape ADD (tinyq/kernels/elementwise.py, firmware_stub/runtime/tq_add.c) bit-exact with
+"""The specialised same-shape ADD (tinyq/engine/ops/elementwise.py, firmware_stub/runtime/elementwise/) bit-exact with
 TFLM.
 
 One synthetic int8 model holds four ADDs of activations with different scales and zero points: no activation
@@ -109,7 +109,7 @@ def _generic_add(f: dict, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
 
 
 def _kernel_add(v: dict, t1: np.ndarray, t2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """tq_add.c's arithmetic on numpy int64: SMMLAR of the doubled sum, sign correction, shift, clamp."""
+    """tq_add_lut's arithmetic on numpy int64: SMMLAR of the doubled sum, sign correction, shift, clamp."""
     s2 = t1[x1 + 128].astype(np.int64) + t2[x2 + 128]
     assert np.abs(s2).max() < 1 << 31
     high = (v["acc"] * (1 << 32) + s2 * v["mult"] + (1 << 31)) >> 32
@@ -185,12 +185,15 @@ def _tie_sensitive(f: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def pairs_harness(tmp_path_factory) -> Path:
-    """tests/add_pairs.c with the runtime's tq_add and tq_add.c, under ASan+UBSan, warnings as errors."""
+    """tests/add_pairs.c with the runtime's tq_add and tq_add_lut (elementwise/tq_elementwise.c), under ASan+UBSan,
+    warnings as errors."""
     exe = tmp_path_factory.mktemp("add_pairs") / "add_pairs"
     runtime = resources.runtime_dir()
+    includes = [f"-I{d}" for d in (runtime, *sorted(p for p in runtime.iterdir() if p.is_dir()))]
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fsanitize=address,undefined",
-                    "-fno-sanitize-recover=all", f"-I{runtime}", str(Path(__file__).with_name("add_pairs.c")),
-                    str(runtime / "tq_add.c"), str(runtime / "tinyq_kernels.c"), "-o", str(exe)], check=True)
+                    "-fno-sanitize-recover=all", *includes, str(Path(__file__).with_name("add_pairs.c")),
+                    str(runtime / "elementwise" / "tq_elementwise.c"), str(runtime / "tq_requant.c"), "-o", str(exe)],
+                   check=True)
     return exe
 
 

@@ -1,4 +1,4 @@
-"""The specialised CONV_2D kernels (tinyq/kernels/conv.py, firmware_stub/runtime/tq_conv.c) bit-exact with TFLM.
+"""The specialised CONV_2D kernels (tinyq/engine/ops/conv.py, firmware_stub/runtime/conv/) bit-exact with TFLM.
 
 Four synthetic int8 models cover the choice and the C: shallow inputs (1 and 3 channels), 1x1 over depths 8 and 16,
 depths that are and are not multiples of 4, odd output channels and odd pixel counts, strides, dilation, SAME
@@ -28,6 +28,8 @@ from tinyq.engine import Optimize, lower
 L = tf.keras.layers
 SAMPLES = 300
 RUNTIME = firmware.STUB_DIR / "runtime"
+# The runtime compiled in place: its shared headers and every op family's folder on the include path.
+RUNTIME_INCLUDES = [f"-I{d}" for d in (RUNTIME, *sorted(p for p in RUNTIME.iterdir() if p.is_dir()))]
 
 
 def _deep(x):
@@ -167,7 +169,34 @@ def test_conv_bitexact_with_tflm_in_qemu(target, emitted, tmp_path):
 REQUANT_HARNESS = r"""
 #include <stdio.h>
 #include "tq_requant.h"
-#include "tinyq_kernels.h"
+
+/* TFLite's MultiplyByQuantizedMultiplier as gemmlowp writes it, the reference the division-free forms must equal. */
+static int32_t srdhm(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int64_t nudge;
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static int32_t reference_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    return rounding_divide_by_pot(srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
 
 static uint32_t state = 12345u;
 static uint32_t next(void) { state = state * 1664525u + 1013904223u; return state; }
@@ -191,11 +220,11 @@ int main(void)
             const int fits = r >= 1 && r <= 23;
             for (e = 0; e <= n_edges; e++) {
                 const int32_t raw = e < n_edges ? edges[e] : (int32_t)next();
-                /* keep x << left within int32, as tinyq/lower.py proves for every layer */
+                /* keep x << left within int32, as tinyq/engine/ops/ proves for every layer */
                 const int32_t x = (int32_t)((uint32_t)raw << (left + 1)) >> (left + 1);
-                const int32_t want = tq_multiply_by_quantized_multiplier(x, mult, shift);
+                const int32_t want = reference_requantize(x, mult, shift);
                 const int32_t got = tq_requantize(x, mult, shift);
-                if (got != want) {
+                if (got != want || tq_multiply_by_quantized_multiplier(x, mult, shift) != want) {
                     printf("x=%ld mult=%ld shift=%ld: %ld, not %ld\n", (long)x, (long)mult, (long)shift, (long)got,
                            (long)want);
                     return 1;
@@ -225,7 +254,7 @@ def test_division_free_requantization_equals_generic(tmp_path):
     src.write_text(REQUANT_HARNESS)
     exe = tmp_path / "requant"
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", f"-I{RUNTIME}", str(src), str(RUNTIME / "tinyq_kernels.c"), "-o",
+                    "-fno-sanitize-recover=all", *RUNTIME_INCLUDES, str(src), str(RUNTIME / "tq_requant.c"), "-o",
                     str(exe)], check=True, capture_output=True, text=True)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -236,7 +265,6 @@ MM_HARNESS = r"""
 #include <stdio.h>
 #include <string.h>
 #include "tq_conv.h"
-#include "tinyq_kernels.h"
 
 static int32_t fields[21]; /* tq_conv_mm_params' 19 integers, then pointwise, fused */
 static int8_t w_mm[8192], w[8192], sh[64], in[4096], out_mm[4096], out_ref[4096];
@@ -337,8 +365,8 @@ def test_mm_requant_modes_equal_generic_kernel(build, tmp_path):
              "portable": ["-O2", "-DTQ_PORTABLE"],
              "emulated-asan-ubsan": ["-O1", "-DTQ_EMULATE_DSP", "-fsanitize=address,undefined",
                                      "-fno-sanitize-recover=all"]}[build]
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, f"-I{RUNTIME}", str(src),
-                    str(RUNTIME / "tq_conv.c"), str(RUNTIME / "tinyq_kernels.c"), "-o", str(exe)], check=True,
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, *RUNTIME_INCLUDES, str(src),
+                    str(RUNTIME / "conv" / "tq_conv.c"), str(RUNTIME / "tq_requant.c"), "-o", str(exe)], check=True,
                    capture_output=True, text=True)
     rng = np.random.default_rng(5)
     cases = [_mm_case(rng, pw, fused, full, in_c, out_c) for pw in (True, False) for fused in (True, False)

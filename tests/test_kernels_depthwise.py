@@ -1,4 +1,4 @@
-"""The specialised depthwise kernels (tinyq/kernels/depthwise.py, firmware_stub/runtime/tq_depthwise.c), each
+"""The specialised depthwise kernels (tinyq/engine/ops/depthwise.py, firmware_stub/runtime/depthwise/), each
 bit-exact with TFLM: one synthetic graph whose layers reach every branch of the choice (the 3x3 stream kernels
 with strides 1 and 2, SAME (padded, asymmetric too) and VALID; 3x3 with a channel tail and a two-step rescale and a
 tall window on the any-size kernel; a depth multiplier left to the generic kernel), run on a few hundred random inputs through the packed path, the portable path, the sanitizers,

@@ -1,4 +1,4 @@
-"""The specialised pooling kernels (tinyq/kernels/pool.py, firmware_stub/runtime/tq_pool.c) bit-exact with TFLM.
+"""The specialised pooling kernels (tinyq/engine/ops/pool.py, firmware_stub/runtime/pool/) bit-exact with TFLM.
 
 Two synthetic int8 models cover every branch of the choice and of the C: max and average windows of 2x2, 3x3 and
 3x2, strides 1 and 2, SAME padding (windows cut at the borders, counts that vary) and VALID, the full 2x2 fast

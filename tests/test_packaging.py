@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tinyq import resources
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -38,11 +40,15 @@ def test_wheel_holds_templates_and_firmware_sources(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("tinyq/templates/model.c.j2", "tinyq/templates/CMakeLists.txt.j2",
                  "tinyq/firmware_stub/Makefile", "tinyq/firmware_stub/main.c",
-                 "tinyq/firmware_stub/runtime/tinyq_kernels.c", "tinyq/firmware_stub/runtime/tinyq_kernels.h",
+                 "tinyq/firmware_stub/runtime/tq_common.h", "tinyq/firmware_stub/runtime/conv/tq_conv.c",
+                 "tinyq/firmware_stub/runtime/conv/tq_conv.h",
                  "tinyq/firmware_stub/targets/cortex-m.mk", "tinyq/targets/registry.py",
                  "tinyq/firmware_stub/backends/c.mk",
                  "tinyq/firmware_stub/board/cortex_m/cortex_m.ld", "tinyq/firmware_stub/board/host/board_host.c"):
         assert path in names, path
+    runtime = resources.runtime_dir()  # every op family's folder, however many there are
+    for source in runtime.rglob("*.[ch]"):
+        assert f"tinyq/firmware_stub/runtime/{source.relative_to(runtime).as_posix()}" in names, source
     assert not [n for n in names if n.endswith((".o", ".elf"))]
 
 
@@ -63,7 +69,7 @@ def test_wheel_in_a_fresh_venv_converts_and_builds(wheel, tmp_path, model_cache)
                  "--no-analysis", "--no-cortex-m"], cwd=work, env=env)
     assert "C engine vs TFLM bit-exact       100.00 %" in proc.stdout
     fw = work / "out" / "firmware"
-    assert (fw / "CMakeLists.txt").is_file() and (fw / "tinyq_kernels.c").is_file()
+    assert (fw / "CMakeLists.txt").is_file() and (fw / "tq_conv.c").is_file() and (fw / "tinyq_kernels.h").is_file()
     build = tmp_path / "build"
     _run(["cmake", "-S", str(fw), "-B", str(build)], env=dict(env, CFLAGS="-Wall -Wextra -Werror"))
     _run(["cmake", "--build", str(build)])

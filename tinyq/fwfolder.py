@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import EmitError
 from .render import Banner, GeneratedFile, environment, render
 from .resources import firmware_stub_dir, runtime_dir
 
@@ -40,10 +41,35 @@ def _copied(env, source: Path, out_name: str, banner: Banner) -> GeneratedFile:
     return render(env, "copied_source.j2", out_name, banner, origin=source.name, text=source.read_text())
 
 
+def runtime_sources() -> list[Path]:
+    """Every C source and header of the C engine's runtime: the shared headers at its top level and each op
+    family's files under runtime/<family>/, sorted by path. Raises if two share a name, since the emitted folder
+    holds them flat."""
+    root = runtime_dir()
+    paths = sorted(p for p in root.rglob("*") if p.suffix in (".c", ".h") and p.is_file())
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.name in seen:
+            raise EmitError(f"runtime sources {seen[path.name].relative_to(root)} and {path.relative_to(root)} share "
+                            f"the name {path.name}, but the firmware folder holds them flat: rename one")
+        seen[path.name] = path
+    return paths
+
+
+def family_headers() -> list[str]:
+    """The op families' headers (runtime/<family>/*.h), by file name, sorted: what tinyq_kernels.h includes."""
+    root = runtime_dir()
+    return sorted(p.name for p in runtime_sources() if p.suffix == ".h" and p.parent != root)
+
+
 def runtime_files(env, banner: Banner) -> list[GeneratedFile]:
-    """Every C engine runtime source and header, flat in the folder (the Arduino library layout wants that)."""
-    return [_copied(env, p, p.name, banner) for p in sorted(runtime_dir().iterdir())
-            if p.suffix in (".c", ".h")]
+    """Every C engine runtime source and header, flat in the folder (the Arduino library layout wants that), and
+    tinyq_kernels.h, the one header that includes every family's."""
+    root = runtime_dir()
+    copied = [render(env, "copied_source.j2", p.name, banner, origin=f"runtime/{p.relative_to(root).as_posix()}",
+                     text=p.read_text()) for p in runtime_sources()]
+    umbrella = render(env, "tinyq_kernels.h.j2", "tinyq_kernels.h", banner, family_headers=family_headers())
+    return copied + [umbrella]
 
 
 def example_files(env, banner: Banner) -> list[GeneratedFile]:

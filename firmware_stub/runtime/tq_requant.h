@@ -1,20 +1,23 @@
-/* Exact requantization for the specialised kernels: TFLite's MultiplyByQuantizedMultiplier (doubling high
-   multiply rounded to nearest, then a rounding right shift, ties away from zero) for a non-negative multiplier,
-   as one 32x32->64 multiply-accumulate and a few 32-bit operations; no 64-bit division. Generation time checks
-   the multiplier's sign (every multiplier quantize_multiplier produces is >= 0) and -31 <= shift <= 30.
-   With multiplier >= 0 the reference's sign-dependent nudge and its truncating division by 2^31 collapse into
-   floor((x * multiplier + 2^30) / 2^31): for a negative product, truncating (p + 1 - 2^30) / 2^31 towards zero
-   is flooring (p + 1 - 2^30 + 2^31 - 1) / 2^31. */
+/* The one requantization of the tinyq C engine: TFLite's MultiplyByQuantizedMultiplier, i.e. the doubling high
+   multiply rounded to nearest (SaturatingRoundingDoublingHighMul) then a rounding right shift, ties away from
+   zero (RoundingDivideByPOT), and the fused forms the fast kernels use; every kernel, generic or specialised,
+   requantizes through this header.
+
+   For a non-negative multiplier (every multiplier tinyq's quantize_multiplier produces is >= 0; generation time
+   checks it and -31 <= shift <= 30) the reference's sign-dependent nudge and its truncating division by 2^31
+   collapse into floor((x * multiplier + 2^30) / 2^31): for a negative product, truncating (p + 1 - 2^30) / 2^31
+   towards zero is flooring (p + 1 - 2^30 + 2^31 - 1) / 2^31. The saturating case of the doubling high multiply
+   needs multiplier == INT32_MIN, which a non-negative multiplier never is. So the whole is one 32x32->64
+   multiply-accumulate and a few 32-bit operations, no 64-bit division. */
 #ifndef TQ_REQUANT_H_
 #define TQ_REQUANT_H_
 
 #include <stdint.h>
 
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
-#include <arm_acle.h>
-#endif
+#include "tq_path.h"
 
-/* The shift split as the kernels keep it per channel: left = max(shift, 0), right = max(-shift, 0). */
+/* MultiplyByQuantizedMultiplier(x, multiplier, shift) with the shift split as the kernels keep it per channel:
+   left = max(shift, 0), right = max(-shift, 0). */
 static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t left, int32_t right)
 {
     const int64_t product = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + ((int64_t)1 << 30);
@@ -25,24 +28,19 @@ static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t le
     return (high >> right) + (remainder > threshold ? 1 : 0);
 }
 
+/* MultiplyByQuantizedMultiplier(x, multiplier, shift): shift > 0 left, < 0 right, as TFLite stores it. */
 static inline int32_t tq_requantize(int32_t x, int32_t multiplier, int32_t shift)
 {
     return tq_requantize_lr(x, multiplier, shift > 0 ? shift : 0, shift > 0 ? 0 : -shift);
 }
 
-/* Requantized accumulator plus the output zero point, clamped to the activation range, as int8. */
-static inline int8_t tq_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
-                                      int32_t act_min, int32_t act_max)
-{
-    int32_t v = tq_requantize(acc, multiplier, shift) + output_offset;
-    v = v < act_min ? act_min : v;
-    v = v > act_max ? act_max : v;
-    return (int8_t)v;
-}
+/* tq_requantize out of line (tq_requant.c), for the generic kernels: one copy of its code however many kernels
+   call it, the smallest code (--optimize size); the specialised kernels inline the forms above and below. */
+int32_t tq_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
 /* Both roundings and the output zero point in one multiply-accumulate, for a right shift r = -shift >= 1:
    tq_requantize(x, multiplier, -r) + zero_point == (x * multiplier + c - [x < 0] * 2^31) >> (31 + r), with
-   c = 2^30 + 2^(30 + r) + zero_point * 2^(31 + r) (tinyq/kernels/conv.py computes it and checks that
+   c = 2^30 + 2^(30 + r) + zero_point * 2^(31 + r) (tinyq/engine/ops/requant.py computes it and checks that
    2^31 * (multiplier + 1) + |c| < 2^63). The doubling high multiply h = floor((x * m + 2^30) / 2^31) is rounded
    half away from zero by 2^r as floor((h + 2^(r-1) - [h < 0]) / 2^r); adding an integer to h is adding it times
    2^31 inside the floor, and two floors make one. [x < 0] stands for [h < 0]: they differ only where x < 0 and
@@ -55,14 +53,35 @@ static inline int32_t tq_requantize_fused(int32_t x, int32_t multiplier, int64_t
     return (int32_t)((uint32_t)(t >> 32) - borrow) >> shift_high;
 }
 
+/* The fused form's 64-bit constant c from the two words the kernels' tables store it as (low, high). A macro:
+   as an inline function GCC allocates the registers of the loops around it differently (0.2% more instructions
+   in the M4's 1x1 conv). */
+#define TQ_FUSED_CONSTANT(low_high) \
+    ((int64_t)(((uint64_t)(uint32_t)(low_high)[1] << 32) | (uint32_t)(low_high)[0]))
+
 /* x clamped to int8's range: one SSAT where the core has it (Armv7-M and later), compilers do not always find it. */
+#if TQ_SSAT
 static inline int32_t tq_sat_s8(int32_t x)
 {
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
     return __ssat(x, 8);
+}
 #else
+static inline int32_t tq_sat_s8(int32_t x)
+{
     return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
 #endif
+
+/* x clamped to [lo, hi] as int8: a requantized value plus its zero point, clamped to the activation range. */
+static inline int8_t tq_clamp_s8(int32_t x, int32_t lo, int32_t hi)
+{
+    if (x < lo) {
+        x = lo;
+    }
+    if (x > hi) {
+        x = hi;
+    }
+    return (int8_t)x;
 }
 
 #endif /* TQ_REQUANT_H_ */

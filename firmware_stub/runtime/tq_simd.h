@@ -1,45 +1,15 @@
-/* The intrinsic layer of tinyq's fast kernels: one algorithm, two instruction sets.
-   On a core with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55) these are the ACLE intrinsics
-   of arm_acle.h, one instruction each. Elsewhere each has a plain-C twin with the same result bit for bit, so the
-   host build runs the very kernel code the target runs and the host test over a whole test set checks the
-   target's algorithm. TQ_PACKED says whether a kernel should take its packed (two 16-bit lanes) path: yes with
-   DSP and on the host, no on Arm cores without DSP (Cortex-M0/M0+/M3/M23), where the emulation would cost more
-   than it saves and each kernel keeps a portable path of its own. Defining TQ_PORTABLE forces the portable path
-   on the host, so it too can be checked over a whole test set. Little-endian only, as every Cortex-M and the
-   hosts tinyq runs on. Lanes: lo = bits 0..15, hi = bits 16..31. */
+/* The intrinsic layer of tinyq's fast kernels: one algorithm, two instruction sets (tq_path.h says which).
+   With real DSP instructions (TQ_DSP_ASM: Cortex-M4, M7, M33, M55) these are the ACLE intrinsics of arm_acle.h,
+   one instruction each. Elsewhere each has a plain-C twin with the same result bit for bit, so the host build runs
+   the very kernel code the target runs and a host test over a whole test set checks the target's algorithm.
+   Lanes: lo = bits 0..15, hi = bits 16..31. Then the host SIMD path's few SSE2 helpers. */
 #ifndef TQ_SIMD_H_
 #define TQ_SIMD_H_
 
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#include <arm_acle.h>
-#define TQ_DSP 1
-#else
-#define TQ_DSP 0
-#endif
-
-#if TQ_DSP || (!defined(__arm__) && !defined(TQ_PORTABLE))
-#define TQ_PACKED 1
-#else
-#define TQ_PACKED 0
-#endif
-
-/* TQ_HOST_SIMD: an x86-64 host's SSE2 takes the packed path's innermost sums (its PMADDWD is SMLAD on four lane
-   pairs at once), over the same scratch and weight layouts, blocks and requantization; the sums are the same
-   exact integers, only added in another order. -DTQ_EMULATE_DSP keeps the plain-C twins of the DSP
-   instructions on the host instead, so a host build can still check those bit for bit. */
-#if TQ_PACKED && !TQ_DSP && defined(__SSE2__) && !defined(TQ_EMULATE_DSP)
-#if defined(__AVX2__)
-#include <immintrin.h>
-#else
-#include <emmintrin.h>
-#endif
-#define TQ_HOST_SIMD 1
-#else
-#define TQ_HOST_SIMD 0
-#endif
+#include "tq_path.h"
 
 /* Unaligned word access through memcpy: one LDR/STR on cores that allow unaligned access. */
 static inline int32_t tq_read_s8x4(const int8_t *p)
@@ -77,7 +47,7 @@ static inline int32_t tq_hi16(int32_t x)
     return (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16);
 }
 
-#if TQ_DSP
+#if TQ_DSP_ASM
 
 /* Bytes 0 and 2 of x, sign-extended into the two lanes. */
 static inline int32_t tq_sxtb16(int32_t x)
@@ -255,7 +225,7 @@ static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
 
 #endif
 
-#if TQ_HOST_SIMD
+#if TQ_PATH_HOST_SIMD
 /* 128-bit loads at any alignment (the scratch is 4-byte aligned, constants may be less). */
 static inline __m128i tq_host_load128(const void *p)
 {

@@ -1,6 +1,6 @@
 """TFLite's integer primitives in Python: QuantizeMultiplier and the gemmlowp fixed-point steps on int32 values.
 
-The lowering uses them for parameters, and tinyq/lut.py to replay whole kernels at generation time. Python ints
+The lowering uses them for parameters, and tinyq/engine/lut.py to replay whole kernels at generation time. Python ints
 are unbounded, so every step that wraps or saturates in C does so here explicitly.
 """
 

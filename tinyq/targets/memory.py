@@ -130,7 +130,7 @@ def _stem(obj: str) -> str:
 
 def _generated_stems(gen_dir: str | os.PathLike) -> set[str]:
     """Stems of the model's own generated sources (the runtime copied beside them counts as engine code)."""
-    runtime = {p.stem for p in runtime_dir().glob("*.c")}
+    runtime = {p.stem for p in runtime_dir().rglob("*.c")}
     return {p.stem for p in Path(gen_dir).iterdir() if p.suffix in (".c", ".cc", ".cpp")} - runtime
 
 

@@ -1,5 +1,7 @@
-/* MEAN over one contiguous run of axes (see tq_ops.h). */
-#include "tq_ops.h"
+/* MEAN over one contiguous run of axes (see tq_reduce.h). */
+#include "tq_reduce.h"
+
+#include "tq_requant.h"
 
 void tq_mean(const tq_mean_params *p, const int8_t *input, int8_t *output)
 {

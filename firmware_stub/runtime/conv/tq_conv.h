@@ -1,13 +1,33 @@
-/* Specialised CONV_2D kernels of the tinyq C engine, chosen per layer at generation time
-   (tinyq/kernels/); each computes exactly what its generic twin in tinyq_kernels.h computes. */
+/* CONV_2D of the tinyq C engine: the generic kernel and the specialised ones chosen per layer at generation time
+   (tinyq/engine/ops/conv.py), each computing exactly what the generic one computes. tq_conv_params is also the
+   generic depthwise and transpose conv kernels' parameter struct. */
 #ifndef TQ_CONV_H_
 #define TQ_CONV_H_
 
-#include <stdint.h>
+#include "tq_common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* CONV_2D and DEPTHWISE_CONV_2D. `bias` may have the input zero point folded in, then input_offset is 0. */
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t dil_h, dil_w;
+    int32_t pad_h, pad_w;
+    int32_t depth_multiplier;
+    int32_t input_offset, output_offset;
+    int32_t act_min, act_max;
+    const int8_t *weights;  /* conv: [out_c][k_h][k_w][in_c]; depthwise: [k_h][k_w][out_c] */
+    const int32_t *bias;    /* [out_c] */
+    const int32_t *mult;    /* [out_c] fixed-point multipliers */
+    const int8_t *shift;    /* [out_c] their shifts (>0 left, <0 right) */
+} tq_conv_params;
+
+void tq_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output);
 
 /* CONV_2D as a matrix product of output pixels by output channels, two of each per step, over the two pixels'
    inputs gathered as int16 into `scratch` (2 * k_padded int16, 4-byte aligned). K = k_h * k_w * in_c products

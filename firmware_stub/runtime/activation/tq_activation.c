@@ -1,5 +1,5 @@
 /* One-input elementwise int8 kernels: a 256-entry table that tinyq computed with TFLM's arithmetic. */
-#include "tq_ops.h"
+#include "tq_activation.h"
 
 void tq_lut(const tq_lut_params *p, const int8_t *input, int8_t *output)
 {

@@ -1,7 +1,5 @@
-/* Data movement: concatenation, pad, nearest-neighbour resize (see tq_ops.h). */
-#include "tq_ops.h"
-
-#include <string.h>
+/* Data movement: concatenation, pad, nearest-neighbour resize, copy (see tq_shape.h). */
+#include "tq_shape.h"
 
 void tq_concatenation(const tq_concat_params *p, const int8_t *const *inputs, int8_t *output)
 {
@@ -42,5 +40,13 @@ void tq_resize_nearest(const tq_resize_params *p, const int8_t *input, int8_t *o
             memcpy(output, row + p->cols[x] * p->channels, (size_t)p->channels);
             output += p->channels;
         }
+    }
+}
+
+void tq_copy(int32_t size, const int8_t *input, int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < size; i++) {
+        output[i] = input[i];
     }
 }

@@ -1,20 +1,60 @@
-/* Specialised CONV_2D kernels (see tq_conv.h): a matrix product of two output pixels by two output channels per
-   step, on the DSP extension's two-lane multiply-accumulate (SMLAD) where TQ_PACKED, in plain C elsewhere.
+/* CONV_2D kernels (see tq_conv.h). The generic tq_conv2d follows TFLM's reference loop by loop. The specialised
+   ones are a matrix product of two output pixels by two output channels per step: on the DSP extension's two-lane
+   multiply-accumulate (SMLAD) on the packed path (tq_path.h), SSE2/AVX2 sums on the host, plain C elsewhere.
    Within each group of 4 along K, the input is taken as lanes (x0, x2) and (x1, x3), the order SXTB16 and its
    rotation give from 4 bytes, so the weights keep their natural byte order: each product pairs the same input
    and weight as in tq_conv2d, only the order of the sums differs (tinyq proves no partial sum overflows). */
 #include "tq_conv.h"
+
 #include "tq_requant.h"
 #include "tq_simd.h"
 
-/* The per-block helpers must be inlined into the loops calling them (GCC at -O2 keeps some out of line). */
-#if defined(__GNUC__) || defined(__clang__)
-#define TQ_CONV_INLINE static inline __attribute__((always_inline))
-#define TQ_CONV_OUTLINE static __attribute__((noinline))
-#else
-#define TQ_CONV_INLINE static inline
-#define TQ_CONV_OUTLINE static
-#endif
+/* ---- Generic ---- */
+
+/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one conv output. */
+static int8_t conv_output(const tq_conv_params *p, int32_t acc, int32_t oc)
+{
+    acc += p->bias[oc];
+    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+    return tq_clamp_s8(acc, p->act_min, p->act_max);
+}
+
+void tq_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t oy, ox, oc, ky, kx, ic;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        for (ox = 0; ox < p->out_w; ox++) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            for (oc = 0; oc < p->out_c; oc++) {
+                const int8_t *w = p->weights + (int32_t)oc * p->k_h * p->k_w * p->in_c;
+                int32_t acc = 0;
+                for (ky = 0; ky < p->k_h; ky++) {
+                    const int32_t iy = y0 + p->dil_h * ky;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->k_w; kx++) {
+                        const int32_t ix = x0 + p->dil_w * kx;
+                        const int8_t *in;
+                        const int8_t *wk;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        in = input + (iy * p->in_w + ix) * p->in_c;
+                        wk = w + (ky * p->k_w + kx) * p->in_c;
+                        for (ic = 0; ic < p->in_c; ic++) {
+                            acc += (int32_t)wk[ic] * ((int32_t)in[ic] + p->input_offset);
+                        }
+                    }
+                }
+                output[(oy * p->out_w + ox) * p->out_c + oc] = conv_output(p, acc, oc);
+            }
+        }
+    }
+}
+
+/* ---- Specialised: the matrix kernels (im2col, 1x1) ---- */
 
 /* The layer's output zero point and activation range (used by the unfused requantization). */
 typedef struct {
@@ -27,13 +67,13 @@ typedef struct {
 enum { RQ_LR, RQ_FUSED_FULL };
 
 /* One sum (its bias already in it) requantized with its channel's row q; `mode` is a constant where inlined. */
-TQ_CONV_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_conv_out o)
+TQ_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const tq_conv_out o)
 {
     int32_t v;
     if (mode == RQ_LR) {
         v = tq_requantize_lr(acc, q[3], q[0], q[1]) + o.offset;
     } else {
-        v = tq_requantize_fused(acc, q[3], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[4]);
+        v = tq_requantize_fused(acc, q[3], TQ_FUSED_CONSTANT(q), q[4]);
     }
     if (mode == RQ_FUSED_FULL) {
         return (int8_t)tq_sat_s8(v);
@@ -43,43 +83,92 @@ TQ_CONV_INLINE int8_t requantize(int32_t acc, const int32_t *q, int mode, const 
     return (int8_t)v;
 }
 
-/* Sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4, started at
-   the channels' biases: acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel b,
-   each as (x0, x2, x1, x3). */
-TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
-                               int32_t *acc)
+/* ---- Each path's inner loops, side by side (tq_path.h) ---- */
+
+/* mm_2x2_s16: the sums of two pixels times two output channels (interleaved weights w) over `groups` groups of 4,
+   started at the channels' biases: acc = {a.w0, a.w1, b.w0, b.w1}. Per group, s holds 8 int16: pixel a then pixel
+   b, each as (x0, x2, x1, x3) (in natural lane order on the host, see host_widen).
+   gather_run: gather's inner step for a tap inside the input, in_c a multiple of 4: in_c int8 inputs plus the input
+   offset (`offset`, also as two lanes `off2`) as int16 into s in groups of 4 at a stride of 8; returns s past them.
+   widen: a 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather.
+   The packed path widens a word at a time in the (x0, x2, x1, x3) lane order, the host in natural order. */
+#if TQ_PATH_HOST_SIMD
+#if TQ_HOST_AVX2
+/* The host's first groups two per 256-bit step (see mm_2x2_s16), into diag and cross; returns the groups left
+   (0 or 1), s and w advanced past the ones taken. */
+TQ_INLINE int32_t host_mm_avx2(const int16_t **s, const int8_t **w, int32_t groups, __m128i *diag, __m128i *cross)
 {
-    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
-#if TQ_HOST_SIMD
-    /* s in natural lane order (see host_widen); per group diag = {a.w0, a.w0, b.w1, b.w1} and cross = {a.w1, a.w1,
-       b.w0, b.w0} in lane pairs, two groups per 256-bit step where the host has AVX2 */
-    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128();
-#if defined(__AVX2__)
     __m256i diag2 = _mm256_setzero_si256(), cross2 = _mm256_setzero_si256();
-    for (; groups > 1; groups -= 2, s += 16, w += 16) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)s);
-        const __m256i c = _mm256_cvtepi8_epi16(tq_host_load128(w));
+    for (; groups > 1; groups -= 2, *s += 16, *w += 16) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)*s);
+        const __m256i c = _mm256_cvtepi8_epi16(tq_host_load128(*w));
         diag2 = _mm256_add_epi32(diag2, _mm256_madd_epi16(v, c));
         cross2 = _mm256_add_epi32(cross2, _mm256_madd_epi16(v, _mm256_shuffle_epi32(c, 0x4E)));
     }
-    diag = _mm_add_epi32(_mm256_castsi256_si128(diag2), _mm256_extracti128_si256(diag2, 1));
-    cross = _mm_add_epi32(_mm256_castsi256_si128(cross2), _mm256_extracti128_si256(cross2, 1));
+    *diag = _mm_add_epi32(_mm256_castsi256_si128(diag2), _mm256_extracti128_si256(diag2, 1));
+    *cross = _mm_add_epi32(_mm256_castsi256_si128(cross2), _mm256_extracti128_si256(cross2, 1));
+    return groups;
+}
+#else
+TQ_INLINE int32_t host_mm_avx2(const int16_t **s, const int8_t **w, int32_t groups, __m128i *diag, __m128i *cross)
+{
+    (void)s, (void)w, (void)diag, (void)cross;
+    return groups;
+}
 #endif
+
+/* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
+   shuffle: `groups` groups of 4 int8 from in, plus `off`, as int16 into s at a stride of 8 (two groups a step). */
+TQ_INLINE void host_widen(int16_t *s, const int8_t *in, int32_t groups, __m128i off)
+{
+    __m128i v;
+    for (; groups > 1; groups -= 2, in += 8, s += 16) {
+        v = _mm_add_epi16(tq_host_widen8(tq_host_load64(in)), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
+        _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
+    }
+    if (groups > 0) {
+        v = _mm_add_epi16(tq_host_widen8(_mm_cvtsi32_si128(tq_read_s8x4(in))), off);
+        _mm_storel_epi64((__m128i *)(void *)s, v);
+    }
+}
+
+/* Per group diag = {a.w0, a.w0, b.w1, b.w1} and cross = {a.w1, a.w1, b.w0, b.w0} in lane pairs. */
+TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
+                          int32_t *acc)
+{
+    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128();
+    groups = host_mm_avx2(&s, &w, groups, &diag, &cross);
     for (; groups > 0; groups--, s += 8, w += 8) {
         const __m128i v = tq_host_load128(s);
         const __m128i c = tq_host_widen8(tq_host_load64(w));
         diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
         cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0x4E)));
     }
-    a0 = tq_host_sum01(a0, diag);
-    b1 = tq_host_sum23(b1, diag);
-    a1 = tq_host_sum01(a1, cross);
-    b0 = tq_host_sum23(b0, cross);
+    acc[0] = tq_host_sum01(bias0, diag);
+    acc[1] = tq_host_sum01(bias1, cross);
+    acc[2] = tq_host_sum23(bias0, cross);
+    acc[3] = tq_host_sum23(bias1, diag);
+}
+
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    (void)off2;
+    host_widen(s, in, in_c >> 2, _mm_set1_epi16((int16_t)offset));
+    return s + 2 * in_c;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    host_widen(s, in, groups, _mm_setzero_si128());
+}
 #elif TQ_PACKED
+TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
+                          int32_t *acc)
+{
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
     const int8_t *const end = w + 8 * groups;
-#if defined(__GNUC__) || defined(__clang__)
-    s = (const int16_t *)__builtin_assume_aligned(s, 4); /* the scratch is: word loads, paired where they can */
-#endif
+    s = (const int16_t *)TQ_ASSUME_ALIGNED4(s); /* the scratch is: word loads, paired where they can */
     while (w != end) {
         const int32_t w0 = tq_read_s8x4(w);
         const int32_t w1 = tq_read_s8x4(w + 4);
@@ -100,7 +189,39 @@ TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups
         s += 8;
         w += 8;
     }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    int32_t c;
+    (void)offset;
+    for (c = 0; c < in_c; c += 4, s += 8) {
+        const int32_t v = tq_read_s8x4(in + c);
+        tq_write_s16x2(s, tq_sxtab16(off2, v));
+        tq_write_s16x2(s + 2, tq_sxtab16_ror8(off2, v));
+    }
+    return s;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    for (; groups > 0; groups--) {
+        const int32_t v = tq_read_s8x4(in);
+        tq_write_s16x2(s, tq_sxtb16(v));
+        tq_write_s16x2(s + 2, tq_sxtb16_ror8(v));
+        in += 4;
+        s += 8;
+    }
+}
 #else
+TQ_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups, int32_t bias0, int32_t bias1,
+                          int32_t *acc)
+{
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
     for (; groups > 0; groups--) {
         const int32_t x0 = s[0], x2 = s[1], x1 = s[2], x3 = s[3];
         const int32_t y0 = s[4], y2 = s[5], y1 = s[6], y3 = s[7];
@@ -111,19 +232,154 @@ TQ_CONV_INLINE void mm_2x2_s16(const int16_t *s, const int8_t *w, int32_t groups
         s += 8;
         w += 8;
     }
-#endif
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = b0;
     acc[3] = b1;
 }
 
+TQ_INLINE int16_t *gather_run(int16_t *s, const int8_t *in, int32_t in_c, int32_t offset, int32_t off2)
+{
+    int32_t c;
+    (void)off2;
+    for (c = 0; c < in_c; c += 4, s += 8) {
+        s[0] = (int16_t)(in[c] + offset);
+        s[1] = (int16_t)(in[c + 2] + offset);
+        s[2] = (int16_t)(in[c + 1] + offset);
+        s[3] = (int16_t)(in[c + 3] + offset);
+    }
+    return s;
+}
+
+TQ_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
+{
+    for (; groups > 0; groups--) {
+        s[0] = in[0];
+        s[1] = in[2];
+        s[2] = in[1];
+        s[3] = in[3];
+        in += 4;
+        s += 8;
+    }
+}
+#endif
+
+/* gather_order: the lanes of a gather in any-depth natural order into (x0, x2, x1, x3), but on the host.
+   shallow_sums: two output channels' sums (weights w) of two pixels over the gathered taps s, `words` words each,
+   added to acc = {a0, a1, b0, b1} (pixel a, b; channel 0, 1). */
+#if TQ_PATH_HOST_SIMD
+TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
+{
+    (void)s, (void)k_padded;
+}
+
+/* Two words per step: v = {xa, xb} twice, c = {w0, w1} twice; diag = {a0, b1, a0, b1}, cross = {a1, b0, a1, b0}. */
+TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
+{
+    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128(), v, c;
+    int32_t i;
+    for (i = 0; i + 2 <= words; i += 2) {
+        v = tq_host_load128(s + 2 * i);
+        c = tq_host_load128(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    if (i < words) {
+        v = tq_host_load64(s + 2 * i);
+        c = tq_host_load64(w + 2 * i);
+        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
+        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
+    }
+    diag = _mm_add_epi32(diag, _mm_shuffle_epi32(diag, 0x4E));
+    cross = _mm_add_epi32(cross, _mm_shuffle_epi32(cross, 0x4E));
+    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)_mm_cvtsi128_si32(diag));
+    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(diag, 0x55)));
+    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)_mm_cvtsi128_si32(cross));
+    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(cross, 0x55)));
+}
+#else
+TQ_INLINE void gather_order(int16_t *s, int32_t k_padded)
+{
+    int32_t k;
+    for (k = 0; k < k_padded; k += 4, s += 8) {
+        const int16_t t = s[1];
+        s[1] = s[2];
+        s[2] = t;
+    }
+}
+
+/* Word i of both pixels' taps times word i of both channels' weights. */
+#define TQ_SHALLOW_STEP(i)                                                                                     \
+    do {                                                                                                       \
+        const int32_t xa = s[2 * (i)], xb = s[2 * (i) + 1], w0 = w[2 * (i)], w1 = w[2 * (i) + 1];              \
+        a0 = tq_smlad(xa, w0, a0);                                                                             \
+        a1 = tq_smlad(xa, w1, a1);                                                                             \
+        b0 = tq_smlad(xb, w0, b0);                                                                             \
+        b1 = tq_smlad(xb, w1, b1);                                                                             \
+    } while (0)
+
+/* Four words per pass at constant offsets, then the last 0 to 3. */
+TQ_INLINE void shallow_sums(const int32_t *s, const int32_t *w, int32_t words, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const int32_t *const s_end = s + 2 * (words & ~3);
+    while (s != s_end) {
+        TQ_SHALLOW_STEP(0);
+        TQ_SHALLOW_STEP(1);
+        TQ_SHALLOW_STEP(2);
+        TQ_SHALLOW_STEP(3);
+        s += 8;
+        w += 8;
+    }
+    switch (words & 3) {
+    case 3:
+        TQ_SHALLOW_STEP(2);
+        /* fall through */
+    case 2:
+        TQ_SHALLOW_STEP(1);
+        /* fall through */
+    case 1:
+        TQ_SHALLOW_STEP(0);
+        break;
+    default:
+        break;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+#endif
+
+/* The n output bytes of a layer clamped to [lo, hi] in place, for a fused layer whose activation range is narrower
+   than int8's: its outputs come from the int8-range copy of the loops (clamping a saturated value to a range
+   inside int8's is clamping the value), so that no loop nest is compiled twice for the clamp alone. The packed
+   path clamps four bytes per word first (clamp_words returns how many it left). */
+#if TQ_PACKED
+TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
+{
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+    for (; n >= 4; n -= 4, *out += 4) {
+        const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(*out), lo4), hi4);
+        memcpy(*out, &v, sizeof v);
+    }
+    return n;
+}
+#else
+TQ_INLINE int32_t clamp_words(int8_t **out, int32_t n, int32_t lo, int32_t hi)
+{
+    (void)out, (void)lo, (void)hi;
+    return n;
+}
+#endif
+
 /* Every output channel of the pixel pair gathered in s (outputs at out and out_b; out_b == out where the pair's
    second pixel repeats the first), two channels per step, each block requantized from registers. An odd out_c's
    last step is completed by a copy of the last channel (weights and row), stored over the same byte. All four
    values are computed before the first store, which could alias the constants as far as C knows. */
-TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
-                                int32_t out_c, int32_t groups, int mode, const tq_conv_out o)
+TQ_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t *q, int8_t *out, int8_t *out_b,
+                           int32_t out_c, int32_t groups, int mode, const tq_conv_out o)
 {
     int8_t *const end = out + (out_c & ~1);
     while (out != end) {
@@ -156,8 +412,8 @@ TQ_CONV_INLINE void mm_channels(const int16_t *s, const int8_t *w, const int32_t
 /* The last output channel of an odd out_c for the pixel pair gathered in s (outputs at out and out_b), in one
    copy shared by every caller and mode: the loops call mm_channels with an even count, which leaves its odd tail
    out of each inlined copy. Few arguments, so that the callers' frames stay small. */
-TQ_CONV_OUTLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
-                                    int mode)
+TQ_NOINLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
+                                int mode)
 {
     const int32_t groups = p->k_padded >> 2, last = p->out_c - 1;
     const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
@@ -166,8 +422,8 @@ TQ_CONV_OUTLINE void mm_odd_channel(const tq_conv_mm_params *p, const int16_t *s
 }
 
 /* Every output channel of the pixel pair gathered in s: the pairs inlined, an odd count's last channel shared. */
-TQ_CONV_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
-                                  int32_t groups, int mode, const tq_conv_out o)
+TQ_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int8_t *out_b,
+                             int32_t groups, int mode, const tq_conv_out o)
 {
     mm_channels(s, p->weights, p->requant, out, out_b, p->out_c & ~1, groups, mode, o);
     if (p->out_c & 1) {
@@ -175,47 +431,16 @@ TQ_CONV_INLINE void mm_pixel_pair(const tq_conv_mm_params *p, const int16_t *s, 
     }
 }
 
-/* The n output bytes of a layer clamped to [lo, hi] in place, for a fused layer whose activation range is narrower
-   than int8's: its outputs come from the int8-range copy of the loops (clamping a saturated value to a range
-   inside int8's is clamping the value), so that no loop nest is compiled twice for the clamp alone. */
 static void clamp_outputs(int8_t *out, int32_t n, int32_t lo, int32_t hi)
 {
     if (lo == -128 && hi == 127) {
         return;
     }
-#if TQ_PACKED
-    {
-        const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-        const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-        for (; n >= 4; n -= 4, out += 4) {
-            const int32_t v = tq_min_s8x4(tq_max_s8x4(tq_read_s8x4(out), lo4), hi4);
-            memcpy(out, &v, sizeof v);
-        }
-    }
-#endif
-    for (; n > 0; n--, out++) {
+    for (n = clamp_words(&out, n, lo, hi); n > 0; n--, out++) {
         const int32_t v = *out;
         *out = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
     }
 }
-
-#if TQ_HOST_SIMD
-/* The host keeps each group of 4 in the scratch in natural order (x0, x1, x2, x3), so that the weights need no
-   shuffle: `groups` groups of 4 int8 from in, plus `off`, as int16 into s at a stride of 8 (two groups a step). */
-TQ_CONV_INLINE void host_widen(int16_t *s, const int8_t *in, int32_t groups, __m128i off)
-{
-    __m128i v;
-    for (; groups > 1; groups -= 2, in += 8, s += 16) {
-        v = _mm_add_epi16(tq_host_widen8(tq_host_load64(in)), off);
-        _mm_storel_epi64((__m128i *)(void *)s, v);
-        _mm_storel_epi64((__m128i *)(void *)(s + 8), _mm_unpackhi_epi64(v, v));
-    }
-    if (groups > 0) {
-        v = _mm_add_epi16(tq_host_widen8(_mm_cvtsi32_si128(tq_read_s8x4(in))), off);
-        _mm_storel_epi64((__m128i *)(void *)s, v);
-    }
-}
-#endif
 
 /* The k_padded int16 inputs of output pixel (oy, ox), input offset added, padding taps and K's tail 0, in groups
    of 4 at a stride of 8 (the other pixel of the pair fills the gaps). */
@@ -227,11 +452,7 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
     const int32_t offset = p->input_offset;
     int32_t ky, kx, c, k = 0;
     if ((in_c & 3) == 0) {
-#if TQ_HOST_SIMD
-        const __m128i off8 = _mm_set1_epi16((int16_t)offset);
-#elif TQ_PACKED
         const int32_t off2 = tq_pack16(offset, offset);
-#endif
         for (ky = 0; ky < p->k_h; ky++) {
             const int32_t iy = y0 + p->dil_h * ky;
             for (kx = 0; kx < p->k_w; kx++) {
@@ -242,31 +463,13 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
                         tq_write_s16x2(s + 2, 0);
                     }
                 } else {
-                    const int8_t *in = input + (iy * p->in_w + ix) * in_c;
-#if TQ_HOST_SIMD
-                    host_widen(s, in, in_c >> 2, off8);
-                    s += 2 * in_c;
-#else
-                    for (c = 0; c < in_c; c += 4, s += 8) {
-#if TQ_PACKED
-                        const int32_t v = tq_read_s8x4(in + c);
-                        tq_write_s16x2(s, tq_sxtab16(off2, v));
-                        tq_write_s16x2(s + 2, tq_sxtab16_ror8(off2, v));
-#else
-                        s[0] = (int16_t)(in[c] + offset);
-                        s[1] = (int16_t)(in[c + 2] + offset);
-                        s[2] = (int16_t)(in[c + 1] + offset);
-                        s[3] = (int16_t)(in[c + 3] + offset);
-#endif
-                    }
-#endif
+                    s = gather_run(s, input + (iy * p->in_w + ix) * in_c, in_c, offset, off2);
                 }
             }
         }
         return;
     }
-    /* Any depth: natural K order at s[k + (k & ~3)] (groups of 4 at a stride of 8), then, but on the host, lanes 1
-       and 2 of each group swapped into (x0, x2, x1, x3). */
+    /* Any depth: natural K order at s[k + (k & ~3)] (groups of 4 at a stride of 8), then the lane order. */
     for (ky = 0; ky < p->k_h; ky++) {
         const int32_t iy = y0 + p->dil_h * ky;
         const int row = iy >= 0 && iy < p->in_h;
@@ -287,17 +490,11 @@ static void gather(const tq_conv_mm_params *p, const int8_t *input, int32_t oy, 
     for (; k < p->k_padded; k++) {
         s[k + (k & ~3)] = 0;
     }
-#if !TQ_HOST_SIMD
-    for (k = 0; k < p->k_padded; k += 4, s += 8) {
-        const int16_t t = s[1];
-        s[1] = s[2];
-        s[2] = t;
-    }
-#endif
+    gather_order(s, p->k_padded);
 }
 
-TQ_CONV_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                int mode)
+TQ_INLINE void im2col_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                           int mode)
 {
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t groups = p->k_padded >> 2;
@@ -339,38 +536,15 @@ void tq_conv2d_im2col_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t
    copy shared by every inlined loop and mode. Here out_b == out is known, so the compiler drops the sums of the
    first pixel, whose stores the second's overwrite: half the work of running the pixel through the main loop
    (which costs 6% of a 3x3-pixel layer's instructions) and less code than another inlined copy. */
-TQ_CONV_OUTLINE void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode)
+TQ_NOINLINE void mm_lone_pixel(const tq_conv_mm_params *p, const int16_t *s, int8_t *out, int mode)
 {
     const tq_conv_out o = {p->output_offset, p->act_min, p->act_max};
     mm_pixel_pair(p, s, out, out, p->k_padded >> 2, mode, o);
 }
 
-/* A 1x1 pixel's in_c int8 inputs (a multiple of 4) as int16 into s, groups of 4 at a stride of 8 as gather. */
-TQ_CONV_INLINE void widen(const int8_t *in, int16_t *s, int32_t groups)
-{
-#if TQ_HOST_SIMD
-    host_widen(s, in, groups, _mm_setzero_si128());
-#else
-    for (; groups > 0; groups--) {
-#if TQ_PACKED
-        const int32_t v = tq_read_s8x4(in);
-        tq_write_s16x2(s, tq_sxtb16(v));
-        tq_write_s16x2(s + 2, tq_sxtb16_ror8(v));
-#else
-        s[0] = in[0];
-        s[1] = in[2];
-        s[2] = in[1];
-        s[3] = in[3];
-#endif
-        in += 4;
-        s += 8;
-    }
-#endif
-}
-
 /* tq_conv2d_1x1 with the groups and the requantization mode constant where inlined. */
-TQ_CONV_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                   int32_t groups, int mode)
+TQ_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                              int32_t groups, int mode)
 {
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t out_c = p->out_c;
@@ -406,8 +580,8 @@ TQ_CONV_INLINE void pointwise_body(const tq_conv_mm_params *p, const int8_t *inp
 /* A depth of 8 gets its own copy with the groups constant (the multiply unrolled, no loop per block): on
    MobileNetV1-0.25's first pointwise layer that saves 9% of its instructions; at 16 a copy would save 5% of that
    layer, 0.3% of the model, for 630 bytes of code. */
-TQ_CONV_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
-                                   int mode)
+TQ_INLINE void pointwise_mode(const tq_conv_mm_params *p, const int8_t *input, int8_t *output, int16_t *s,
+                              int mode)
 {
     switch (p->k_padded) {
     case 8:
@@ -430,7 +604,9 @@ void tq_conv2d_1x1_lr(const tq_conv_mm_params *p, const int8_t *input, int8_t *o
     pointwise_body(p, input, output, (int16_t *)scratch, p->k_padded >> 2, RQ_LR);
 }
 
-/* Shallow inputs (tq_conv2d_shallow): one output pixel's taps as int16 pairs into words p, p + 2, p + 4, ...
+/* ---- Specialised: shallow inputs (tq_conv2d_shallow) ---- */
+
+/* One output pixel's taps as int16 pairs into words p, p + 2, p + 4, ...
    of s, with bounds checks (padding taps 0); for windows that touch the input's border. */
 static void shallow_gather_border(const tq_conv_shallow_params *p, const int8_t *input, int32_t oy, int32_t ox,
                                   int32_t *s)
@@ -462,8 +638,8 @@ static void shallow_gather_border(const tq_conv_shallow_params *p, const int8_t 
 
 /* Both pixels' taps at once, their windows inside the input (a and b: the windows' first bytes); `offset`
    says whether to add the input offset (0 where it was folded into the bias: a constant where inlined). */
-TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8_t *restrict a,
-                                          const int8_t *restrict b, int32_t *restrict s, int offset)
+TQ_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const int8_t *restrict a,
+                                     const int8_t *restrict b, int32_t *restrict s, int offset)
 {
     const int32_t *restrict off = p->tap_offsets;
     const int32_t *const end = off + (p->taps & ~1);
@@ -481,88 +657,35 @@ TQ_CONV_INLINE void shallow_gather_inside(const tq_conv_shallow_params *p, const
     }
 }
 
-/* Word i of both pixels' taps times word i of both channels' weights. */
-#define TQ_SHALLOW_STEP(i)                                                                                     \
-    do {                                                                                                       \
-        const int32_t xa = s[2 * (i)], xb = s[2 * (i) + 1], w0 = w[2 * (i)], w1 = w[2 * (i) + 1];              \
-        a0 = tq_smlad(xa, w0, a0);                                                                             \
-        a1 = tq_smlad(xa, w1, a1);                                                                             \
-        b0 = tq_smlad(xb, w0, b0);                                                                             \
-        b1 = tq_smlad(xb, w1, b1);                                                                             \
-    } while (0)
-
 /* One sum requantized with its channel's row of the shallow requant table, saturated to int8 (a narrower
    activation range is clamped after the layer: clamp_outputs). */
-TQ_CONV_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q)
+TQ_INLINE int8_t shallow_requantize(int32_t acc, const int32_t *q)
 {
-    const int32_t v =
-        tq_requantize_fused(acc, q[3], (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]), q[4]);
+    const int32_t v = tq_requantize_fused(acc, q[3], TQ_FUSED_CONSTANT(q), q[4]);
     return (int8_t)tq_sat_s8(v);
 }
 
 /* Two output channels (rows q and q + 6; weights w) of two pixels (outputs at out and out_b) over the gathered
    taps s. */
-TQ_CONV_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32_t *restrict q, int32_t words,
-                                 int8_t *restrict out, int8_t *restrict out_b)
+TQ_INLINE void shallow_pair(const int32_t *s, const int32_t *w, const int32_t *restrict q, int32_t words,
+                            int8_t *restrict out, int8_t *restrict out_b)
 {
-    int32_t a0 = q[2], b0 = q[2], a1 = q[6 + 2], b1 = q[6 + 2];
-#if TQ_HOST_SIMD
-    /* two words per step: v = {xa, xb} twice, c = {w0, w1} twice; diag = {a0, b1, a0, b1}, cross = {a1, b0, a1, b0} */
-    __m128i diag = _mm_setzero_si128(), cross = _mm_setzero_si128(), v, c;
-    int32_t i;
-    for (i = 0; i + 2 <= words; i += 2) {
-        v = tq_host_load128(s + 2 * i);
-        c = tq_host_load128(w + 2 * i);
-        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
-        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
-    }
-    if (i < words) {
-        v = tq_host_load64(s + 2 * i);
-        c = tq_host_load64(w + 2 * i);
-        diag = _mm_add_epi32(diag, _mm_madd_epi16(v, c));
-        cross = _mm_add_epi32(cross, _mm_madd_epi16(v, _mm_shuffle_epi32(c, 0xB1)));
-    }
-    diag = _mm_add_epi32(diag, _mm_shuffle_epi32(diag, 0x4E));
-    cross = _mm_add_epi32(cross, _mm_shuffle_epi32(cross, 0x4E));
-    a0 = (int32_t)((uint32_t)a0 + (uint32_t)_mm_cvtsi128_si32(diag));
-    b1 = (int32_t)((uint32_t)b1 + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(diag, 0x55)));
-    a1 = (int32_t)((uint32_t)a1 + (uint32_t)_mm_cvtsi128_si32(cross));
-    b0 = (int32_t)((uint32_t)b0 + (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(cross, 0x55)));
-#else
-    const int32_t *const s_end = s + 2 * (words & ~3);
-    /* four words per pass at constant offsets, then the last 0 to 3 */
-    while (s != s_end) {
-        TQ_SHALLOW_STEP(0);
-        TQ_SHALLOW_STEP(1);
-        TQ_SHALLOW_STEP(2);
-        TQ_SHALLOW_STEP(3);
-        s += 8;
-        w += 8;
-    }
-    switch (words & 3) {
-    case 3:
-        TQ_SHALLOW_STEP(2);
-        /* fall through */
-    case 2:
-        TQ_SHALLOW_STEP(1);
-        /* fall through */
-    case 1:
-        TQ_SHALLOW_STEP(0);
-        break;
-    default:
-        break;
-    }
-#endif
-    out[1] = shallow_requantize(a1, q + 6);
-    out_b[1] = shallow_requantize(b1, q + 6);
-    out[0] = shallow_requantize(a0, q);
-    out_b[0] = shallow_requantize(b0, q);
+    int32_t acc[4];
+    acc[0] = q[2];
+    acc[1] = q[6 + 2];
+    acc[2] = q[2];
+    acc[3] = q[6 + 2];
+    shallow_sums(s, w, words, acc);
+    out[1] = shallow_requantize(acc[1], q + 6);
+    out_b[1] = shallow_requantize(acc[3], q + 6);
+    out[0] = shallow_requantize(acc[0], q);
+    out_b[0] = shallow_requantize(acc[2], q);
 }
 
 /* An odd out_c's last channel (the first of its pair's words in w, row q) for both pixels, one word per step: the
    same products and sums as shallow_pair in a plain loop, a fraction of the code of another inlined copy. */
-TQ_CONV_OUTLINE void shallow_last(const int32_t *s, const int32_t *w, const int32_t *q, int32_t words,
-                                  int8_t *out, int8_t *out_b)
+TQ_NOINLINE void shallow_last(const int32_t *s, const int32_t *w, const int32_t *q, int32_t words,
+                              int8_t *out, int8_t *out_b)
 {
     int32_t a = q[2], b = q[2], i;
     for (i = 0; i < words; i++) {

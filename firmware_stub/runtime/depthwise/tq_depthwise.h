@@ -1,16 +1,19 @@
-/* Specialised DEPTHWISE_CONV_2D kernels of the tinyq C engine, chosen per layer at generation time
-   (tinyq/kernels/); each computes exactly what its generic twin in tinyq_kernels.h computes. */
+/* DEPTHWISE_CONV_2D of the tinyq C engine: the generic kernel (tq_conv_params, see tq_conv.h) and the
+   specialised ones chosen per layer at generation time (tinyq/engine/ops/depthwise.py), each computing exactly what
+   the generic one computes. */
 #ifndef TQ_DEPTHWISE_H_
 #define TQ_DEPTHWISE_H_
 
-#include <stdint.h>
+#include "tq_conv.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output);
+
 /* Per-channel requantization of a depthwise output (TQ_DW_REQUANT_SIZE int32 per channel), precomputed by
-   tinyq/kernels/depthwise.py: TFLite's two roundings and the output zero point as tq_requantize_fused (tq_requant.h)
+   tinyq/engine/ops/depthwise.py: TFLite's two roundings and the output zero point as tq_requantize_fused (tq_requant.h)
    of x = acc + bias, with the 64-bit constant c (low and high words), the multiplier and shift_high = r - 1 for a
    right shift r >= 1 where that form is exact; otherwise shift_high is -1, C_LO holds TFLite's shift and
    tq_requantize rescales before the output offset is added (tq_dw_conv). */
@@ -32,7 +35,7 @@ typedef struct {
 void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output);
 
 /* The 3x3 kernels, for channels a multiple of four and every channel's rescale in the fused form, read one stream
-   of TQ_DW3_GROUP_WORDS words per group of four channels (tinyq/kernels/depthwise.py): the four sums' start values
+   of TQ_DW3_GROUP_WORDS words per group of four channels (tinyq/engine/ops/depthwise.py): the four sums' start values
    (bias plus the input offset times the weights' sum, so taps add input bytes alone), nine taps' weights as in
    tq_dw_params (w0, w2), (w1, w3), then per channel (c lo, c hi, mult, r) of tq_requantize_fused for the doubled
    sum, TQ_DW3_LAST set in the last group's last r. Start values and weights are doubled: the requantization then

@@ -1,4 +1,5 @@
-/* Specialised DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). Four channels per step: on the packed path one
+/* DEPTHWISE_CONV_2D kernels (see tq_depthwise.h). The generic tq_depthwise_conv2d follows TFLM's reference loop
+   by loop. The specialised ones take four channels per step: on the packed path one
    word of input bytes becomes two 16-bit lane pairs with the input offset added (SXTAB16), two words of weights
    stored as 16-bit lanes match them, and SMLABB/SMLATT accumulate each channel; the portable path (cores without DSP)
    runs the same order one channel at a time. tq_dw_conv (any window): interior pixels read their window without
@@ -7,16 +8,52 @@
    assembly loop; a window that leaves the image is first copied with its padding into a scratch patch. */
 #include "tq_depthwise.h"
 
-#include "tinyq_kernels.h"
+#include "tq_requant.h"
 #include "tq_simd.h"
 
-#include "tq_requant.h"
+/* ---- Generic ---- */
 
-#if defined(__GNUC__)
-#define TQ_DW_INLINE __attribute__((always_inline)) static inline
-#else
-#define TQ_DW_INLINE static inline
-#endif
+/* Bias, per-channel rescale, output zero point and the fused activation's clamp of one output. */
+static int8_t dw_output(const tq_conv_params *p, int32_t acc, int32_t oc)
+{
+    acc += p->bias[oc];
+    acc = tq_multiply_by_quantized_multiplier(acc, p->mult[oc], p->shift[oc]) + p->output_offset;
+    return tq_clamp_s8(acc, p->act_min, p->act_max);
+}
+
+void tq_depthwise_conv2d(const tq_conv_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t oy, ox, ic, m, ky, kx;
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        for (ox = 0; ox < p->out_w; ox++) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            for (ic = 0; ic < p->in_c; ic++) {
+                for (m = 0; m < p->depth_multiplier; m++) {
+                    const int32_t oc = ic * p->depth_multiplier + m;
+                    int32_t acc = 0;
+                    for (ky = 0; ky < p->k_h; ky++) {
+                        const int32_t iy = y0 + p->dil_h * ky;
+                        if (iy < 0 || iy >= p->in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < p->k_w; kx++) {
+                            const int32_t ix = x0 + p->dil_w * kx;
+                            if (ix < 0 || ix >= p->in_w) {
+                                continue;
+                            }
+                            acc += (int32_t)p->weights[(ky * p->k_w + kx) * p->out_c + oc] *
+                                   ((int32_t)input[(iy * p->in_w + ix) * p->in_c + ic] + p->input_offset);
+                        }
+                    }
+                    output[(oy * p->out_w + ox) * p->out_c + oc] = dw_output(p, acc, oc);
+                }
+            }
+        }
+    }
+}
+
+/* ---- Specialised: any window (tq_dw_conv) ---- */
 
 /* TFLite's per-channel requantization of x (bias added) with the output offset and clamp, exact; see
    tq_depthwise.h. */
@@ -24,8 +61,7 @@ static int32_t dw_requant(int32_t x, const int32_t *q, int32_t output_offset, in
 {
     int32_t out;
     if (q[TQ_DW_SHIFT] >= 0) {
-        const int64_t c = (int64_t)(((uint64_t)(uint32_t)q[TQ_DW_C_HI] << 32) | (uint32_t)q[TQ_DW_C_LO]);
-        out = tq_requantize_fused(x, q[TQ_DW_MULT], c, q[TQ_DW_SHIFT]);
+        out = tq_requantize_fused(x, q[TQ_DW_MULT], TQ_FUSED_CONSTANT(q + TQ_DW_C_LO), q[TQ_DW_SHIFT]);
     } else {
         out = tq_requantize(x, q[TQ_DW_MULT], q[TQ_DW_C_LO]) + output_offset;
     }
@@ -37,7 +73,7 @@ static int32_t dw_requant(int32_t x, const int32_t *q, int32_t output_offset, in
 
 /* One tap of four channels: input bytes xw with the offset added in lanes (x0, x2) and (x1, x3), times the
    weights' matching 16-bit lanes w02 and w13, each product into its channel's sum. */
-TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, int32_t acc[4])
+TQ_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, int32_t acc[4])
 {
     const int32_t x02 = tq_sxtab16(off2, xw);
     const int32_t x13 = tq_sxtab16_ror8(off2, xw);
@@ -49,8 +85,8 @@ TQ_DW_INLINE void dw_mac4(int32_t xw, int32_t w02, int32_t w13, int32_t off2, in
 
 /* Four channels' sums, added to acc, over n_y x n_x taps of a k_w-wide window; `in` and `w` point at the first tap
    inside the image and its weights, `row` is the input row stride in bytes, `c` the pixel stride. */
-TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                          int32_t k_w, int32_t off2, int32_t acc[4])
+TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                       int32_t k_w, int32_t off2, int32_t acc[4])
 {
     int32_t ky, kx;
     for (ky = 0; ky < n_y; ky++, in += row, w += 2 * k_w) {
@@ -60,10 +96,22 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32
     }
 }
 
+/* One tap of a 3x3 group's four channels into their sums, in uint32 as the hardware wraps (the final sums are
+   proven in range); the C twin of the DSP build's assembly loop uses it. */
+TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
+{
+    const int32_t xw = tq_read_s8x4(x);
+    const int32_t x02 = tq_sxtb16(xw);
+    const int32_t x13 = tq_sxtb16_ror8(xw);
+    acc[0] = tq_smlabb(x02, w02, acc[0]);
+    acc[2] = tq_smlatt(x02, w02, acc[2]);
+    acc[1] = tq_smlabb(x13, w13, acc[1]);
+    acc[3] = tq_smlatt(x13, w13, acc[3]);
+}
 #else
 
-TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
-                          int32_t k_w, int32_t off2, int32_t acc[4])
+TQ_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32_t c, int32_t n_y, int32_t n_x,
+                       int32_t k_w, int32_t off2, int32_t acc[4])
 {
     const int32_t off = tq_lo16(off2);
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -84,6 +132,13 @@ TQ_DW_INLINE void dw_sum4(const int8_t *in, const int32_t *w, int32_t row, int32
     acc[3] = a3;
 }
 
+TQ_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
+{
+    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(x[0] * tq_lo16(w02)));
+    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(x[1] * tq_lo16(w13)));
+    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(x[2] * tq_hi16(w02)));
+    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(x[3] * tq_hi16(w13)));
+}
 #endif
 
 /* Channel j (< 4) of a group's last, partial step, alone over the same layout, added to acc. */
@@ -167,18 +222,17 @@ void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
     }
 }
 
-/* ---- 3x3, channels a multiple of four: one stream of words per group (tq_depthwise.h, TQ_DW3_*). ---- */
+/* ---- Specialised: 3x3, channels a multiple of four: one stream of words per group (tq_depthwise.h, TQ_DW3_*). ---- */
 
 /* Channel sum (doubled, offset folded) to int8: the fused requantization of tq_requant.h for 2x with c doubled,
    so that the borrow of its -[x < 0] * 2^31 becomes -[x < 0] on the high word; q = (c lo, c hi, mult, r). */
-TQ_DW_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
+TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
 {
-    const int64_t c = (int64_t)(((uint64_t)(uint32_t)q[1] << 32) | (uint32_t)q[0]);
-    const int32_t hi = (int32_t)((c + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
+    const int32_t hi = (int32_t)((TQ_FUSED_CONSTANT(q) + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
     return tq_sat_s8(hi >> (q[3] & 0xFF));
 }
 
-#if TQ_DSP
+#if TQ_DSP_ASM
 /* One tap: the input word at r9 (+ at), the group's next two weight words, four SMLAxy into r0..r3. */
 #define DW3_TAP(at)                                                                                            \
     "ldr r4, [r9" at "]\n\t"                                                                                   \
@@ -202,7 +256,7 @@ TQ_DW_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
 /* Every group of one output pixel as one assembly loop over the stream: biases by one LDM into the four sums,
    nine taps, four requantizations; the last record's flag ends it. Registers are fixed so the LDMs fill them in
    order (r7 is left to a frame pointer). */
-TQ_DW_INLINE void dw3_pixel(const int8_t *in, const int32_t *stream, int32_t row, int32_t c, int8_t *out)
+TQ_INLINE void dw3_pixel(const int8_t *in, const int32_t *stream, int32_t row, int32_t c, int8_t *out)
 {
     register const int8_t *p __asm__("r9") = in;
     register const int32_t *s __asm__("r10") = stream;
@@ -220,28 +274,8 @@ TQ_DW_INLINE void dw3_pixel(const int8_t *in, const int32_t *stream, int32_t row
                      : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "cc", "memory");
 }
 #else
-/* One tap of four channels into their sums, in uint32 as the hardware wraps (the final sums are proven in range).
- */
-TQ_DW_INLINE void dw3_mac4(const int8_t *x, int32_t w02, int32_t w13, int32_t acc[4])
-{
-#if TQ_PACKED
-    const int32_t xw = tq_read_s8x4(x);
-    const int32_t x02 = tq_sxtb16(xw);
-    const int32_t x13 = tq_sxtb16_ror8(xw);
-    acc[0] = tq_smlabb(x02, w02, acc[0]);
-    acc[2] = tq_smlatt(x02, w02, acc[2]);
-    acc[1] = tq_smlabb(x13, w13, acc[1]);
-    acc[3] = tq_smlatt(x13, w13, acc[3]);
-#else
-    acc[0] = (int32_t)((uint32_t)acc[0] + (uint32_t)(x[0] * tq_lo16(w02)));
-    acc[1] = (int32_t)((uint32_t)acc[1] + (uint32_t)(x[1] * tq_lo16(w13)));
-    acc[2] = (int32_t)((uint32_t)acc[2] + (uint32_t)(x[2] * tq_hi16(w02)));
-    acc[3] = (int32_t)((uint32_t)acc[3] + (uint32_t)(x[3] * tq_hi16(w13)));
-#endif
-}
-
 /* The DSP build's assembly loop in C: per group the biases, nine taps, four requantizations. */
-TQ_DW_INLINE void dw3_pixel(const int8_t *in, const int32_t *s, int32_t row, int32_t c, int8_t *out)
+TQ_INLINE void dw3_pixel(const int8_t *in, const int32_t *s, int32_t row, int32_t c, int8_t *out)
 {
     int32_t last;
     do {
@@ -295,7 +329,7 @@ static void dw3_clamp(const tq_dw3_params *p, int8_t *out)
     }
 }
 
-TQ_DW_INLINE void dw3_conv(const tq_dw3_params *p, const int8_t *input, int8_t *output, int8_t *patch)
+TQ_INLINE void dw3_conv(const tq_dw3_params *p, const int8_t *input, int8_t *output, int8_t *patch)
 {
     const int32_t c = p->channels, row = p->in_w * c;
     int32_t oy, ox;

@@ -1,5 +1,8 @@
-/* TRANSPOSE_CONV, computed per output value: the input pixels whose filter taps land on it (see tq_ops.h). */
-#include "tq_ops.h"
+/* TRANSPOSE_CONV (see tq_transpose_conv.h), computed per output value: the input pixels whose filter taps land on
+   it. One path for every build. */
+#include "tq_transpose_conv.h"
+
+#include "tq_requant.h"
 
 void tq_transpose_conv(const tq_conv_params *p, const int8_t *input, int8_t *output)
 {

@@ -1,17 +1,28 @@
-/* Specialised FULLY_CONNECTED kernels of the tinyq C engine, chosen per layer at generation time
-   (tinyq/kernels/); each computes exactly what its generic twin in tinyq_kernels.h computes. */
-#ifndef TQ_FC_H_
-#define TQ_FC_H_
+/* FULLY_CONNECTED of the tinyq C engine: the generic kernel and the specialised ones chosen per layer at
+   generation time (tinyq/engine/ops/fully_connected.py), each computing exactly what the generic one computes. */
+#ifndef TQ_FULLY_CONNECTED_H_
+#define TQ_FULLY_CONNECTED_H_
 
-#include <stdint.h>
-
-#include "tinyq_kernels.h"
+#include "tq_common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* tq_fully_connected's parameters with its weights stacked by tinyq/kernels/fully_connected.py: rows 2i and 2i + 1
+/* FULLY_CONNECTED over `rows` input rows of in_depth values. The input zero point is always folded into `bias`. */
+typedef struct {
+    int32_t rows, in_depth, out_depth;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    const int8_t *weights;  /* [out_depth][in_depth] */
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+} tq_fc_params;
+
+void tq_fully_connected(const tq_fc_params *p, const int8_t *input, int8_t *output);
+
+/* tq_fully_connected's parameters with its weights stacked by tinyq/engine/ops/fully_connected.py: rows 2i and 2i + 1
    share int16 lanes 256 * w[2i + 1][k] + w[2i][k] (an odd out_depth completed by a zero row, in_depth zero-padded
    to `depth`, a multiple of 8), two lanes (columns k, k + 2) per word; per group of two pairs and 4 columns the
    first pair's two words then the second's, an odd last pair after. Needs 256 times each odd row's sum within int32
@@ -41,4 +52,4 @@ void tq_fc_rows4(const tq_fc_rows_params *p, const int8_t *input, int8_t *output
 }
 #endif
 
-#endif /* TQ_FC_H_ */
+#endif /* TQ_FULLY_CONNECTED_H_ */
