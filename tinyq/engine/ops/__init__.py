@@ -15,12 +15,12 @@ from types import MappingProxyType
 from ..graph import Graph, Operator
 from ..schema import op_name
 from . import (activation, concat_pad, conv, depthwise, elementwise, fully_connected, pool, quantize, reduce,
-               resize, shape, softmax, transpose_conv)
+               resize, shape, softmax, squared_difference, transpose_conv)
 from .base import OpDef
 from .tflm import TFLM_METHODS
 
 FAMILIES = (conv, depthwise, fully_connected, pool, elementwise, activation, quantize, softmax, reduce, shape,
-            concat_pad, resize, transpose_conv)
+            concat_pad, resize, transpose_conv, squared_difference)
 
 
 @dataclass(frozen=True)
