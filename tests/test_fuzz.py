@@ -125,7 +125,8 @@ def test_bad_quantization_is_refused(cnn_q, scale, zero_point, field):
 def test_field_faults_are_named(cnn_q):
     def name(m):
         m.subgraphs[0].tensors[3].name = b"bad\xffname"
-    _rejects(fz.edit(cnn_q.tflite, name), "tensor #3: field name is not UTF-8")
+    _rejects(fz.edit(cnn_q.tflite, name), "invalid .tflite: SubGraph[0].tensors[3].name: string of 8 bytes at offset",
+             "is not valid UTF-8 (invalid start byte at byte 3)")
 
     def opcode(m):
         m.subgraphs[0].operators[2].opcodeIndex = 99
