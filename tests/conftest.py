@@ -23,7 +23,7 @@ CACHE_ENV_VAR = "TINYQ_CACHE"  # tinyq.models.CACHE_ENV_VAR
 # tests/test_fast_lane.py checks that this list and the files' markers agree.
 FAST_FILES = frozenset({
     "test_engine_reader.py", "test_engine_lowering.py", "test_engine_emission.py", "test_fast_lane.py",
-    "test_data.py", "test_progress.py", "test_readme.py", "test_emit.py",
+    "test_data.py", "test_progress.py", "test_readme.py", "test_emit.py", "test_verifier.py",
 })
 
 

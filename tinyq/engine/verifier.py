@@ -266,12 +266,14 @@ class _Walk:
         if tsize < 4 or t + tsize > n:
             raise self.fail(path, f"{table} table at offset {t}: table size {tsize} must be at least 4 and the "
                                   f"table inside the {n}-byte buffer")
+        layout = _layout(table)
         for slot in range(4, vsize, 2):
             fo = _U16(data, vt + slot)[0]
             if fo and not 4 <= fo < tsize:
-                raise self.fail(path, f"{table} table at offset {t}: vtable slot {slot} gives field offset {fo}, "
-                                      f"outside the table's {tsize} bytes")
-        for name, slot, kind, arg, size in _layout(table):
+                name = next((f[0] for f in layout if f[1] == slot), None)
+                raise self.fail(f"{path}.{name}" if name else path, f"{table} table at offset {t}: vtable slot "
+                                f"{slot} gives field offset {fo}, outside the table's {tsize} bytes")
+        for name, slot, kind, arg, size in layout:
             if slot >= vsize:
                 continue
             fo = _U16(data, vt + slot)[0]
