@@ -43,10 +43,48 @@ def test_fuzzed_models_give_typed_errors_and_never_hang(outcomes):
                               f"{o.message}" for o in bad[:10])
     counts = dict(fz.summary(outcomes))
     assert len(outcomes) == 3 * CASES_PER_SEED
-    assert counts.get("accepted", 0) > 20 and counts.get("rejected by reader: InvalidModelError", 0) > 150, counts
+    refused = counts.get("rejected by verifier: InvalidModelError", 0) + counts.get(
+        "rejected by reader: InvalidModelError", 0)
+    assert counts.get("accepted", 0) > 20 and refused > 150, counts
     kinds = {o.mutant.kind.split("+")[0] for o in outcomes}
     assert kinds >= set(fz.FIELD_MUTATORS) | {"byte_flip", "truncation"}, kinds
     assert max(o.seconds for o in outcomes) < CASE_SECONDS
+
+
+SYNTHETIC_CASES = 8 * len(fz.seed_models())  # 8 structure-aware mutants of each op family's synthetic model
+
+
+@pytest.fixture(scope="module")
+def synthetic_outcomes():
+    """Mutants of every op family's synthetic model (tests/tflite_build.py CASES) through the verifier, the
+    reader, the listings and the generator: CI's small share of `benchmarks/fuzz_tflite.py --seed 14`."""
+    return [fz.run_case(m, CASE_SECONDS) for m in fz.spread(fz.seed_models(), SYNTHETIC_CASES, 14)]
+
+
+def test_structure_aware_mutants_of_every_op_family_give_typed_errors(synthetic_outcomes):
+    bad = [o for o in synthetic_outcomes if o.bad]
+    assert not bad, "\n".join(f"{o.klass} {o.mutant.seed} #{o.mutant.case} {o.mutant.kind} {o.mutant.detail}: "
+                              f"{o.message}" for o in bad[:10])
+    counts = dict(fz.summary(synthetic_outcomes))
+    assert counts.get("accepted", 0) > 20 and counts.get("rejected by verifier: InvalidModelError", 0) > 50, counts
+    assert counts.get("rejected by reader: InvalidModelError", 0) > 50, counts
+    kinds = {o.mutant.kind.split("+")[0] for o in synthetic_outcomes}
+    layout = {"layout_table", "layout_vtable", "layout_ref", "layout_length", "layout_string", "layout_union"}
+    assert kinds >= set(fz.FIELD_MUTATORS) | layout | {"byte_flip", "truncation"}, kinds
+    assert {o.mutant.seed for o in synthetic_outcomes} == set(fz.seed_models())
+    table = fz.stage_table(synthetic_outcomes)
+    assert "| cases" in table and "rejected by engine (lowering/engine)" in table
+
+
+@pytest.mark.integration
+def test_accepted_structure_aware_mutants_run_clean_under_sanitizers(synthetic_outcomes, tmp_path):
+    chosen = {}
+    for o in synthetic_outcomes:
+        if o.klass == "accepted" and len(chosen) < 3 and o.mutant.seed not in {c.mutant.seed for c in chosen.values()}:
+            chosen.setdefault(fz.engine_key(o.files), o)
+    assert len(chosen) == 3
+    runs = [fz.sanitized_run(o, tmp_path) for o in chosen.values()]
+    assert all(r.clean for r in runs), [(r.outcome.mutant.detail, r.detail) for r in runs if not r.clean]
 
 
 def test_mutants_are_reproducible_from_their_seed(seeds):
@@ -125,7 +163,8 @@ def test_bad_quantization_is_refused(cnn_q, scale, zero_point, field):
 def test_field_faults_are_named(cnn_q):
     def name(m):
         m.subgraphs[0].tensors[3].name = b"bad\xffname"
-    _rejects(fz.edit(cnn_q.tflite, name), "tensor #3: field name is not UTF-8")
+    _rejects(fz.edit(cnn_q.tflite, name), "invalid .tflite: SubGraph[0].tensors[3].name: string of 8 bytes at offset",
+             "is not valid UTF-8 (invalid start byte at byte 3)")
 
     def opcode(m):
         m.subgraphs[0].operators[2].opcodeIndex = 99

@@ -1,9 +1,13 @@
 """A seeded mutation fuzzer over .tflite flatbuffers, shared by tests/test_fuzz.py and benchmarks/fuzz_tflite.py.
 
-The mutation engine knows nothing of tinyq: byte flips, truncation, and field-level mutations made on the
-flatbuffer object API (schema ModelT) and re-packed with a flatbuffers Builder. The runner pushes each mutant
-through tinyq's reader, its op/tensor listings and the C engine generator under a time limit and sorts the
-outcome into classes; accepted mutants can be built under ASan+UBSan and run.
+The mutation engine: byte flips, truncation, structure-aware corruptions of one flatbuffer structure (a vtable,
+a reference, a vector length, a string, a union type; positions from the verifier's walk of the seed), and
+field-level mutations made on the flatbuffer object API (schema ModelT) and re-packed with a flatbuffers Builder
+(shapes, quantization, options, operator inputs, buffers and their data, names incl. invalid UTF-8, the schema's
+fields tinyq does not use). Seeds: the demo models, or every op family's synthetic model of tests/tflite_build.py
+(`seed_models`). The runner pushes each mutant through tinyq's byte-level verifier, its reader, its op/tensor
+listings and the C engine generator under a time limit and sorts the outcome into classes by stage; accepted
+mutants can be built under ASan+UBSan and run.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ import numpy as np
 
 from tinyq.engine.schema import schema
 
-INT_EDGES = (0, 1, -1, 2, -2, 3, 7, 127, 128, 255, 256, 1 << 15, 1 << 16, (1 << 16) + 1, (1 << 31) - 1,
-             -(1 << 31), -14)
-FLOAT_EDGES = (0.0, -0.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e-45, 1e-38, 3.4e38, 1.0, 1 / 256, 1e-9)
+from tflite_mutants import (FLOAT_EDGES, INT_EDGES, layout_mutant, m_const_data, m_extras,
+                            m_op_list, m_options_any, m_per_channel, m_scale_extreme, m_shared_buffer)
 
 
 def _schema():
@@ -238,11 +241,14 @@ def _m_name(m, rng):
     return f"tensor #{_tensors(m).index(t)} name={t.name[:20]!r}"
 
 
+
 FIELD_MUTATORS: dict[str, Callable] = {
     "opcode_index": _m_opcode_index, "builtin_code": _m_builtin_code, "version": _m_version,
     "op_tensor_index": _m_op_tensor_index, "graph_io": _m_graph_io, "alias_cycle": _m_alias_cycle,
     "buffer_index": _m_buffer_index, "shape": _m_shape, "buffer_size": _m_buffer_size, "dtype": _m_dtype,
-    "quantization": _m_quantization, "options": _m_options, "name": _m_name,
+    "quantization": _m_quantization, "options": _m_options, "name": _m_name, "options_any": m_options_any,
+    "const_data": m_const_data, "scale_extreme": m_scale_extreme, "per_channel": m_per_channel,
+    "shared_buffer": m_shared_buffer, "op_list": m_op_list, "extras": m_extras,
 }
 
 
@@ -280,28 +286,50 @@ def _field_mutant(seed: bytes, rng: random.Random) -> tuple[str, str, bytes] | N
     return "+".join(k for k, _ in applied), "; ".join(d for _, d in applied), data
 
 
-def mutants(seed: bytes, seed_name: str, count: int, rng_seed: int) -> Iterator[Mutant]:
-    """`count` mutants of one model, reproducible from `rng_seed`: about 15 % byte flips, 10 % truncations,
-    the rest one to three field-level mutations."""
+def mutants(seed: bytes, seed_name: str, count: int, rng_seed) -> Iterator[Mutant]:
+    """`count` mutants of one model, reproducible from `rng_seed`: about 10 % byte flips, 5 % truncations, 25 %
+    corruptions of one flatbuffer structure (vtables, offsets, lengths, strings, union types), the rest one to
+    three field-level mutations."""
+    from tinyq.engine.verifier import structure
+
     rng = random.Random(rng_seed)
+    records = structure(seed)
     case = 0
     while case < count:
         roll = rng.random()
-        if roll < 0.15:
+        if roll < 0.10:
             data = bytearray(seed)
             flips = [rng.randrange(len(data)) for _ in range(rng.choice((1, 2, 4, 16)))]
             for pos in flips:
                 data[pos] = rng.choice((data[pos] ^ (1 << rng.randrange(8)), rng.randrange(256), 0, 0xFF))
             made = ("byte_flip", f"{len(flips)} bytes at {flips[:4]}", bytes(data))
-        elif roll < 0.25:
+        elif roll < 0.15:
             cut = rng.choice((rng.randrange(len(seed)), rng.randrange(64), len(seed) - rng.randrange(1, 64)))
             made = ("truncation", f"{cut} of {len(seed)} bytes", seed[:cut])
+        elif roll < 0.40:
+            made = layout_mutant(seed, records, rng)
         else:
             made = _field_mutant(seed, rng)
             if made is None:
                 continue
         yield Mutant(seed_name, case, made[0], made[1], made[2])
         case += 1
+
+
+def seed_models() -> dict[str, bytes]:
+    """Every op family's synthetic int8 model of tests/tflite_build.py (no TensorFlow), by case name."""
+    import tflite_build
+
+    return {name: tflite_build.case(name) for name in sorted(tflite_build.CASES)}
+
+
+def spread(seeds: dict[str, bytes], total: int, rng_seed: int) -> Iterator[Mutant]:
+    """`total` mutants spread evenly over the seed models, each model's stream reproducible from
+    (rng_seed, its name)."""
+    names = list(seeds)
+    for k, name in enumerate(names):
+        count = total // len(names) + (1 if k < total % len(names) else 0)
+        yield from mutants(seeds[name], name, count, f"{rng_seed}:{name}")
 
 
 # ---- Running mutants through tinyq ----
@@ -312,8 +340,9 @@ class Hang(BaseException):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What tinyq did with one mutant: its class ('accepted', 'rejected by reader: InvalidModelError', 'rejected
-    by engine: UnsupportedOpError', 'untyped: ValueError', 'hang'), the message and the engine files if any."""
+    """What tinyq did with one mutant: its class ('accepted', 'rejected by verifier: InvalidModelError', 'rejected
+    by reader: InvalidModelError', 'rejected by engine: UnsupportedOpError', 'untyped: ValueError', 'hang'), the
+    message and the engine files if any."""
 
     mutant: Mutant
     klass: str
@@ -338,13 +367,16 @@ def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
     from tinyq.render import Banner
     from tinyq.errors import TinyqError
     from tinyq.engine import macs, read_graph
+    from tinyq.engine.verifier import verify_flatbuffer
 
     banner = Banner("fuzz", m.seed, hashlib.sha256(m.data).hexdigest(), "-", "-")
     start = time.perf_counter()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, time_limit)
-    stage, klass, message, files = "reader", "accepted", "", ()
+    stage, klass, message, files = "verifier", "accepted", "", ()
     try:
+        verify_flatbuffer(m.data)
+        stage = "reader"
         read_graph(m.data)
         stage = "listing"
         graph = read_graph(m.data)
@@ -380,6 +412,22 @@ def table(rows: list[tuple[str, int]], total: int) -> str:
     lines += [f"| {k.ljust(width)} | {n:>6} | {100 * n / max(total, 1):>5.1f}% |" for k, n in rows]
     lines.append(f"| {'total'.ljust(width)} | {total:>6} |        |")
     return "\n".join(lines)
+
+
+STAGES = ("verifier", "reader", "listing", "engine")
+
+
+def stage_table(outcomes: list[Outcome]) -> str:
+    """Cases, accepted, rejected per stage (the byte-level verifier, the reader's gate, the report listings, the
+    C engine's lowering and generation), untyped exceptions and hangs."""
+    rows = [("cases", len(outcomes)), ("accepted", sum(o.klass == "accepted" for o in outcomes))]
+    rows += [(f"rejected by {stage}" + (" (lowering/engine)" if stage == "engine" else ""),
+              sum(o.klass.startswith(f"rejected by {stage}:") for o in outcomes)) for stage in STAGES]
+    rows += [("untyped exceptions", sum(o.klass.startswith("untyped") for o in outcomes)),
+             ("hangs", sum(o.klass == "hang" for o in outcomes))]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'stage'.ljust(width)} | {'cases':>6} |", f"|{'-' * (width + 2)}|{'-' * 8}|"]
+    return "\n".join(lines + [f"| {k.ljust(width)} | {n:>6} |" for k, n in rows])
 
 
 # ---- Accepted mutants under ASan+UBSan ----

@@ -15,6 +15,7 @@ from .graph import (DTYPES, INT_RANGES, MAX_DIM, MAX_RANK, MAX_TENSOR_BYTES, MAX
 from .ops import definition
 from .ops.base import OpSpec
 from .schema import op_name, schema
+from .verifier import verify_flatbuffer
 
 
 def is_tflite(data: bytes) -> bool:
@@ -285,6 +286,14 @@ def read_graph(tflite: bytes) -> Graph:
     data = bytes(tflite)
     if not is_tflite(data):
         raise InvalidModelError(f"not a .tflite flatbuffer ({len(data)} bytes): {_file_kind(data)}")
+    verify_flatbuffer(data)  # every offset, length and string checked before the flatbuffers runtime follows one
+    try:
+        return _read(data)
+    except UnicodeError as exc:  # the verifier checked the schema's strings; anything else undecodable is the file's
+        raise InvalidModelError(f"invalid .tflite: undecodable text ({exc})") from None
+
+
+def _read(data: bytes) -> Graph:
     try:
         check_unpack_budget(data)
         model = schema.ModelT.InitFromPackedBuf(data, 0)
