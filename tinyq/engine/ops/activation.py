@@ -4,13 +4,14 @@ replayed at generation time into a 256-entry table (engine/lut.py) and the C ker
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Mapping
 
 import numpy as np
 
 from .. import lut
-from ..graph import LeakyReluOptions, Operator, Tensor
+from ..graph import Graph, LeakyReluOptions, Operator, Tensor
 from ..schema import BuiltinOperator
 from .base import ConstArray, KernelCall, KernelRule, OpDef, OpSpec, same_shape_check
 from .context import LowerContext
@@ -37,7 +38,7 @@ def lower_table(ctx: LowerContext, op: Operator, table: Table) -> KernelCall:
         raise ctx.fail(op, f"input {in_t.shape} and output {out_t.shape} differ in size")
     try:
         values = table(ctx, op, in_t, out_t)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # a parameter TFLM's arithmetic cannot represent
         raise ctx.fail(op, str(exc)) from exc
     return ctx.call(op, RULE, dict(size=in_t.size), [ConstArray(f"op{op.index}_table", "int8_t", values)])
 
@@ -57,6 +58,13 @@ def _leaky_relu(ctx: LowerContext, op: Operator, i: Tensor, o: Tensor) -> np.nda
     return lut.leaky_relu(*_q(i), *_q(o), ctx.options(op, LeakyReluOptions).alpha)
 
 
+def _leaky_relu_check(g: Graph, op: Operator) -> str | None:
+    alpha = op.options.alpha
+    if not math.isfinite(alpha):
+        return f"field alpha = {alpha} must be finite"
+    return same_shape_check(g, op)
+
+
 def _table_op(code: int, table: Table, options=None, spec: OpSpec | None = None) -> OpDef:
     return OpDef(code, "activation", spec, options, lambda ctx, op: lower_table(ctx, op, table))
 
@@ -69,7 +77,7 @@ OPS = (
     _table_op(BuiltinOperator.HARD_SWISH, lambda ctx, op, i, o: lut.hard_swish(*_q(i), *_q(o)), spec=_ONE_IN),
     _table_op(BuiltinOperator.LEAKY_RELU, _leaky_relu, lambda o: LeakyReluOptions(float(o.alpha)),
               OpSpec((1, 1), options="LeakyReluOptionsT", options_required=True, same_dtype=(0,),
-                     check=same_shape_check)),
+                     check=_leaky_relu_check)),
     _table_op(BuiltinOperator.RELU, lambda ctx, op, i, o: lut.relu(*_q(i), *_q(o)), spec=_ONE_IN),
     _table_op(BuiltinOperator.RELU6, lambda ctx, op, i, o: lut.relu6(*_q(i)), spec=_ONE_IN),
 )

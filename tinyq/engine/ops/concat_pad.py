@@ -42,8 +42,11 @@ def lower_pad(ctx: LowerContext, op: Operator) -> KernelCall:
     """PAD and PADV2 with constant paddings; the pad value is the output zero point or PADV2's constant."""
     in_t = ctx.int8_act(op, op.inputs[0], "input")
     out_t = ctx.int8_act(op, op.outputs[0], "output")
-    paddings = ctx.const_ints(op, op.inputs[1], "paddings").reshape(-1, 2)
-    if len(paddings) != len(in_t.shape) or (paddings < 0).any():
+    paddings = ctx.const_ints(op, op.inputs[1], "paddings")
+    if paddings.size != 2 * len(in_t.shape):
+        raise ctx.fail(op, f"paddings hold {paddings.size} values; input {in_t.shape} needs {2 * len(in_t.shape)}")
+    paddings = paddings.reshape(-1, 2)
+    if (paddings < 0).any():
         raise ctx.fail(op, f"paddings {paddings.tolist()} do not fit input {in_t.shape}")
     value = out_t.zero_points[0]
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
@@ -83,6 +86,8 @@ OPS = (
           lambda o: ConcatenationOptions(int(o.axis), enum_field(Activation, o.fusedActivationFunction,
                                                                  "fused_activation_function")),
           lower_concatenation),
-    OpDef(BuiltinOperator.PAD, "concat_pad", OpSpec((2, 2), same_dtype=(0,)), None, lower_pad),
-    OpDef(BuiltinOperator.PADV2, "concat_pad", OpSpec((2, 3), same_dtype=(0,)), None, lower_pad),
+    OpDef(BuiltinOperator.PAD, "concat_pad", OpSpec((2, 2), input_ranks=(None, (2,)), same_dtype=(0,)), None,
+          lower_pad),
+    OpDef(BuiltinOperator.PADV2, "concat_pad", OpSpec((2, 3), input_ranks=(None, (2,)), same_dtype=(0,)), None,
+          lower_pad),
 )

@@ -60,7 +60,9 @@ RULE = KernelRule("tq_transpose_conv", "tq_conv_params", ("weights", "bias", "mu
 
 OPS = (
     OpDef(BuiltinOperator.TRANSPOSE_CONV, "transpose_conv", OpSpec((3, 4), options="TransposeConvOptionsT",
-                                                                     options_required=True),
+                                                                     options_required=True,
+                                                                     input_ranks=((1,), (4,), (4,), (1,)),
+                                                                     output_ranks=(4,)),
           lambda o: TransposeConvOptions(enum_field(Padding, o.padding, "padding"), o.strideH, o.strideW,
                                          enum_field(Activation, o.fusedActivationFunction,
                                                     "fused_activation_function")),
