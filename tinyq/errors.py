@@ -49,5 +49,18 @@ class NativeCrash(VerificationError):
         return (type(self), (self.runtime, self.step, self.signal, self.lines))
 
 
+class NativeTimeout(VerificationError):
+    """A native runtime's worker did not answer within its time limit (hung, stopped, or far too slow); the
+    worker was killed."""
+
+    def __init__(self, runtime: str, step: str, seconds: float) -> None:
+        self.runtime, self.step, self.seconds = runtime, step, seconds
+        super().__init__(f"{runtime} did not finish {step} within its time limit of {seconds:.0f} s; its worker "
+                         f"was killed (--timeout SECONDS sets another limit)")
+
+    def __reduce__(self):
+        return (type(self), (self.runtime, self.step, self.seconds))
+
+
 class OutputError(TinyqError):
     """An output folder cannot be written: locked by another run, read-only, full disk, no permission."""
