@@ -55,7 +55,8 @@ class NativeTimeout(VerificationError):
 
     def __init__(self, runtime: str, step: str, seconds: float) -> None:
         self.runtime, self.step, self.seconds = runtime, step, seconds
-        super().__init__(f"{runtime} did not finish {step} within its time limit of {seconds:.0f} s; its worker "
+        limit = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.3g}"
+        super().__init__(f"{runtime} did not finish {step} within its time limit of {limit} s; its worker "
                          f"was killed (--timeout SECONDS sets another limit)")
 
     def __reduce__(self):

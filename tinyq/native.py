@@ -381,7 +381,8 @@ class ChildTimeout(subprocess.TimeoutExpired, TinyqError):
 
     def __str__(self) -> str:
         command = " ".join(map(str, self.cmd))
-        return f"{Path(str(self.cmd[0])).name} did not finish within {self.timeout:.0f} s and was killed: {command[:200]}"
+        limit = f"{self.timeout:.0f}" if self.timeout >= 10 else f"{self.timeout:.3g}"
+        return f"{Path(str(self.cmd[0])).name} did not finish within {limit} s and was killed: {command[:200]}"
 
 
 
