@@ -438,3 +438,25 @@ def test_commands_without_a_timeout_get_one_and_its_expiry_is_one_line():
     assert time.monotonic() - start < 5
     assert isinstance(err.value, subprocess.TimeoutExpired) and isinstance(err.value, TinyqError)
     assert str(err.value) == "sleep did not finish within 0.5 s and was killed: sleep 30"
+
+
+def test_a_model_the_worker_cannot_load_is_converted_there_from_a_saved_model(monkeypatch):
+    import tensorflow as tf
+
+    keras = tf.keras
+
+    class Halve(keras.layers.Layer):  # defined here only: a fresh process cannot load the model's .keras
+        def call(self, x):
+            return x * 0.5
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, activation="relu"), Halve(),
+                              keras.layers.Flatten(), keras.layers.Dense(3)], name="custom")
+
+    def in_tinyqs_process(*_args):
+        raise AssertionError("the converter ran in tinyq's own process")
+
+    monkeypatch.setattr(quantize, "run_converter", in_tinyqs_process)  # the worker imports its own, unpatched
+    x = np.random.default_rng(0).random((16, 6, 6, 1)).astype(np.float32)
+    q = quantize.quantize(model, x, quantize.QuantizeConfig(num_calibration_samples=16))
+    assert q.op_names == ("CONV_2D", "MUL", "RESHAPE", "FULLY_CONNECTED") and q.input.dtype == "int8"
+    assert len(quantize.convert_float(model)) > 0

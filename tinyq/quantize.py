@@ -177,12 +177,17 @@ def _export_saved_model(model, shape: tuple[int, ...], path: str) -> None:
     this process; the converter never runs here."""
     import tensorflow as tf  # heavy optional dependency: the Keras model's own TensorFlow, already loaded
 
-    serve = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec((1,) + tuple(shape), tf.float32, name="input")])
-    holder = tf.Module()
-    holder.model, holder.serve = model, serve
+    spec = tf.TensorSpec((1,) + tuple(shape), tf.float32, name="input")
+    keras = keras_module(model)
     with contextlib.redirect_stdout(io.StringIO()), native_quiet():
-        tf.saved_model.save(holder, path, signatures={"serving_default": serve})
+        if hasattr(keras, "export") and hasattr(keras.export, "ExportArchive"):  # Keras 3: tracks its variables
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serving_default", lambda x: model(x, training=False), input_signature=[spec])
+            archive.write_out(path)
+        else:  # Keras 2 models are TensorFlow trackables themselves
+            serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            tf.saved_model.save(model, path, signatures={"serving_default": serve.get_concrete_function()})
 
 
 def _in_converter(model, shape: tuple[int, ...], step: str, fn, args: tuple, workers: Workers | None):
