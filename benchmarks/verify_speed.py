@@ -17,7 +17,9 @@ from tinyq import data, models, native, quantize, verify
 class InProcess:
     """Calls a runtime function directly: the cost of the runtimes without isolation."""
 
-    def call(self, _runtime, _step, fn, *args):
+    timeout = None
+
+    def call(self, _runtime, _step, fn, *args, **_limits):
         return fn(*args)
 
 
@@ -38,7 +40,8 @@ def main() -> None:
             "LiteRT int8 default": lambda w: verify.run_litert(q.tflite, xq, False, w),
             "TFLM int8": lambda w: verify.run_tflm(q.tflite, xq, w),
             "TFLM arena search": lambda w: verify.tflm_arena_bytes(q.tflite, xq[0], w),
-            "calibration+conversion": lambda w: (quantize._int8(model, shape, samples, q.config) if w is inproc
+            "calibration+conversion": lambda w: (quantize._int8(quantize._batch1_converter(model, shape), samples,
+                                                                q.config, args.model) if w is inproc
                                                  else quantize._isolated_int8(model, shape, samples, q.config, w)),
         }
         print(f"{args.model}: {len(x)} test images, median of {args.repeat} runs (workers already started)")

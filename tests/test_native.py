@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 from tinyq import native, quantize, verify
-from tinyq.errors import NativeCrash
+from tinyq.errors import NativeCrash, NativeTimeout, TinyqError
 
 CRASH_BELOW_ENV = "TINYQ_TEST_ARENA_CRASH_BELOW"
 
@@ -236,3 +237,247 @@ def test_workers_die_with_tinyq(sig):
     finally:
         proc.kill()
         proc.wait()
+
+
+# ---- every native call in a worker, with a time limit ----
+
+# Runs `tinyq ARGS...` as the CLI does and, at exit, writes to $TINYQ_TEST_REPORT which native runtimes' kernels
+# tinyq's own process loaded or entered. What counts as "kernels loaded":
+# - LiteRT: ai_edge_litert.interpreter or its pybind module _pywrap_litert_interpreter_wrapper in sys.modules
+#   (importing them is only ever done to build an Interpreter);
+# - TFLM: any tflite_micro module (the package's __init__ imports the runtime and its _runtime extension);
+# - the TF converter: `import tensorflow` itself loads tf.lite's converter and interpreter wrappers, so their
+#   presence in sys.modules says nothing; instead the wrapper watches the entry points into their native code:
+#   wrap_converter.wrapped_convert / _experimental_mlir_quantize / _experimental_mlir_sparsify (every
+#   conversion and quantization goes through them), TF's calibrator (it runs TFLite kernels over the samples)
+#   and TF's own tf.lite.Interpreter. A call to any of them in tinyq's process is recorded.
+# $TINYQ_TEST_HOOK ("module:attr=module:attr") replaces a worker function by a stand-in of tests/native_hooks.py.
+NATIVE_WRAPPER = r"""
+import atexit, importlib, json, os, sys
+from tinyq.native import native_quiet
+with native_quiet():  # tinyq loads TF quietly too; here first, to watch the converter's entry points
+    import tensorflow
+    from tensorflow.compiler.mlir.lite.python import wrap_converter
+    from tensorflow.lite.python import interpreter as tf_interpreter
+    from tensorflow.lite.python.optimize import calibrator
+
+calls = []
+
+def watch(owner, name):
+    real = getattr(owner, name)
+    def watched(*args, **kwargs):
+        calls.append(f"{owner.__name__}.{name}")
+        return real(*args, **kwargs)
+    setattr(owner, name, watched)
+
+for name in ("wrapped_convert", "wrapped_experimental_mlir_quantize", "wrapped_experimental_mlir_sparsify"):
+    watch(wrap_converter, name)
+watch(tf_interpreter.Interpreter, "__init__")
+watch(calibrator.Calibrator, "__init__")
+KERNELS = ("ai_edge_litert.interpreter", "ai_edge_litert._pywrap_litert_interpreter_wrapper")
+
+def report():
+    loaded = [m for m in sys.modules if m in KERNELS or m == "tflite_micro" or m.startswith("tflite_micro.")]
+    with open(os.environ["TINYQ_TEST_REPORT"], "w") as f:
+        json.dump({"modules": sorted(loaded), "calls": calls}, f)
+
+atexit.register(report)
+hook = os.environ.get("TINYQ_TEST_HOOK")
+if hook:
+    (target, attr), (source, name) = (part.split(":") for part in hook.split("="))
+    setattr(importlib.import_module(target), attr, getattr(importlib.import_module(source), name))
+from tinyq import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_tinyq(tmp_path, args: list[str], hook: str | None = None, env: dict | None = None, timeout: float = 600):
+    """`tinyq ARGS` in a subprocess through NATIVE_WRAPPER: (exit code, stderr, report of kernels loaded or None,
+    wall-clock time.time() at which each stderr line arrived)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    report = tmp_path / "kernels.json"
+    root = os.path.dirname(TESTS_DIR)
+    full = dict(os.environ, TINYQ_TEST_REPORT=str(report), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}),
+                PYTHONPATH=os.pathsep.join(p for p in (root, TESTS_DIR, os.environ.get("PYTHONPATH")) if p))
+    if hook:
+        full["TINYQ_TEST_HOOK"] = hook
+    proc = subprocess.Popen([sys.executable, "-c", NATIVE_WRAPPER, *args], env=full, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    lines, times = [], []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            times.append(time.time())
+        code = proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return RunResult(code, "".join(lines), json.loads(report.read_text()) if report.exists() else None,
+                     tuple(times))
+
+
+class RunResult(NamedTuple):
+    code: int
+    stderr: str
+    report: dict | None
+    line_times: tuple[float, ...]
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    """A small Keras conv model, its int8 .tflite (converted in the workers) and an .npz of float data."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("small")
+    tf.keras.utils.set_random_seed(5)
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, activation="relu", name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="dense")], name="small")
+    model.save(folder / "small.keras")
+    rng = np.random.default_rng(1)
+    x = rng.random((48, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    np.savez(folder / "x.npz", x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
+    q = quantize.quantize(model, x, quantize.QuantizeConfig(num_calibration_samples=32))
+    (folder / "small.tflite").write_bytes(q.tflite)
+    return folder
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("model, extra", [("small.keras", []), ("small.tflite", ["--no-analysis"])],
+                         ids=["keras", "tflite"])
+def test_no_native_kernels_run_in_tinyqs_process(small_files, tmp_path, model, extra):
+    code, err, report, _ = run_tinyq(tmp_path, ["--quiet", "convert", str(small_files / model), "--data",
+                                                str(small_files / "x.npz"), "--out", "out", "--no-cortex-m", *extra])
+    assert code == 0, err[-3000:]
+    assert report == {"modules": [], "calls": []}, report
+    assert (tmp_path / "out" / "model_int8.tflite").is_file()
+
+
+def _lstm_files(folder):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(2)
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((8, 4)), keras.layers.LSTM(6), keras.layers.Dense(3)], name="lstm")
+    model.save(folder / "lstm.keras")
+    rng = np.random.default_rng(2)
+    x = rng.random((32, 8, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    np.savez(folder / "x.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+
+
+def _one_error_line(code: int, err: str) -> str:
+    """The run ended with exit 2 (no signal death) and exactly one line on stderr; that line."""
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("tinyq: error: "), (code, err[-3000:])
+    return lines[0]
+
+
+def test_lstm_that_crashes_the_converter_in_preflight_is_one_line(tmp_path):
+    _lstm_files(tmp_path)
+    code, err, report, _ = run_tinyq(tmp_path, ["--quiet", "convert", "lstm.keras", "--data", "x.npz", "--out", "d"])
+    if code == 0:  # a TF converter that no longer crashes on it: the hooked test below still covers the crash
+        pytest.skip("this TF converter converts the LSTM model")
+    line = _one_error_line(code, err)
+    assert ("TF converter crashed (signal SIGSEGV) during pre-flight int8 conversion of model 'lstm'; tinyq "
+            "itself is unharmed") in line
+    assert report["calls"] == [] and not (tmp_path / "d").exists()
+
+
+def test_converter_crash_in_preflight_is_one_line(small_files, tmp_path):
+    code, err, report, _ = run_tinyq(tmp_path, ["--quiet", "convert", str(small_files / "small.keras"), "--data",
+                                                str(small_files / "x.npz"), "--out", "d"],
+                                     hook="tinyq.quantize:_int8_from_file=native_hooks:segfault")
+    line = _one_error_line(code, err)
+    assert "TF converter crashed (signal SIGSEGV) during pre-flight int8 conversion of model 'small'" in line
+    assert report["calls"] == [] and not (tmp_path / "d").exists()
+
+
+def test_a_worker_that_stops_responding_ends_the_run_at_its_limit(small_files, tmp_path):
+    import json
+    import time
+
+    import native_hooks
+    import procs
+
+    stopped = tmp_path / "stopped.json"
+    run = run_tinyq(tmp_path, ["--quiet", "convert", str(small_files / "small.tflite"), "--data",
+                               str(small_files / "x.npz"), "--out", "d", "--timeout", "5"],
+                    hook="tinyq.qmodel:_litert_details=native_hooks:stop_self",
+                    env={native_hooks.STOPPED_AT_ENV: str(stopped)})
+    ended = time.time()
+    line = _one_error_line(run.code, run.stderr)
+    assert line == ("tinyq: error: LiteRT did not finish loading model 'small' within its time limit of 5 s; its "
+                    "worker was killed (--timeout SECONDS sets another limit)")
+    at = json.loads(stopped.read_text())
+    assert 5 <= run.line_times[0] - at["time"] < 5 + 2.5, run.line_times[0] - at["time"]  # the limit, a margin
+    assert ended - at["time"] < 5 + 20  # and the exit (TensorFlow's teardown takes seconds on a busy machine)
+    assert procs.proc_of(at["pid"]) is None  # the stopped worker was killed, not left behind
+    assert not (tmp_path / "d").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".d")] == []
+
+
+def test_stopped_worker_times_out_and_the_next_call_gets_a_new_one():
+    import time
+
+    import native_hooks
+
+    with native.Workers(timeout=1.5) as w:
+        first, _ = w.call(native.Runtime.TFLM, "warm-up", echo_pid, 1)
+        start = time.monotonic()
+        with pytest.raises(NativeTimeout, match=r"^TFLM did not finish a stopped call within its time limit of 1.5 s"):
+            w.call(native.Runtime.TFLM, "a stopped call", native_hooks.stop_self)
+        assert 1.5 <= time.monotonic() - start < 4
+        second, value = w.call(native.Runtime.TFLM, "after", echo_pid, 2)
+        assert value == 2 and second != first
+
+
+def test_default_limit_grows_with_model_size_and_inputs():
+    base = native.default_limit(0, 0)
+    assert base == native.BASE_SECONDS
+    assert native.default_limit(100_000, 10_000) > native.default_limit(100_000, 100) > base
+    assert native.default_limit(8 << 20, 100) > native.default_limit(1 << 20, 100)
+    assert native.Workers(timeout=7).limit(8 << 20, 10_000) == 7
+    with pytest.raises(TinyqError):
+        native.Workers(timeout=0)
+
+
+def test_commands_without_a_timeout_get_one_and_its_expiry_is_one_line():
+    import subprocess
+    import time
+
+    assert native.CHILD_SECONDS > 0
+    start = time.monotonic()
+    with pytest.raises(native.ChildTimeout) as err:
+        native.run_child(["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - start < 5
+    assert isinstance(err.value, subprocess.TimeoutExpired) and isinstance(err.value, TinyqError)
+    assert str(err.value) == "sleep did not finish within 0.5 s and was killed: sleep 30"
+
+
+def test_a_model_the_worker_cannot_load_is_converted_there_from_a_saved_model(monkeypatch):
+    import tensorflow as tf
+
+    keras = tf.keras
+
+    class Halve(keras.layers.Layer):  # defined here only: a fresh process cannot load the model's .keras
+        def call(self, x):
+            return x * 0.5
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, activation="relu"), Halve(),
+                              keras.layers.Flatten(), keras.layers.Dense(3)], name="custom")
+
+    def in_tinyqs_process(*_args):
+        raise AssertionError("the converter ran in tinyq's own process")
+
+    monkeypatch.setattr(quantize, "run_converter", in_tinyqs_process)  # the worker imports its own, unpatched
+    x = np.random.default_rng(0).random((16, 6, 6, 1)).astype(np.float32)
+    q = quantize.quantize(model, x, quantize.QuantizeConfig(num_calibration_samples=16))
+    assert q.op_names == ("CONV_2D", "MUL", "RESHAPE", "FULLY_CONNECTED") and q.input.dtype == "int8"
+    assert len(quantize.convert_float(model)) > 0

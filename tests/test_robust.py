@@ -161,6 +161,71 @@ def test_signals_during_the_swap_wait_until_it_is_done(tmp_path, monkeypatch):
     assert _leftovers(out) == []
 
 
+def test_interrupted_swap_removes_the_old_output_itself(tmp_path, monkeypatch):
+    out = _old_output(tmp_path)
+    real = os.replace
+
+    def replace_then_interrupt(a, b):
+        real(a, b)
+        if ".old." in Path(b).name:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the two renames: held back until both are done
+
+    with outdir.claim(out, overwrite=True) as held, pytest.raises(KeyboardInterrupt):
+        with held.staged() as tmp:
+            (tmp / "new.txt").write_text("new")
+            monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(os, "replace", real)
+    assert _contents(out) == {"new.txt": "new"}
+    assert _leftovers(out) == []  # no .out.old.PID waiting for a next run
+
+
+# A run interrupted (SIGINT or SIGTERM) between the two renames of its swap, in its own process.
+SWAP_INTERRUPTED = r"""
+import os, signal, sys
+from pathlib import Path
+from tinyq import cli, outdir
+signal.signal(signal.SIGTERM, cli._terminated)
+out, sig = sys.argv[1], signal.Signals[sys.argv[2]]
+real_replace = os.replace
+def replace(a, b):
+    real_replace(a, b)
+    if ".old." in Path(b).name:
+        os.kill(os.getpid(), sig)
+os.replace = replace
+try:
+    with outdir.claim(out, overwrite=True) as held:
+        with held.staged() as tmp:
+            (tmp / "new.txt").write_text("new")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_interrupted_during_its_swap_leaves_the_new_output_and_nothing_else(tmp_path, sig):
+    out = _old_output(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", SWAP_INTERRUPTED, str(out), sig.name], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert _contents(out) == {"new.txt": "new"} and _leftovers(out) == []
+
+
+def test_dead_runs_old_output_is_removed_but_a_live_ones_and_foreign_names_are_not(tmp_path):
+    out = _old_output(tmp_path)
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a running pid
+    dead = tmp_path / f".out.old.{dead_pid}"
+    live = tmp_path / f".out.old.{os.getppid()}"
+    foreign = [tmp_path / f".out.old.{dead_pid}.mine", tmp_path / f".out.older.{dead_pid}",
+               tmp_path / f".other.old.{dead_pid}", tmp_path / f"out.old.{dead_pid}"]
+    for d in (dead, live, *foreign):
+        d.mkdir()
+        (d / "x").write_text("old")
+    with outdir.claim(out, overwrite=True) as held:
+        assert held.recovery.removed == (dead,) and held.recovery.restored is None
+    assert not dead.exists() and live.exists() and all(d.exists() for d in foreign)
+    assert _contents(out) == OLD
+
+
 def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path):
     out = _old_output(tmp_path)
     proc = _start([sys.executable, "-c", DRIVER, str(out), "claimed"], "at claimed")

@@ -107,6 +107,14 @@ def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--no-analysis", action="store_true",
                    help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    _timeout_option(p)
+
+
+def _timeout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="time limit of each call into a native runtime (TF converter, LiteRT, TFLM, the C engine "
+                        "library); past it the runtime's worker is killed and the run stops (default: per call, "
+                        "from the model's size and the number of inputs, see tinyq.native.default_limit)")
 
 
 class Terminated(KeyboardInterrupt):
@@ -121,6 +129,11 @@ def _check_arguments(args) -> None:
     """Checks on plain option values, before anything slow is imported or loaded."""
     if getattr(args, "name", None) is not None:
         check_name(args.name)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise TinyqError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+
+
 def _data_options(p: argparse.ArgumentParser) -> None:
     """Where the data comes from and how it maps onto the model's input."""
     p.add_argument("--data", help="MNIST IDX folder, .npz (x_train/y_train/x_test/y_test, or x/y), .npy of samples, "
@@ -199,18 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also run the C engine on this core in QEMU (then --images defaults to 10)")
     df.add_argument("--allow-modified", action="store_true",
                     help="diff generated files edited by hand (default: refuse them)")
+    _timeout_option(df)
     an = sub.add_parser("analyze", help="quantization analysis and report.html for a Keras model")
     an.add_argument("model", nargs="?", help="a .keras, Keras 2 .h5 or SavedModel (or use --demo)")
     an.add_argument("--demo", choices=["mnist_cnn", "mnist_mlp", "mnist_dsres"], help="analyse a demo model")
     _data_options(an)
     an.add_argument("--out", required=True, help="output folder for report.html")
     an.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    _timeout_option(an)
     return parser
 
 
-def _workers():
-    """The native runtimes' workers for a whole command, started now so their imports overlap with loading."""
-    workers = Workers()
+def _workers(args):
+    """The native runtimes' workers for a whole command (with its --timeout), started now so their imports
+    overlap with loading."""
+    workers = Workers(args.timeout)
     workers.prepare(*Runtime)
     return workers
 
@@ -231,6 +247,7 @@ def _pipeline_config(args, default_name: str = "mnist"):
         analysis=not args.no_analysis,
         overwrite=args.force,
         optimize=Optimize(args.optimize),
+        timeout=args.timeout,
     )
 
 
@@ -251,7 +268,7 @@ def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int
 
 def cmd_demo(args, say) -> int:
     config = _pipeline_config(args)
-    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
+    with claim(args.out, args.force) as out, _workers(args) as workers:  # lock, writability before any long step
         dataset = load_mnist(args.data)
         say(f"data: {len(dataset.train_x)} training and {len(dataset.test_x)} test images from {dataset.source}")
         say(f"training or loading {args.model}")
@@ -261,8 +278,8 @@ def cmd_demo(args, say) -> int:
 
 def cmd_convert(args, say) -> int:
     config = _pipeline_config(args, c_name(Path(args.model)))
-    with claim(args.out, args.force) as out, _workers() as workers:  # lock and writability before any long step
-        loaded = load_model(args.model, say)
+    with claim(args.out, args.force) as out, _workers(args) as workers:  # lock, writability before any long step
+        loaded = load_model(args.model, say, workers)
         say(f"model: {loaded.path} ({loaded.kind.value}); C prefix {config.name}")
         dataset = _load_dataset(args, say)
         return _run_chain(args, config, loaded.model, dataset, say, out, workers)
@@ -285,7 +302,8 @@ def cmd_diff(args, say) -> int:
     if count is not None:
         images = tuple(range(count))
     config = DiffConfig(images=images, c_targets=("host", *args.target), allow_modified=args.allow_modified)
-    result = run_diff(args.out, config, args.data, progress=say)
+    with Workers(args.timeout) as workers:
+        result = run_diff(args.out, config, args.data, progress=say, workers=workers)
     for line in summary_lines(result):
         print(line)
     path = write_diff_json(result, os.path.join(args.out, "diff.json"))
@@ -296,20 +314,20 @@ def cmd_diff(args, say) -> int:
 def cmd_analyze(args, say) -> int:
     if bool(args.model) == bool(args.demo):
         raise TinyqError("analyze: give either a MODEL.keras or --demo NAME")
-    with claim(args.out, args.force) as held:
+    with claim(args.out, args.force) as held, Workers(args.timeout) as workers:
         out = held.out
         dataset = _load_dataset(args, say)
         if args.demo:
             model = demo_model(args.demo, dataset, progress=say)
         else:
-            loaded = load_model(args.model, say)
+            loaded = load_model(args.model, say, workers)
             if loaded.keras is None:
                 raise TinyqError(f"{args.model}: analyze needs the Keras model (the sweep re-quantizes it); "
                                  f"a .tflite is already quantized")
             model = loaded.keras
         say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
         result = analyze(model, dataset, progress=say, preprocessing=_preprocessing(args),
-                         task=Task(args.task) if args.task else None)
+                         task=Task(args.task) if args.task else None, workers=workers)
         with held.staged() as tmp:
             write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
     classify = result.task == Task.CLASSIFICATION.value

@@ -28,7 +28,7 @@ from .targets.firmware import build_library, run_library
 from .outdir import check_manifest
 from .quantize import QuantizedModel, inspect_tflite
 from .verify import quantize_input
-from .native import Runtime as NativeRuntime, session
+from .native import Runtime as NativeRuntime, Workers, session
 from .engine import Graph, KernelCall, Lowered, Optimize, lower, read_graph
 from .engine.explain import Explanation, explain
 
@@ -227,10 +227,11 @@ def modified_files(fw_dir: str | os.PathLike) -> tuple[str, ...]:
 
 def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_dir: str | os.PathLike | None,
                config: DiffConfig, modified: tuple[str, ...] = (), progress: Progress | None = None,
-               build_dir: str | os.PathLike | None = None, graph: Graph | None = None) -> DiffResult:
+               build_dir: str | os.PathLike | None = None, graph: Graph | None = None,
+               workers: Workers | None = None) -> DiffResult:
     """Trace `inputs` (int8, test-set `indices`) through every runtime of `config`, compare every pair;
     trace builds go to `build_dir` (default: a temporary folder). `graph`: the Graph already read from
-    `tflite`, if any."""
+    `tflite`, if any; `workers`: the caller's native-runtime session (else a fresh one)."""
     say = progress or (lambda _msg: None)
     start = time.monotonic()
     m = _model(tflite, read_graph(tflite) if graph is None else graph)
@@ -242,7 +243,7 @@ def diff_model(tflite: bytes, inputs: np.ndarray, indices: tuple[int, ...], fw_d
     pairs = list(combinations(runtimes, 2))
     tally = _Tally(pairs, m.layout)
     divergences: list[Divergence] = []
-    with tempfile.TemporaryDirectory(prefix="tinyq_diff_") as tmp, session() as workers, \
+    with tempfile.TemporaryDirectory(prefix="tinyq_diff_") as tmp, session(workers) as workers, \
             concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         workers.prepare(NativeRuntime.TFLM, NativeRuntime.LITERT)
         exes = {}
@@ -285,9 +286,9 @@ def folder_inputs(q: QuantizedModel, data_path: str | None,
 
 
 def run_diff(out_dir: str | os.PathLike, config: DiffConfig = DiffConfig(), data_path: str | None = None,
-             progress: Progress | None = None) -> DiffResult:
-    """`tinyq diff OUT`: the folder's model over its test inputs through every runtime; refuses hand-edited
-    generated files unless config.allow_modified."""
+             progress: Progress | None = None, workers: Workers | None = None) -> DiffResult:
+    """`tinyq diff OUT`: the folder's model over its test inputs through every runtime (in `workers`, else a
+    fresh session); refuses hand-edited generated files unless config.allow_modified."""
     out = Path(out_dir)
     model_path, fw = out / "model_int8.tflite", out / "firmware"
     if not model_path.is_file():
@@ -296,10 +297,12 @@ def run_diff(out_dir: str | os.PathLike, config: DiffConfig = DiffConfig(), data
     if modified and not config.allow_modified:
         raise TinyqError(f"{fw}: {', '.join(modified)} changed since tinyq wrote them (sha256 differs from "
                          f"manifest.json); pass --allow-modified to diff the files as they are")
-    q = inspect_tflite(model_path.read_bytes(), "model_int8")
-    inputs, idx = folder_inputs(q, data_path, config.images)
-    has_c = bool(list(fw.glob("*_model.c")))
-    return diff_model(q.tflite, inputs, idx, fw if has_c else None, config, modified, progress, graph=q.graph)
+    with session(workers) as w:
+        q = inspect_tflite(model_path.read_bytes(), "model_int8", workers=w)
+        inputs, idx = folder_inputs(q, data_path, config.images)
+        has_c = bool(list(fw.glob("*_model.c")))
+        return diff_model(q.tflite, inputs, idx, fw if has_c else None, config, modified, progress, graph=q.graph,
+                          workers=w)
 
 
 def write_diff_json(result: "DiffResult | QuickDiff", path: str | os.PathLike) -> Path:
@@ -381,9 +384,11 @@ class QuickDiff:
 
 def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarray], fw_dir: str | os.PathLike | None,
                c_matches_tflm: bool, build_dir: str | os.PathLike, per_pair: int = 5,
-               progress: Progress | None = None, graph: Graph | None = None) -> QuickDiff:
+               progress: Progress | None = None, graph: Graph | None = None,
+               workers: Workers | None = None) -> QuickDiff:
     """From final outputs a verification already has (and the C engine's, known equal to TFLM's or recomputed
-    here), find the disagreeing inputs and trace the first `per_pair` of each pair through every runtime."""
+    here), find the disagreeing inputs and trace the first `per_pair` of each pair through every runtime
+    (native runtimes in `workers`, else a fresh session)."""
     n = len(inputs)
     outs = {r: np.asarray(f).reshape(n, -1) for r, f in finals.items()}
     if fw_dir is not None:
@@ -391,7 +396,7 @@ def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarr
             outs[Runtime.C_HOST] = outs[Runtime.TFLM]
         else:
             lib = build_library(fw_dir, Path(build_dir) / "lib-host")
-            outs[Runtime.C_HOST] = run_library(lib, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1])
+            outs[Runtime.C_HOST] = run_library(lib, inputs.reshape(n, -1), outs[Runtime.TFLM].shape[1], workers)
     disagree = np.zeros(n, bool)
     pairs, picked_set = [], set()
     for a, b in combinations(outs, 2):
@@ -406,7 +411,7 @@ def quick_diff(tflite: bytes, inputs: np.ndarray, finals: dict[Runtime, np.ndarr
         config = DiffConfig(images=picked, c_targets=("host",) if fw_dir is not None else (),
                             python_runtimes=tuple(r for r in finals))
         result = diff_model(tflite, inputs[list(picked)], picked, fw_dir, config, progress=progress,
-                            build_dir=build_dir, graph=graph)
+                            build_dir=build_dir, graph=graph, workers=workers)
     return QuickDiff(tuple(pairs), int(disagree.sum()), result)
 
 

@@ -49,5 +49,19 @@ class NativeCrash(VerificationError):
         return (type(self), (self.runtime, self.step, self.signal, self.lines))
 
 
+class NativeTimeout(VerificationError):
+    """A native runtime's worker did not answer within its time limit (hung, stopped, or far too slow); the
+    worker was killed."""
+
+    def __init__(self, runtime: str, step: str, seconds: float) -> None:
+        self.runtime, self.step, self.seconds = runtime, step, seconds
+        limit = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.3g}"
+        super().__init__(f"{runtime} did not finish {step} within its time limit of {limit} s; its worker "
+                         f"was killed (--timeout SECONDS sets another limit)")
+
+    def __reduce__(self):
+        return (type(self), (self.runtime, self.step, self.seconds))
+
+
 class OutputError(TinyqError):
     """An output folder cannot be written: locked by another run, read-only, full disk, no permission."""

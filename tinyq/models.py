@@ -14,7 +14,8 @@ import numpy as np
 from . import __version__
 from .data import Dataset, preprocess
 from .engine import Graph, read_graph
-from .errors import InvalidModelError, ModelError, TinyqError
+from .errors import InvalidModelError, ModelError, NativeCrash, NativeTimeout, TinyqError
+from .native import Workers
 from .qmodel import QuantizedModel, inspect_tflite
 
 CACHE_ENV_VAR = "TINYQ_CACHE"
@@ -303,9 +304,10 @@ def keras_module(model):
     return _tf().keras
 
 
-def load_model(path: str | os.PathLike, progress=None) -> LoadedModel:
+def load_model(path: str | os.PathLike, progress=None, workers: Workers | None = None) -> LoadedModel:
     """A .keras, a Keras 2 .h5 (Keras 3 first, then tf_keras where Keras 3 refuses, saying so through
-    `progress`), a SavedModel folder, or a full-integer .tflite; refuses other files naming the reason."""
+    `progress`), a SavedModel folder, or a full-integer .tflite (checked in LiteRT's worker of `workers`, else
+    of a fresh session); refuses other files naming the reason."""
     say = progress or (lambda _msg: None)
     p = Path(path)
     if p.is_dir():
@@ -319,7 +321,7 @@ def load_model(path: str | os.PathLike, progress=None) -> LoadedModel:
     except OSError as exc:
         raise ModelError(f"{p}: cannot read: {exc}") from exc
     if is_tflite(head):
-        return LoadedModel(ModelKind.TFLITE_INT8, str(p), tflite=load_tflite(p))
+        return LoadedModel(ModelKind.TFLITE_INT8, str(p), tflite=load_tflite(p, workers))
     if p.suffix.lower() == ".tflite":
         raise ModelError(f"{p}: named .tflite but not a TFLite flatbuffer (no 'TFL3' identifier at byte 4)")
     try:
@@ -394,9 +396,10 @@ def c_name(p: Path) -> str:
     return name
 
 
-def load_tflite(p: Path) -> TfliteModel:
+def load_tflite(p: Path, workers: Workers | None = None) -> TfliteModel:
     """A full-integer .tflite; a float or hybrid one is refused with the reason (quantization needs the
-    TensorFlow model), and so is one with several inputs or outputs, naming the tensors."""
+    TensorFlow model), and so is one with several inputs or outputs, naming the tensors. LiteRT reads it in
+    `workers` (else a fresh session)."""
     data = p.read_bytes()
     try:
         graph = read_graph(data)  # the one gate: no runtime sees the bytes before the reader accepts them
@@ -404,7 +407,9 @@ def load_tflite(p: Path) -> TfliteModel:
         raise InvalidModelError(f"{p}: {exc}") from None
     _check_tflite_io(graph, p)
     try:
-        quantized = inspect_tflite(data, c_name(p), graph=graph)
+        quantized = inspect_tflite(data, c_name(p), graph=graph, workers=workers)
+    except (NativeCrash, NativeTimeout):
+        raise  # LiteRT died or hung on it: that, not the model's types, is the news
     except TinyqError as exc:
         raise ModelError(
             f"{p}: not a full-integer int8 .tflite, so tinyq cannot take it as it is, and cannot quantize it "

@@ -6,6 +6,19 @@ descriptors 1 and 2.
 Cost model: one long-lived worker per runtime kind and slot for a whole `Workers` session (a fresh interpreter
 started on first use; slots > 0 only for work split over cores), whole arrays passed in one call, and a fresh
 worker after a crash.
+
+Time limits: every call to a worker ends within a limit; past it the worker is killed and `NativeTimeout` names
+the runtime, the step and the limit. The default limit of a call (`default_limit`) is
+
+    BASE_SECONDS + PER_MB_SECONDS * MB + PER_MB_INPUT_SECONDS * max(MB, MIN_MB) * inputs
+
+with MB the size of the model the call is given, in MiB (the .tflite bytes, the saved Keras file, the engine
+library), and `inputs` the samples it runs (calibration samples for the converter, test inputs for LiteRT, TFLM
+and the C engine). E.g. a 100 kB model: 120 s plus 25 s per 1,000 inputs; a 4 MiB one over 300 calibration
+samples: 120 + 120 + 240 = 480 s. MIN_MB stands in for the activations' cost, which a tiny model's size does not
+show. `Workers(timeout=S)` (the CLI's `--timeout S`) gives every call S seconds instead. Starting a worker (a fresh
+interpreter importing its runtime, TensorFlow's import above all) has its own limit: START_SECONDS, or S if larger.
+Commands run by `run_child` (make, compilers, QEMU) get the caller's timeout, CHILD_SECONDS when it gives none.
 """
 
 from __future__ import annotations
@@ -23,17 +36,46 @@ import subprocess
 import sys
 import time
 import tempfile
+import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import NativeCrash
+from .errors import NativeCrash, NativeTimeout, TinyqError
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding this tinyq package
 
 _SANITIZER_LINE = re.compile(r"ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|"
                              r"SUMMARY: |Fatal Python error|Assertion .* failed|terminate called|abort")
+
+
+BASE_SECONDS = 120.0  # any call: a worker's own set-up (building an interpreter, loading a model) on a busy machine
+PER_MB_SECONDS = 30.0  # per MiB of model: reading, converting, planning it
+PER_MB_INPUT_SECONDS = 0.2  # per MiB of model and input run: LiteRT's reference kernels are the slowest runner
+MIN_MB = 0.5  # the least a model counts for per input: a small model can still have large activations
+START_SECONDS = 300.0  # starting a worker: a fresh interpreter and its runtime's imports
+CHILD_SECONDS = 1800.0  # a command run_child is given without a timeout (a compile of a large model's C)
+
+
+def default_limit(model_bytes: int, inputs: int) -> float:
+    """Seconds a native call over a model of `model_bytes` running `inputs` samples may take (see the module doc)."""
+    mb = max(0, model_bytes) / (1 << 20)
+    return BASE_SECONDS + PER_MB_SECONDS * mb + PER_MB_INPUT_SECONDS * max(mb, MIN_MB) * max(0, inputs)
+
+
+def _work(args: tuple) -> tuple[int, int]:
+    """(model bytes, inputs) of a call, from its arguments when the caller does not say: the largest bytes
+    argument or file a str argument names, and the length of the largest array of two or more dimensions."""
+    size, inputs = 0, 1
+    for arg in args:
+        if isinstance(arg, (bytes, bytearray, memoryview)):
+            size = max(size, len(arg))
+        elif isinstance(arg, str) and len(arg) < 4096 and os.path.isfile(arg):
+            size = max(size, os.path.getsize(arg))
+        elif getattr(arg, "ndim", 0) >= 2:
+            inputs = max(inputs, len(arg))
+    return size, inputs
 
 
 class Runtime(enum.Enum):
@@ -146,8 +188,16 @@ class Workers:
     """One worker process per runtime kind and slot, started on first use, replaced after a crash, ended by
     close(). Calls to different (runtime, slot) pairs may run at the same time from different threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float | None = None) -> None:
+        """`timeout`: seconds every call may take (the CLI's --timeout); None: default_limit of each call."""
+        if timeout is not None and not timeout > 0:
+            raise TinyqError(f"a time limit must be a positive number of seconds, got {timeout}")
+        self.timeout = timeout
         self._workers: dict[tuple[Runtime, int], _Worker] = {}
+
+    def limit(self, model_bytes: int, inputs: int) -> float:
+        """Seconds a call over a model of `model_bytes` running `inputs` samples may take in this session."""
+        return self.timeout if self.timeout is not None else default_limit(model_bytes, inputs)
 
     def __enter__(self) -> "Workers":
         return self
@@ -184,28 +234,59 @@ class Workers:
                     worker.conn.send((_preload, (_PRELOAD[runtime.name],)))
                     worker.pending = True
 
-    def call(self, runtime: Runtime, step: str, fn: Callable, *args, slot: int = 0):
+    def call(self, runtime: Runtime, step: str, fn: Callable, *args, slot: int = 0, model_bytes: int | None = None,
+             inputs: int | None = None):
         """fn(*args) in the runtime's worker of this slot; a crash raises NativeCrash and the next call gets a new
-        worker.
+        worker; a call that does not end within its time limit (`limit(model_bytes, inputs)`, each estimated
+        from `args` when not given) kills the worker and raises NativeTimeout.
 
         `fn` must be a module-level function (it is sent by reference); exceptions it raises are re-raised here.
         """
+        size, count = _work(args)
+        seconds = self.limit(size if model_bytes is None else model_bytes, count if inputs is None else inputs)
         worker = self._live(runtime, slot)
         offset = os.path.getsize(worker.log_path)
         try:
             if worker.pending:
-                worker.conn.recv()
+                start = max(START_SECONDS, self.timeout or 0.0)
+                with self._deadline(runtime, slot, worker, f"start-up of its worker (before {step})", start):
+                    worker.conn.recv()
                 worker.pending = False
-            worker.conn.send((fn, args))
-            status, value = worker.conn.recv()
+            with self._deadline(runtime, slot, worker, step, seconds):
+                worker.conn.send((fn, args))
+                status, value = worker.conn.recv()
         except (EOFError, OSError):
             raise self._crashed(runtime, slot, worker, step, offset) from None
-        except BaseException:  # interrupted mid-call: the worker's state is unknown
+        except BaseException:  # interrupted mid-call, or out of time: the worker's state is unknown
             self._stop((runtime, slot))
             raise
         if status == "err":
             raise value
         return value
+
+    @contextlib.contextmanager
+    def _deadline(self, runtime: Runtime, slot: int, worker: _Worker, step: str, seconds: float):
+        """Kill the worker if the block has not ended after `seconds` (a watchdog thread, so a blocked send is
+        covered as well as a reply that never comes); the block's EOF/broken pipe then raises NativeTimeout."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (EOFError, OSError):
+            if not expired.is_set():
+                raise
+            self._stop((runtime, slot))
+            raise NativeTimeout(runtime.value, step, seconds) from None
+        finally:
+            timer.cancel()
 
     def _live(self, runtime: Runtime, slot: int) -> _Worker:
         """The worker of (runtime, slot), started now if there is none or it died between calls (killed)."""
@@ -256,12 +337,13 @@ class Workers:
 
 
 @contextlib.contextmanager
-def session(workers: Workers | None = None) -> Iterator[Workers]:
-    """`workers` if given (the caller's session), else a fresh one closed at the end of the block."""
+def session(workers: Workers | None = None, timeout: float | None = None) -> Iterator[Workers]:
+    """`workers` if given (the caller's session), else a fresh one (with `timeout`, see Workers) closed at the end
+    of the block."""
     if workers is not None:
         yield workers
         return
-    with Workers() as fresh:
+    with Workers(timeout) as fresh:
         yield fresh
 
 
@@ -294,30 +376,41 @@ sys.exit(code)
 POLL_SECONDS = 0.5  # how often run_child calls its poll callback
 
 
+class ChildTimeout(subprocess.TimeoutExpired, TinyqError):
+    """A command run_child ran did not end within its time limit and was killed with its children: a
+    TimeoutExpired for callers that say more, and one line naming the command and the limit for the others."""
+
+    def __str__(self) -> str:
+        command = " ".join(map(str, self.cmd))
+        limit = f"{self.timeout:.0f}" if self.timeout >= 10 else f"{self.timeout:.3g}"
+        return f"{Path(str(self.cmd[0])).name} did not finish within {limit} s and was killed: {command[:200]}"
+
+
+
 def run_child(cmd: list[str], cwd: str | os.PathLike | None = None, timeout: float | None = None,
               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL, poll=None) -> subprocess.CompletedProcess:
     """Run a command (make, a compiler, QEMU, a stub) that dies with tinyq: in its own process group, killed
     with all its children on any exception here (Ctrl-C, SIGTERM, timeout), and on Linux, under a small
-    supervisor the kernel warns when tinyq dies, even by SIGKILL. Text output captured; TimeoutExpired is
-    re-raised after the kill. `poll()`, when given, is called about twice a second while the command runs."""
+    supervisor the kernel warns when tinyq dies, even by SIGKILL. Text output captured. Every command has a time
+    limit: `timeout`, else CHILD_SECONDS; past it, ChildTimeout (a TimeoutExpired) is raised after the kill.
+    `poll()`, when given, is called about twice a second while the command runs."""
+    timeout = CHILD_SECONDS if timeout is None else timeout
     argv = [str(c) for c in cmd]
     if sys.platform.startswith("linux"):
         argv = [sys.executable, "-S", "-c", _SUPERVISOR, str(os.getpid()), *argv]
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, errors="replace", start_new_session=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
     try:
         while True:
-            wait = POLL_SECONDS if poll is not None else None
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                wait = left if wait is None else min(wait, left)
+            left = max(0.0, deadline - time.monotonic())
+            wait = left if poll is None else min(POLL_SECONDS, left)
             try:
                 out, err = proc.communicate(timeout=wait)
                 break
             except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
+                if time.monotonic() >= deadline:
+                    raise ChildTimeout(list(cmd), timeout) from None
                 poll()
     except BaseException:
         with contextlib.suppress(ProcessLookupError, PermissionError):

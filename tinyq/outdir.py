@@ -5,8 +5,9 @@ folder read back in.
 Beside an output folder OUT live, all hidden: `.OUT.lock` while a run holds OUT (flock; the holder's pid),
 staging folders `.OUT.out.PID.XXXXXXXX` and, for an instant during the swap, the old output `.OUT.old.PID`.
 The old output stays whole until the new one is complete: the swap is two renames with SIGINT/SIGTERM held
-back; a run killed between them leaves the old output aside, and the next run into OUT puts it back.
-Staging folders of dead runs are removed by the next run.
+back; a run killed between them leaves the old output aside, and the next run into OUT puts it back. A run
+interrupted during the swap still removes the old output once the new one is in place. Staging folders and
+set-aside outputs of dead runs (names of this pattern only, pid not running) are removed by the next run.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class Claim:
     def _swap(self, tmp: Path) -> None:
         aside = self.out.parent / f".{self.out.name}.old.{os.getpid()}"
         try:
-            with _signals_held():
+            with _signals_held():  # a signal held back here is raised as the block ends: hence the finally
                 if self.out.exists():
                     os.replace(self.out, aside)
                 os.replace(tmp, self.out)
@@ -177,7 +178,9 @@ class Claim:
             if aside.exists() and not self.out.exists():
                 os.replace(aside, self.out)
             raise _as_output_error(exc, f"{self.out}: replacing the output folder") from exc
-        shutil.rmtree(aside, ignore_errors=True)
+        finally:
+            if self.out.exists():  # the new output is in place (or the old one back): the aside copy is waste
+                shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,8 @@ class PipelineConfig:
     preprocessing: Preprocessing | None = None  # None: raw 0..255 -> 0..1 for uint8 data, else as stored
     task: Task | None = None  # None: from the labels (integer: classification, float: regression, none)
     optimize: Optimize = Optimize.SPEED  # the C engine's kernels: specialised per layer, or generic (size)
+    timeout: float | None = None  # seconds each native call may take when run() starts the workers (None: per call,
+    # native.default_limit of the model's size and inputs); a caller's `workers` carry their own
 
     @property
     def c_engine_mode(self) -> CEngineMode:
@@ -77,7 +79,7 @@ def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: Pip
     interrupt or kill. `out_dir` may be a Claim the caller took right after parsing its arguments, `workers`
     the caller's native-runtime workers (else one per runtime for this run). `model` is a Keras model, or a
     TfliteModel already full-integer (quantization and Keras float skipped)."""
-    with claimed(out_dir, config.overwrite) as held, session(workers) as w:
+    with claimed(out_dir, config.overwrite) as held, session(workers, config.timeout) as w:
         return _run(model, dataset, held, config, progress or (lambda _msg: None), w)
 
 
@@ -89,7 +91,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
     keras_model = None if isinstance(model, TfliteModel) else model
     shape = (input_shape(model) if keras_model is not None else tuple(model.quantized.input.shape[1:]))
     calib = preprocess(dataset.train_x, shape, pre)
-    report_pre, engine_on = run_preflight(model, calib, config, say)
+    report_pre, engine_on = run_preflight(model, calib, config, say, workers)
     task = config.task or infer_task(dataset.test_y, _output_size(model))
     say(f"task: {task.value}")
     if keras_model is None:
@@ -118,7 +120,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
         if emission.engine is not None:
-            c_fig = _host_c_engine(emission.engine, result, fw, tmp / "build", config, say)
+            c_fig = _host_c_engine(emission.engine, result, fw, tmp / "build", config, say, workers.timeout)
         m_fig = None
         if config.cortex_m and emission.engine is not None:
             try:
@@ -126,7 +128,8 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
-        fidelity = _quick_diff(quantized, result, fw if emission.engine is not None else None, c_fig, tmp, notes, say)
+        fidelity = _quick_diff(quantized, result, fw if emission.engine is not None else None, c_fig, tmp, notes, say,
+                               workers)
         analysis = None
         if config.analysis and keras_model is not None:
             analysis = _analysis(model, dataset, quantized, result, notes, say, pre, workers)
@@ -164,15 +167,18 @@ def _output_size(model) -> int:
     return int(np.prod(model.outputs[0].shape[1:]))
 
 
-def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progress) -> tuple[PreflightReport, bool]:
-    """The pre-flight check on the int8 graph (a quick conversion for a Keras model); raises listing every
-    problem that blocks the chain; returns the report and whether the C engine is generated."""
+def run_preflight(model, calib: np.ndarray, config: PipelineConfig, say: Progress,
+                  workers: Workers | None = None) -> tuple[PreflightReport, bool]:
+    """The pre-flight check on the int8 graph (a quick conversion for a Keras model), every native call in
+    `workers`; raises listing every problem that blocks the chain; returns the report and whether the C engine
+    is generated."""
     say("pre-flight check (quick int8 conversion, ops, types, runtimes)")
     if isinstance(model, TfliteModel):
         q = model.quantized
-        report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0], q.graph)
+        report = preflight_tflite(model.tflite, model.name, quantize_input(calib[:1], q.input)[0], q.graph,
+                                  workers)
     else:
-        report = preflight_keras(model, calib, model.name)
+        report = preflight_keras(model, calib, model.name, workers=workers)
     engine_on = check(report, config.c_engine_mode, f"model {model.name!r}")
     say(f"pre-flight: ops {', '.join(report.ops)}; "
         + ("no problems" if not report.problems else f"{len(report.problems)} problem(s) for the C engine"))
@@ -207,7 +213,7 @@ def _analysis(model, dataset: Dataset, quantized: QuantizedModel, result: Verify
 
 
 def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None, c_fig, out: Path,
-                notes: list[str], say: Progress):
+                notes: list[str], say: Progress, workers: Workers | None = None):
     """The cheap `tinyq diff`: when any pair of runtimes disagrees, the first divergent op of the first
     disagreeing inputs into out/diff.json and a note; the pair matrix for report.html either way."""
     finals = {DiffRuntime.LITERT_REF: result.litert_ref_outputs, DiffRuntime.LITERT: result.litert_outputs,
@@ -215,7 +221,7 @@ def _quick_diff(quantized: QuantizedModel, result: VerifyResult, fw: Path | None
     try:
         quick = quick_diff(quantized.tflite, result.int8_inputs, finals, fw,
                            c_fig is None or c_fig.bitexact_vs_tflm == 1.0, out / "build", progress=say,
-                           graph=quantized.graph)
+                           graph=quantized.graph, workers=workers)
     except TinyqError as exc:
         notes.append(f"diff (first divergent op) not run: {exc}")
         say(notes[-1])
@@ -236,12 +242,12 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: PipelineConfig,
-                   say: Progress) -> CEngineFigures:
+                   say: Progress, timeout: float | None = None) -> CEngineFigures:
     """Build the stub with the C engine on the host and run its golden vectors (what a user builds), push the whole
     test set through the engine (its -O3 library in worker processes; the sanitized stub under --sanitize) and
     compare with TFLM."""
     inputs = result.int8_inputs.reshape(result.test_images, -1)
-    with Workers() as workers, ThreadPoolExecutor(1) as pool:
+    with Workers(timeout) as workers, ThreadPoolExecutor(1) as pool:  # the run's time limit, its own slots
         library = None
         if not config.sanitize:  # the library and its workers get ready while the stub builds
             workers.prepare(Runtime.C_ENGINE, slots=firmware.LIBRARY_JOBS)

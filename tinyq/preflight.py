@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import Graph, lower, read_graph, tflm_method
-from .models import input_shape
-from .quantize import QuantizeConfig, inspect_tflite, int8_converter, run_converter
+from .native import Runtime, Workers, session
+from .quantize import QuantizeConfig, inspect_tflite, quick_int8
 from .verify import quantize_input, tflm_problem
-from .errors import TinyqError, UnsupportedOpError
+from .errors import NativeTimeout, TinyqError, UnsupportedOpError
 
 
 class ProblemKind(enum.Enum):
@@ -80,31 +80,48 @@ def check(report: PreflightReport, mode: CEngineMode, what: str) -> bool:
     return mode is not CEngineMode.OFF and not report.c_engine_blockers
 
 
-def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None,
-                     graph: Graph | None = None) -> PreflightReport:
-    """Problems of an int8 .tflite: I/O count and types, float or hybrid tensors, ops TFLM lacks (and, given
-    one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks. `graph`: the Graph already read from these bytes, if any."""
-    from ai_edge_litert.interpreter import Interpreter  # heavy native runtime, loaded only for pre-flight
+def _io_details(tflite: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """In the LiteRT worker: (name, dtype) of the model's inputs and of its outputs."""
+    from ai_edge_litert.interpreter import Interpreter  # heavy native runtime: LiteRT's worker only
 
+    interp = Interpreter(model_content=tflite)
+    return tuple([(d["name"], np.dtype(d["dtype"]).name) for d in details]
+                 for details in (interp.get_input_details(), interp.get_output_details()))
+
+
+def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None,
+                     graph: Graph | None = None, workers: Workers | None = None) -> PreflightReport:
+    """Problems of an int8 .tflite: I/O count and types, float or hybrid tensors, ops TFLM lacks (and, given
+    one int8 `sample`, whether TFLM allocates and invokes it), ops the C engine lacks. `graph`: the Graph already
+    read from these bytes, if any. LiteRT and TFLM run in `workers` (a fresh session if None)."""
     if graph is None:
         graph = read_graph(tflite)  # the one gate: no runtime sees bytes the reader has not accepted
+    with session(workers) as w:
+        return _preflight_tflite(tflite, name, sample, graph, w)
+
+
+def _preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None, graph: Graph,
+                      workers: Workers) -> PreflightReport:
     problems: list[Problem] = []
     try:
-        interp = Interpreter(model_content=tflite)
-    except Exception as exc:  # noqa: BLE001
+        ins, outs = workers.call(Runtime.LITERT, f"loading model {name!r} for pre-flight", _io_details, tflite,
+                                 inputs=1)
+    except NativeTimeout:
+        raise
+    except Exception as exc:  # noqa: BLE001 - LiteRT's refusal or its crash is the finding
         return PreflightReport((), (Problem(ProblemKind.TFLM_OP, f"LiteRT cannot load the .tflite: {exc}"),))
-    ins, outs = interp.get_input_details(), interp.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
-        problems.append(Problem(ProblemKind.IO_COUNT, f"{len(ins)} inputs {[d['name'] for d in ins]} and "
-                                f"{len(outs)} outputs {[d['name'] for d in outs]}; exactly one of each is supported"))
+        problems.append(Problem(ProblemKind.IO_COUNT, f"{len(ins)} inputs {[n for n, _ in ins]} and "
+                                f"{len(outs)} outputs {[n for n, _ in outs]}; exactly one of each is supported"))
     for role, details in (("input", ins), ("output", outs)):
-        for d in details:
-            dtype = np.dtype(d["dtype"]).name
+        for tensor, dtype in details:
             if dtype != "int8":
-                problems.append(Problem(ProblemKind.IO_TYPE, f"{role} {d['name']!r} is {dtype}; the device path "
+                problems.append(Problem(ProblemKind.IO_TYPE, f"{role} {tensor!r} is {dtype}; the device path "
                                         f"needs int8 I/O (convert with inference_input/output_type int8)"))
     try:
-        inspect_tflite(tflite, name, graph=graph)
+        inspect_tflite(tflite, name, graph=graph, workers=workers)
+    except NativeTimeout:
+        raise
     except TinyqError as exc:
         problems.append(Problem(ProblemKind.FLOAT_TENSOR, str(exc)))
     for op in graph.operators:
@@ -112,7 +129,7 @@ def preflight_tflite(tflite: bytes, name: str, sample: np.ndarray | None = None,
             problems.append(Problem(ProblemKind.TFLM_OP, f"{graph.where(op)}: TFLM's MicroMutableOpResolver has "
                                     f"no Add method for it"))
     if sample is not None and not any(p.kind in (ProblemKind.TFLM_OP, ProblemKind.IO_COUNT) for p in problems):
-        why = tflm_problem(tflite, sample)
+        why = tflm_problem(tflite, sample, workers)
         if why is not None:
             problems.append(Problem(ProblemKind.TFLM_OP, f"TFLM cannot run the model: {why}"))
     problems += [Problem(ProblemKind.C_ENGINE_OP, m) for m in c_engine_problems(graph)]
@@ -135,19 +152,23 @@ def c_engine_problems(graph) -> list[str]:
     return found
 
 
-def preflight_keras(model, samples: np.ndarray, name: str, count: int = 8) -> PreflightReport:
-    """Quantize quickly on the first `count` preprocessed samples and check the int8 graph that results:
-    the ops, and so the problems, are those of the full conversion (only the ranges differ)."""
+def preflight_keras(model, samples: np.ndarray, name: str, count: int = 8,
+                    workers: Workers | None = None) -> PreflightReport:
+    """Quantize quickly on the first `count` preprocessed samples (in the converter's worker) and check the int8
+    graph that results: the ops, and so the problems, are those of the full conversion (only the ranges
+    differ). A converter crash raises NativeCrash naming the model."""
     x = np.asarray(samples[:count], np.float32)
     lo, hi = float(x.min()), float(x.max())
     config = QuantizeConfig(num_calibration_samples=len(x), input_range=(lo, hi if hi > lo else lo + 1.0))
-    tflite = run_converter(int8_converter(model, input_shape(model), x, config),
-                           f"model {name!r} (pre-flight conversion)")
-    graph = read_graph(tflite)
-    sample = None
-    try:
-        q = inspect_tflite(tflite, name, graph=graph)
-        sample = quantize_input(x[:1], q.input)[0]
-    except TinyqError:
-        pass
-    return preflight_tflite(tflite, name, sample, graph)
+    with session(workers) as w:
+        tflite = quick_int8(model, x, config, f"pre-flight int8 conversion of model {name!r}", w)
+        graph = read_graph(tflite)
+        sample = None
+        try:
+            q = inspect_tflite(tflite, name, graph=graph, workers=w)
+            sample = quantize_input(x[:1], q.input)[0]
+        except NativeTimeout:
+            raise
+        except TinyqError:
+            pass
+        return preflight_tflite(tflite, name, sample, graph, w)

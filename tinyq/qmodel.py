@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import ActivationRange, CalibrationAudit
-from .errors import NativeCrash, QuantizationError
+from .errors import NativeCrash, NativeTimeout, QuantizationError
 from .engine import Graph, read_graph
 from .native import Runtime, Workers, session
 
@@ -145,7 +145,7 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
         try:
             details, ops, input_detail, output_detail = w.call(Runtime.LITERT, f"loading model {name!r}",
                                                                _litert_details, tflite)
-        except NativeCrash:
+        except (NativeCrash, NativeTimeout):
             raise
         except Exception as exc:  # noqa: BLE001
             raise QuantizationError(f"model {name!r}: LiteRT cannot load the .tflite: {exc}") from exc

@@ -8,7 +8,9 @@ import contextlib
 import dataclasses
 import io
 import os
+import re
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -61,23 +63,23 @@ def run_converter(converter, what: str) -> bytes:
         raise QuantizationError(f"{what}: TFLiteConverter failed: {exc}") from exc
 
 
-def _float(model) -> bytes:
-    return run_converter(_batch1_converter(model, input_shape(model)), f"model {model.name!r} (float)")
-
-
 def convert_float(model, workers: Workers | None = None) -> bytes:
     """The float32 .tflite of the model (batch 1), the baseline for size comparisons; converted in the
     converter's worker."""
     check_supported(model)
-    return _in_converter(model, f"float conversion of model {model.name!r}", _float_from_file, (), workers,
-                         lambda: _float(model))
+    return _in_converter(model, input_shape(model), f"float conversion of model {model.name!r}", _float_from_file,
+                         (), workers)
 
 
 def int8_converter(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig):
-    """A batch-1 TFLiteConverter set up for full-integer int8 calibrated on `samples`."""
-    import tensorflow as tf  # heavy optional dependency: loaded only when converting
+    """A batch-1 TFLiteConverter set up for full-integer int8 calibrated on `samples` (run it only in the
+    converter's worker)."""
+    return _int8_settings(_batch1_converter(model, shape), samples, config)
 
-    converter = _batch1_converter(model, shape)
+
+def _int8_settings(converter, samples: np.ndarray, config: QuantizeConfig):
+    """`converter` set up for full-integer int8 calibrated on `samples`."""
+    import tensorflow as tf  # heavy optional dependency: loaded only when converting
 
     def representative():
         for sample in samples:
@@ -115,13 +117,23 @@ def quantize(model, calibration_images: np.ndarray, config: QuantizeConfig = Qua
     return dataclasses.replace(q, audit=audit, ranges=ranges)
 
 
-def _int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
+def quick_int8(model, samples: np.ndarray, config: QuantizeConfig, step: str,
+               workers: Workers | None = None) -> bytes:
+    """An int8 .tflite of the model calibrated on `samples` as they are (no selection, no audit), converted in
+    the converter's worker; pre-flight's quick conversion."""
+    check_supported(model)
+    tflite, _ranges = _isolated_int8(model, input_shape(model), np.asarray(samples, np.float32), config, workers,
+                                     step)
+    return tflite
+
+
+def _int8(converter, samples: np.ndarray, config: QuantizeConfig, what: str
           ) -> tuple[bytes, tuple[ActivationRange, ...]]:
-    """Calibrate and convert (min-max, or percentile-clipped ranges) in this process."""
-    converter = int8_converter(model, shape, samples, config)
+    """In the converter worker: calibrate and convert (min-max, or percentile-clipped ranges)."""
+    converter = _int8_settings(converter, samples, config)
     if config.percentile is None:
-        return run_converter(converter, f"model {model.name!r}"), ()
-    return _percentile_quantize(converter, samples, config, f"model {model.name!r}")
+        return run_converter(converter, what), ()
+    return _percentile_quantize(converter, samples, config, what)
 
 
 def _load_in_worker(path: str):
@@ -131,46 +143,90 @@ def _load_in_worker(path: str):
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return tf.keras.models.load_model(path, compile=False)
-    except Exception:  # noqa: BLE001 - e.g. custom layers: the caller converts in its own process
+    except Exception:  # noqa: BLE001 - e.g. custom layers: the caller exports a SavedModel instead
         return None
+
+
+def _converter_at(path: str, shape: tuple[int, ...]):
+    """In the converter worker: a fresh batch-1 TFLiteConverter over the model at `path` (a .keras file, or a
+    SavedModel folder `_export_saved_model` wrote), and its name; None if this process cannot load it."""
+    import tensorflow as tf  # heavy optional dependency: loaded only in the converter's worker
+
+    if os.path.isdir(path):
+        return tf.lite.TFLiteConverter.from_saved_model(path), Path(path).name
+    model = _load_in_worker(path)
+    return None if model is None else (_batch1_converter(model, shape), model.name)
 
 
 def _int8_from_file(path: str, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig
                     ) -> tuple[bytes, tuple[ActivationRange, ...]] | None:
     """In the converter worker: _int8 on the model saved at `path`; None if this process cannot load it."""
-    model = _load_in_worker(path)
-    return None if model is None else _int8(model, shape, samples, config)
+    loaded = _converter_at(path, shape)
+    return None if loaded is None else _int8(loaded[0], samples, config, f"model {loaded[1]!r}")
 
 
-def _float_from_file(path: str) -> bytes | None:
+def _float_from_file(path: str, shape: tuple[int, ...]) -> bytes | None:
     """In the converter worker: the float .tflite of the model saved at `path`; None if it cannot load it."""
-    model = _load_in_worker(path)
-    return None if model is None else _float(model)
+    loaded = _converter_at(path, shape)
+    return None if loaded is None else run_converter(loaded[0], f"model {loaded[1]!r} (float)")
 
 
-def _in_converter(model, step: str, fn, args: tuple, workers: Workers | None, here):
-    """fn(saved model path, *args) in the converter's worker; a model that does not survive saving and
-    loading (custom layers) runs `here()` in this process instead."""
-    with tempfile.TemporaryDirectory(prefix="tinyq_convert_") as tmp:
+def _export_saved_model(model, shape: tuple[int, ...], path: str) -> None:
+    """Trace the model at batch 1 into a SavedModel folder the converter's worker can load without the model's
+    Python classes (a model whose .keras does not load elsewhere: custom layers). TensorFlow's tracing, in
+    this process; the converter never runs here."""
+    import tensorflow as tf  # heavy optional dependency: the Keras model's own TensorFlow, already loaded
+
+    spec = tf.TensorSpec((1,) + tuple(shape), tf.float32, name="input")
+    keras = keras_module(model)
+    with contextlib.redirect_stdout(io.StringIO()), native_quiet():
+        if hasattr(keras, "export") and hasattr(keras.export, "ExportArchive"):  # Keras 3: tracks its variables
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serving_default", lambda x: model(x, training=False), input_signature=[spec])
+            archive.write_out(path)
+        else:  # Keras 2 models are TensorFlow trackables themselves
+            serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            tf.saved_model.save(model, path, signatures={"serving_default": serve.get_concrete_function()})
+
+
+def _in_converter(model, shape: tuple[int, ...], step: str, fn, args: tuple, workers: Workers | None):
+    """fn(saved model path, shape, *args) in the converter's worker, the model passed as a .keras file; a model
+    that does not survive saving and loading (custom layers) is passed as a SavedModel traced here instead.
+    The converter itself never runs in this process."""
+    refusals = []
+    with tempfile.TemporaryDirectory(prefix="tinyq_convert_") as tmp, session(workers) as w:
         path = os.path.join(tmp, "model.keras")
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 model.save(path)
-        except Exception:  # noqa: BLE001 - keras raises many types for a model it cannot serialise
-            path = None
-        if path is not None:
-            with session(workers) as w:
-                done = w.call(Runtime.CONVERTER, step, fn, path, *args)
+        except Exception as exc:  # noqa: BLE001 - keras raises many types for a model it cannot serialise
+            refusals.append(f"saving it as .keras failed: {exc}")
+        else:
+            done = w.call(Runtime.CONVERTER, step, fn, path, shape, *args, model_bytes=os.path.getsize(path))
             if done is not None:
                 return done
-    return here()
+            refusals.append("its .keras file does not load in a fresh process")
+        path = os.path.join(tmp, model.name if re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", model.name) else "model")
+        try:
+            _export_saved_model(model, shape, path)
+        except Exception as exc:  # noqa: BLE001 - tracing raises many types
+            refusals.append(f"exporting it as a SavedModel failed: {exc}")
+            raise QuantizationError(f"model {model.name!r}: cannot hand it to the TF converter's worker: "
+                                    + "; ".join(refusals)) from exc
+        size = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+        done = w.call(Runtime.CONVERTER, step, fn, path, shape, *args, model_bytes=size)
+        if done is None:
+            raise QuantizationError(f"model {model.name!r}: the TF converter's worker cannot load it: "
+                                    + "; ".join(refusals + ["nor its SavedModel"]))
+        return done
 
 
 def _isolated_int8(model, shape: tuple[int, ...], samples: np.ndarray, config: QuantizeConfig,
-                   workers: Workers | None) -> tuple[bytes, tuple[ActivationRange, ...]]:
-    """_int8 in the converter's worker, the model passed as a saved .keras file."""
-    return _in_converter(model, f"calibration and int8 conversion of model {model.name!r}", _int8_from_file,
-                         (shape, samples, config), workers, lambda: _int8(model, shape, samples, config))
+                   workers: Workers | None, step: str | None = None) -> tuple[bytes, tuple[ActivationRange, ...]]:
+    """_int8 in the converter's worker."""
+    return _in_converter(model, shape, step or f"calibration and int8 conversion of model {model.name!r}",
+                         _int8_from_file, (samples, config), workers)
 
 
 def _percentile_quantize(converter, samples: np.ndarray, config: QuantizeConfig, what: str
@@ -201,23 +257,21 @@ def comparison_conversions(model, shape: tuple[int, ...], workers: Workers | Non
                            ) -> list[tuple[str, bytes]]:
     """Dynamic-range (hybrid) and float16 conversions, labelled as in COMPARISONS, for size and accuracy
     comparison; in the converter's worker."""
-    return _in_converter(model, f"comparison conversions of model {model.name!r}", _comparisons_from_file,
-                        (shape,), workers, lambda: _comparisons(model, shape))
+    return _in_converter(model, shape, f"comparison conversions of model {model.name!r}", _comparisons_from_file,
+                         (), workers)
 
 
 def _comparisons_from_file(path: str, shape: tuple[int, ...]) -> list[tuple[str, bytes]] | None:
     """In the converter worker: the comparison conversions of the model saved at `path` (None: cannot load)."""
-    model = _load_in_worker(path)
-    return None if model is None else _comparisons(model, shape)
-
-
-def _comparisons(model, shape: tuple[int, ...]) -> list[tuple[str, bytes]]:
     import tensorflow as tf  # heavy optional dependency: loaded only when converting
 
-    dynamic = _batch1_converter(model, shape)
+    dynamic, fp16 = _converter_at(path, shape), _converter_at(path, shape)
+    if dynamic is None or fp16 is None:
+        return None
+    name = dynamic[1]
+    dynamic, fp16 = dynamic[0], fp16[0]
     dynamic.optimizations = [tf.lite.Optimize.DEFAULT]
-    fp16 = _batch1_converter(model, shape)
     fp16.optimizations = [tf.lite.Optimize.DEFAULT]
     fp16.target_spec.supported_types = [tf.float16]
-    return list(zip(COMPARISONS, (run_converter(dynamic, f"{model.name} dynamic-range"),
-                                  run_converter(fp16, f"{model.name} float16"))))
+    return list(zip(COMPARISONS, (run_converter(dynamic, f"{name} dynamic-range"),
+                                  run_converter(fp16, f"{name} float16"))))

@@ -305,7 +305,7 @@ def tflm_problem(tflite: bytes, sample: np.ndarray, workers: Workers | None = No
     or how it crashed."""
     with session(workers) as w:
         try:
-            return w.call(Runtime.TFLM, "TFLM trial run on one input", _tflm_problem, tflite, sample)
+            return w.call(Runtime.TFLM, "TFLM trial run on one input", _tflm_problem, tflite, sample, inputs=1)
         except NativeCrash as exc:
             return str(exc)
 
@@ -357,7 +357,8 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None 
     with session(workers) as w:
         def runs(size: int) -> bool:
             try:
-                ok = bool(w.call(Runtime.TFLM, f"TFLM arena probe at {size} B", _tflm_runs, tflite, size, sample))
+                ok = bool(w.call(Runtime.TFLM, f"TFLM arena probe at {size} B", _tflm_runs, tflite, size, sample,
+                                  inputs=1))
                 crash = None
             except NativeCrash as exc:
                 ok, crash = False, exc.signal
@@ -366,7 +367,8 @@ def tflm_arena_bytes(tflite: bytes, sample: np.ndarray, workers: Workers | None 
             return ok
 
         try:
-            recorded = w.call(Runtime.TFLM, "TFLM arena recording", _recorded_arena_total, tflite, sample)
+            recorded = w.call(Runtime.TFLM, "TFLM arena recording", _recorded_arena_total, tflite, sample,
+                              inputs=1)
         except NativeCrash:
             recorded = None
         hi = recorded or max(4096, len(tflite) * 10)
