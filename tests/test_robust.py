@@ -109,8 +109,10 @@ def no_long_steps(monkeypatch):
     def reached(*_args, **_kwargs):
         raise AssertionError("reached the long steps")
 
-    monkeypatch.setattr(data, "load_mnist", reached)
-    monkeypatch.setattr(models, "demo_model", reached)
+    for module in (data, cli):  # the CLI holds its own references (module-level imports)
+        monkeypatch.setattr(module, "load_mnist", reached)
+    for module in (models, cli):
+        monkeypatch.setattr(module, "demo_model", reached)
 
 
 Fault = namedtuple("Fault", "signal stage expected")
@@ -296,7 +298,7 @@ def test_disk_errors_at_any_stage_are_one_line(tmp_path, monkeypatch, capsys, co
     def fail(_path=None):
         raise OSError(code, os.strerror(code), "/data/cache/x.npz")
 
-    monkeypatch.setattr(data, "load_mnist", fail)
+    monkeypatch.setattr(cli, "load_mnist", fail)  # the CLI's own reference to data.load_mnist
     assert cli.main(["--quiet", "demo", "--out", str(tmp_path / "o")]) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert err == f"tinyq: error: /data/cache/x.npz: cannot write: {words}\n"
