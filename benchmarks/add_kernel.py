@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tinyq import emit, quantize, verify  # noqa: E402
+from tinyq import emit, quantize, runtimes, verify  # noqa: E402
 from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize  # noqa: E402
@@ -50,7 +50,7 @@ def measure(model, images: int, targets: list[str], tmp: Path) -> list[str]:
     q = quantize.quantize(model, calib, quantize.QuantizeConfig(16, input_range=(-0.7, 1.3)))
     graph = read_graph(q.tflite)
     xs = rng.integers(-128, 128, (images,) + tuple(q.input.shape[1:]), dtype=np.int8)
-    tflm = verify.run_tflm(q.tflite, xs).reshape(images, -1)
+    tflm = runtimes.run_tflm(q.tflite, xs).reshape(images, -1)
     r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(images) % 2)
     rows = []
     for target in targets:

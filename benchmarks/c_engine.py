@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from common import median_seconds  # noqa: E402
 
-from tinyq import data, emit, models, native, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, native, quantize, runtimes, verify  # noqa: E402
 from tinyq.targets import firmware  # noqa: E402
 
 
@@ -45,9 +45,9 @@ def main() -> None:
             q = quantize.quantize(model, data.preprocess(ds.train_x, shape), labels=ds.train_y)
             x = verify.quantize_input(data.preprocess(ds.test_x, shape), q.input)
             t = time.perf_counter()
-            tflm = verify.run_tflm(q.tflite, x).reshape(len(x), -1)
+            tflm = runtimes.run_tflm(q.tflite, x).reshape(len(x), -1)
             t_tflm = time.perf_counter() - t
-            r = verify.VerifyResult.tflm_only(q, x, tflm, ds.test_y, verify.tflm_arena_bytes(q.tflite, x[0]))
+            r = verify.VerifyResult.tflm_only(q, x, tflm, ds.test_y, runtimes.tflm_arena_bytes(q.tflite, x[0]))
             emission = emit.prepare(q, r, name)
             fw = Path(tmp) / name
             emit.write_files(list(emission.files), fw)

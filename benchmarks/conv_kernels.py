@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import host_exact  # noqa: E402
 
-from tinyq import data, emit, models, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, quantize, runtimes, verify  # noqa: E402
 from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import Optimize  # noqa: E402
 from tinyq.engine import macs as count_macs  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     shape = models.input_shape(model)
     q = quantize.quantize(model, data.preprocess(ds.train_x, shape), labels=ds.train_y)
     x = verify.quantize_input(data.preprocess(ds.test_x, shape), q.input)
-    tflm = verify.run_tflm(q.tflite, x).reshape(len(x), -1)
+    tflm = runtimes.run_tflm(q.tflite, x).reshape(len(x), -1)
     r = verify.VerifyResult.tflm_only(q, x, tflm, ds.test_y)
     macs = count_macs(q.graph)
     print(f"{args.model}: {len(x)} test images, {macs:,} MACs per inference")

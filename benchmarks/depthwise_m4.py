@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from common import host_exact  # noqa: E402
 
-from tinyq import emit, verify  # noqa: E402
+from tinyq import emit, runtimes, verify  # noqa: E402
 from tinyq.targets import cortex_m, firmware, registry  # noqa: E402
 from tinyq.errors import NativeCrash  # noqa: E402
 from tinyq.engine import op_macs, read_graph  # noqa: E402
@@ -56,7 +56,7 @@ def measure(model, n_host: int, n_qemu: int, tmp: Path, target: str, per_op: boo
     xs = rng.integers(-128, 128, (n_host,) + tuple(q.input.shape[1:]), dtype=np.int8)
     reference = "TFLM"
     try:
-        tflm = verify.run_tflm(q.tflite, xs).reshape(n_host, -1)
+        tflm = runtimes.run_tflm(q.tflite, xs).reshape(n_host, -1)
     except NativeCrash:  # the generic C kernels (checked against TFLM elsewhere) stand in as the reference
         reference = "generic C engine (TFLM crashed)"
         out_bytes = int(np.prod(q.output.shape[1:]))

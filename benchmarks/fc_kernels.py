@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from common import host_exact  # noqa: E402
 
-from tinyq import data, emit, models, quantize, verify  # noqa: E402
+from tinyq import data, emit, models, quantize, runtimes, verify  # noqa: E402
 from tinyq.targets import cortex_m, registry  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize, lower  # noqa: E402
@@ -81,7 +81,7 @@ def _autoencoder():
 
 def _random_case(name: str, q, n: int, seed: int, small_flash: bool = True) -> Case:
     x = np.random.default_rng(seed).integers(-128, 128, (n,) + tuple(q.input.shape[1:]), dtype=np.int8)
-    return Case(name, q, x, verify.run_tflm(q.tflite, x).reshape(n, -1), np.arange(n) % 10, small_flash)
+    return Case(name, q, x, runtimes.run_tflm(q.tflite, x).reshape(n, -1), np.arange(n) % 10, small_flash)
 
 
 def fc_calls(q, optimize: Optimize) -> list[dict]:
@@ -106,7 +106,7 @@ def main() -> None:
     shape = models.input_shape(mlp)
     q_mlp = quantize.quantize(mlp, data.preprocess(ds.train_x, shape), labels=ds.train_y)
     x_all = verify.quantize_input(data.preprocess(ds.test_x, shape), q_mlp.input)
-    tflm_all = verify.run_tflm(q_mlp.tflite, x_all).reshape(len(x_all), -1)
+    tflm_all = runtimes.run_tflm(q_mlp.tflite, x_all).reshape(len(x_all), -1)
     n = args.images
     cases = [Case("mnist_mlp", q_mlp, x_all, tflm_all, ds.test_y),
              _random_case("fc_333_77", _one_dense("fc_333_77", SYNTH_IN, SYNTH_OUT, 3), n, 9),

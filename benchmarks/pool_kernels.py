@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tinyq import emit, quantize, verify  # noqa: E402
+from tinyq import emit, quantize, runtimes, verify  # noqa: E402
 from tinyq.targets import cortex_m  # noqa: E402
 from tinyq.engine import read_graph  # noqa: E402
 from tinyq.engine import Optimize, lower  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
         for case, shape, layer in (("fixed cost 1x1x4", (1, 1, 4), lambda: L.MaxPooling2D(1)),) + CASES:
             q = _one_op(shape, layer)
             x = np.random.default_rng(2).integers(-128, 128, (args.images,) + shape, dtype=np.int8)
-            tflm = verify.run_tflm(q.tflite, x).reshape(args.images, -1)
+            tflm = runtimes.run_tflm(q.tflite, x).reshape(args.images, -1)
             r = verify.VerifyResult.tflm_only(q, x, tflm, np.arange(args.images) % 10)
             kernel = next(c.kernel for c in lower(read_graph(q.tflite), Optimize.SPEED).calls)
             slug = "".join(ch if ch.isalnum() else "_" for ch in case)

@@ -11,7 +11,7 @@ import time
 
 from common import demo_model_from_args, median_seconds
 
-from tinyq import data, models, native, quantize, verify
+from tinyq import data, models, native, quantize, runtimes, verify
 
 
 class InProcess:
@@ -36,10 +36,10 @@ def main() -> None:
         samples = calib[list(q.calibration_indices)]
         inproc = InProcess()
         stages = {
-            "LiteRT int8 reference": lambda w: verify.run_litert(q.tflite, xq, True, w),
-            "LiteRT int8 default": lambda w: verify.run_litert(q.tflite, xq, False, w),
-            "TFLM int8": lambda w: verify.run_tflm(q.tflite, xq, w),
-            "TFLM arena search": lambda w: verify.tflm_arena_bytes(q.tflite, xq[0], w),
+            "LiteRT int8 reference": lambda w: runtimes.run_litert(q.tflite, xq, True, w),
+            "LiteRT int8 default": lambda w: runtimes.run_litert(q.tflite, xq, False, w),
+            "TFLM int8": lambda w: runtimes.run_tflm(q.tflite, xq, w),
+            "TFLM arena search": lambda w: runtimes.tflm_arena_bytes(q.tflite, xq[0], w),
             "calibration+conversion": lambda w: (quantize._int8(quantize._batch1_converter(model, shape), samples,
                                                                 q.config, args.model) if w is inproc
                                                  else quantize._isolated_int8(model, shape, samples, q.config, w)),

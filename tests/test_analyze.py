@@ -116,7 +116,8 @@ def test_op_summary_adds_up_to_the_graph(cnn_q, cnn_verify):
 def test_layer_errors_match_an_independent_output_check(cnn_keras, cnn_q, dataset):
     from tinyq import data as tq_data
     from tinyq.analyze import layer_errors, most_sensitive
-    from tinyq.verify import dequantize, quantize_input, run_litert
+    from tinyq.runtimes import run_litert
+    from tinyq.verify import dequantize, quantize_input
 
     images = dataset.test_x[:50]
     rows = layer_errors(cnn_keras, cnn_q, images)

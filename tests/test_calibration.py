@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinyq import data, models, quantize, verify
+from tinyq import data, models, quantize, runtimes, verify
 from tinyq.calibration import Severity, audit_calibration, percentile_range, require_usable
 from tinyq.errors import QuantizationError
 from tinyq.engine import read_graph
@@ -125,8 +125,8 @@ def test_percentile_clips_the_tails_and_stays_a_full_integer_model_tflm_runs(cnn
     assert pct[cnn_q.input.name] == minmax[cnn_q.input.name]  # the input range is the caller's contract
     x = data.preprocess(dataset.test_x[:1000], models.input_shape(cnn_keras))
     labels = dataset.test_y[:1000].astype(np.int64)
-    acc_pct = verify.accuracy(verify.run_tflm(q.tflite, verify.quantize_input(x, q.input)), labels)
-    acc_mm = verify.accuracy(verify.run_tflm(cnn_q.tflite, verify.quantize_input(x, cnn_q.input)), labels)
+    acc_pct = verify.accuracy(runtimes.run_tflm(q.tflite, verify.quantize_input(x, q.input)), labels)
+    acc_mm = verify.accuracy(runtimes.run_tflm(cnn_q.tflite, verify.quantize_input(x, cnn_q.input)), labels)
     assert acc_pct > acc_mm - 0.01
 
 
@@ -140,7 +140,7 @@ def test_int16x8_model_is_checked_as_16x8_and_runs_in_tflm(cnn_keras, calib, dat
     x = data.preprocess(dataset.test_x[:1000], models.input_shape(cnn_keras))
     xq = verify.quantize_input(x, q.input)
     assert xq.dtype == np.int16 and xq.max() > 127
-    assert verify.accuracy(verify.run_tflm(q.tflite, xq), dataset.test_y[:1000].astype(np.int64)) > 0.95
+    assert verify.accuracy(runtimes.run_tflm(q.tflite, xq), dataset.test_y[:1000].astype(np.int64)) > 0.95
     with pytest.raises(QuantizationError, match="not full-integer int8 .*is int16"):
         quantize.inspect_tflite(q.tflite, "16x8 model checked as int8")
 

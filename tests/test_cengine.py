@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.targets import firmware
 from tinyq.engine import cengine, macs
 from tinyq.render import make_banner
@@ -39,7 +39,7 @@ def test_quantize_multiplier_is_nearest_q31(real):
 
 def _host_run(q, inputs, tmp_path, sanitize=False, name="m", tflm=None):
     """Emit with golden vectors from TFLM, build the stub on the host, push `inputs` through it."""
-    tflm = verify.run_tflm(q.tflite, inputs) if tflm is None else tflm
+    tflm = runtimes.run_tflm(q.tflite, inputs) if tflm is None else tflm
     r = verify.VerifyResult.tflm_only(q, inputs, tflm, np.arange(len(inputs)) % 10)
     fw = tmp_path / f"{name}_fw"
     emit.emit(q, r, fw, name=name, golden_count=min(10, len(inputs)))

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tinyq import cli, diff, difftrace, emit, verify
+from tinyq import cli, diff, difftrace, emit, runtimes, verify
 from tinyq.diff import DiffConfig, Runtime
 from tinyq.errors import TinyqError, VerificationError
 from tinyq.engine.explain import explain
@@ -26,7 +26,7 @@ def _folder(q, dataset, root, name, optimize=Optimize.SPEED):
     edits use SIZE folders: their constant arrays are the generic kernels' (op<N>_weights, _bias, _mult, _shift)."""
     out = root / name
     inputs, _ = diff.folder_inputs(q, None, tuple(range(IMAGES)))
-    tflm = verify.run_tflm(q.tflite, inputs)
+    tflm = runtimes.run_tflm(q.tflite, inputs)
     r = verify.VerifyResult.tflm_only(q, inputs, tflm, dataset.test_y[:IMAGES])
     emit.emit(q, r, out / "firmware", name="mnist", optimize=optimize)
     (out / "model_int8.tflite").write_bytes(q.tflite)

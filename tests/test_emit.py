@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.errors import EmitError
 from tinyq.quantize import TensorQuant
 
@@ -129,7 +129,7 @@ def test_golden_vectors_equal_tflm(emitted, cnn_q, cnn_verify, tmp_path):
     outputs = blob[k * 784:k * 794].reshape(k, 10)
     labels = blob[k * 794:].astype(np.uint8)
     assert sorted(labels.tolist()) == list(range(10))
-    assert np.array_equal(verify.run_tflm(cnn_q.tflite, inputs), outputs)
+    assert np.array_equal(runtimes.run_tflm(cnn_q.tflite, inputs), outputs)
     manifest = json.loads((out / "manifest.json").read_text())
     idx = manifest["golden"]["test_index"]
     assert np.array_equal(inputs, cnn_verify.int8_inputs[idx])

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 import tflite_fuzz as fz
-from tinyq import analyze, tflm, verify
+from tinyq import analyze, tflm
 from tinyq.engine import cengine, is_tflite, lower, macs, plan, read_graph
 from tinyq.errors import InvalidModelError, UnsupportedOpError
 from tinyq.render import Banner

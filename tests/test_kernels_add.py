@@ -21,7 +21,7 @@ import tensorflow as tf
 import tflite_fuzz as fz
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
-from tinyq import emit, resources, verify
+from tinyq import emit, resources, runtimes, verify
 from tinyq.engine.fixedpoint import quantize_multiplier
 from tinyq.engine import read_graph
 from tinyq.engine.ops import elementwise
@@ -76,7 +76,7 @@ def _narrow_fused_ranges(model) -> None:
 def add_case(tmp_path_factory):
     q = _quantized()
     xs = np.random.default_rng(5).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(q.tflite, xs)
+    tflm = runtimes.run_tflm(q.tflite, xs)
     r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
     folder = tmp_path_factory.mktemp("add") / "fw"
     emit.emit(q, r, folder, name="add_case", golden_count=5, class_labels=None)

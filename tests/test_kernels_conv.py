@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu, convert_layers
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.targets import firmware
 from tinyq.engine import read_graph
 from tinyq.engine.ops import conv
@@ -92,7 +92,7 @@ def emitted(tmp_path_factory):
     for seed, case in enumerate(CASES, start=11):
         q = _convert(case, seed)
         xs = np.random.default_rng(seed).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-        tflm = verify.run_tflm(q.tflite, xs)
+        tflm = runtimes.run_tflm(q.tflite, xs)
         r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
         folder = tmp_path_factory.mktemp(case.name) / "fw"
         emit.emit(q, r, folder, name=case.name, golden_count=3, optimize=Optimize.SPEED)

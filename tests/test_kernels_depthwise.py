@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, assert_bitexact, check_host, check_qemu
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.targets import firmware
 from tinyq.engine.ops import depthwise
 from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
@@ -64,7 +64,7 @@ def case(tmp_path_factory) -> Case:
     calib = rng.random((64,) + SHAPE, dtype=np.float32) * 2 - 0.5  # asymmetric: non-zero input zero point
     q = quantize(model, calib, QuantizeConfig(64, input_range=(-0.5, 1.5)))
     xs = np.random.default_rng(7).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(q.tflite, xs)
+    tflm = runtimes.run_tflm(q.tflite, xs)
     r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
     folder = tmp_path_factory.mktemp("dw") / "fw"
     emit.emit(q, r, folder, name="dw", golden_count=5)

@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_SAMPLES, check_host, check_qemu
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.engine import read_graph
 from tinyq.engine.ops import fully_connected as fc
 from tinyq.engine.ops.base import ConstArray
@@ -59,7 +59,7 @@ def fc_model():
 def _emitted(q, name: str, seed: int, tmp_path_factory):
     """The model's generated folder (speed), SAMPLES random int8 inputs and TFLM's outputs for them."""
     xs = np.random.default_rng(seed).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(q.tflite, xs)
+    tflm = runtimes.run_tflm(q.tflite, xs)
     r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
     folder = tmp_path_factory.mktemp(name) / "fw"
     emit.emit(q, r, folder, name=name, golden_count=5, class_labels=None)

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from kernel_checks import HOST_BUILDS, QEMU_TARGETS, check_host, check_qemu
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.engine import read_graph
 from tinyq.engine.ops import pool
 from tinyq.engine import Optimize, lower
@@ -66,7 +66,7 @@ def _quantized(which):
 def pool_case(request, tmp_path_factory):
     q = _quantized(request.param)
     xs = np.random.default_rng(5).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-    tflm = verify.run_tflm(q.tflite, xs)
+    tflm = runtimes.run_tflm(q.tflite, xs)
     r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
     folder = tmp_path_factory.mktemp(f"pool_{request.param}") / "fw"
     emit.emit(q, r, folder, name=f"pool_{request.param}", golden_count=5, class_labels=None)

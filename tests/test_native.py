@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from tinyq import native, quantize, verify
+from tinyq import native, quantize, runtimes, verify
 from tinyq.errors import NativeCrash, NativeTimeout, TinyqError
 
 CRASH_BELOW_ENV = "TINYQ_TEST_ARENA_CRASH_BELOW"
@@ -41,7 +41,7 @@ def litert_crashes_on_default_kernels(tflite, inputs, reference):
     """LiteRT whose default kernels segfault; its reference kernels work."""
     if not reference:
         segfault()
-    return verify._litert_outputs(tflite, inputs, reference)
+    return runtimes._litert_outputs(tflite, inputs, reference)
 
 
 def tflm_crashes_just_below(tflite, arena_size, sample):
@@ -50,7 +50,7 @@ def tflm_crashes_just_below(tflite, arena_size, sample):
     edge = int(os.environ[CRASH_BELOW_ENV])
     if edge - 16 <= arena_size < edge:
         segfault()
-    return verify._tflm_runs(tflite, arena_size, sample)
+    return runtimes._tflm_runs(tflite, arena_size, sample)
 
 
 def test_segfault_becomes_native_crash_and_worker_is_replaced():
@@ -118,11 +118,11 @@ def test_litert_crash_in_verify_keeps_the_other_results(tiny, monkeypatch):
 def test_arena_search_survives_tflm_crashes_at_probed_sizes(tiny, monkeypatch):
     _model, q, x, _y = tiny
     xq = verify.quantize_input((x[:1] / 255.0).astype(np.float32).reshape(1, 8, 8, 1), q.input)
-    true_min = verify.tflm_arena_bytes(q.tflite, xq[0])
+    true_min = runtimes.tflm_arena_bytes(q.tflite, xq[0])
     monkeypatch.setenv(CRASH_BELOW_ENV, str(true_min))
     monkeypatch.setattr(verify, "_tflm_runs", tflm_crashes_just_below)
-    probes: list[verify.ArenaProbe] = []
-    assert verify.tflm_arena_bytes(q.tflite, xq[0], probes=probes) == true_min
+    probes: list[runtimes.ArenaProbe] = []
+    assert runtimes.tflm_arena_bytes(q.tflite, xq[0], probes=probes) == true_min
     crashed = [p for p in probes if p.crash]
     assert crashed and all(true_min - 16 <= p.size < true_min and p.crash == "signal SIGSEGV" for p in crashed)
 
@@ -192,10 +192,10 @@ def test_real_tflm_segfaults_in_the_arena_search_of_an_autoencoder_are_survived(
     x = np.random.default_rng(0).random((200, 640), dtype=np.float32)
     q = quantize.quantize(model, x, quantize.QuantizeConfig(num_calibration_samples=100))
     sample = verify.quantize_input(x[:1], q.input)[0]
-    probes: list[verify.ArenaProbe] = []
+    probes: list[runtimes.ArenaProbe] = []
     with native.Workers() as w:
-        arena = verify.tflm_arena_bytes(q.tflite, sample, w, probes)
-        assert w.call(native.Runtime.TFLM, "check", verify._tflm_runs, q.tflite, arena, sample)
+        arena = runtimes.tflm_arena_bytes(q.tflite, sample, w, probes)
+        assert w.call(native.Runtime.TFLM, "check", runtimes._tflm_runs, q.tflite, arena, sample)
     crashed = [p for p in probes if p.crash]
     assert crashed, f"TFLM no longer crashes below the minimum arena ({arena} B): {probes}"
     assert all(p.size < arena and p.crash == "signal SIGSEGV" for p in crashed)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from kernel_checks import convert_layers
 
-from tinyq import emit, verify
+from tinyq import emit, runtimes, verify
 from tinyq.targets import cortex_m, firmware
 from tinyq.errors import UnsupportedOpError
 from tinyq.engine import lut, op_macs, read_graph
@@ -136,7 +136,7 @@ def emitted(converted, tmp_path_factory):
         ops = {op.name for op in read_graph(q.tflite).operators}
         assert family.ops <= ops, f"converter no longer emits {sorted(family.ops - ops)}"
         xs = np.random.default_rng(7).integers(-128, 128, (SAMPLES,) + q.input.shape[1:], dtype=np.int8)
-        tflm = verify.run_tflm(q.tflite, xs)
+        tflm = runtimes.run_tflm(q.tflite, xs)
         r = verify.VerifyResult.tflm_only(q, xs, tflm, np.arange(len(xs)) % 10)
         folder = tmp_path_factory.mktemp(family.name) / "fw"
         emit.emit(q, r, folder, name=family.name, golden_count=5)

@@ -98,12 +98,13 @@ def test_an_overflowing_output_scale_is_refused():
 @pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
 def test_every_pair_bitexact_with_tflm(models, tmp_path, sanitize):
     from tinyq import emit, verify
+    from tinyq import runtimes
     from tinyq.targets import firmware
     from tinyq.quantize import inspect_tflite
 
     for case, tflite in models.items():
         q = inspect_tflite(tflite, case)
-        tflm = verify.run_tflm(tflite, ALL_VALUES).reshape(1, -1)
+        tflm = runtimes.run_tflm(tflite, ALL_VALUES).reshape(1, -1)
         assert np.array_equal(tflm[0], expected(case))
         r = verify.VerifyResult.tflm_only(q, ALL_VALUES, tflm, np.zeros(1, int))
         emit.emit(q, r, tmp_path / case, name="sqd", golden_count=1)
@@ -116,12 +117,13 @@ def test_every_pair_bitexact_with_tflm(models, tmp_path, sanitize):
 @pytest.mark.qemu
 def test_every_pair_bitexact_on_cortex_m4(models, tmp_path):
     from tinyq import emit, verify
+    from tinyq import runtimes
     from tinyq.quantize import inspect_tflite
     from tinyq.targets import cortex_m
 
     case = "wide_input"
     q = inspect_tflite(models[case], case)
-    tflm = verify.run_tflm(models[case], ALL_VALUES).reshape(1, -1)
+    tflm = runtimes.run_tflm(models[case], ALL_VALUES).reshape(1, -1)
     emit.emit(q, verify.VerifyResult.tflm_only(q, ALL_VALUES, tflm, np.zeros(1, int)), tmp_path / "fw",
               name="sqd", golden_count=1)
     elf = cortex_m.build_cortex_m(tmp_path / "fw", tmp_path / "build")

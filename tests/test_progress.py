@@ -72,7 +72,7 @@ def test_demo_stderr_holds_only_tinyq_lines(tmp_path, model_cache):
 
 @pytest.mark.fast
 def test_a_runtime_pass_over_many_inputs_is_one_line_and_one_bar():
-    from tinyq.verify import PROGRESS_EVERY, _in_chunks
+    from tinyq.runtimes import PROGRESS_EVERY, _in_chunks
 
     stream = io.StringIO()
     say = cli._Progress(quiet=False, stream=stream)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import standins
-from tinyq import data, models, pipeline
+from tinyq import models, pipeline, userdata
 from tinyq.data import Preprocessing, Task
 from tinyq.errors import ModelError
 from tinyq.preflight import CEngineMode, PreflightError
@@ -47,7 +47,7 @@ def small_images():
 
 def test_preflight_lists_every_problem_before_any_long_step(tmp_path, small_images):
     model = standins.odd_op_classifier(_keras(), "gelu")
-    ds = data.from_arrays(small_images.x_train, small_images.x_test, small_images.y_test)
+    ds = userdata.from_arrays(small_images.x_train, small_images.x_test, small_images.y_test)
     start = time.monotonic()
     with pytest.raises(PreflightError) as info:
         pipeline.run(model, ds, tmp_path / "out", pipeline.PipelineConfig(name="gelu", **FAST))
@@ -61,7 +61,7 @@ def test_preflight_lists_every_problem_before_any_long_step(tmp_path, small_imag
 def degraded_run(tmp_path_factory, small_images):
     """A classifier with ABS, which TFLM runs and the C engine does not, through the default."""
     model = standins.odd_op_classifier(_keras(), "abs")
-    ds = data.from_arrays(small_images.x_train, small_images.x_test, small_images.y_test,
+    ds = userdata.from_arrays(small_images.x_train, small_images.x_test, small_images.y_test,
                           class_names=("red", "green", "blue"))
     out = tmp_path_factory.mktemp("absval") / "out"
     return model, ds, pipeline.run(model, ds, out, pipeline.PipelineConfig(name="absval", **FAST))
@@ -148,7 +148,7 @@ def test_keras2_h5_loads_through_tf_keras_and_runs_bit_exact(tmp_path):
     assert loaded.kind is models.ModelKind.KERAS2
     assert any("Keras 3 cannot load kws.h5" in s and "tf_keras" in s for s in said)
     standins.save_image_folder(tmp_path / "images", spectra, ("silence", "yes"))
-    ds = data.load_data(tmp_path / "images")
+    ds = userdata.load_data(tmp_path / "images")
     assert ds.test_x.shape == (16, 49, 10) and ds.test_x.dtype == np.uint8  # grayscale PNGs
     result = pipeline.run(loaded.model, ds, tmp_path / "out", pipeline.PipelineConfig(
         name="kws", preprocessing=Preprocessing.input_range(-1, 1), **FAST))
@@ -186,7 +186,7 @@ def regression_run(tmp_path_factory):
                                 rng.uniform(0, 1, (30, 12, 12, 3)).astype(np.float32), None)
     model = standins.train(_regressor(_keras()), frames, lambda x: x, epochs=2, reconstruction=True)
     targets = frames.x_test * 0.5
-    ds = data.from_arrays(frames.x_train, frames.x_test, targets)
+    ds = userdata.from_arrays(frames.x_train, frames.x_test, targets)
     out = tmp_path_factory.mktemp("reg") / "out"
     return model, ds, pipeline.run(model, ds, out, pipeline.PipelineConfig(name="tiny_ae", **FAST))
 

@@ -4,7 +4,7 @@ and its uint8 -> int8 table, task kinds and their metrics, and which model files
 import numpy as np
 import pytest
 
-from tinyq import data, models
+from tinyq import data, models, userdata
 from tinyq.data import Preprocessing, PreprocessingKind, Task
 from tinyq.errors import DataError, ModelError
 from tinyq.quantize import TensorQuant
@@ -18,7 +18,7 @@ def _images(n, shape=(6, 5, 3), seed=0):
 def test_npz_with_standard_keys(tmp_path):
     p = tmp_path / "d.npz"
     np.savez(p, x_train=_images(12), y_train=np.arange(12) % 3, x_test=_images(6, seed=1), y_test=np.arange(6) % 3)
-    ds = data.load_data(p)
+    ds = userdata.load_data(p)
     assert ds.train_x.shape == (12, 6, 5, 3) and ds.test_x.shape == (6, 6, 5, 3)
     assert ds.test_y.dtype == np.int64 and ds.test_y.tolist() == [0, 1, 2, 0, 1, 2]
     assert ds.sample_shape == (6, 5, 3)
@@ -27,20 +27,20 @@ def test_npz_with_standard_keys(tmp_path):
 def test_npz_with_named_keys_and_missing_keys(tmp_path):
     p = tmp_path / "d.npz"
     np.savez(p, calib=_images(4), val=_images(3), val_targets=np.zeros((3, 2), np.float32))
-    ds = data.load_data(p, data.NpzKeys.parse("x_train=calib,x_test=val,y_test=val_targets"))
+    ds = userdata.load_data(p, userdata.NpzKeys.parse("x_train=calib,x_test=val,y_test=val_targets"))
     assert ds.train_x.shape[0] == 4 and ds.train_y is None and ds.test_y.shape == (3, 2)
     with pytest.raises(DataError, match=r"no array 'x_test'.*\['calib', 'val', 'val_targets'\].*--npz-keys"):
-        data.load_data(p)
+        userdata.load_data(p)
     with pytest.raises(DataError, match="ROLE=NAME"):
-        data.NpzKeys.parse("images=calib")
+        userdata.NpzKeys.parse("images=calib")
 
 
 def test_npz_single_set_and_npy_without_labels(tmp_path):
     np.savez(tmp_path / "one.npz", x=np.ones((5, 640), np.float32), y=np.arange(5))
-    ds = data.load_data(tmp_path / "one.npz")
+    ds = userdata.load_data(tmp_path / "one.npz")
     assert ds.train_x is ds.test_x and "same set" in ds.source
     np.save(tmp_path / "x.npy", np.ones((7, 49, 10, 1), np.float32))
-    ds = data.load_data(tmp_path / "x.npy")
+    ds = userdata.load_data(tmp_path / "x.npy")
     assert ds.test_x.shape == (7, 49, 10, 1) and ds.test_y is None and ds.train_y is None
 
 
@@ -48,7 +48,7 @@ def test_separate_calibration_set_and_labels_file(tmp_path):
     np.save(tmp_path / "cal.npy", _images(9))
     np.savez(tmp_path / "test.npz", x_test=_images(4), y_test=np.array([0, 1, 1, 0]))
     (tmp_path / "labels.txt").write_text("cat\n\ndog\n")
-    ds = data.load_data(tmp_path / "test.npz", calibration=tmp_path / "cal.npy", labels_file=tmp_path / "labels.txt")
+    ds = userdata.load_data(tmp_path / "test.npz", calibration=tmp_path / "cal.npy", labels_file=tmp_path / "labels.txt")
     assert ds.train_x.shape[0] == 9 and ds.test_x.shape[0] == 4 and ds.class_names == ("cat", "dog")
     assert "calibration" in ds.source
 
@@ -56,10 +56,10 @@ def test_separate_calibration_set_and_labels_file(tmp_path):
 def test_bad_samples_are_named(tmp_path):
     np.savez(tmp_path / "nan.npz", x=np.full((2, 3), np.nan, np.float32))
     with pytest.raises(DataError, match=r"nan.npz \(x\): samples hold 6 NaN/Inf"):
-        data.load_data(tmp_path / "nan.npz")
+        userdata.load_data(tmp_path / "nan.npz")
     np.savez(tmp_path / "count.npz", x=np.ones((3, 4)), y=np.arange(2))
     with pytest.raises(DataError, match="3 samples but labels of shape"):
-        data.load_data(tmp_path / "count.npz")
+        userdata.load_data(tmp_path / "count.npz")
 
 
 def test_image_folder_flat_and_split(tmp_path):
@@ -71,18 +71,18 @@ def test_image_folder_flat_and_split(tmp_path):
             folder.mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(_images(1, (8, 8, 3), seed=10 * c + i)[0]).save(folder / f"{i}.png")
-    ds = data.load_data(tmp_path / "split")
+    ds = userdata.load_data(tmp_path / "split")
     assert ds.train_x.shape == (6, 8, 8, 3) and ds.train_x.dtype == np.uint8
     assert ds.class_names == ("no", "yes") and ds.test_y.tolist() == [0, 0, 0, 1, 1, 1]
     flat = tmp_path / "flat"
     for c in ("a", "b"):
         (flat / c).mkdir(parents=True)
         Image.fromarray(np.full((4, 4), 7 if c == "a" else 200, np.uint8)).save(flat / c / "x.png")
-    ds = data.load_data(flat)
+    ds = userdata.load_data(flat)
     assert ds.test_x.shape == (2, 4, 4) and ds.test_x[1, 0, 0] == 200 and ds.train_x is ds.test_x
     Image.fromarray(np.zeros((5, 4), np.uint8)).save(flat / "b" / "y.png")
     with pytest.raises(DataError, match=r"y.png: image of shape \(5, 4\), but .* has \(4, 4\)"):
-        data.load_data(flat)
+        userdata.load_data(flat)
 
 
 def test_arrays_and_representative_generator():
@@ -92,11 +92,11 @@ def test_arrays_and_representative_generator():
         for row in x[:6]:
             yield [row[np.newaxis]]
 
-    ds = data.from_representative(representative, x, np.arange(10) % 2)
+    ds = userdata.from_representative(representative, x, np.arange(10) % 2)
     assert ds.train_x.shape == (6, 4) and np.array_equal(ds.train_x, x[:6])
     with pytest.raises(DataError, match="expected \\[input\\]"):
-        data.from_representative(lambda: iter([x[0]]), x)
-    ds = data.from_arrays(x[:3], x, class_names=["u", "v"])
+        userdata.from_representative(lambda: iter([x[0]]), x)
+    ds = userdata.from_arrays(x[:3], x, class_names=["u", "v"])
     assert ds.test_y is None and ds.class_names == ("u", "v")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinyq import verify
+from tinyq import runtimes, verify
 from tinyq.quantize import TensorQuant
 
 
@@ -32,8 +32,8 @@ def test_agreement_counts_whole_vectors():
 def test_tflm_arena_is_tight(cnn_q, cnn_verify):
     sample = cnn_verify.int8_inputs[0]
     n = cnn_verify.tflm_arena_bytes
-    assert verify._tflm_runs(cnn_q.tflite, n, sample)
-    assert not verify._tflm_runs(cnn_q.tflite, n - 16, sample)
+    assert runtimes._tflm_runs(cnn_q.tflite, n, sample)
+    assert not runtimes._tflm_runs(cnn_q.tflite, n - 16, sample)
 
 
 def test_demo_cnn_acceptance(cnn_verify):
@@ -48,7 +48,7 @@ def test_demo_cnn_acceptance(cnn_verify):
 
 def test_tflm_outputs_are_what_tflm_computes(cnn_q, cnn_verify):
     idx = [0, 1234, 9999]
-    again = verify.run_tflm(cnn_q.tflite, cnn_verify.int8_inputs[idx])
+    again = runtimes.run_tflm(cnn_q.tflite, cnn_verify.int8_inputs[idx])
     assert np.array_equal(again, cnn_verify.tflm_outputs[idx])
     assert cnn_verify.tflm_outputs.dtype == np.int8
 
@@ -92,6 +92,6 @@ def test_tflm_runs_a_small_model_with_large_activations():
     q = quantize.quantize(model, x, quantize.QuantizeConfig(20))
     assert 64 * 64 * 16 > 10 * len(q.tflite)  # one activation outgrows TFLM's default arena
     xq = verify.quantize_input(x[:2], q.input)
-    assert verify.tflm_problem(q.tflite, xq[0]) is None
-    assert verify.run_tflm(q.tflite, xq).shape == (2, 10)
-    assert verify.tflm_arena_bytes(q.tflite, xq[0]) > 64 * 64 * 16
+    assert runtimes.tflm_problem(q.tflite, xq[0]) is None
+    assert runtimes.run_tflm(q.tflite, xq).shape == (2, 10)
+    assert runtimes.tflm_arena_bytes(q.tflite, xq[0]) > 64 * 64 * 16

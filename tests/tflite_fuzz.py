@@ -362,7 +362,7 @@ def _alarm(_signum, _frame):
 def run_case(m: Mutant, time_limit: float = 10.0) -> Outcome:
     """The reader, the op/tensor listings for reports (MACs, op summary, TFLM resolver) and the C engine
     generator on one mutant, under a time limit."""
-    from tinyq import analyze, tflm, verify
+    from tinyq import analyze, tflm
     from tinyq.engine import cengine
     from tinyq.render import Banner
     from tinyq.errors import TinyqError

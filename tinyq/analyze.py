@@ -16,8 +16,8 @@ from .native import Runtime, session
 from .progress import counted
 from .quantize import (COMPARISONS, ActivationType, IODtype, QuantizeConfig, QuantizedModel, WeightGranularity,
                        comparison_conversions, quantize)
-from .verify import (StageAgreement, VerifyResult, accuracy, output_error, quantize_input, run_litert, run_tflm,
-                     stage_agreement, tflm_arena_bytes, tflm_problem, verify)
+from .runtimes import run_litert, run_tflm, tflm_arena_bytes, tflm_problem
+from .verify import StageAgreement, VerifyResult, accuracy, output_error, quantize_input, stage_agreement, verify
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import __version__, pipeline
 from .analyze import analyze
-from .data import NpzKeys, Preprocessing, Task, load_data, load_mnist
+from .data import Preprocessing, Task, load_mnist
 from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
 from .render import c_identifier, check_name
 from .errors import TinyqError
@@ -30,6 +30,7 @@ from .quantize import QuantizeConfig, WeightGranularity
 from .report import ChainReport, summary_rows
 from .report_html import write_html
 from .targets import DEFAULT_TARGET, TARGETS
+from .userdata import NpzKeys, load_data
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3

@@ -20,7 +20,7 @@ from .native import native_quiet
 from .targets import QEMU_MACHINES
 from .targets.firmware import build_stub, run_binary
 from .targets.qemu import check_toolchain, run_qemu
-from .verify import HOST_ARENA_BYTES
+from .runtimes import HOST_ARENA_BYTES
 
 
 class Runtime(enum.Enum):

@@ -11,7 +11,8 @@ import numpy as np
 from .engine import Graph, lower, read_graph, tflm_method
 from .native import Runtime, Workers, session
 from .quantize import QuantizeConfig, inspect_tflite, quick_int8
-from .verify import quantize_input, tflm_problem
+from .runtimes import tflm_problem
+from .verify import quantize_input
 from .errors import NativeTimeout, TinyqError, UnsupportedOpError
 
 

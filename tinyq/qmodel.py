@@ -13,6 +13,8 @@ import numpy as np
 from .calibration import ActivationRange, CalibrationAudit
 from .errors import NativeCrash, NativeTimeout, QuantizationError
 from .engine import Graph, read_graph
+from .engine.ops.tflm import operand_dtypes
+from .engine.schema import op_code
 from .native import Runtime, Workers, session
 
 
@@ -159,7 +161,8 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
                     continue
                 t = tensors[tid]
                 dtype = np.dtype(t["dtype"]).name
-                if dtype not in _allowed_dtypes(op["op_name"], role, pos, config):
+                if dtype not in operand_dtypes(op_code(op["op_name"]), role, pos, config.activations.value,
+                                               config.io_dtype is IODtype.FLOAT32):
                     bad.append(f"{role} {t['name']!r} is {dtype}")
         if bad:
             problems.append(f"op #{op['index']} {op['op_name']}: " + ", ".join(bad))
@@ -172,31 +175,6 @@ def inspect_tflite(tflite: bytes, name: str, config: QuantizeConfig = QuantizeCo
     out = _tensor_quant(output_detail)
     op_infos = tuple(OpInfo(op.name, op.version) for op in graph.operators)
     return QuantizedModel(name, tflite, op_infos, inp, out, config, graph, calibration_indices)
-
-
-_IO_OPS = {"QUANTIZE", "DEQUANTIZE"}
-
-
-_BIAS_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-_INT32_OPERAND_OPS = {"RESHAPE", "MEAN", "PAD", "TRANSPOSE", "SUM", "REDUCE_MAX", "STRIDED_SLICE", "CONCATENATION",
-                      "PADV2", "EXPAND_DIMS", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TILE"}
-
-
-def _allowed_dtypes(op_name: str, role: str, position: int, config: QuantizeConfig) -> set[str]:
-    """dtypes a full-integer graph may have at this operand: activation-typed data (int8, or int16 in 16x8
-    mode), int8 weights, int32 biases (int64 in 16x8 mode) and int32 shape operands."""
-    act = config.activations.value
-    if op_name in _IO_OPS and config.io_dtype is IODtype.FLOAT32:
-        return {act, "float32"}
-    if role == "input" and op_name in _BIAS_OPS and position == 2:
-        return {"int32"} if config.activations is ActivationType.INT8 else {"int32", "int64"}
-    if role == "input" and op_name in _BIAS_OPS and position == 1:
-        return {"int8"}
-    if role == "input" and op_name == "TRANSPOSE_CONV":  # output shape, weights, input, bias
-        return ({"int32"}, {"int8"}, {act}, {"int32"} if act == "int8" else {"int32", "int64"})[min(position, 3)]
-    if role == "input" and op_name in _INT32_OPERAND_OPS and position >= 1:
-        return {act, "int32"}
-    return {act}
 
 
 def _tensor_quant(detail: dict) -> TensorQuant:

@@ -41,6 +41,11 @@ BuiltinOperator = schema.BuiltinOperator
 _NAMES = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
 
 
+def op_code(name: str) -> int:
+    """The builtin operator code of a schema name (CONV_2D, ...); -1 for a name the schema does not have."""
+    return int(getattr(BuiltinOperator, name, -1))
+
+
 def op_name(code: int) -> str:
     """The schema's name of a builtin operator code (CONV_2D, ...)."""
     return _NAMES.get(code, f"BUILTIN_{code}")

@@ -316,29 +316,31 @@ class _Walk:
         member = members[kind]
         self.table(self.ref(pos, where, f"{member} table"), member, f"{where}({member})", depth + 1)
 
-    def root(self) -> None:
-        n = self.n
-        if n < 8:
-            raise self.fail(ROOT, f"a {n}-byte buffer is too short for a root offset and a file identifier")
-        if n > MAX_BYTES:
-            raise self.fail(ROOT, f"a {n}-byte buffer is larger than a flatbuffer can address ({MAX_BYTES} bytes)")
-        if bytes(self.data[4:8]) != FILE_IDENTIFIER:
-            raise self.fail(ROOT, f"file identifier {bytes(self.data[4:8])!r}, expected {FILE_IDENTIFIER!r}")
-        root = self.ref(0, ROOT, "root table")
-        if root < 8:
-            raise self.fail(ROOT, f"root table at offset {root} overlaps the file identifier")
-        self.table(root, ROOT, ROOT, 0)
+
+def _walk_from_root(w: _Walk) -> None:
+    """The buffer's size and file identifier, then every table reachable from the root."""
+    n = w.n
+    if n < 8:
+        raise w.fail(ROOT, f"a {n}-byte buffer is too short for a root offset and a file identifier")
+    if n > MAX_BYTES:
+        raise w.fail(ROOT, f"a {n}-byte buffer is larger than a flatbuffer can address ({MAX_BYTES} bytes)")
+    if bytes(w.data[4:8]) != FILE_IDENTIFIER:
+        raise w.fail(ROOT, f"file identifier {bytes(w.data[4:8])!r}, expected {FILE_IDENTIFIER!r}")
+    root = w.ref(0, ROOT, "root table")
+    if root < 8:
+        raise w.fail(ROOT, f"root table at offset {root} overlaps the file identifier")
+    w.table(root, ROOT, ROOT, 0)
 
 
 def verify_flatbuffer(data: bytes, max_depth: int = MAX_DEPTH, max_tables: int | None = None) -> None:
     """Raise InvalidModelError naming the table and field when `data` is not a well-formed TFLite flatbuffer.
     `max_tables` defaults to a quarter of the buffer size (plus a little)."""
-    _Walk(bytes(data), max_depth, max_tables, None).root()
+    _walk_from_root(_Walk(bytes(data), max_depth, max_tables, None))
 
 
 def structure(data: bytes) -> list[tuple[str, int, str]]:
     """(what, position, path) of every structure of a valid flatbuffer: 'table' and 'vtable' starts, 'ref'
     (uoffset) and vector 'length' and 'string' positions, 'union_type' bytes. For tools that corrupt one field."""
     record: list = []
-    _Walk(bytes(data), MAX_DEPTH, None, record).root()
+    _walk_from_root(_Walk(bytes(data), MAX_DEPTH, None, record))
     return record

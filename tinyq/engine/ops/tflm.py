@@ -1,5 +1,6 @@
 """TFLite Micro's op registration: the MicroMutableOpResolver Add method of every builtin op TFLM runs (names as
-in TFLM's micro_mutable_op_resolver.h). The op table (ops/__init__.py) joins it with the C engine's families."""
+in TFLM's micro_mutable_op_resolver.h), and the operand types a full-integer graph gives each op. The op table
+(ops/__init__.py) joins it with the C engine's families."""
 
 from __future__ import annotations
 
@@ -34,3 +35,29 @@ TFLM_METHODS: dict[int, str] = {
     B.TRANSPOSE_CONV: "AddTransposeConv", B.UNPACK: "AddUnpack",
     B.UNIDIRECTIONAL_SEQUENCE_LSTM: "AddUnidirectionalSequenceLSTM", B.ZEROS_LIKE: "AddZerosLike",
 }
+
+# Ops whose input 1 is int8 weights and input 2 the bias; ops whose inputs past the first are int32 shape or
+# index operands; TRANSPOSE_CONV's inputs (output shape, weights, input, bias); the ops at a float model's edges.
+WEIGHTED = frozenset({B.CONV_2D, B.DEPTHWISE_CONV_2D, B.FULLY_CONNECTED})
+SHAPE_OPERANDS = frozenset({B.RESHAPE, B.MEAN, B.PAD, B.TRANSPOSE, B.SUM, B.REDUCE_MAX, B.STRIDED_SLICE,
+                            B.CONCATENATION, B.PADV2, B.EXPAND_DIMS, B.RESIZE_NEAREST_NEIGHBOR, B.RESIZE_BILINEAR,
+                            B.TILE})
+EDGE_OPS = frozenset({B.QUANTIZE, B.DEQUANTIZE})
+
+
+def operand_dtypes(code: int, role: str, position: int, activations: str, float_io: bool) -> set[str]:
+    """dtypes a full-integer graph may have at one operand of a builtin op: `activations` (int8, or int16 in
+    16x8 mode) for activations, int8 weights, int32 biases (int64 too in 16x8 mode), int32 shape operands, and
+    float32 at the edges when the model's I/O stays float."""
+    wide_bias = {"int32"} if activations == "int8" else {"int32", "int64"}
+    if code in EDGE_OPS and float_io:
+        return {activations, "float32"}
+    if role != "input":
+        return {activations}
+    if code in WEIGHTED and position in (1, 2):
+        return {"int8"} if position == 1 else wide_bias
+    if code == B.TRANSPOSE_CONV:
+        return ({"int32"}, {"int8"}, {activations}, wide_bias)[min(position, 3)]
+    if code in SHAPE_OPERANDS and position >= 1:
+        return {activations, "int32"}
+    return {activations}
