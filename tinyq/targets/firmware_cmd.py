@@ -10,13 +10,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..data import Preprocessing, PreprocessingKind, default_preprocessing, load_data, preprocess
+from ..data import Preprocessing, PreprocessingKind, default_preprocessing, preprocess
+from ..userdata import load_data
 from ..errors import BuildError, TinyqError
 from ..outdir import check_manifest, claim, read_json, write_text_atomic
 from ..pipeline import TEST_INPUTS_FILE, PipelineConfig, cortex_m_figures
 from ..quantize import inspect_tflite
 from ..report import target_section
-from ..verify import quantize_input, run_tflm
+from ..runtimes import run_tflm
+from ..verify import quantize_input
 from .cortex_m import measure_cortex_m, profile_ops
 from .registry import get
 
