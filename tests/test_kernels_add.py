@@ -12,7 +12,6 @@ over all 65,536 input pairs.
 from __future__ import annotations
 
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from tinyq.engine import read_graph
 from tinyq.engine.ops import elementwise
 from tinyq.engine import Optimize, lower
 from tinyq.engine.ops.elementwise import ADD_LEFT_SHIFT
-from tinyq.quantize import QuantizeConfig, quantize
+from tinyq.quantize import QuantizeConfig, inspect_tflite, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
@@ -54,7 +53,7 @@ def _quantized():
             layer.kernel.assign(layer.kernel * 5.0)
     calib = np.random.default_rng(3).random((48,) + SHAPE, dtype=np.float32) * 2 - 0.6
     q = quantize(model, calib, QuantizeConfig(48, input_range=(-0.6, 1.4)))
-    return replace(q, tflite=fz.edit(q.tflite, _narrow_fused_ranges))
+    return inspect_tflite(fz.edit(q.tflite, _narrow_fused_ranges), q.name, q.config)
 
 
 def _narrow_fused_ranges(model) -> None:

@@ -14,7 +14,6 @@ tests/test_kernels_conv.py).
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from tinyq.engine import read_graph
 from tinyq.engine.ops import fully_connected as fc
 from tinyq.engine.ops.base import ConstArray
 from tinyq.engine import Optimize, lower
-from tinyq.quantize import QuantizeConfig, quantize
+from tinyq.quantize import QuantizeConfig, inspect_tflite, quantize
 
 L = tf.keras.layers
 SAMPLES = 300
@@ -102,7 +101,7 @@ def _defeat_stacking(q):
         at = bytes(data).find(w.tobytes())
         assert at >= 0 and bytes(data).find(w.tobytes(), at + 1) < 0
         data[at:at + w.nbytes] = new.tobytes()
-    return dataclasses.replace(q, tflite=bytes(data))
+    return inspect_tflite(bytes(data), q.name, q.config)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ Graph that travels inside QuantizedModel. The count is taken at the reader's fir
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 
@@ -36,3 +37,16 @@ def test_convert_of_a_tflite_reads_the_model_once(tmp_path, monkeypatch):
     assert code == 0
     assert (tmp_path / "out" / "firmware" / "chain_int8_model.c").is_file()  # the C engine ran on the Graph
     assert reads == {hashlib.sha256(model.read_bytes()).hexdigest(): 1}, reads
+
+
+@pytest.mark.fast
+def test_a_quantized_model_cannot_carry_a_graph_of_other_bytes():
+    from tinyq.engine import read_graph
+    from tinyq.qmodel import QuantizedModel, QuantizeConfig, TensorQuant
+
+    data = tb.chain()
+    g = read_graph(data)
+    io = TensorQuant("x", (1,), "int8", 1.0, 0)
+    q = QuantizedModel("chain", data, (), io, io, QuantizeConfig(), g)
+    with pytest.raises(ValueError, match="read from other bytes"):
+        dataclasses.replace(q, tflite=tb.chain(seed=1))

@@ -117,6 +117,11 @@ class QuantizedModel:
     audit: CalibrationAudit | None = field(default=None, repr=False)
     ranges: tuple[ActivationRange, ...] = field(default=(), repr=False)  # set by percentile calibration
 
+    def __post_init__(self) -> None:
+        if self.graph.source_sha256 != self.sha256:
+            raise ValueError(f"model {self.name!r}: its Graph was read from other bytes than its .tflite (replace "
+                             f"the bytes through inspect_tflite, which reads them)")
+
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.tflite).hexdigest()

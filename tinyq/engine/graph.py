@@ -180,6 +180,7 @@ class Graph:
     operators: tuple[Operator, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    source_sha256: str = ""  # of the bytes the reader read this graph from
 
     def layer(self, tensor_index: int) -> str:
         """The Keras layer a tensor came from, as far as its name tells ('conv1'), else the tensor name."""

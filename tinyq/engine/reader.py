@@ -4,6 +4,7 @@ out a Graph whose invariants its docstring lists. The per-op preconditions come 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import flatbuffers
@@ -312,7 +313,7 @@ def _read(data: bytes) -> Graph:
     inputs = gate.io("inputs", sg.inputs, len(tensors))
     outputs = gate.io("outputs", sg.outputs, len(tensors))
     ops = tuple(gate.operator(i, o, tensors) for i, o in enumerate(sg.operators or []))
-    graph = Graph(tuple(tensors), ops, inputs, outputs)
+    graph = Graph(tuple(tensors), ops, inputs, outputs, hashlib.sha256(data).hexdigest())
     for op in ops:
         d = definition(op.code)
         if d is not None and d.spec is not None:
