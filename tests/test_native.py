@@ -105,7 +105,7 @@ def tiny():
 
 def test_litert_crash_in_verify_keeps_the_other_results(tiny, monkeypatch):
     model, q, x, y = tiny
-    monkeypatch.setattr(verify, "_litert_outputs", litert_crashes_on_default_kernels)
+    monkeypatch.setattr(runtimes, "_litert_outputs", litert_crashes_on_default_kernels)
     result = verify.verify(model, q, x, y)
     assert len(result.crashes) == 1 and "LiteRT crashed (signal SIGSEGV)" in result.crashes[0]
     assert "default kernels" in result.crashes[0]
@@ -120,7 +120,7 @@ def test_arena_search_survives_tflm_crashes_at_probed_sizes(tiny, monkeypatch):
     xq = verify.quantize_input((x[:1] / 255.0).astype(np.float32).reshape(1, 8, 8, 1), q.input)
     true_min = runtimes.tflm_arena_bytes(q.tflite, xq[0])
     monkeypatch.setenv(CRASH_BELOW_ENV, str(true_min))
-    monkeypatch.setattr(verify, "_tflm_runs", tflm_crashes_just_below)
+    monkeypatch.setattr(runtimes, "_tflm_runs", tflm_crashes_just_below)
     probes: list[runtimes.ArenaProbe] = []
     assert runtimes.tflm_arena_bytes(q.tflite, xq[0], probes=probes) == true_min
     crashed = [p for p in probes if p.crash]
