@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 import tflite_fuzz as fz
-from tinyq import analyze, tflm
+from tinyq import analyze, cli, tflm
 from tinyq.engine import cengine, is_tflite, lower, macs, plan, read_graph
 from tinyq.errors import InvalidModelError, UnsupportedOpError
 from tinyq.render import Banner
@@ -126,6 +126,35 @@ def test_softmax_output_smaller_than_its_input_is_refused(cnn_q):
     def shrink(m):
         m.subgraphs[0].tensors[_op(m, "SOFTMAX").outputs[0]].shape = [1, 5]
     _rejects(fz.edit(cnn_q.tflite, shrink), "SOFTMAX", "(1, 5) differs from input (1, 10)")
+
+
+def _bad_name(m):
+    m.subgraphs[0].tensors[3].name = b"bad\xffname"
+
+
+def _alias_cycle(m):
+    op = _op(m, "RESHAPE")
+    op.outputs = [int(op.inputs[0])]
+
+
+def _small_softmax(m):
+    m.subgraphs[0].tensors[_op(m, "SOFTMAX").outputs[0]].shape = [1, 5]
+
+
+@pytest.mark.parametrize("seed, edit, expected", [
+    ("cnn", _bad_name, "SubGraph[0].tensors[3].name: string of 8 bytes at offset"),
+    ("mlp", _alias_cycle, "op #0 RESHAPE"),
+    ("cnn", _small_softmax, "(1, 5) differs from input (1, 10)"),
+])
+def test_convert_names_the_readers_finding_not_the_int8_check(seeds, tmp_path, capsys, seed, edit, expected):
+    """`tinyq convert` on a malformed int8 file prints the reader's own finding, not "not a full-integer int8"."""
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(fz.edit(seeds[seed], edit))
+    code = cli.main(["--quiet", "convert", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.EXIT_ERROR and err[-1].startswith("tinyq: error: "), err
+    assert expected in err[-1] and "full-integer" not in err[-1] and str(bad) in "\n".join(err), err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("stride", [(1 << 31) - 1, 0, -3])
