@@ -423,6 +423,23 @@ def test_a_worker_that_stops_responding_ends_the_run_at_its_limit(small_files, t
     assert not (tmp_path / "d").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".d")] == []
 
 
+@pytest.mark.integration
+def test_firmware_timeout_limits_its_tflm_reference_run(small_files, tmp_path):
+    """`tinyq firmware --timeout`: a TFLM reference run that stops responding ends the command at the limit with
+    one line, and report.json is left as it was."""
+    code, err, _, _ = run_tinyq(tmp_path, ["--quiet", "convert", str(small_files / "small.tflite"), "--data",
+                                           str(small_files / "x.npz"), "--out", "out", "--no-cortex-m",
+                                           "--no-analysis"])
+    assert code == 0, err[-3000:]
+    before = (tmp_path / "out" / "report.json").read_bytes()
+    run = run_tinyq(tmp_path, ["--quiet", "firmware", "--out", "out", "--images", "4", "--timeout", "3"],
+                    hook="tinyq.runtimes:_tflm_outputs=native_hooks:stop_self")
+    line = _one_error_line(run.code, run.stderr)
+    assert line == ("tinyq: error: TFLM did not finish TFLM over 4 inputs within its time limit of 3 s; its worker "
+                    "was killed (--timeout SECONDS sets another limit)"), line
+    assert (tmp_path / "out" / "report.json").read_bytes() == before
+
+
 def test_stopped_worker_times_out_and_the_next_call_gets_a_new_one():
     import time
 

@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--opt", default="O2", choices=["O2", "Os", "O3"], help="optimisation level (default O2)")
     fw.add_argument("--allow-modified", action="store_true",
                     help="build even if files differ from firmware/manifest.json (recorded in report.json)")
+    _timeout_option(fw)
     df = sub.add_parser("diff", help="first op where runtimes part, and why (exit 1 when any pair differs)")
     df.add_argument("out", metavar="OUT", help="a folder written by `tinyq demo` or `tinyq convert`")
     df.add_argument("--data", help="MNIST for the test images (default: $TINYQ_MNIST, else keras download)")
@@ -287,8 +288,9 @@ def cmd_convert(args, say) -> int:
 
 
 def cmd_firmware(args, say) -> int:
-    rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say,
-                        allow_modified=args.allow_modified)
+    with Workers(args.timeout) as workers:
+        rows = run_firmware(args.out, args.target, args.data, args.images, f"-{args.opt}", say,
+                            allow_modified=args.allow_modified, workers=workers)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

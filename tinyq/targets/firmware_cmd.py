@@ -13,6 +13,7 @@ import numpy as np
 from ..data import Preprocessing, PreprocessingKind, default_preprocessing, preprocess
 from ..userdata import load_data
 from ..errors import BuildError, TinyqError
+from ..native import Workers
 from ..outdir import check_manifest, claim, read_json, write_text_atomic
 from ..pipeline import TEST_INPUTS_FILE, PipelineConfig, cortex_m_figures
 from ..quantize import inspect_tflite
@@ -24,11 +25,13 @@ from .registry import get
 
 
 def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None, images: int, opt: str,
-                 say: Callable[[str], None], allow_modified: bool = False) -> list[tuple[str, str]]:
+                 say: Callable[[str], None], allow_modified: bool = False,
+                 workers: Workers | None = None) -> list[tuple[str, str]]:
     """Build DIR/firmware for `target`, run golden vectors and `images` test images, merge figures into report.json.
 
     The folder is locked for the run and checked against its manifest first: a changed, missing or added file
-    is refused, naming it, unless `allow_modified` (then the changes are recorded in report.json)."""
+    is refused, naming it, unless `allow_modified` (then the changes are recorded in report.json). TFLM runs in
+    `workers` (their time limit), or in a session of its own."""
     core = get(target)
     if images < 1:
         raise TinyqError(f"--images must be >= 1, got {images}")
@@ -59,7 +62,7 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
             pre = _saved_preprocessing(report, ds.test_x)
             x = quantize_input(preprocess(ds.test_x[:n], tuple(q.input.shape[1:]), pre), q.input)
         say(f"TFLM reference outputs for {n} test samples")
-        expected = run_tflm(q.tflite, x).reshape(n, -1)
+        expected = run_tflm(q.tflite, x, workers).reshape(n, -1)
         say(f"{target}: cross-compiling ({opt}) and running in QEMU")
         with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
             m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
