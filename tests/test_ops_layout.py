@@ -1,0 +1,203 @@
+"""The layout ops (TRANSPOSE, SLICE, STRIDED_SLICE, SPLIT, SPLIT_V, TILE, GATHER) in the C engine.
+
+The fast lane runs the synthetic cases (tests/tflite_build.py) in the generated C on the host, against numpy's
+own indexing of the same graph (numpy slicing is what TF's begin/end/strides and masks mean), checks the
+family's recomputation and what the reader and the lowering refuse. The integration tests compare with TFLM
+itself over many random shapes and parameters, also under ASan+UBSan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tflite_build as tb
+
+import engine_host
+from tinyq.engine import lower, read_graph
+from tinyq.engine.graph import Graph
+from tinyq.errors import InvalidModelError, UnsupportedOpError
+
+LAYOUT_OPS = {"TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "TILE", "GATHER"}
+CASES = [name for name in tb.CASES
+         if LAYOUT_OPS & {op.name for op in read_graph(tb.case(name)).operators}]
+SAMPLES = 64
+
+
+def _const(g: Graph, t: int) -> np.ndarray:
+    return g.tensors[t].data
+
+
+def _strided(g: Graph, op, x: np.ndarray) -> np.ndarray:
+    begin, end, strides = (_const(g, t).reshape(-1) for t in op.inputs[1:4])
+    o = op.options
+    index = []
+    for k, (b, e, s) in enumerate(zip(begin.tolist(), end.tolist(), strides.tolist())):
+        if o.shrink_axis_mask >> k & 1:
+            index.append(b)
+        else:
+            index.append(slice(None if o.begin_mask >> k & 1 else b, None if o.end_mask >> k & 1 else e, s))
+    return x[tuple(index)]
+
+
+def _gather(g: Graph, op, x: np.ndarray) -> np.ndarray:
+    idx = _const(g, op.inputs[1])
+    axis = op.options.axis % x.ndim
+    bd = op.options.batch_dims % max(idx.ndim, 1) if op.options.batch_dims < 0 else op.options.batch_dims
+    if bd == 0:
+        return np.take(x, idx, axis=axis)
+    return np.stack([_gather_rows(x[b], idx[b], axis - 1) for b in range(x.shape[0])])
+
+
+def _gather_rows(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    return np.take(x, idx, axis=axis)
+
+
+def numpy_run(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """The graph evaluated with numpy's indexing, op by op (the layout ops and CONCATENATION)."""
+    g = read_graph(tflite)
+    values = {g.inputs[0]: x.reshape(g.tensors[g.inputs[0]].shape)}
+    for op in g.operators:
+        ins = [values.get(t) for t in op.inputs]
+        if op.name == "TRANSPOSE":
+            outs = [np.transpose(ins[0], _const(g, op.inputs[1]).tolist())]
+        elif op.name == "SLICE":
+            begin, size = _const(g, op.inputs[1]).tolist(), _const(g, op.inputs[2]).tolist()
+            outs = [ins[0][tuple(slice(b, None if n == -1 else b + n) for b, n in zip(begin, size))]]
+        elif op.name == "STRIDED_SLICE":
+            outs = [_strided(g, op, ins[0])]
+        elif op.name in ("SPLIT", "SPLIT_V"):
+            data, axis_t = (ins[1], op.inputs[0]) if op.name == "SPLIT" else (ins[0], op.inputs[2])
+            axis = int(_const(g, axis_t).reshape(-1)[0])
+            cuts = np.cumsum([g.tensors[t].shape[axis] for t in op.outputs])[:-1]
+            outs = np.split(data, cuts, axis=axis)
+        elif op.name == "TILE":
+            outs = [np.tile(ins[0], _const(g, op.inputs[1]).tolist())]
+        elif op.name == "GATHER":
+            outs = [_gather(g, op, ins[0])]
+        elif op.name == "CONCATENATION":
+            outs = [np.concatenate([values[t] for t in op.inputs], axis=op.options.axis)]
+        else:
+            raise AssertionError(f"no numpy model of {op.name}")
+        for t, v in zip(op.outputs, outs):
+            assert v.shape == g.tensors[t].shape, (op.name, v.shape, g.tensors[t].shape)
+            values[t] = v
+    return values[g.outputs[0]].reshape(-1)
+
+
+def _inputs(tflite: bytes, n: int, seed: int) -> np.ndarray:
+    g = read_graph(tflite)
+    shape = g.tensors[g.inputs[0]].shape
+    return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    return engine_host.build({name: tb.case(name) for name in CASES}, tmp_path_factory.mktemp("layout"))
+
+
+@pytest.mark.fast
+def test_every_layout_op_has_a_case():
+    assert LAYOUT_OPS <= {op.name for name in CASES for op in read_graph(tb.case(name)).operators}
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("case", CASES)
+def test_generated_c_matches_numpy(case, host):
+    x = _inputs(tb.case(case), SAMPLES, 0)
+    want = np.stack([numpy_run(tb.case(case), xi) for xi in x])
+    for optimize in ("speed", "size"):
+        got = host.run(f"{case}_{optimize}", x)
+        assert np.array_equal(got, want), f"{optimize}: {int((got != want).sum())} of {want.size} bytes differ"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("case", CASES)
+def test_recomputation_names_the_input_byte(case):
+    g = read_graph(tb.case(case))
+    x = _inputs(tb.case(case), 1, 1)[0]
+    values = {t.index: t.data for t in g.tensors if t.is_constant}
+    values[g.inputs[0]] = x
+    call = next(c for c in lower(g).calls if c.kernel in ("tq_strided_copy", "tq_gather"))
+    op = g.operators[call.op_index]
+    first = op.outputs.index(call.output)
+    assert first == 0  # an op's first call writes its output 0, the one diff explains
+    want = numpy_run_op_output(g, op, x)
+    for flat in range(want.size):
+        element = call.rule.recompute(g, op, call, values, flat)
+        assert element.rules[0].value == want[flat]
+
+
+def numpy_run_op_output(g: Graph, op, x: np.ndarray) -> np.ndarray:
+    """Output 0 of the graph's first layout op (its input is the graph input in every case)."""
+    sub = tb.unpack(tb.case(next(c for c in CASES if read_graph(tb.case(c)).source_sha256 == g.source_sha256)))
+    sg = sub.subgraphs[0]
+    sg.operators = sg.operators[:op.index + 1]
+    sg.outputs = [op.outputs[0]]
+    return numpy_run(tb.pack(sub), x)
+
+
+def _edited(case: str, edit) -> bytes:
+    model = tb.unpack(tb.case(case))
+    edit(model.subgraphs[0], model)
+    return tb.pack(model)
+
+
+def _set_const(model, sg, tensor: int, values) -> None:
+    arr = np.asarray(values, np.int32)
+    model.buffers[sg.tensors[tensor].buffer].data = list(arr.tobytes())
+    sg.tensors[tensor].shape = list(arr.shape)
+
+
+REFUSED_BY_READER = {
+    "perm not a permutation": ("transpose_nhwc_nchw", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[1],
+                                                                             [0, 3, 3, 2]),
+                               r"op #0 TRANSPOSE .*perm \[0, 3, 3, 2\] is not a permutation"),
+    "transpose output shape": ("transpose_3d", lambda sg, m: setattr(sg.tensors[sg.operators[0].outputs[0]],
+                                                                     "shape", [5, 2, 3][::-1]),
+                               r"op #0 TRANSPOSE .*is not input \(2, 3, 5\) permuted"),
+    "quantization changes": ("transpose_3d", lambda sg, m: setattr(
+        sg.tensors[sg.operators[0].outputs[0]].quantization, "scale", [0.5]), r"a copy cannot rescale"),
+    "stride 0": ("strided_slice_backwards", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[3],
+                                                                     [1, 0, -2, 1]),
+                 r"op #0 STRIDED_SLICE .*strides\[1\] is 0"),
+    "strided slice shape": ("strided_slice_backwards", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[2],
+                                                                               [1, 5, 0, 4]),
+                            r"op #0 STRIDED_SLICE .*is not the slice's shape"),
+    "slice past the axis": ("slice", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[1], [0, 3, 2, 1]),
+                            r"op #0 SLICE .*size\[1\] = 3 does not fit axis 1 of size 5 from begin 3"),
+    "gather index out of range": ("gather_axis1", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[1],
+                                                                           [[4, 0, 5, 2]]),
+                                  r"op #0 GATHER .*indices .*\[2\] = 5 is outside axis 1 of size 5"),
+    "split num_splits": ("split", lambda sg, m: setattr(sg.operators[0].builtinOptions, "numSplits", 2),
+                         r"op #0 SPLIT .*field num_splits = 2 but the op has 3 outputs"),
+    "split_v sizes": ("split_v", lambda sg, m: _set_const(m, sg, sg.operators[0].inputs[1], [2, 3, 2]),
+                      r"op #0 SPLIT_V .*size_splits \[2, 3, 2\] do not match"),
+}
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("what", REFUSED_BY_READER)
+def test_the_reader_refuses_what_tflm_refuses(what):
+    case, edit, message = REFUSED_BY_READER[what]
+    with pytest.raises(InvalidModelError, match=message):
+        read_graph(_edited(case, edit))
+
+
+@pytest.mark.fast
+def test_masks_tflm_ignores_are_refused_by_the_c_engine():
+    tflite = _edited("strided_slice_backwards", lambda sg, m: setattr(sg.operators[0].builtinOptions,
+                                                                      "ellipsisMask", 1))
+    with pytest.raises(UnsupportedOpError, match=r"op #0 STRIDED_SLICE .*field ellipsis_mask = 1"):
+        lower(read_graph(tflite))
+
+
+@pytest.mark.fast
+def test_split_outputs_get_their_own_calls_and_buffers():
+    from tinyq.engine.plan import plan
+    g = read_graph(tb.case("split"))
+    lowered = lower(g)
+    splits = [c for c in lowered.calls if c.kernel == "tq_strided_copy"]
+    assert [c.output for c in splits] == list(g.operators[0].outputs)
+    p = plan(g, lowered)
+    spans = sorted((p.location(c.output).offset, p.location(c.output).offset + g.tensors[c.output].nbytes)
+                   for c in splits)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # all three live until the concatenation
