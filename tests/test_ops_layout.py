@@ -40,15 +40,15 @@ def _strided(g: Graph, op, x: np.ndarray) -> np.ndarray:
 
 def _gather(g: Graph, op, x: np.ndarray) -> np.ndarray:
     idx = _const(g, op.inputs[1])
-    axis = op.options.axis % x.ndim
-    bd = op.options.batch_dims % max(idx.ndim, 1) if op.options.batch_dims < 0 else op.options.batch_dims
-    if bd == 0:
+    bd = op.options.batch_dims + (idx.ndim if op.options.batch_dims < 0 else 0)
+    return _take(x, idx, op.options.axis % x.ndim, bd)
+
+
+def _take(x: np.ndarray, idx: np.ndarray, axis: int, batch_dims: int) -> np.ndarray:
+    """np.take per batch over the leading `batch_dims` axes that input and indices share."""
+    if batch_dims == 0:
         return np.take(x, idx, axis=axis)
-    return np.stack([_gather_rows(x[b], idx[b], axis - 1) for b in range(x.shape[0])])
-
-
-def _gather_rows(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
-    return np.take(x, idx, axis=axis)
+    return np.stack([_take(x[b], idx[b], axis - 1, batch_dims - 1) for b in range(x.shape[0])])
 
 
 def numpy_run(tflite: bytes, x: np.ndarray) -> np.ndarray:
@@ -73,6 +73,8 @@ def numpy_run(tflite: bytes, x: np.ndarray) -> np.ndarray:
             outs = [np.tile(ins[0], _const(g, op.inputs[1]).tolist())]
         elif op.name == "GATHER":
             outs = [_gather(g, op, ins[0])]
+        elif op.name == "RESHAPE":
+            outs = [ins[0].reshape(g.tensors[op.outputs[0]].shape)]
         elif op.name == "CONCATENATION":
             outs = [np.concatenate([values[t] for t in op.inputs], axis=op.options.axis)]
         else:
@@ -201,3 +203,154 @@ def test_split_outputs_get_their_own_calls_and_buffers():
     spans = sorted((p.location(c.output).offset, p.location(c.output).offset + g.tensors[c.output].nbytes)
                    for c in splits)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # all three live until the concatenation
+
+
+# ---- against TFLM: random shapes and parameters ----
+
+def _wrap(g: tb.GraphBuilder, shape, q) -> int:
+    """The graph input (1, N) reshaped to `shape` (an alias in the C engine), so any rank and axis 0 can be
+    tested while the graph keeps TFLM's batch of 1 at its edges."""
+    n = int(np.prod(shape))
+    x = g.input((1, n), *q)
+    return _reshape(g, x, shape, q, "in")
+
+
+def _reshape(g: tb.GraphBuilder, x: int, shape, q, name: str) -> int:
+    y = g.activation(list(shape), *q, name=f"reshape_{name}")
+    o = tb.schema.ReshapeOptionsT()
+    o.newShape = [int(d) for d in shape]
+    g.op("RESHAPE", [x, g.const_int32(np.array(shape, np.int32), name=f"shape_{name}")], [y], o)
+    return y
+
+
+def _finish(g: tb.GraphBuilder, y: int, shape, q) -> bytes:
+    return g.output(_reshape(g, y, (1, int(np.prod(shape))), q, "out")).build()
+
+
+def _random_shape(rng, max_rank: int) -> list[int]:
+    return [int(d) for d in rng.integers(1, 6, int(rng.integers(1, max_rank + 1)))]
+
+
+def _random_transpose(rng, q) -> bytes:
+    shape = _random_shape(rng, 5)
+    perm = [int(p) for p in rng.permutation(len(shape))]
+    g = tb.GraphBuilder()
+    x = _wrap(g, shape, q)
+    out = [shape[p] for p in perm]
+    y = g.activation(out, *q, name="transpose")
+    g.op("TRANSPOSE", [x, g.const_int32(np.array(perm, np.int32), name="perm")], [y], tb.schema.TransposeOptionsT())
+    return _finish(g, y, out, q)
+
+
+def _random_slice(rng, q) -> bytes:
+    shape = _random_shape(rng, 5)
+    begin = [int(rng.integers(0, d)) for d in shape]
+    size = [-1 if rng.random() < 0.3 else int(rng.integers(1, d - b + 1)) for d, b in zip(shape, begin)]
+    out = [d - b if s == -1 else s for d, b, s in zip(shape, begin, size)]
+    g = tb.GraphBuilder()
+    x = _wrap(g, shape, q)
+    y = g.activation(out, *q, name="slice")
+    g.op("SLICE", [x, g.const_int32(np.array(begin, np.int32), name="begin"),
+                   g.const_int32(np.array(size, np.int32), name="size")], [y], tb.schema.SliceOptionsT())
+    return _finish(g, y, out, q)
+
+
+def _random_strided_slice(rng, q) -> bytes | None:
+    shape = _random_shape(rng, 4)
+    begin = [int(rng.integers(-d - 2, d + 3)) for d in shape]
+    end = [int(rng.integers(-d - 2, d + 3)) for d in shape]
+    strides = [int(rng.choice([-3, -2, -1, 1, 2, 3])) for _ in shape]
+    masks = dict(begin_mask=int(rng.integers(0, 1 << len(shape))), end_mask=int(rng.integers(0, 1 << len(shape))),
+                 shrink_axis_mask=0)
+    for k, d in enumerate(shape):
+        if rng.random() < 0.2:  # a shrunk axis takes the element at begin, which must exist
+            masks["shrink_axis_mask"] |= 1 << k
+            begin[k], strides[k] = int(rng.integers(-d, d)), 1
+            masks["begin_mask"] &= ~(1 << k)
+    out = tb.strided_slice_shape(shape, begin, end, strides, **masks)
+    if 0 in out or not out:
+        return None
+    g = tb.GraphBuilder()
+    x = _wrap(g, shape, q)
+    consts = [g.const_int32(np.array(v, np.int32), name=n) for v, n in ((begin, "b"), (end, "e"), (strides, "s"))]
+    y = g.activation(out, *q, name="strided_slice")
+    g.op("STRIDED_SLICE", [x, *consts], [y], tb.strided_options(**masks))
+    return _finish(g, y, out, q)
+
+
+def _random_gather(rng, q) -> bytes:
+    shape = _random_shape(rng, 4)
+    axis = int(rng.integers(0, len(shape)))
+    batch_dims = int(rng.integers(0, axis + 1)) if rng.random() < 0.3 else 0
+    idx_shape = shape[:batch_dims] + [int(d) for d in rng.integers(1, 4, int(rng.integers(0, 3)))]
+    idx = rng.integers(0, shape[axis], idx_shape).astype(np.int32)
+    out = shape[:axis] + idx_shape[batch_dims:] + shape[axis + 1:]
+    g = tb.GraphBuilder()
+    x = _wrap(g, shape, q)
+    y = g.activation(out, *q, name="gather")
+    o = tb.schema.GatherOptionsT()
+    o.axis, o.batchDims = (axis - len(shape) if rng.random() < 0.3 else axis), batch_dims
+    g.op("GATHER", [x, g.const_int32(idx, name="indices")], [y], o)
+    return _finish(g, y, out if out else [1], q)
+
+
+def _random_split(rng, q) -> bytes:
+    shape = _random_shape(rng, 4)
+    axis = int(rng.integers(0, len(shape)))
+    if rng.random() < 0.5:
+        parts = [d for d in range(1, shape[axis] + 1) if shape[axis] % d == 0]
+        count = int(rng.choice(parts))
+        kind, sizes = "SPLIT", [shape[axis] // count] * count
+    else:
+        cuts = sorted(rng.choice(np.arange(1, shape[axis]), int(rng.integers(0, shape[axis])), replace=False)) \
+            if shape[axis] > 1 else []
+        kind, sizes = "SPLIT_V", [int(b - a) for a, b in zip([0, *cuts], [*cuts, shape[axis]])]
+    return tb.split(shape, axis, tuple(sizes), q, version=kind) if shape[0] == 1 else \
+        tb.split([1, *shape], axis + 1, tuple(sizes), q, version=kind)
+
+
+RANDOM = {"transpose": _random_transpose, "slice": _random_slice, "strided_slice": _random_strided_slice,
+          "gather": _random_gather, "split": _random_split}
+PER_KIND = 40
+
+
+@pytest.fixture(scope="module")
+def random_models() -> dict[str, bytes]:
+    rng = np.random.default_rng(21)
+    models = {}
+    for kind, make in RANDOM.items():
+        while sum(name.startswith(kind + "_") for name in models) < PER_KIND:
+            q = (float(rng.uniform(0.01, 0.2)), int(rng.integers(-128, 128)))
+            tflite = make(rng, q)
+            if tflite is not None:
+                models[f"{kind}_{len(models)}"] = tflite
+    return models
+
+
+@pytest.fixture(scope="module")
+def tflm_outputs(random_models) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(inputs, TFLM's outputs) of every random model, TFLM's checked against numpy's indexing too."""
+    from tinyq import runtimes
+    from tinyq.native import Workers
+
+    results = {}
+    with Workers() as workers:
+        for name, tflite in random_models.items():
+            x = _inputs(tflite, 16, len(name))
+            want = runtimes.run_tflm(tflite, x[:, 0], workers).reshape(len(x), -1)
+            assert np.array_equal(want, np.stack([numpy_run(tflite, xi) for xi in x])), name
+            results[name] = (x, want)
+    return results
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+def test_random_layouts_bitexact_with_tflm(random_models, tflm_outputs, tmp_path, sanitize):
+    host = engine_host.build(random_models, tmp_path, sanitize=sanitize)
+    elements = 0
+    for name, (x, want) in tflm_outputs.items():
+        for optimize in ("speed", "size"):
+            got = host.run(f"{name}_{optimize}", x)
+            assert np.array_equal(got, want), f"{name} {optimize}: {int((got != want).sum())} bytes differ"
+        elements += want.size
+    print(f"{len(tflm_outputs)} random layout models, {elements} output bytes per build, bit-exact with TFLM")

@@ -37,7 +37,8 @@ def _view(ctx: LowerContext, op: Operator, base: int, dims, strides) -> dict[str
             merged.append([int(n), int(s)])
     if len(merged) > COPY_DIMS:
         raise ctx.fail(op, f"the copy needs {len(merged)} dimensions after merging; the kernel takes {COPY_DIMS}")
-    merged = [[1, 0]] * (COPY_DIMS - len(merged)) + (merged or [[1, 1]])[-COPY_DIMS:]
+    merged = merged or [[1, 1]]  # a single element
+    merged = [[1, 0]] * (COPY_DIMS - len(merged)) + merged
     return {"base": int(base), **{f"n{k}": n for k, (n, _) in enumerate(merged)},
             **{f"s{k}": s for k, (_, s) in enumerate(merged)}}
 
