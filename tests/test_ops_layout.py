@@ -354,3 +354,48 @@ def test_random_layouts_bitexact_with_tflm(random_models, tflm_outputs, tmp_path
             assert np.array_equal(got, want), f"{name} {optimize}: {int((got != want).sum())} bytes differ"
         elements += want.size
     print(f"{len(tflm_outputs)} random layout models, {elements} output bytes per build, bit-exact with TFLM")
+
+
+# ---- end to end: a Keras model whose conversion emits TRANSPOSE and STRIDED_SLICE ----
+
+@pytest.fixture(scope="session")
+def permute_crop_model(tmp_path_factory):
+    """A small Keras model (Conv2D, Permute -> TRANSPOSE, Cropping2D -> STRIDED_SLICE, Dense) saved as .keras,
+    and 200 samples with labels in an .npz."""
+    import tensorflow as tf  # heavy; only the integration lane gets here
+
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(3)
+    inp = tf.keras.Input((6, 8, 3))
+    y = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    y = layers.Permute((2, 1, 3))(y)
+    y = layers.Cropping2D(((1, 2), (0, 1)))(y)
+    y = layers.Dense(5, activation="softmax")(layers.Flatten()(y))
+    folder = tmp_path_factory.mktemp("permute_crop")
+    tf.keras.Model(inp, y, name="permute_crop").save(folder / "permute_crop.keras")
+    rng = np.random.default_rng(3)
+    np.savez(folder / "data.npz", x=rng.uniform(-1, 1, (200, 6, 8, 3)).astype(np.float32),
+             y=rng.integers(0, 5, 200))
+    return folder
+
+
+@pytest.mark.integration
+def test_keras_permute_and_crop_run_in_the_c_engine_bitexact(permute_crop_model, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = permute_crop_model
+    run = subprocess.run([sys.executable, "-m", "tinyq.cli", "convert", str(folder / "permute_crop.keras"), "--data",
+                          str(folder / "data.npz"), "--out", str(tmp_path / "out"), "--no-cortex-m", "--no-analysis"],
+                         capture_output=True, text=True, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {"TRANSPOSE", "STRIDED_SLICE"} <= set(report["ops"]), report["ops"]
+    assert report["c_engine"]["status"] == "generated", report["c_engine"]
+    assert "tq_strided_copy" in {k["kernel"] for k in report["c_engine"]["kernels"]}
+    agreement = report["agreement"]
+    print(f"C engine vs TFLM: {agreement['c_vs_tflm_bitexact']} bit-exact over {agreement['c_vs_tflm_images']} "
+          f"samples")
+    assert agreement["c_vs_tflm_bitexact"] == 1.0 and agreement["c_vs_tflm_images"] == 200
