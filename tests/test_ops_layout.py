@@ -399,3 +399,17 @@ def test_keras_permute_and_crop_run_in_the_c_engine_bitexact(permute_crop_model,
     print(f"C engine vs TFLM: {agreement['c_vs_tflm_bitexact']} bit-exact over {agreement['c_vs_tflm_images']} "
           f"samples")
     assert agreement["c_vs_tflm_bitexact"] == 1.0 and agreement["c_vs_tflm_images"] == 200
+
+
+@pytest.mark.fast
+def test_fuzzed_layout_models_give_typed_errors():
+    """Mutants of every layout case (their integer operands and masks among the mutations) are refused with a
+    typed error or accepted; none raises anything else or hangs."""
+    import tflite_fuzz as fz
+
+    outcomes = [fz.run_case(m, 10.0) for name in CASES for m in fz.mutants(tb.case(name), name, 40, rng_seed=14)]
+    bad = [o for o in outcomes if o.bad]
+    assert not bad, [(o.mutant.seed, o.mutant.kind, o.mutant.detail, o.message) for o in bad[:5]]
+    kinds = [o.mutant.kind for o in outcomes]
+    assert sum("layout_operands" in k for k in kinds) >= 10 and sum(not o.klass.startswith("rejected")
+                                                                    for o in outcomes) > 20
