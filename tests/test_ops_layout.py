@@ -356,6 +356,31 @@ def test_random_layouts_bitexact_with_tflm(random_models, tflm_outputs, tmp_path
     print(f"{len(tflm_outputs)} random layout models, {elements} output bytes per build, bit-exact with TFLM")
 
 
+def _random_tile(rng, q) -> bytes:
+    shape = _random_shape(rng, 4)
+    multiples = [int(m) for m in rng.integers(1, 4, len(shape))]
+    g = tb.GraphBuilder()
+    x = _wrap(g, shape, q)
+    out = [d * m for d, m in zip(shape, multiples)]
+    y = g.activation(out, *q, name="tile")
+    g.op("TILE", [x, g.const_int32(np.array(multiples, np.int32), name="multiples")], [y], tb.schema.TileOptionsT())
+    return _finish(g, y, out, q)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+def test_random_tiles_match_numpy(tmp_path, sanitize):
+    """TILE against np.tile (pip TFLM has no TILE kernel to compare with)."""
+    rng = np.random.default_rng(22)
+    models = {f"tile_{k}": _random_tile(rng, (0.05, int(rng.integers(-128, 128)))) for k in range(PER_KIND)}
+    host = engine_host.build(models, tmp_path, sanitize=sanitize)
+    for name, tflite in models.items():
+        x = _inputs(tflite, 8, 0)
+        want = np.stack([numpy_run(tflite, xi) for xi in x])
+        for optimize in ("speed", "size"):
+            assert np.array_equal(host.run(f"{name}_{optimize}", x), want), (name, optimize)
+
+
 # ---- end to end: a Keras model whose conversion emits TRANSPOSE and STRIDED_SLICE ----
 
 @pytest.fixture(scope="session")
