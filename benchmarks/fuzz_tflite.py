@@ -28,6 +28,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's tinyq, and th
 
 import tflite_fuzz as fz  # noqa: E402
 
+from tinyq.engine import read_graph  # noqa: E402
+from tinyq.errors import UnsupportedOpError  # noqa: E402
+from tinyq.tflm import resolver_methods  # noqa: E402
+
 
 def demo_seeds() -> dict[str, bytes]:
     """The int8 .tflite of each demo model, quantized the way the test fixtures do it (needs TensorFlow)."""
@@ -42,11 +46,21 @@ def demo_seeds() -> dict[str, bytes]:
     return seeds
 
 
+def _emittable(o: fz.Outcome) -> bool:
+    """A firmware folder needs TFLM's resolver for every op: TILE, which pip TFLM has no kernel for, cannot be
+    emitted (the C engine runs it; tests/test_ops_layout.py checks it under ASan+UBSan on its own)."""
+    try:
+        resolver_methods(read_graph(o.mutant.data))
+    except UnsupportedOpError:
+        return False
+    return True
+
+
 def pick_for_sanitizer(outcomes: list[fz.Outcome], n: int) -> list[fz.Outcome]:
     """Up to n accepted mutants with distinct generated engines, taken round-robin over the seed models."""
     by_seed: dict[str, list[fz.Outcome]] = {}
     for o in outcomes:
-        if o.klass == "accepted":
+        if o.klass == "accepted" and _emittable(o):
             by_seed.setdefault(o.mutant.seed, []).append(o)
     chosen: dict[str, fz.Outcome] = {}
     queues = [list(reversed(q)) for q in by_seed.values()]

@@ -21,6 +21,7 @@ from tinyq.engine import Optimize
 
 BANNER = Banner("test", "fast test model", "0" * 64, "none", "none")
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 MAIN = r"""
 #include <stdint.h>
@@ -71,8 +72,11 @@ class HostEngines:
         return np.frombuffer(proc.stdout, np.int8).reshape(len(x), out_bytes)
 
 
-def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Optimize.SIZE)) -> HostEngines:
-    """One executable holding every model's engine for each of `optimizes`, named <model>_<speed|size>."""
+def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Optimize.SIZE),
+          sanitize: bool = False) -> HostEngines:
+    """One executable holding every model's engine for each of `optimizes`, named <model>_<speed|size>; with
+    `sanitize`, built under ASan+UBSan (any report aborts the run, which `run` then fails on)."""
+    flags = CFLAGS + (SANITIZE if sanitize else [])
     folder.mkdir(parents=True, exist_ok=True)
     for f in runtime_files(environment(), BANNER):  # the runtime as an emitted firmware folder holds it
         (folder / f.name).write_text(f.text)
@@ -91,7 +95,7 @@ def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Opt
 
     def compile_one(src: Path) -> Path:
         obj = src.with_suffix(".o")
-        proc = subprocess.run(["gcc", *CFLAGS, "-I", str(folder), "-c", str(src), "-o", str(obj)],
+        proc = subprocess.run(["gcc", *flags, "-I", str(folder), "-c", str(src), "-o", str(obj)],
                               capture_output=True, text=True)
         assert proc.returncode == 0, f"{src.name} does not compile:\n{proc.stderr[-4000:]}"
         return obj
@@ -99,6 +103,7 @@ def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Opt
     with ThreadPoolExecutor(2) as pool:
         objects = list(pool.map(compile_one, sources))
     exe = folder / "engines"
-    proc = subprocess.run(["gcc", *map(str, objects), "-o", str(exe)], capture_output=True, text=True)
+    proc = subprocess.run(["gcc", *(SANITIZE if sanitize else []), *map(str, objects), "-o", str(exe)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return HostEngines(exe, sizes)

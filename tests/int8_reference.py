@@ -16,6 +16,7 @@ from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
 
 _EXPLAINED = ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected", "tq_max_pool", "tq_average_pool", "tq_add",
               "tq_softmax")
+_MOVED = ("tq_strided_copy", "tq_gather")  # the layout family's copies, recomputed by its rule
 
 
 def _fields(call: KernelCall) -> dict[str, int]:
@@ -113,14 +114,22 @@ def run(tflite: bytes, x: np.ndarray) -> np.ndarray:
     """The model's int8 output for one int8 input, op by op in exact integer arithmetic."""
     g = read_graph(tflite)
     lowered = lower(g, Optimize.SIZE)
-    calls = {c.op_index: c for c in lowered.calls}
+    calls: dict[int, list[KernelCall]] = {}
+    for c in lowered.calls:
+        calls.setdefault(c.op_index, []).append(c)
     values = {t.index: t.data for t in g.tensors if t.is_constant}
     values[g.inputs[0]] = np.asarray(x, np.int8).reshape(g.tensors[g.inputs[0]].shape)
     for op in g.operators:
         out_t = g.tensors[op.outputs[0]]
-        call = calls.get(op.index)
-        if call is None:  # RESHAPE and the other aliases
+        if op.index not in calls:  # RESHAPE and the other aliases
             values[op.outputs[0]] = values[op.inputs[0]].reshape(out_t.shape)
+            continue
+        call = calls[op.index][0]
+        if call.kernel in _MOVED:  # every call (SPLIT makes one per output): each byte is the input byte it names
+            for c in calls[op.index]:
+                t = g.tensors[c.output]
+                values[c.output] = np.array([c.rule.recompute(g, op, c, values, flat).rules[0].value
+                                             for flat in range(t.size)], np.int8).reshape(t.shape)
             continue
         if call.kernel in _EXPLAINED:
             out = np.array([call.rule.recompute(g, op, call, values, flat).rules[0].value

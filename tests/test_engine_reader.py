@@ -23,6 +23,8 @@ OPS = {
     "softmax": ["SOFTMAX"], "transpose_conv": ["TRANSPOSE_CONV"], "reshape_fc": ["RESHAPE", "FULLY_CONNECTED"],
     "chain": ["CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"],
     **{kind.lower(): [kind] for kind in tb.TABLE_OPS},
+    "transpose_": ["TRANSPOSE"], "slice": ["SLICE"], "strided_slice": ["STRIDED_SLICE"], "tile": ["TILE"],
+    "split": ["SPLIT", "CONCATENATION"], "split_v": ["SPLIT_V", "CONCATENATION"], "gather": ["GATHER"],
 }
 
 

@@ -446,6 +446,104 @@ def chain(seed=0) -> bytes:
     return g.output(y).build()
 
 
+def transpose(in_shape=(1, 3, 4, 5), perm=(0, 3, 1, 2), q=(0.05, -3), seed=0) -> bytes:
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    p = g.const_int32(np.array(perm, np.int32), name="perm")
+    y = g.activation([in_shape[k] for k in perm], *q, name="transpose")
+    g.op("TRANSPOSE", [x, p], [y], schema.TransposeOptionsT())
+    return g.output(y).build()
+
+
+def slice_(in_shape=(1, 5, 6, 4), begin=(0, 1, 2, 1), size=(1, 3, -1, 2), q=(0.05, 2), seed=0) -> bytes:
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    b = g.const_int32(np.array(begin, np.int32), name="begin")
+    s = g.const_int32(np.array(size, np.int32), name="size")
+    y = g.activation([d - a if n == -1 else n for d, a, n in zip(in_shape, begin, size)], *q, name="slice")
+    g.op("SLICE", [x, b, s], [y], schema.SliceOptionsT())
+    return g.output(y).build()
+
+
+def strided_options(begin_mask=0, end_mask=0, shrink_axis_mask=0, ellipsis_mask=0, new_axis_mask=0):
+    o = schema.StridedSliceOptionsT()
+    o.beginMask, o.endMask, o.shrinkAxisMask = begin_mask, end_mask, shrink_axis_mask
+    o.ellipsisMask, o.newAxisMask = ellipsis_mask, new_axis_mask
+    return o
+
+
+def strided_slice_shape(shape, begin, end, strides, begin_mask=0, end_mask=0, shrink_axis_mask=0) -> list[int]:
+    """The output shape numpy's slicing gives (what TF means by the masks), shrunk axes dropped."""
+    index = []
+    for k, (b, e, s) in enumerate(zip(begin, end, strides)):
+        if shrink_axis_mask >> k & 1:
+            index.append(b)
+        else:
+            index.append(slice(None if begin_mask >> k & 1 else b, None if end_mask >> k & 1 else e, s))
+    return list(np.empty(shape, np.int8)[tuple(index)].shape)
+
+
+def strided_slice(in_shape=(1, 6, 7, 4), begin=(0, 1, -1, 0), end=(1, 6, 0, 4), strides=(1, 2, -2, 1), q=(0.05, 2),
+                  seed=0, **masks) -> bytes:
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    consts = [g.const_int32(np.array(v, np.int32), name=n) for v, n in ((begin, "begin"), (end, "end"),
+                                                                          (strides, "strides"))]
+    y = g.activation(strided_slice_shape(in_shape, begin, end, strides, **masks), *q, name="strided_slice")
+    g.op("STRIDED_SLICE", [x, *consts], [y], strided_options(**masks))
+    return g.output(y).build()
+
+
+def split(in_shape=(1, 4, 6, 3), axis=2, sizes=(2, 2, 2), q=(0.05, -1), seed=0, version="SPLIT") -> bytes:
+    """SPLIT (even sizes) or SPLIT_V of the input, its outputs concatenated back in reverse order (one graph
+    output that reads every split output)."""
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    a = g.const_int32(np.array([axis], np.int32), name="axis")
+    outs = []
+    for k, n in enumerate(sizes):
+        shape = list(in_shape)
+        shape[axis] = n
+        outs.append(g.activation(shape, *q, name=f"split_{k}"))
+    if version == "SPLIT":
+        o = schema.SplitOptionsT()
+        o.numSplits = len(sizes)
+        g.op("SPLIT", [a, x], outs, o)
+    else:
+        o = schema.SplitVOptionsT()
+        o.numSplits = len(sizes)
+        ss = g.const_int32(np.array(sizes, np.int32), name="size_splits")
+        g.op("SPLIT_V", [x, ss, a], outs, o)
+    y = g.activation(in_shape, *q, name="concat")
+    co = schema.ConcatenationOptionsT()
+    co.axis = axis
+    g.op("CONCATENATION", outs[::-1], [y], co)
+    return g.output(y).build()
+
+
+def tile(in_shape=(1, 2, 3, 2), multiples=(1, 2, 3, 1), q=(0.05, 4), seed=0) -> bytes:
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    m = g.const_int32(np.array(multiples, np.int32), name="multiples")
+    y = g.activation([d * k for d, k in zip(in_shape, multiples)], *q, name="tile")
+    g.op("TILE", [x, m], [y], schema.TileOptionsT())
+    return g.output(y).build()
+
+
+def gather(in_shape=(1, 5, 6), indices=((4, 0, 2, 2),), axis=1, batch_dims=0, q=(0.05, -2), seed=0) -> bytes:
+    g = GraphBuilder(seed)
+    x = g.input(in_shape, *q)
+    idx_values = np.array(indices, np.int32)
+    i = g.const_int32(idx_values, name="indices")
+    a = axis + len(in_shape) if axis < 0 else axis
+    out = list(in_shape[:a]) + list(idx_values.shape[batch_dims:]) + list(in_shape[a + 1:])
+    y = g.activation(out, *q, name="gather")
+    o = schema.GatherOptionsT()
+    o.axis, o.batchDims = axis, batch_dims
+    g.op("GATHER", [x, i], [y], o)
+    return g.output(y).build()
+
+
 # ---- the op-family cases the fast tests run: name -> (builder, kwargs) ----
 
 CASES = {
@@ -493,6 +591,20 @@ CASES = {
                                                   padding="VALID", bias=False, seed=1)),
     "reshape_fc": (reshape, dict()),
     "chain": (chain, dict()),
+    "transpose_nhwc_nchw": (transpose, dict()),
+    "transpose_3d": (transpose, dict(in_shape=(2, 3, 5), perm=(2, 0, 1), seed=1)),
+    "transpose_5d": (transpose, dict(in_shape=(1, 2, 3, 2, 4), perm=(0, 4, 2, 1, 3), seed=2)),
+    "slice": (slice_, dict()),
+    "strided_slice_backwards": (strided_slice, dict()),
+    "strided_slice_masks": (strided_slice, dict(in_shape=(1, 5, 8), begin=(0, 1, 7), end=(1, -1, 0),
+                                                strides=(1, 1, -3), begin_mask=2, end_mask=4, shrink_axis_mask=1,
+                                                seed=1)),
+    "split": (split, dict()),
+    "split_v": (split, dict(in_shape=(1, 7, 3), axis=1, sizes=(1, 4, 2), version="SPLIT_V", seed=1)),
+    "tile": (tile, dict()),
+    "gather_axis1": (gather, dict()),
+    "gather_batch_dims": (gather, dict(in_shape=(2, 4, 3), indices=((3, 3, 0), (1, 2, 0)), axis=1, batch_dims=1,
+                                       seed=1)),
 }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from tinyq.engine.schema import schema
 
-from tflite_mutants import (FLOAT_EDGES, INT_EDGES, layout_mutant, m_const_data, m_extras,
+from tflite_mutants import (FLOAT_EDGES, INT_EDGES, layout_mutant, m_const_data, m_extras, m_layout_operands,
                             m_op_list, m_options_any, m_per_channel, m_scale_extreme, m_shared_buffer)
 
 
@@ -249,6 +249,7 @@ FIELD_MUTATORS: dict[str, Callable] = {
     "quantization": _m_quantization, "options": _m_options, "name": _m_name, "options_any": m_options_any,
     "const_data": m_const_data, "scale_extreme": m_scale_extreme, "per_channel": m_per_channel,
     "shared_buffer": m_shared_buffer, "op_list": m_op_list, "extras": m_extras,
+    "layout_operands": m_layout_operands,
 }
 
 

@@ -254,3 +254,38 @@ def layout_mutant(seed: bytes, records: list, rng: random.Random) -> tuple[str, 
         data[k] = rng.choice((0xFF, 0xC3, 0x80, 0xED, 0))
         return "layout_string", f"{path}: byte {k} := {data[k]:#x}", bytes(data)
     return "layout_string", f"{path}: empty string unchanged", bytes(data)
+
+
+_LAYOUT_OPS = {schema.BuiltinOperator.TRANSPOSE, schema.BuiltinOperator.SLICE, schema.BuiltinOperator.STRIDED_SLICE,
+               schema.BuiltinOperator.SPLIT, schema.BuiltinOperator.SPLIT_V, schema.BuiltinOperator.TILE,
+               schema.BuiltinOperator.GATHER}
+
+
+def m_layout_operands(m, rng):
+    """A layout op's integer operand (perm, begin/end/strides, size, indices, axis, multiples, size_splits) or
+    STRIDED_SLICE's masks moved to an edge: a repeated or out-of-range axis, a negative or past-the-end index, a
+    zero stride, every mask bit; the reader and the lowering must refuse or run it, never crash."""
+    ops = [op for op in _ops(m) if op.opcodeIndex is not None and op.opcodeIndex < len(m.operatorCodes)
+           and m.operatorCodes[op.opcodeIndex].builtinCode in _LAYOUT_OPS]
+    if not ops:
+        return None
+    op = rng.choice(ops)
+    tensors = _tensors(m)
+    if isinstance(op.builtinOptions, schema.StridedSliceOptionsT) and rng.random() < 0.3:
+        field = rng.choice(("beginMask", "endMask", "shrinkAxisMask", "ellipsisMask", "newAxisMask"))
+        value = rng.choice((0, 1, 2, 5, 15, 31, -1, rng.randrange(16)))
+        setattr(op.builtinOptions, field, value)
+        return f"StridedSliceOptions.{field}={value}"
+    consts = [t for t in op.inputs if 0 <= t < len(tensors) and tensors[t].type == schema.TensorType.INT32
+              and 0 < tensors[t].buffer < len(m.buffers) and m.buffers[tensors[t].buffer].data is not None]
+    if not consts:
+        return None
+    t = rng.choice(consts)
+    values = np.frombuffer(bytes(bytearray(m.buffers[tensors[t].buffer].data)), np.int32).copy()
+    if not values.size:
+        return None
+    k = rng.randrange(values.size)
+    values[k] = rng.choice((0, 1, -1, 2, -2, 3, 4, 5, 6, 7, -5, -8, 8, 64, (1 << 31) - 1, -(1 << 31),
+                            int(values[k]) + 1, int(values[k]) - 1, int(values[(k + 1) % values.size])))
+    m.buffers[tensors[t].buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    return f"{tensors[t].name}[{k}]={int(values[k])}"

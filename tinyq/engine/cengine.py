@@ -62,6 +62,13 @@ class CallValues:
     scratch: int | None  # arena offset of the call's scratch, None when it takes none
 
 
+def _call_name(calls, k: int) -> str:
+    """The parameter struct's name of call k: op<index>, and op<index>_out<j> for an op's later calls (SPLIT
+    lowers to one call per output)."""
+    j = sum(1 for c in calls[:k] if c.op_index == calls[k].op_index)
+    return f"op{calls[k].op_index}" if j == 0 else f"op{calls[k].op_index}_out{j}"
+
+
 def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED) -> CEngine:
     """Lower (kernels chosen for `optimize`) and plan the checked graph, then render the engine; raises
     UnsupportedOpError before anything exists."""
@@ -70,7 +77,7 @@ def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optim
     arrays = [a for call in lowered.calls for a in call.arrays]
     array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
                     for a in arrays]
-    calls = [CallValues(f"op{c.op_index}", comment_safe(f"op #{c.op_index} {c.op_name} (layer {c.layer})"), c.kernel,
+    calls = [CallValues(_call_name(lowered.calls, k), comment_safe(f"op #{c.op_index} {c.op_name} (layer {c.layer})"), c.kernel,
                         c.params_type, c.fields,
                         tuple(dict(c.const_inputs).get(t) or memory.location(t) for t in c.inputs),
                         memory.location(c.output), c.input_array, c.op_index, graph.tensors[c.output].nbytes,

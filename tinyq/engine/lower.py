@@ -81,8 +81,9 @@ def lower(graph: Graph, optimize: Optimize = Optimize.SPEED) -> Lowered:
             continue
         if d is None or d.lower is None:
             raise ctx.fail(op, f"op not supported by the C engine (supported: {', '.join(c_engine_ops())})")
-        call = d.lower(ctx, op)
-        calls.append(specialize(ctx, op, call) if optimize is Optimize.SPEED else call)
+        made = d.lower(ctx, op)
+        for call in made if isinstance(made, tuple) else (made,):  # an op of several outputs: a call per output
+            calls.append(specialize(ctx, op, call) if optimize is Optimize.SPEED else call)
     return Lowered(tuple(calls), tuple(aliases))
 
 

@@ -189,9 +189,10 @@ def _op_preconditions(g: Graph, op: Operator, spec: OpSpec) -> None:
     """The op's operand counts, ranks, dtypes and its family's shape and option checks."""
     where = g.where(op)
     lo, hi = spec.inputs
-    if not lo <= len(op.inputs) <= hi or len(op.outputs) != spec.outputs:
+    out_lo, out_hi = (spec.outputs, spec.outputs) if isinstance(spec.outputs, int) else spec.outputs
+    if not lo <= len(op.inputs) <= hi or not out_lo <= len(op.outputs) <= out_hi:
         raise _fail(f"{where}: has {len(op.inputs)} inputs and {len(op.outputs)} outputs, expected "
-                        f"{lo}{'' if lo == hi else f'..{hi}'} and {spec.outputs}")
+                        f"{lo}{'' if lo == hi else f'..{hi}'} and {out_lo}{'' if out_lo == out_hi else f'..{out_hi}'}")
     if any(t < 0 for t in op.inputs[:lo]):
         raise _fail(f"{where}: a required input is absent (-1): {list(op.inputs)}")
     for pos, ranks in enumerate(spec.input_ranks):

@@ -14,13 +14,13 @@ from types import MappingProxyType
 
 from ..graph import Graph, Operator
 from ..schema import op_name
-from . import (activation, concat_pad, conv, depthwise, elementwise, fully_connected, pool, quantize, reduce,
-               resize, shape, softmax, squared_difference, transpose_conv)
+from . import (activation, concat_pad, conv, depthwise, elementwise, fully_connected, layout, pool, quantize,
+               reduce, resize, shape, softmax, squared_difference, transpose_conv)
 from .base import OpDef
 from .tflm import TFLM_METHODS
 
 FAMILIES = (conv, depthwise, fully_connected, pool, elementwise, activation, quantize, softmax, reduce, shape,
-            concat_pad, resize, transpose_conv, squared_difference)
+            concat_pad, resize, transpose_conv, squared_difference, layout)
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,12 @@ class KernelCall:
 class OpSpec:
     """Preconditions the reader checks of one builtin op before anything else sees it.
 
-    `options` is the schema's options class the op must carry (None: any or none); `input_ranks` the allowed
-    ranks of inputs by position (None: any); `check` returns what is wrong with the op's shapes and options, or
-    None."""
+    `outputs` is the output count, or its (min, max) for ops with a variable count (SPLIT); `options` is the
+    schema's options class the op must carry (None: any or none); `input_ranks` the allowed ranks of inputs by
+    position (None: any); `check` returns what is wrong with the op's shapes and options, or None."""
 
     inputs: tuple[int, int]
-    outputs: int = 1
+    outputs: int | tuple[int, int] = 1
     options: str | None = None
     options_required: bool = False
     input_ranks: tuple[tuple[int, ...] | None, ...] = ()
@@ -210,13 +210,14 @@ def no_macs(graph: Graph, op: Operator) -> int:
 @dataclass(frozen=True)
 class OpDef:
     """One builtin op of a family: the reader's preconditions and options parser (schema options object -> typed
-    options; None keeps NoOptions), its lowering (None: the C engine does not run it), whether it only renames
+    options; None keeps NoOptions), its lowering (None: the C engine does not run it; an op of several outputs
+    lowers to one call per output), whether it only renames
     its input (RESHAPE and the like: an alias, no call), and its multiply-accumulates."""
 
     code: int
     family: str
     spec: OpSpec | None = None
     options: Callable[[object], object] | None = None
-    lower: Callable[[LowerContext, Operator], KernelCall] | None = None
+    lower: Callable[[LowerContext, Operator], KernelCall | tuple[KernelCall, ...]] | None = None
     alias: bool = False
     macs: Callable[[Graph, Operator], int] = no_macs

@@ -170,11 +170,12 @@ class LowerContext:
 
     def call(self, op: Operator, rule: KernelRule, fields: dict, arrays: list[ConstArray],
              inputs: tuple[int, ...] | None = None, const_inputs: tuple[tuple[int, str], ...] = (),
-             input_array: bool = False) -> KernelCall:
+             input_array: bool = False, output: int | None = None) -> KernelCall:
         """The call: integer fields, then the rule's pointer fields naming the first arrays; inputs default to op
-        input 0. What it reads and writes comes from the rule's extents (else the tensors' sizes), and its int32
+        input 0, the output to op output 0. What it reads and writes comes from the rule's extents (else the tensors' sizes), and its int32
         arithmetic is proven not to overflow; the planner checks both against buffers."""
         inputs = tuple(op.inputs[:1]) if inputs is None else tuple(inputs)
+        output = op.outputs[0] if output is None else output
         for k, v in fields.items():
             if not INT32_RANGE[0] <= int(v) <= INT32_RANGE[1]:
                 raise self.fail(op, f"kernel parameter {k} = {int(v)} does not fit int32")
@@ -182,7 +183,7 @@ class LowerContext:
         values_by_field = {f: arr.values for f, arr in zip(rule.pointer_fields, arrays)}
         extents = rule.extents(ints, values_by_field) if rule.extents is not None else None
         if extents is None:
-            reads, writes = tuple(self.g.tensors[i].nbytes for i in inputs), self.g.tensors[op.outputs[0]].nbytes
+            reads, writes = tuple(self.g.tensors[i].nbytes for i in inputs), self.g.tensors[output].nbytes
         else:
             reads, writes, counts = extents
             for f, arr, count in zip(rule.pointer_fields, arrays, counts):
@@ -194,8 +195,8 @@ class LowerContext:
                 raise self.fail(op, f"{problem}; refusing to generate C with undefined behaviour")
         values = [(k, str(v)) for k, v in ints.items()]
         values += [(f, arr.name) for f, arr in zip(rule.pointer_fields, arrays)]
-        return KernelCall(op.index, op.name, self.g.layer(op.outputs[0]), rule.kernel, rule.params_type,
-                          tuple(values), inputs, op.outputs[0], tuple(arrays), tuple(const_inputs), input_array,
+        return KernelCall(op.index, op.name, self.g.layer(output), rule.kernel, rule.params_type,
+                          tuple(values), inputs, output, tuple(arrays), tuple(const_inputs), input_array,
                           tuple(reads), writes, rule=rule)
 
 

@@ -41,7 +41,7 @@ TFLM_METHODS: dict[int, str] = {
 WEIGHTED = frozenset({B.CONV_2D, B.DEPTHWISE_CONV_2D, B.FULLY_CONNECTED})
 SHAPE_OPERANDS = frozenset({B.RESHAPE, B.MEAN, B.PAD, B.TRANSPOSE, B.SUM, B.REDUCE_MAX, B.STRIDED_SLICE,
                             B.CONCATENATION, B.PADV2, B.EXPAND_DIMS, B.RESIZE_NEAREST_NEIGHBOR, B.RESIZE_BILINEAR,
-                            B.TILE})
+                            B.TILE, B.SLICE, B.GATHER, B.SPLIT_V})
 EDGE_OPS = frozenset({B.QUANTIZE, B.DEQUANTIZE})
 
 
@@ -58,6 +58,8 @@ def operand_dtypes(code: int, role: str, position: int, activations: str, float_
         return {"int8"} if position == 1 else wide_bias
     if code == B.TRANSPOSE_CONV:
         return ({"int32"}, {"int8"}, {activations}, wide_bias)[min(position, 3)]
+    if code == B.SPLIT:  # (axis, input)
+        return {"int32"} if position == 0 else {activations}
     if code in SHAPE_OPERANDS and position >= 1:
         return {activations, "int32"}
     return {activations}
