@@ -65,6 +65,7 @@ MNEMONICS: dict[str, Kind] = {
 }
 CONDITIONS = frozenset("eq ne cs hs cc lo mi pl vs vc hi ls ge lt gt le al".split())
 NO_DESTINATION = frozenset("cmp cmn tst teq".split())  # ALU ops that only set flags
+UNARY = frozenset("mov mvn movw adr uxtb uxth sxtb sxth rev rev16 revsh clz rbit neg".split())
 _DESTINATION_FIRST = frozenset({Kind.ALU, Kind.MUL, Kind.MAC, Kind.DIV, Kind.LOAD, Kind.LOAD_DOUBLE})
 _ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12", "sp": "r13", "lr": "r14", "pc": "r15"}
 _REG = re.compile(r"\b(r1[0-5]|r[0-9]|sb|sl|fp|ip|sp|lr|pc)\b")
@@ -145,8 +146,10 @@ def decode(address: int, size: int, mnemonic: str, operands: str) -> Insn:
     if kind in (Kind.BRANCH, Kind.BRANCH_LINK, Kind.COMPARE_BRANCH) and "#" in operands:
         target = int(operands.rsplit("#", 1)[1], 0)
     writes_pc = kind in (Kind.BRANCH, Kind.BRANCH_LINK, Kind.COMPARE_BRANCH, Kind.TABLE_BRANCH) or "r15" in writes
-    reads = set(_regs(operands)) - (set(regs[:1]) if kind in _DESTINATION_FIRST and base not in NO_DESTINATION
-                                    else set()) - (set(listed) if kind is Kind.LOAD_MULTIPLE else set())
+    reads = set(regs[1:]) | set(listed if kind is Kind.STORE_MULTIPLE else ())
+    if regs and (kind not in _DESTINATION_FIRST or base in NO_DESTINATION
+                 or (operands.count(",") == 1 and base not in UNARY and kind is not Kind.LOAD)):
+        reads.add(regs[0])  # a store's data, a compare's operand, the accumulator of a two-operand form
     return Insn(address, size, mnemonic, base, kind, known, cond or kind is Kind.COMPARE_BRANCH,
                 frozenset(writes - {"r15"}), frozenset(reads | address_regs), address_regs, registers, writes_pc, target,
                 bool(bracket) and len(address_regs) > 1)
