@@ -125,3 +125,52 @@ def test_every_core_table_times_every_instruction_class():
         cycles.CoreTiming("x", ((isa.Kind.ALU, cycles.Cost(1)),), 1, 0, 0, False, False)
     with pytest.raises(Exception, match="no cycle model for cortex-m3"):
         cycles.timing_for("cortex-m3")
+
+
+def _folder(q, result, tmp_path_factory, label: str) -> Path:
+    from tinyq import emit
+
+    fw = tmp_path_factory.mktemp(label) / "firmware"
+    emit.emit(q, result, fw, name="mnist")
+    return fw
+
+
+@pytest.mark.qemu
+@pytest.mark.integration
+def test_engine_cycles_count_the_boards_instructions_and_split_per_kernel_call(mlp_q, mlp_verify, tmp_path_factory):
+    from tinyq.targets import cortex_m
+
+    fw = _folder(mlp_q, mlp_verify, tmp_path_factory, "cycles_mlp")
+    n = 5
+    inputs = mlp_verify.int8_inputs.reshape(mlp_verify.test_images, -1)[:n]
+    expected = mlp_verify.tflm_outputs.reshape(mlp_verify.test_images, -1)[:n]
+    m = cortex_m.measure_cortex_m(fw, fw.parent / "build", inputs, expected, cycles=True)
+    c = m.cycles
+    assert c.calls == m.golden_count and not c.unknown_mnemonics
+    golden = cortex_m.run_qemu_golden(m.elf).figures
+    # The log and the board's SysTick counter see the same instructions (the board's reading is one tick coarse).
+    assert abs(c.instructions_per_call - golden.instructions_per_inference) <= golden.instructions_per_tick
+    assert 1.0 < c.cycles_per_instruction < 2.0  # M4: loads 1-2, branches 2-3, everything else 1
+    p = cortex_m.profile_ops(fw, fw.parent / "profile", mlp_q.graph, inputs, expected, cycles=True)
+    assert all(o.cycles is not None and o.cycles > 0 for o in p.ops)
+    # Per-op cycles (the profile's marks left out) add up to the plain build's cycles less a few per call.
+    total = sum(o.cycles for o in p.ops)
+    assert 0 < c.cycles_per_call - total < 50 * len(p.ops)
+
+
+@pytest.mark.qemu
+@pytest.mark.integration
+def test_a_model_too_big_for_the_board_fails_in_one_line_per_region(cnn_q, cnn_verify, tmp_path_factory):
+    from tinyq.errors import BuildError
+    from tinyq.targets import cortex_m
+
+    fw = _folder(cnn_q, cnn_verify, tmp_path_factory, "cycles_m0_fit")
+    with pytest.raises(BuildError) as err:
+        cortex_m.build_cortex_m(fw, fw.parent / "m0", target="cortex-m0")
+    msg = str(err.value)
+    assert "\n" not in msg and "collect2" not in msg
+    fit = cortex_m.link_fit(fw.parent / "m0" / "stub.elf.map", registry.get("cortex-m0"))
+    assert fit.ram_needed > 16 * 1024 >= fit.flash_needed - 256 * 1024  # the CNN's arena overflows the RAM
+    assert (f"RAM needs {fit.ram_needed:,} bytes (.data + .bss {fit.ram_static:,} + stack 3,072, heap not counted) "
+            f"of 16,384 (over by {fit.ram_needed - 16384:,})") in msg
+    assert f"flash needs {fit.flash_needed:,} bytes of 262,144 (fits)" in msg

@@ -140,7 +140,7 @@ def decode(address: int, size: int, mnemonic: str, operands: str) -> Insn:
             writes.add("r13" if base in ("push", "pop") else regs[0])
     if bracket and ("!" in operands or operands[operands.find("]") + 1:].strip(", ")):
         writes.update(_regs(bracket)[:1])  # pre- or post-indexed writeback of the base register
-    if kind in (Kind.BRANCH_LINK,):
+    if kind is Kind.BRANCH_LINK:
         writes.add("r14")
     target = None
     if kind in (Kind.BRANCH, Kind.BRANCH_LINK, Kind.COMPARE_BRANCH) and "#" in operands:
@@ -151,8 +151,8 @@ def decode(address: int, size: int, mnemonic: str, operands: str) -> Insn:
                  or (operands.count(",") == 1 and base not in UNARY and kind is not Kind.LOAD)):
         reads.add(regs[0])  # a store's data, a compare's operand, the accumulator of a two-operand form
     return Insn(address, size, mnemonic, base, kind, known, cond or kind is Kind.COMPARE_BRANCH,
-                frozenset(writes - {"r15"}), frozenset(reads | address_regs), address_regs, registers, writes_pc, target,
-                bool(bracket) and len(address_regs) > 1)
+                frozenset(writes - {"r15"}), frozenset(reads | address_regs), address_regs, registers, writes_pc,
+                target, bool(bracket) and len(address_regs) > 1)
 
 
 def parse_line(line: str) -> Insn | None:
