@@ -153,9 +153,10 @@ def test_engine_cycles_count_the_boards_instructions_and_split_per_kernel_call(m
     assert 1.0 < c.cycles_per_instruction < 2.0  # M4: loads 1-2, branches 2-3, everything else 1
     p = cortex_m.profile_ops(fw, fw.parent / "profile", mlp_q.graph, inputs, expected, cycles=True)
     assert all(o.cycles is not None and o.cycles > 0 for o in p.ops)
-    # Per-op cycles (the profile's marks left out) add up to the plain build's cycles less a few per call.
+    # Per-op cycles (the profile's marks left out) add up to the plain build's cycles within what the marks'
+    # calls change around each kernel call (register allocation of the invoke; measured: 12 of 143,550 cycles).
     total = sum(o.cycles for o in p.ops)
-    assert 0 < c.cycles_per_call - total < 50 * len(p.ops)
+    assert abs(c.cycles_per_call - total) < 50 * len(p.ops)
 
 
 @pytest.mark.qemu
