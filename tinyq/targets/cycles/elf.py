@@ -33,6 +33,29 @@ def disassemble(elf: str | os.PathLike) -> str:
     return proc.stdout
 
 
+def function_range(listing: str, name: str) -> tuple[int, int] | None:
+    """[start, end) of a function in an objdump listing (end: the next function's start), or None."""
+    starts = sorted(int(m.group(1), 16) for m in map(_FUNCTION.match, listing.splitlines()) if m)
+    for line in listing.splitlines():
+        f = _FUNCTION.match(line)
+        if f and f.group(2) == name:
+            start = int(f.group(1), 16)
+            later = [s for s in starts if s > start]
+            return (start, later[0]) if later else None
+    return None
+
+
+def log_filter(ranges: list[tuple[int, int]]) -> str:
+    """QEMU's -dfilter value logging every address but the given [start, end) ranges."""
+    out, at = [], 0
+    for start, end in sorted(ranges):
+        if start > at:
+            out.append(f"{at:#x}..{start - 1:#x}")
+        at = max(at, end)
+    out.append(f"{at:#x}..0xffffffff")
+    return ",".join(out)
+
+
 def call_sites(listing: str, name: str, where: str) -> CallSites:
     """Entry and return addresses of `name` in an objdump listing; BuildError when it is not there."""
     entry = None
