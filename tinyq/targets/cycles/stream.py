@@ -61,38 +61,53 @@ class Trace:
     seconds: float  # wall time of the logged run, parsing included
 
 
+class _Counting:
+    """The window's state while the log streams by: inside a call or not, inside a split call or not, the
+    segment, and the last block executed inside (whose transition the next block resolves)."""
+
+    __slots__ = ("window", "counts", "inside", "excluded", "seg", "windows", "segments", "prev")
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.counts: list[Counter] = [Counter()]
+        self.inside = self.excluded = False
+        self.seg = self.windows = 0
+        self.segments = 1
+        self.prev = -1
+
+    def executed(self, tb: int, pc: int) -> None:
+        w = self.window
+        if self.prev >= 0:
+            self.counts[self.seg][self.prev, tb] += 1
+            self.prev = -1
+        if not self.inside:
+            if pc != w.open_pc:
+                return
+            self.inside, self.seg, self.windows = True, 0, self.windows + 1
+        elif pc in w.close_pcs:
+            self.inside = self.excluded = False
+            self.segments = self.seg + 1
+            return
+        elif self.excluded:
+            if pc not in w.split_returns:
+                return
+            self.excluded, self.seg = False, self.seg + 1
+            if self.seg == len(self.counts):
+                self.counts.append(Counter())
+        elif pc == w.split_pc:
+            self.excluded = True
+            return
+        self.prev = tb
+
+
 def parse_log(lines: IO[str], window: Window) -> Trace:
     """Count transitions inside `window` over a log stream (see the module docstring). A `Trace` line followed by
     QEMU's "Stopped execution of TB chain" did not run (the instruction budget ran out first): it is dropped."""
     blocks: list[Block] = []
     bound: dict[str, int] = {}  # exec key (host TB pointer and flags) -> block index
     pending: dict[int, tuple[Insn, ...]] = {}  # translated, not yet executed: start pc -> instructions
-    counts: list[Counter] = [Counter()]
     current: list[Insn] = []
-    state = {"inside": False, "excluded": False, "seg": 0, "windows": 0, "segments": 1, "prev": -1}
-
-    def executed(tb: int, pc: int) -> None:
-        if state["prev"] >= 0:
-            counts[state["seg"]][state["prev"], tb] += 1
-            state["prev"] = -1
-        if not state["inside"]:
-            if pc != window.open_pc:
-                return
-            state.update(inside=True, seg=0, windows=state["windows"] + 1)
-        elif pc in window.close_pcs:
-            state.update(inside=False, excluded=False, segments=state["seg"] + 1)
-            return
-        elif state["excluded"]:
-            if pc not in window.split_returns:
-                return
-            state.update(excluded=False, seg=state["seg"] + 1)
-            if state["seg"] == len(counts):
-                counts.append(Counter())
-        elif pc == window.split_pc:
-            state["excluded"] = True
-            return
-        state["prev"] = tb
-
+    counting = _Counting(window)
     held: tuple[int, int] | None = None
     executions = size = 0
     for line in lines:
@@ -101,7 +116,7 @@ def parse_log(lines: IO[str], window: Window) -> Trace:
             if current:
                 pending[current[0].address], current = tuple(current), []
             if held is not None:
-                executed(*held)
+                counting.executed(*held)
             executions += 1
             parts = line.split(None, 4)
             key = parts[2] + parts[3]
@@ -122,9 +137,9 @@ def parse_log(lines: IO[str], window: Window) -> Trace:
         elif current:
             pending[current[0].address], current = tuple(current), []
     if held is not None:
-        executed(*held)
-    return Trace(tuple(blocks), tuple(tuple((a, b, n) for (a, b), n in sorted(c.items())) for c in counts),
-                 state["windows"], state["segments"], executions, size, 0.0)
+        counting.executed(*held)
+    return Trace(tuple(blocks), tuple(tuple((a, b, n) for (a, b), n in sorted(c.items())) for c in counting.counts),
+                 counting.windows, counting.segments, executions, size, 0.0)
 
 
 def logged_run(cmd: list[str], window: Window, cwd: str | os.PathLike | None, timeout: float) -> tuple[Trace, str]:

@@ -138,8 +138,9 @@ CORTEX_M7 = CoreTiming(
           "load and a store; anything one-cycle followed by a branch) and the second reads no register the "
           "first writes; one multiply per cycle; LDM/STM one register per cycle; a loaded register used by the "
           "next instruction costs 1 cycle (load-use); SDIV/UDIV 12; mispredicted conditional branches "
-          "(min(taken, not taken) per branch) cost 6, indirect branches 4, predicted ones nothing. Not "
-          "modelled: the 64-bit fetch queue, cache misses, AXI wait states, shifter-operand pairing limits.",
+          "(min(taken, not taken) per branch) cost 6, indirect branches 4, predicted ones nothing; flash wait "
+          "states only bound each block's fetch (the M7 runs from TCM or cache). Not modelled: the 64-bit fetch "
+          "queue, cache misses, AXI wait states, shifter-operand pairing limits.",
 )
 
 TIMINGS: dict[str, CoreTiming] = {"cortex-m0": CORTEX_M0, "cortex-m4": CORTEX_M4, "cortex-m7": CORTEX_M7}
