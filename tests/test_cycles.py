@@ -175,3 +175,26 @@ def test_a_model_too_big_for_the_board_fails_in_one_line_per_region(cnn_q, cnn_v
     assert (f"RAM needs {fit.ram_needed:,} bytes (.data + .bss {fit.ram_static:,} + stack 3,072, heap not counted) "
             f"of 16,384 (over by {fit.ram_needed - 16384:,})") in msg
     assert f"flash needs {fit.flash_needed:,} bytes of 262,144 (fits)" in msg
+
+
+@pytest.mark.fast
+def test_log_stream_drops_blocks_that_never_ran_and_resolves_branches_from_the_next_block():
+    """A hand-written log in QEMU 7.2's format: a self-looping block run twice (its second Trace line stopped by
+    the instruction budget before it ran, so three lines, two runs), then a return."""
+    import io
+
+    from tinyq.targets.cycles.stream import Window, parse_log
+
+    def trace(ptr: int, pc: int) -> str:
+        return f"Trace 0: 0x7f00000{ptr:05x} [00000000/{pc:08x}/00000110/ff020200] f\n"
+
+    log = ("----------------\nIN: f\n0x00000010:  2100       movs     r1, #0\n"
+           "0x00000012:  d1fd       bne      #0x10\n\n" + trace(0x100, 0x10) + trace(0x100, 0x10)
+           + "Stopped execution of TB chain before 0x7f0000000100 [00000010] f\n" + trace(0x100, 0x10)
+           + "----------------\nIN: f\n0x00000014:  4770       bx       lr\n\n" + trace(0x200, 0x14)
+           + "----------------\nIN: main\n0x00000100:  2000       movs     r0, #0\n\n" + trace(0x300, 0x100))
+    t = parse_log(io.StringIO(log), Window(0x10, frozenset({0x100})))
+    assert t.windows == 1 and t.executions == 4
+    c = cycles.count(t, cycles.CORTEX_M4)
+    # movs + bne taken (1 + 1+P), movs + bne not taken (1 + 1), bx lr (1+P), P = 1
+    assert (c.cycles, c.instructions) == ((1 + 2) + (1 + 1) + 2, 5)
