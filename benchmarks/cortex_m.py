@@ -17,7 +17,9 @@ bit-exact counts inputs whose int8 output equals pip TFLM's. Flash and RAM are d
 (tinyq.targets.cortex_m.FlashSplit/RamSplit): flash = model constants + engine code (TFLM's framework and kernels count
 as engine code), RAM = arena + the engine's static data (TFLM: its arena, interpreter, resolver) + the stack of
 one inference. A core whose memory a build does not fit (the micro:bit's 16 KB RAM) gets its error, not a row.
---workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run.
+--workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run. Modelled cycles
+(tinyq.targets.cycles, M0/M4/M7 tables, zero-wait memory) come from the golden run once more under QEMU's block
+log, for every engine measured; --no-cycles skips them.
 """
 
 from __future__ import annotations
