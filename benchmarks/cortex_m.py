@@ -17,7 +17,9 @@ bit-exact counts inputs whose int8 output equals pip TFLM's. Flash and RAM are d
 (tinyq.targets.cortex_m.FlashSplit/RamSplit): flash = model constants + engine code (TFLM's framework and kernels count
 as engine code), RAM = arena + the engine's static data (TFLM: its arena, interpreter, resolver) + the stack of
 one inference. A core whose memory a build does not fit (the micro:bit's 16 KB RAM) gets its error, not a row.
---workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run.
+--workdir keeps trained stand-ins and TFLM's objects (per core and kernel set) for the next run. Modelled cycles
+(tinyq.targets.cycles, M0/M4/M7 tables, zero-wait memory) come from the golden run once more under QEMU's block
+log, for every engine measured; --no-cycles skips them.
 """
 
 from __future__ import annotations
@@ -169,14 +171,15 @@ def tflm_kernels(tflite: bytes) -> str:
     return " ".join(sorted({TFLM_KERNEL_FILES[m] for m in methods}))
 
 
-def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path) -> Cell:
+def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path, cycles: bool = True) -> Cell:
     """Build and measure one engine on one core; a build or run that fails becomes the cell's error."""
     start = time.perf_counter()
     build = work / "build" / target / w.name / engine.name.lower()
     try:
         if engine in (Engine.SIZE, Engine.SPEED):
             fw = w.fw_size if engine is Engine.SIZE else w.fw_speed
-            result = cortex_m.measure_cortex_m(fw, build, w.inputs, w.expected, opt=opt, target=target)
+            result = cortex_m.measure_cortex_m(fw, build, w.inputs, w.expected, opt=opt, target=target,
+                                               cycles=cycles)
         else:
             fw = w.fw_speed
             kernels = tflm_kernels(w.tflite)
@@ -186,7 +189,7 @@ def run_cell(w: Workload, engine: Engine, target: str, opt: str, work: Path) -> 
             # Set on make's command line either way: make would otherwise take CMSIS_NN_DIR from the environment.
             extra.append(f"CMSIS_NN_DIR={os.environ['CMSIS_NN_DIR'] if engine is Engine.CMSIS_NN else ''}")
             elf = firmware.build_stub(fw, build, target=target, backend="tflm", opt=opt, extra=tuple(extra))
-            result = cortex_m.measure_elf(elf, fw, w.inputs, w.expected, opt, target=target)
+            result = cortex_m.measure_elf(elf, fw, w.inputs, w.expected, opt, target=target, cycles=cycles)
         return Cell(target, w.name, engine, result, "", time.perf_counter() - start)
     except TinyqError as exc:
         return Cell(target, w.name, engine, None, str(exc), time.perf_counter() - start)
@@ -221,8 +224,11 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
     rows = sorted({(c.target, c.model) for c in cells if c.result is not None},
                   key=lambda k: (order.index(k[0]), list(workloads).index(k[1])))
     short = {Engine.SIZE: "size", Engine.SPEED: "speed", Engine.TFLM: "TFLM", Engine.CMSIS_NN: "CMSIS-NN"}
-    print(f"\nInstructions per inference (QEMU -icount shift=0, {opt}); ratios of the means; bit-exact vs pip TFLM")
+    print(f"\nInstructions per inference (QEMU -icount shift=0, {opt}) and modelled cycles (tinyq.targets.cycles: "
+          f"the core's timing table over the golden run, zero-wait memory; '-' for cores without a table); ratios "
+          f"of the instruction means; bit-exact vs pip TFLM")
     head = (["core", "model", "MACs"] + [f"{short[e]} instr" for e in engines] + [f"{short[e]} /MAC" for e in engines]
+            + [f"{short[e]} cycles" for e in engines] + [f"{short[e]} cyc/MAC" for e in engines]
             + ["speed/size"] + (["speed/CMSIS-NN"] if Engine.CMSIS_NN in engines else [])
             + ["bit-exact " + "/".join(short[e] for e in engines)])
     print("| " + " | ".join(head) + " |")
@@ -233,6 +239,10 @@ def print_tables(cells: list[Cell], workloads: dict, engines: tuple[Engine, ...]
         line = [target, model, f"{w.macs:,}"]
         line += [_fmt(None if r is None else r.instructions_per_inference) for r in res]
         line += [_fmt(None if r is None else r.instructions_per_inference / w.macs, ".2f") for r in res]
+        line += [_fmt(None if r is None or r.cycles_per_inference is None else round(r.cycles_per_inference))
+                 for r in res]
+        line += [_fmt(None if r is None or r.cycles_per_inference is None else r.cycles_per_inference / w.macs,
+                      ".2f") for r in res]
         line.append(_ratio(by.get((target, model, Engine.SPEED)), by.get((target, model, Engine.SIZE))))
         if Engine.CMSIS_NN in engines:
             line.append(_ratio(by.get((target, model, Engine.SPEED)), by.get((target, model, Engine.CMSIS_NN))))
@@ -274,6 +284,8 @@ def main() -> int:
                         help=f"test inputs for {', '.join(BIG_MODELS)} (default: --images)")
     parser.add_argument("--opt", default="-O2", choices=["-O2", "-Os", "-O3"])
     parser.add_argument("--workdir", type=Path, default=None, help="keep trained stand-ins and TFLM objects here")
+    parser.add_argument("--no-cycles", action="store_true",
+                        help="skip the modelled cycles (a second golden run under QEMU's block log per cell)")
     args = parser.parse_args()
     cortex_m.check_toolchain()
     engines = tuple(Engine[e.upper()] for e in args.engines)
@@ -297,10 +309,12 @@ def main() -> int:
         for target in args.targets:
             for name, w in workloads.items():
                 for e in engines:
-                    cells.append(run_cell(w, e, target, args.opt, work))
+                    cells.append(run_cell(w, e, target, args.opt, work, cycles=not args.no_cycles))
                     c = cells[-1]
-                    what = (f"{c.result.instructions_per_inference:,} instr, {c.result.bitexact_images}/"
-                            f"{c.result.images} bit-exact") if c.result else f"not measured: {c.error[:120]}"
+                    what = (f"{c.result.instructions_per_inference:,} instr, "
+                            f"{_fmt(c.result.cycles_per_inference, ',.0f')} modelled cycles, "
+                            f"{c.result.bitexact_images}/{c.result.images} bit-exact") if c.result \
+                        else f"not measured: {c.error[:120]}"
                     print(f"[{target} {name} {e.value}] {what} ({c.seconds:.0f} s)", file=sys.stderr, flush=True)
         print_host(workloads)
         print_tables(cells, workloads, engines, args.opt)

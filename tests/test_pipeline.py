@@ -117,6 +117,12 @@ def test_demo_reports_per_op_cost_and_deployment_figures_on_the_cortex_m4(demo):
     assert "<th>instructions per MAC</th>" in html
     assert f"<td>{conv['instructions']:.0f}</td><td>{conv['instructions_per_mac']:.2f}</td>" in html
     assert f"| `{conv['kernel']}` | {conv['macs']} | {conv['instructions']:.0f} |" in (out / "report.md").read_text()
+    # Modelled cycles beside the instructions (tinyq/targets/cycles): every op, and the whole inference.
+    assert m["instructions_per_inference"] < m["cycles_per_inference"] < 2 * m["instructions_per_inference"]
+    assert all(o["instructions"] <= o["cycles"] < 2 * o["instructions"] for o in ops)
+    assert abs(sum(o["cycles"] for o in ops) / m["cycles_per_inference"] - 1) < 0.001
+    assert f"<td>{conv['cycles']:.0f}</td><td>{conv['cycles'] / conv['macs']:.2f}</td>" in html
+    assert f"{m['cycles_per_inference']} modelled cycles per inference" in (out / "report.md").read_text()
 
 
 SECTIONS = ("summary", "stages", "memory", "flash", "ops", "sweep", "layers", "weights", "confusion", "audit")

@@ -296,12 +296,13 @@ def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfi
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
     inputs = result.int8_inputs.reshape(result.test_images, -1)
     expected = result.tflm_outputs.reshape(result.test_images, -1)
-    measured = measure_cortex_m(fw, build / "cortex-m4", inputs[:n], expected[:n], progress=say)
+    measured = measure_cortex_m(fw, build / "cortex-m4", inputs[:n], expected[:n], progress=say, cycles=True)
     k = min(config.cortex_m_profile_images, result.test_images)
     if k < 1:
         return cortex_m_figures(measured)
     say(f"Cortex-M4: per-op instruction counts over {k} images (PROFILE=1 build)")
-    profile = profile_ops(fw, build / "cortex-m4-profile", graph, inputs[:k], expected[:k], progress=say)
+    profile = profile_ops(fw, build / "cortex-m4-profile", graph, inputs[:k], expected[:k], progress=say,
+                          cycles=True)
     return cortex_m_figures(measured, profile)
 
 
@@ -323,4 +324,7 @@ def cortex_m_figures(m, profile=None) -> CortexMFigures:
                                       r.stack_peak - r.stack_invoke)),
                           deployment_flash_bytes=f.deployment, deployment_ram_bytes=r.deployment,
                           ops=profile.ops if profile else (), profile_images=profile.images if profile else 0,
-                          profile_bitexact_images=profile.bitexact_images if profile else 0)
+                          profile_bitexact_images=profile.bitexact_images if profile else 0,
+                          cycles_per_inference=(None if m.cycles is None else round(m.cycles.cycles_per_call)),
+                          cycle_model=(f"{m.cycles.core} timing table, zero-wait memory, over the {m.cycles.calls} "
+                                       f"golden vectors" if m.cycles else ""))

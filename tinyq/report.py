@@ -53,6 +53,8 @@ class CortexMFigures:
     ops: tuple = ()  # cortex_m.OpCost of every kernel call, from the PROFILE=1 build (empty: not profiled)
     profile_images: int = 0
     profile_bitexact_images: int = 0
+    cycles_per_inference: int | None = None  # modelled (targets/cycles), None when the core has no cycle table
+    cycle_model: str = ""  # what the cycles model: core and memory
 
     @property
     def ops_instructions(self) -> float:
@@ -80,10 +82,16 @@ def target_section(fig: CortexMFigures) -> dict:
                "bitexact_images": fig.bitexact_images, "images": fig.images, "opt": fig.opt,
                "flash_split": dict(fig.flash_split), "ram_split": dict(fig.ram_split),
                "deployment": {"flash_bytes": fig.deployment_flash_bytes, "ram_bytes": fig.deployment_ram_bytes}}
+    if fig.cycles_per_inference is not None:
+        section["cycles_per_inference"] = fig.cycles_per_inference
+        section["cycle_model"] = fig.cycle_model
     if fig.ops:
         section["ops"] = [{"op_index": o.op_index, "op": o.op_name, "kernel": o.kernel, "macs": o.macs,
                            "instructions": round(o.instructions, 1),
-                           "instructions_per_mac": None if o.macs == 0 else round(o.instructions_per_mac, 3)}
+                           "instructions_per_mac": None if o.macs == 0 else round(o.instructions_per_mac, 3),
+                           **({} if o.cycles is None else {
+                               "cycles": round(o.cycles, 1),
+                               "cycles_per_mac": None if o.macs == 0 else round(o.cycles_per_mac, 3)})}
                           for o in fig.ops]
         section["ops_profile"] = {"images": fig.profile_images, "bitexact_images": fig.profile_bitexact_images,
                                   "instructions_sum": round(fig.ops_instructions, 1),
@@ -239,5 +247,7 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                                                             f"{m['deployment']['ram_bytes']} B"))
         rows += [
                  (f"{title} instructions/inference", str(m["instructions_per_inference"])),
+                 *([(f"{title} modelled cycles/inference", f"{m['cycles_per_inference']} ({m['cycle_model']})")]
+                   if "cycles_per_inference" in m else []),
                  (f"{title} bit-exact (QEMU)", f"{m['bitexact_images']} / {m['images']}")]
     return rows

@@ -139,6 +139,8 @@ def _summary(chain: ChainReport) -> list[tuple[str, str]]:
     if m is not None:
         rows.append((f"{m.target} (QEMU) vs TFLM, bit-exact", f"{m.bitexact_images} / {m.images} test inputs"))
         rows.append((f"{m.target} instructions per inference", f"{m.instructions_per_inference}"))
+        if m.cycles_per_inference is not None:
+            rows.append((f"{m.target} modelled cycles per inference ({m.cycle_model})", f"{m.cycles_per_inference}"))
     return rows
 
 
@@ -184,7 +186,9 @@ def _ops(chain: ChainReport) -> list[tuple]:
         rows.append((o.index, o.op, o.layer, kernels.get(o.index, "-"), "x".join(str(d) for d in o.output_shape),
                      o.output_bytes,
                      o.constant_bytes, o.macs, "-" if cost is None else f"{cost.instructions:.0f}",
-                     "-" if cost is None or not cost.macs else f"{cost.instructions_per_mac:.2f}"))
+                     "-" if cost is None or not cost.macs else f"{cost.instructions_per_mac:.2f}",
+                     "-" if cost is None or cost.cycles is None else f"{cost.cycles:.0f}",
+                     "-" if cost is None or cost.cycles_per_mac is None else f"{cost.cycles_per_mac:.2f}"))
     return rows
 
 

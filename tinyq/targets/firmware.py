@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 from ..errors import BuildError
 from ..native import Runtime, Workers, run_child, session
 from ..resources import firmware_stub_dir
+from .memory import link_fit
 from .registry import get
 
 STUB_DIR = firmware_stub_dir()
@@ -63,8 +65,14 @@ def _make(gen_dir: str | os.PathLike, build_dir: str | os.PathLike, target: str,
            *(f"{k}={v}" for k, v in core.items()), f"BACKEND={backend}", f"OPT={opt}", f"BUILD_DIR={build}", *extra]
     if sanitize:
         cmd.append("SANITIZE=1")
+    started = time.time()
     proc = run_child(cmd)
     if proc.returncode != 0:
+        link_map = build / f"{product}.map"
+        if target != "host" and link_map.is_file() and link_map.stat().st_mtime >= started - 1:
+            fit = link_fit(link_map, get(target))
+            if not fit.fits:
+                raise BuildError(fit.message())
         message = (proc.stderr or proc.stdout).strip().splitlines()
         errors = [ln for ln in message if "error" in ln.lower()] or message
         raise BuildError(f"building the stub (target {target}, backend {backend}, {opt}) failed: "

@@ -66,12 +66,12 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         say(f"{target}: cross-compiling ({opt}) and running in QEMU")
         with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
             m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
-                                 target=target)
+                                 target=target, cycles=True)
             k = min(n, PipelineConfig.cortex_m_profile_images)
             say(f"{target}: per-op instruction counts over {k} images (PROFILE=1 build)")
             try:
                 profile = profile_ops(fw, Path(tmp) / f"{target}-profile", q.graph, x.reshape(n, -1)[:k],
-                                      expected[:k], opt=opt, target=target, progress=say)
+                                      expected[:k], opt=opt, target=target, progress=say, cycles=True)
             except BuildError as exc:  # e.g. the profile's counters do not fit beside a model in a small RAM
                 say(f"{target}: per-op profile not taken: {exc}")
                 profile = None
@@ -83,6 +83,8 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
         write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     rows = [("target", f"{target} (QEMU {opt})"), ("flash", f"{m.flash_bytes} B"), ("RAM", f"{m.ram_bytes} B"),
             ("instructions/inference", str(fig.instructions_per_inference)),
+            ("modelled cycles/inference", "no cycle table for this core" if fig.cycles_per_inference is None
+             else f"{fig.cycles_per_inference} ({fig.cycle_model})"),
             ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images"),
             ("per-op instructions, sum", "not measured" if profile is None else
              f"{profile.instructions:.0f} over {len(profile.ops)} kernel calls "

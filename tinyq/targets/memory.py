@@ -168,3 +168,52 @@ def flash_and_ram(elf: str | os.PathLike, map_file: str | os.PathLike, gen_dir: 
     return (FlashSplit(model, engine, golden, rest, harness),
             RamSplit(arena=arena, engine_static=engine_static, stack_invoke=stack_invoke,
                      harness_static=static_total - arena - engine_static, heap=heap, stack_peak=stack_peak))
+
+
+_OUTPUT_SECTION = re.compile(r"^(\.[\w.]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)")
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """What a link needs of a board's flash and RAM (from its map file, written even when the link fails)
+    against what the board has."""
+
+    target: str
+    board: str
+    flash_needed: int  # .text, .rodata, tables and the .data initialisers
+    flash_available: int
+    ram_static: int  # .data + .bss
+    stack: int  # the fixed stack block at the top of RAM
+    ram_available: int
+
+    @property
+    def ram_needed(self) -> int:
+        return self.ram_static + self.stack
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_needed <= self.flash_available and self.ram_needed <= self.ram_available
+
+    def message(self) -> str:
+        """One line: each region's need against what the board has, and by how much it is over."""
+        def region(name: str, needed: int, available: int, detail: str) -> str:
+            verdict = f"over by {needed - available:,}" if needed > available else "fits"
+            return f"{name} needs {needed:,} bytes{detail} of {available:,} ({verdict})"
+        return (f"the firmware does not fit {self.target} ({self.board}): "
+                + region("RAM", self.ram_needed, self.ram_available,
+                         f" (.data + .bss {self.ram_static:,} + stack {self.stack:,}, heap not counted)")
+                + "; " + region("flash", self.flash_needed, self.flash_available, ""))
+
+
+def link_fit(map_file: str | os.PathLike, target) -> LinkFit:
+    """Flash and RAM a link needs, read from the linker map's output sections, for a registry `Target`."""
+    sizes: dict[str, int] = {}
+    for line in Path(map_file).read_text(errors="replace").splitlines():
+        m = _OUTPUT_SECTION.match(line)
+        if m and m.group(1) not in sizes:
+            sizes[m.group(1)] = int(m.group(3), 16)
+    if ".text" not in sizes:
+        raise BuildError(f"{map_file}: no .text output section; not a GNU ld map of the stub")
+    return LinkFit(target.name, target.board, sum(sizes.get(s, 0) for s in FLASH_SECTIONS),
+                   target.flash.length, sum(sizes.get(s, 0) for s in RAM_SECTIONS), target.stack_bytes,
+                   target.ram.length)

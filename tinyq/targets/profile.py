@@ -6,7 +6,7 @@ The build and run are cortex_m.profile_ops; the headline figures stay those of t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import BuildError
@@ -72,10 +72,15 @@ class OpCost:
     kernel: str
     instructions: float
     macs: int
+    cycles: float | None = None  # modelled cycles per inference (cycles.py), None when not modelled
 
     @property
     def instructions_per_mac(self) -> float | None:
         return self.instructions / self.macs if self.macs else None
+
+    @property
+    def cycles_per_mac(self) -> float | None:
+        return self.cycles / self.macs if self.macs and self.cycles is not None else None
 
 
 @dataclass(frozen=True)
@@ -116,3 +121,12 @@ def op_costs(gen_dir: str | os.PathLike, graph: Graph, profile: ProfileReport, w
     return tuple(OpCost(op, graph.operators[op].name, kernel, profile.mean(k),
                          op_macs(graph, graph.operators[op]))
                  for k, (op, kernel) in enumerate(calls))
+
+
+def with_cycles(ops: tuple[OpCost, ...], segment_cycles: tuple[int, ...], calls: int,
+                where: str) -> tuple[OpCost, ...]:
+    """The ops with their modelled cycles per inference: segment k of the cycle trace is kernel call k (the
+    trace is split at each call's profile mark; the last segment is the invoke's tail)."""
+    if len(segment_cycles) not in (len(ops), len(ops) + 1):  # no tail segment when the last mark is a tail call
+        raise BuildError(f"{where}: the cycle trace has {len(segment_cycles)} segments for {len(ops)} kernel calls")
+    return tuple(replace(o, cycles=segment_cycles[k] / calls) for k, o in enumerate(ops))

@@ -7,7 +7,8 @@ instructions (40 at 25 MHz on the mps2 boards, 50 at 20 MHz on mps2-an505, 31.25
 16 MHz on the micro:bit). The board code (firmware_stub/board/cortex_m/measure.c) reads the counter right before
 and after every `tinyq_backend_invoke` call and subtracts the measured cost of an empty read-read pair. Each
 reading is quantised to one tick; the figure reported is the mean over every inference of the run. It counts
-instructions, not cycles: QEMU models no pipeline, wait states or multi-cycle multiplies.
+instructions, not cycles: QEMU models no pipeline, wait states or multi-cycle multiplies (targets/cycles models
+them from the same run's block log).
 """
 
 from __future__ import annotations
