@@ -143,7 +143,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="PATH", help="a separate calibration set (same formats as --data)")
     p.add_argument("--npz-keys", metavar="ROLE=NAME,...",
                    help="array names in the .npz, e.g. x_train=images,y_train=labels,x_test=val_x,y_test=val_y")
-    p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position)")
+    p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position); an image "
+                                                    "folder's class folders take their index from it (default: "
+                                                    "the folder names sorted)")
     p.add_argument("--task", choices=[t.value for t in Task],
                    help="classification, regression (vs float targets), reconstruction (output vs input, "
                         "e.g. an autoencoder) or none (agreement only); default: from the labels")
@@ -256,6 +258,8 @@ def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int
     result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say, workers=workers)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
+    for line in result.findings.lines():  # first: what the figures below mean
+        print(line if line.startswith(" ") else f"finding: {line}")
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     for note in result.report["notes"]:
