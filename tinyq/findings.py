@@ -228,11 +228,11 @@ def drop_measure(verified: VerifyResult) -> tuple[DropMeasure, float, float] | N
     n = verified.test_images
     if verified.task is Task.CLASSIFICATION:
         f, q = verified.keras_float, verified.tflm_int8
-        return (DropMeasure.ACCURACY, f, q) if 100.0 * (f - q) > DROP_PP else None
+        return (DropMeasure.ACCURACY, f, q) if round(100.0 * (f - q), 9) > DROP_PP else None
     if verified.task is Task.NONE and verified.float_outputs.reshape(n, -1).shape[1] > 1:
         same = float(np.mean(verified.float_outputs.reshape(n, -1).argmax(1)
                              == verified.tflm_outputs.reshape(n, -1).argmax(1)))
-        return (DropMeasure.AGREEMENT, 1.0, same) if 100.0 * (1.0 - same) > DROP_PP else None
+        return (DropMeasure.AGREEMENT, 1.0, same) if round(100.0 * (1.0 - same), 9) > DROP_PP else None
     sqnr = verified.output_error.sqnr_db
     return (DropMeasure.SQNR, 0.0, sqnr) if sqnr < SQNR_DB else None
 
