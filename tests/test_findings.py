@@ -9,11 +9,12 @@ import types
 import numpy as np
 import pytest
 
-from tinyq import cli, findings, userdata
+from tinyq import cli, findings, rewrite, userdata
 from tinyq.analyze import LayerError, confusion
 from tinyq.data import ClassOrder, Preprocessing, Task
 from tinyq.errors import DataError
 from tinyq.findings import Cause, DropMeasure, Findings, Int8Drop, NearChance
+from tinyq.rewrite import LayerPair
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SORTED = tuple(sorted(DIGITS))  # eight, five, four, nine, one, seven, six, three, two, zero
@@ -184,26 +185,12 @@ def test_mnist_folder_named_by_words_says_label_order_and_labels_fixes_it(tmp_pa
     assert not any(line.startswith("finding:") for line in lines) and "## Findings" not in md
 
 
-def rescaled_units(model, layer: str, following: str, units, factor: float):
-    """The same float function with `units` of `layer` scaled by `factor` (and `following`'s inputs from them
-    by 1/factor; ReLU is positively homogeneous): one per-tensor activation range then swamps the others."""
-    first, second = model.get_layer(layer), model.get_layer(following)
-    (k1, b1), (k2, b2) = first.get_weights(), second.get_weights()
-    k1[:, units] *= factor
-    b1[units] *= factor
-    k2[units, :] /= factor
-    first.set_weights([k1, b1])
-    second.set_weights([k2, b2])
-    return model
-
-
 @pytest.mark.integration
 def test_int8_drop_prints_one_line_with_the_sensitive_layers(tmp_path, capsys, mlp_keras):
-    import tensorflow as tf  # heavy optional dependency: only to copy the fixture's model
-
-    fragile = tf.keras.models.clone_model(mlp_keras)
-    fragile.set_weights(mlp_keras.get_weights())
-    rescaled_units(fragile, "fc1", "fc2", [0, 1, 2], 300.0)
+    fragile = rewrite.copy_model(mlp_keras)  # three fc1 units 300x larger, fc2 reading them 300x smaller
+    scales = np.ones(100)
+    scales[:3] = 1.0 / 300.0
+    rewrite.rescale_channels(fragile, LayerPair("fc1", "fc2", 0), scales)
     fragile.save(tmp_path / "fragile.keras")
     lines, report, md = _convert(capsys, tmp_path / "fragile.keras", tmp_path / "o")
     drop = report["findings"]["int8_drop"]
