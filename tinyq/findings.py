@@ -159,8 +159,8 @@ class NearChance:
     def _probe_line(self, cause: Cause) -> str:
         lo, hi = self.input_range
         where = (f"model input spans {lo:g}..{hi:g} ({self.preprocessing})" if cause is Cause.INPUT_RANGE else
-                 f"stored samples {self.stored_shape}, model input {self.model_shape} (NHWC: rows, columns, "
-                 f"channels)")
+                 f"stored samples {self.stored_shape}, model input {self.model_shape}"
+                 + (" (rows, columns, channels)" if len(self.model_shape) == 3 else ""))
         probes = [p for p in self.probes if p.cause is cause]
         if not probes:
             return f"{cause.value}: {where}; no other reading of it was tried"
@@ -289,6 +289,8 @@ def near_chance(verified: VerifyResult, dataset: Dataset, pre: Preprocessing, mo
     n = verified.test_images
     outputs = verified.float_outputs.reshape(n, -1)
     classes = outputs.shape[1]
+    if len(np.unique(verified.labels)) < 2:  # a test set of one class says nothing about chance
+        return None
     chance = chance_level(verified.labels, classes)
     if verified.keras_float >= near_chance_threshold(chance):
         return None
@@ -308,7 +310,7 @@ def _sensitive_layers(model, quantized, dataset: Dataset, analysis, pre: Preproc
     """The three most sensitive layers: from the analysis when it ran, else the per-layer error alone on
     LAYER_SAMPLES test samples (one LiteRT call, no sweep); a model it cannot take apart says why."""
     if analysis is not None:
-        return most_sensitive(analysis.layers), f"per-layer error, {len(analysis.layers)} layers"
+        return most_sensitive(analysis.layers), "from the analysis"
     count = min(LAYER_SAMPLES, len(dataset.test_x))
     try:
         errors = layer_errors(model, quantized, dataset.test_x[:count], pre, workers)
