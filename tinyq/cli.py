@@ -14,10 +14,11 @@ from tqdm import tqdm
 
 from . import __version__, pipeline
 from .analyze import analyze
-from .data import Preprocessing, Task, load_mnist
+from .data import Preprocessing, Task, default_preprocessing, load_mnist
 from .diff import DiffConfig, run_diff, summary_lines, write_diff_json
 from .render import c_identifier, check_name
 from .errors import TinyqError
+from .findings import diagnose
 from .targets.firmware_cmd import run_firmware
 from .engine import Optimize
 from .models import c_name, demo_model, load_model
@@ -143,7 +144,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="PATH", help="a separate calibration set (same formats as --data)")
     p.add_argument("--npz-keys", metavar="ROLE=NAME,...",
                    help="array names in the .npz, e.g. x_train=images,y_train=labels,x_test=val_x,y_test=val_y")
-    p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position)")
+    p.add_argument("--labels", metavar="FILE", help="class names, one a line (index = output position); an image "
+                                                    "folder's class folders take their index from it (default: "
+                                                    "the folder names sorted)")
     p.add_argument("--task", choices=[t.value for t in Task],
                    help="classification, regression (vs float targets), reconstruction (output vs input, "
                         "e.g. an autoencoder) or none (agreement only); default: from the labels")
@@ -253,10 +256,17 @@ def _pipeline_config(args, default_name: str = "mnist"):
     )
 
 
+def _print_findings(found) -> None:
+    """What the figures below mean, printed before them: each finding's first line marked, its details indented."""
+    for line in found.lines():
+        print(line if line.startswith(" ") else f"finding: {line}")
+
+
 def _run_chain(args, config, model, dataset, say, out=None, workers=None) -> int:
     result = pipeline.run(model, dataset, args.out if out is None else out, config, progress=say, workers=workers)
     rows = summary_rows(result.report)
     width = max(len(k) for k, _ in rows)
+    _print_findings(result.findings)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     for note in result.report["notes"]:
@@ -329,10 +339,13 @@ def cmd_analyze(args, say) -> int:
                                  f"a .tflite is already quantized")
             model = loaded.keras
         say(f"analysing {model.name}: sweeps, per-layer error, weights, calibration audit")
-        result = analyze(model, dataset, progress=say, preprocessing=_preprocessing(args),
+        pre = _preprocessing(args) or default_preprocessing(dataset.train_x)
+        result = analyze(model, dataset, progress=say, preprocessing=pre,
                          task=Task(args.task) if args.task else None, workers=workers)
+        found = diagnose(model, dataset, result.quantized, result.verified, result, pre, workers)
         with held.staged() as tmp:
             write_html(tmp / "report.html", ChainReport(result.quantized, result.verified, analysis=result))
+    _print_findings(found)
     classify = result.task == Task.CLASSIFICATION.value
     if classify:
         print(f"float {100 * result.float_accuracy:.2f} %, int8 (TFLM) {100 * result.int8_accuracy:.2f} %")

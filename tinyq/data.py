@@ -24,6 +24,15 @@ _IDX_MAGIC_LABELS = 0x00000801  # unsigned byte, 1 dimension
 _SPLITS = {"train": "train", "test": "t10k"}
 
 
+class ClassOrder(enum.Enum):
+    """How class indices were given to named classes: by the labels as stored, by sorted image-folder names, or
+    by a --labels file (its line order) that image folders follow."""
+
+    STORED = "the labels as stored"
+    FOLDER_NAMES = "sorted folder names"
+    LABELS_FILE = "the --labels file"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Samples as stored (N, ...) for calibration (`train_*`) and test, with optional labels: integer class
@@ -35,6 +44,7 @@ class Dataset:
     test_y: np.ndarray | None
     source: str
     class_names: tuple[str, ...] | None = None
+    class_order: ClassOrder = ClassOrder.STORED
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

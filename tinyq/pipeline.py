@@ -19,6 +19,7 @@ from .diff import Runtime as DiffRuntime, quick_diff, quick_note, write_diff_jso
 from .emit import prepare
 from .render import write_into
 from .errors import BuildError, TinyqError
+from .findings import Findings, diagnose
 from .engine import Graph, Optimize
 from .models import TfliteModel, input_shape
 from .native import Runtime, Workers, session
@@ -71,6 +72,7 @@ class PipelineResult:
     report: dict
     files: tuple[Path, ...]
     analysis: Analysis | None = None
+    findings: Findings = Findings()
 
 
 def run(model, dataset: Dataset, out_dir: str | os.PathLike | Claim, config: PipelineConfig = PipelineConfig(),
@@ -136,14 +138,16 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         elif config.analysis:
             notes.append("analysis (report.html) not run: its sweep re-quantizes the Keras model, and this "
                          ".tflite came already quantized")
+        findings = diagnose(keras_model, dataset, quantized, result, analysis, pre, workers)
         report = report_dict(quantized, result, rel, c_fig, m_fig, notes, analysis)
+        report["findings"] = findings.as_dict()
         report.update(run_section(pre, report_pre, config.c_engine_mode, engine_on, names, emission.engine))
         write_report(report, tmp)
         write_html(tmp / "report.html",
                    ChainReport(quantized, result, c_fig, m_fig, analysis, tuple(notes), fidelity))
         shutil.rmtree(tmp / "build", ignore_errors=True)
     written = tuple(sorted(p for p in out.rglob("*") if p.is_file()))
-    return PipelineResult(out, quantized, result, report, written, analysis)
+    return PipelineResult(out, quantized, result, report, written, analysis, findings)
 
 
 TEST_INPUTS_FILE = "test_inputs_int8.npy"

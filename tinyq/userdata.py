@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .data import Dataset, load_idx_folder, load_mnist
+from .data import ClassOrder, Dataset, load_idx_folder, load_mnist
 from .errors import DataError
 
 
@@ -44,7 +44,9 @@ def load_data(path: str | os.PathLike | None, npz_keys: NpzKeys = NpzKeys(),
               ) -> Dataset:
     """A dataset from MNIST IDX (as `load_mnist`), a .npz, a .npy (samples only), or a folder of images
     with one sub-folder per class (optionally inside train/ and test/). A source with one set serves as
-    both calibration and test set, unless `calibration` names a separate source."""
+    both calibration and test set, unless `calibration` names a separate source. `labels_file` names the
+    classes (line i = output i); an image folder's classes then take their indices from it."""
+    names = None if labels_file is None else read_labels_file(labels_file)
     if path is None:
         ds = load_mnist(None)
     else:
@@ -52,7 +54,7 @@ def load_data(path: str | os.PathLike | None, npz_keys: NpzKeys = NpzKeys(),
         if p.is_dir() and _has_idx(p):
             ds = load_idx_folder(p)
         elif p.is_dir():
-            ds = load_image_folder(p)
+            ds = load_image_folder(p, names, labels_file)
         elif p.is_file() and p.suffix.lower() == ".npy":
             ds = load_npy(p)
         elif p.is_file():
@@ -63,8 +65,8 @@ def load_data(path: str | os.PathLike | None, npz_keys: NpzKeys = NpzKeys(),
     if calibration is not None:
         cal = load_data(calibration, npz_keys)
         ds = replace(ds, train_x=cal.train_x, train_y=cal.train_y, source=f"{ds.source} (calibration: {cal.source})")
-    if labels_file is not None:
-        ds = replace(ds, class_names=read_labels_file(labels_file))
+    if names is not None and ds.class_order is not ClassOrder.LABELS_FILE:
+        ds = replace(ds, class_names=names)
     return ds
 
 
@@ -142,14 +144,33 @@ def load_npy(path: Path) -> Dataset:
     return Dataset(x, None, x, None, f"{path} (no labels; calibration and test from the same set)")
 
 
-def _image_split(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _class_indices(folder: Path, folders: list[str], order: tuple[str, ...] | None,
+                   labels_file) -> dict[str, int]:
+    """Class folder -> class index: sorted names, or each folder's line in the labels file."""
+    if order is None:
+        return {name: i for i, name in enumerate(sorted(folders))}
+    missing = [name for name in sorted(folders) if name not in order]
+    if missing:
+        raise DataError(f"{labels_file}: no line for class folder(s) {', '.join(repr(m) for m in missing)} of "
+                        f"{folder} (the labels file gives each class folder its index: one name a line)")
+    if len(set(order)) != len(order):
+        twice = sorted({n for n in order if order.count(n) > 1})
+        raise DataError(f"{labels_file}: class name(s) {', '.join(repr(n) for n in twice)} on more than one line")
+    return {name: order.index(name) for name in folders}
+
+
+def _image_split(folder: Path, order: tuple[str, ...] | None = None, labels_file=None
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     from PIL import Image  # optional image decoder (65 ms to import): only image folders need it
 
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    folders = [d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if not folders:
         raise DataError(f"{folder}: no class sub-folders (expected one folder of images per class)")
+    index = _class_indices(folder, folders, order, labels_file)
+    classes = tuple(order) if order is not None else tuple(sorted(folders))
     images, labels, first = [], [], None
-    for c, name in enumerate(classes):
+    for name in sorted(folders):
+        c = index[name]
         files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{folder / name}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -166,19 +187,21 @@ def _image_split(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]
                                 f"must have the model's input size")
             images.append(arr)
             labels.append(c)
-    return np.stack(images), np.array(labels, np.int64), tuple(classes)
+    return np.stack(images), np.array(labels, np.int64), classes
 
 
-def load_image_folder(folder: Path) -> Dataset:
-    """Images in one sub-folder per class (names sorted = class indices), or train/ and test/ holding such."""
+def load_image_folder(folder: Path, order: tuple[str, ...] | None = None, labels_file=None) -> Dataset:
+    """Images in one sub-folder per class, or train/ and test/ holding such. Class indices: the folder names
+    sorted, or with `order` (the lines of `labels_file`) each folder's position in it."""
+    how = ClassOrder.FOLDER_NAMES if order is None else ClassOrder.LABELS_FILE
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        xtr, ytr, ctr = _image_split(folder / "train")
-        xte, yte, cte = _image_split(folder / "test")
+        xtr, ytr, ctr = _image_split(folder / "train", order, labels_file)
+        xte, yte, cte = _image_split(folder / "test", order, labels_file)
         if ctr != cte:
             raise DataError(f"{folder}: train/ has classes {list(ctr)}, test/ has {list(cte)}")
-        return Dataset(xtr, ytr, xte, yte, str(folder), ctr)
-    x, y, classes = _image_split(folder)
-    return Dataset(x, y, x, y, f"{folder} (calibration and test from the same set)", classes)
+        return Dataset(xtr, ytr, xte, yte, str(folder), ctr, how)
+    x, y, classes = _image_split(folder, order, labels_file)
+    return Dataset(x, y, x, y, f"{folder} (calibration and test from the same set)", classes, how)
 
 
 def from_arrays(calibration_x: np.ndarray, test_x: np.ndarray, test_y: np.ndarray | None = None,
