@@ -125,17 +125,12 @@ static int32_t count_leading_zeros(uint32_t x)
 
 /* A row's difference from its maximum in Q5.26: MultiplyByQuantizedMultiplierGreaterThanOne, which is the doubling
    high multiply of diff << left under double rounding and the single-rounding MultiplyByQuantizedMultiplier
-   under TQ_SINGLE_ROUNDING (tq_requant.h). */
+   under TQ_SINGLE_ROUNDING (tq_requant.h). A macro: the double form expands to the very expression the kernel had,
+   so its code is unchanged. */
 #if TQ_SINGLE_ROUNDING
-TQ_INLINE int32_t rescale_diff(int32_t diff, const tq_softmax_params *p)
-{
-    return tq_requantize_lr(diff, p->input_multiplier, p->input_left_shift, 0);
-}
+#define TQ_RESCALE_DIFF(diff, p) tq_requantize_lr((diff), (p)->input_multiplier, (p)->input_left_shift, 0)
 #else
-TQ_INLINE int32_t rescale_diff(int32_t diff, const tq_softmax_params *p)
-{
-    return srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-}
+#define TQ_RESCALE_DIFF(diff, p) srdhm((int32_t)((uint32_t)(diff) << (p)->input_left_shift), (p)->input_multiplier)
 #endif
 
 void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
@@ -153,7 +148,7 @@ void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
         for (c = 0; c < p->depth; c++) {
             const int32_t diff = (int32_t)in[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t rescaled = rescale_diff(diff, p);
+                const int32_t rescaled = TQ_RESCALE_DIFF(diff, p);
                 sum_of_exps += saturating_rounding_mul_by_pot(exp_on_negative_values(rescaled), -ACCUM_INTEGER_BITS);
             }
         }
@@ -164,7 +159,7 @@ void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
         for (c = 0; c < p->depth; c++) {
             const int32_t diff = (int32_t)in[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t rescaled = rescale_diff(diff, p);
+                const int32_t rescaled = TQ_RESCALE_DIFF(diff, p);
                 const int32_t exp_in_0 = exp_on_negative_values(rescaled);
                 const int32_t unsat = rounding_divide_by_pot(srdhm(shifted_scale, exp_in_0), num_bits_over_unit + 31 - 8);
                 out[c] = tq_clamp_s8(unsat - 128, -128, 127);
