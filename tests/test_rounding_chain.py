@@ -53,8 +53,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for mode in ("double", "single"):
         out[mode] = root / mode
-        proc = _cli("convert", model, "--data", data, "--task", "reconstruction", "--as-stored", "--no-analysis",
-                    "--no-cortex-m", "--golden", 5, "--rounding", mode, "--out", out[mode], "--quiet")
+        proc = _cli("--quiet", "convert", model, "--data", data, "--task", "reconstruction", "--as-stored",
+                    "--no-analysis", "--no-cortex-m", "--golden", 5, "--rounding", mode, "--out", out[mode])
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -101,7 +101,7 @@ def test_diff_names_the_rule_each_runtime_follows(runs):
 def test_cortex_m4_matches_its_mode_in_qemu(runs, mode):
     """`tinyq firmware` builds the folder for the M4 and compares with TFLM (double) or with the folder's C engine
     on the host (single); the golden vectors pass in both."""
-    proc = _cli("firmware", "--out", runs[mode], "--images", 40, "--quiet")
+    proc = _cli("--quiet", "firmware", "--out", runs[mode], "--images", 40)
     assert proc.returncode == 0, proc.stderr[-3000:]
     section = _report(runs[mode])["cortex_m4"]
     assert section["bitexact_images"] == section["images"] == 40
