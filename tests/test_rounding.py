@@ -13,10 +13,12 @@ import pytest
 import engine_host
 import int8_reference
 import tflite_build as tb
-from tinyq.engine import Optimize, Rounding, generate, read_graph
+from tinyq.engine import Optimize, Rounding, generate, lut, read_graph
+from tinyq.engine.explain import Explanation, rounding_followed
 from tinyq.engine.fixedpoint import mul_by_quantized_multiplier, mul_by_quantized_multiplier_single
 from tinyq.engine.ops import elementwise
 from tinyq.engine.ops.requant import fused_constant
+from tinyq.engine.ops.rounding import DOUBLE, NEAREST, SINGLE
 from tinyq.resources import runtime_dir
 
 pytestmark = pytest.mark.fast
@@ -155,3 +157,43 @@ def test_generated_header_states_the_mode():
         assert f"#define TQ_SINGLE_ROUNDING {int(mode is Rounding.SINGLE)}\n" in header
         assert engine.rounding is mode
     assert "#define TQ_SINGLE_ROUNDING 0" in (Path(runtime_dir()) / "tq_rounding.h").read_text()
+
+
+def test_tables_follow_the_rule():
+    """The 256-entry tables of the ops that requantize through MultiplyByQuantizedMultiplier with a right shift
+    (QUANTIZE, RELU, LEAKY_RELU; output scales that make one) differ between the modes on some entries, by one
+    step at most. LOGISTIC and TANH rescale their input with a left shift only, where both rules round once with
+    ties upward: their tables are the same in both modes."""
+    rng = np.random.default_rng(11)
+    builders = {
+        "quantize": lambda r, s, z: lut.requantize(s, z, s * 3.1, z // 2, r),
+        "relu": lambda r, s, z: lut.relu(s, z, s * 2.6, -100, r),
+        "leaky_relu": lambda r, s, z: lut.leaky_relu(s, z, s * 0.9, z, 0.1, r),
+        "logistic": lambda r, s, z: lut.logistic(s, z, r),
+        "tanh": lambda r, s, z: lut.tanh(s, z, r),
+    }
+    for name, build in builders.items():
+        changed = 0
+        for _ in range(40):
+            scale, zp = float(rng.uniform(0.01, 0.2)), int(rng.integers(-60, 60))
+            double, single = build(Rounding.DOUBLE, scale, zp), build(Rounding.SINGLE, scale, zp)
+            gap = np.abs(double.astype(np.int16) - single.astype(np.int16))
+            assert gap.max() <= 1, name
+            changed += int(gap.any())
+        if name in ("logistic", "tanh"):
+            assert changed == 0, name
+        else:
+            assert changed > 0, f"{name}: the single-rounding table never differs"
+
+
+def test_rounding_followed_counts_only_elements_that_tell_the_rules_apart():
+    def ex(matches):
+        return Explanation("", (0,), 0, 0.0, (), matches)
+    items = [("FULLY_CONNECTED", ex((("tflm", (DOUBLE,)), ("litert-ref", (SINGLE, NEAREST))))),
+             ("CONV_2D", ex((("tflm", (DOUBLE, SINGLE)), ("litert-ref", (NEAREST,))))),
+             ("SOFTMAX", ex((("c-host", (f"{SINGLE}: fixed point, the input rescale rounded once",)),)))]
+    uses = rounding_followed(items)
+    assert [(u.runtime, u.rule, u.ops) for u in uses] == [
+        ("c-host", "single", ("SOFTMAX",)), ("litert-ref", "single", ("FULLY_CONNECTED",)),
+        ("tflm", "double", ("FULLY_CONNECTED",))]
+    assert uses[1].text() == "litert-ref follows single rounding in FULLY_CONNECTED"
