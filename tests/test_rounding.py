@@ -98,8 +98,9 @@ int main(void)
     int zp;
     while (scanf("%lld %lld %lld %d %lld", &x, &m, &s, &zp, &c) == 5) {
         const int32_t lr = tq_requantize((int32_t)x, (int32_t)m, (int32_t)s);
-        const int32_t fused = (s <= -1 && c != 0) ? tq_requantize_fused((int32_t)x, (int32_t)m, (int64_t)c, (int32_t)(-s - 1))
-                                      : lr + zp;
+        const int32_t fused = (s <= -1 && c != 0)
+                                  ? tq_requantize_fused((int32_t)x, (int32_t)m, (int64_t)c, (int32_t)(-s - 1))
+                                  : lr + zp;
         printf("%d %d\n", (int)lr, (int)fused);
     }
     return 0;

@@ -117,6 +117,9 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     their requantization rule. The golden outputs are TFLM's unless `expected_outputs` (one row per test input)
     gives them: a single-rounding engine's golden vectors cannot come from pip TFLM, which rounds twice."""
     rounding = Rounding(rounding)
+    if rounding is Rounding.SINGLE and (expected_outputs is None or not c_engine):
+        raise EmitError("single rounding needs the C engine and its expected outputs (expected_outputs): the "
+                        "verification's TFLM outputs are double-rounded, so golden vectors from them would not match")
     if golden_count < 1:
         raise EmitError(f"golden_count must be >= 1, got {golden_count}")
     ident = c_identifier(name)

@@ -10,6 +10,6 @@ from .ops.base import ConstArray, KernelCall
 from .plan import Plan, plan
 from .reader import is_tflite, read_graph
 
-__all__ = ["CEngine", "ConstArray", "Graph", "KernelCall", "Lowered", "Operator", "Optimize", "Plan", "Rounding", "TABLE",
-           "Tensor", "c_engine_ops", "generate", "is_tflite", "lower", "macs", "op_macs", "plan", "read_graph",
+__all__ = ["CEngine", "ConstArray", "Graph", "KernelCall", "Lowered", "Operator", "Optimize", "Plan", "Rounding",
+           "TABLE", "Tensor", "c_engine_ops", "generate", "is_tflite", "lower", "macs", "op_macs", "plan", "read_graph",
            "supported_ops", "tflm_method"]
