@@ -67,10 +67,8 @@ class CallValues:
 
 
 ROUNDING_DESCRIPTION = {
-    Rounding.DOUBLE: "Double rounding, as pip TFLM and TFLite's reference kernels by default: "
-                     "SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT",
-    Rounding.SINGLE: "Single rounding, as a TFLM or CMSIS-NN built with TFLITE_SINGLE_ROUNDING: one 64-bit product, "
-                     "one rounding shift",
+    Rounding.DOUBLE: "double rounding, as pip TFLM (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT)",
+    Rounding.SINGLE: "single rounding, as TFLITE_SINGLE_ROUNDING builds (one 64-bit product, one rounding shift)",
 }
 
 
