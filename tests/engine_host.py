@@ -17,7 +17,7 @@ import numpy as np
 from tinyq.engine import generate, read_graph
 from tinyq.render import Banner, environment
 from tinyq.fwfolder import runtime_files
-from tinyq.engine import Optimize
+from tinyq.engine import Optimize, Rounding
 
 BANNER = Banner("test", "fast test model", "0" * 64, "none", "none")
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
@@ -73,9 +73,10 @@ class HostEngines:
 
 
 def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Optimize.SIZE),
-          sanitize: bool = False) -> HostEngines:
-    """One executable holding every model's engine for each of `optimizes`, named <model>_<speed|size>; with
-    `sanitize`, built under ASan+UBSan (any report aborts the run, which `run` then fails on)."""
+          sanitize: bool = False, rounding: Rounding = Rounding.DOUBLE) -> HostEngines:
+    """One executable holding every model's engine for each of `optimizes`, named <model>_<speed|size>, all
+    requantizing under `rounding` (one tq_rounding.h for the shared runtime); with `sanitize`, built under
+    ASan+UBSan (any report aborts the run, which `run` then fails on)."""
     flags = CFLAGS + (SANITIZE if sanitize else [])
     folder.mkdir(parents=True, exist_ok=True)
     for f in runtime_files(environment(), BANNER):  # the runtime as an emitted firmware folder holds it
@@ -84,7 +85,7 @@ def build(models: dict[str, bytes], folder: Path, optimizes=(Optimize.SPEED, Opt
     for model, tflite in models.items():
         for optimize in optimizes:
             name = f"{model}_{Optimize(optimize).value}"
-            engine = generate(read_graph(tflite), name, BANNER, optimize)
+            engine = generate(read_graph(tflite), name, BANNER, optimize, rounding)
             for f in engine.files:
                 (folder / f.name).write_text(f.text)
             sizes[name] = (engine.input_bytes, engine.output_bytes)

@@ -3,16 +3,16 @@
 Each op is recomputed from the generic (Optimize.SIZE) lowering of the graph, i.e. TFLM's own parameters
 (multipliers, shifts, offsets, activation bounds). Convolutions, fully connected, pools, same-shape ADD and
 softmax reuse their family's exact recomputation (KernelRule.recompute, what `tinyq diff` explains with), which
-recomputes any one output element under TFLite's double rounding;
-the other families are written out here with tinyq.engine.fixedpoint's MultiplyByQuantizedMultiplier.
+recomputes any one output element under each rounding rule (the one of `rounding` is taken);
+the other families are written out here with tinyq.engine.fixedpoint's MultiplyByQuantizedMultiplier under that rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tinyq.engine import Graph, KernelCall, Optimize, lower, read_graph
-from tinyq.engine.fixedpoint import mul_by_quantized_multiplier
+from tinyq.engine import Graph, KernelCall, Optimize, Rounding, lower, read_graph
+from tinyq.engine.ops.rounding import SINGLE
 
 _EXPLAINED = ("tq_conv2d", "tq_depthwise_conv2d", "tq_fully_connected", "tq_max_pool", "tq_average_pool", "tq_add",
               "tq_softmax")
@@ -31,13 +31,13 @@ def _clamp(v: int, lo: int = -128, hi: int = 127) -> int:
     return max(lo, min(hi, v))
 
 
-def _binary(call: KernelCall, a: np.ndarray, b: np.ndarray, out_shape) -> np.ndarray:
+def _binary(call: KernelCall, a: np.ndarray, b: np.ndarray, out_shape, rounding: Rounding) -> np.ndarray:
     f = _fields(call)
     dims = [f[f"n{k}"] for k in range(4)]
     a4 = a.reshape(-1)
     b4 = b.reshape(-1)
     out = np.empty(int(np.prod(dims)), np.int8)
-    mbqm = mul_by_quantized_multiplier
+    mbqm = rounding.multiply
     flat = 0
     for idx in np.ndindex(*dims):
         x = int(a4[sum(i * f[f"a{k}"] for k, i in enumerate(idx))])
@@ -59,15 +59,15 @@ def _binary(call: KernelCall, a: np.ndarray, b: np.ndarray, out_shape) -> np.nda
     return out.reshape(out_shape)
 
 
-def _mean(call: KernelCall, x: np.ndarray, out_shape) -> np.ndarray:
+def _mean(call: KernelCall, x: np.ndarray, out_shape, rounding: Rounding) -> np.ndarray:
     f = _fields(call)
     v = x.astype(np.int64).reshape(f["outer"], f["count"], f["inner"]).sum(axis=1) - f["input_zp_sum"]
-    out = [_clamp(mul_by_quantized_multiplier(int(s), f["mult"], f["shift"]) + f["output_offset"])
+    out = [_clamp(rounding.multiply(int(s), f["mult"], f["shift"]) + f["output_offset"])
            for s in v.reshape(-1)]
     return np.array(out, np.int8).reshape(out_shape)
 
 
-def _transpose_conv(call: KernelCall, x: np.ndarray, out_shape) -> np.ndarray:
+def _transpose_conv(call: KernelCall, x: np.ndarray, out_shape, rounding: Rounding) -> np.ndarray:
     """TFLM's int8 transpose conv: every input pixel scattered through the filter into int32 sums, then the bias
     and each channel's requantization."""
     f = _fields(call)
@@ -87,7 +87,7 @@ def _transpose_conv(call: KernelCall, x: np.ndarray, out_shape) -> np.ndarray:
     out = np.empty(acc.shape, np.int8)
     for idx in np.ndindex(*acc.shape):
         c = idx[2]
-        out[idx] = _clamp(mul_by_quantized_multiplier(int(acc[idx]), int(mult[c]), int(shift[c])) +
+        out[idx] = _clamp(rounding.multiply(int(acc[idx]), int(mult[c]), int(shift[c])) +
                           f["output_offset"], f["act_min"], f["act_max"])
     return out.reshape(out_shape)
 
@@ -110,10 +110,20 @@ def _movement(g: Graph, call: KernelCall, values: dict[int, np.ndarray], out_sha
     raise KeyError(call.kernel)
 
 
-def run(tflite: bytes, x: np.ndarray) -> np.ndarray:
-    """The model's int8 output for one int8 input, op by op in exact integer arithmetic."""
+def _rule_value(element, rounding: Rounding) -> int:
+    """The recomputed element under `rounding`: the first rule (double rounding, or the only one of an op that
+    does not requantize), or the one named for single rounding."""
+    if rounding is Rounding.SINGLE:
+        for rule in element.rules:
+            if rule.name.startswith(SINGLE):
+                return rule.value
+    return element.rules[0].value
+
+
+def run(tflite: bytes, x: np.ndarray, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """The model's int8 output for one int8 input, op by op in exact integer arithmetic under `rounding`."""
     g = read_graph(tflite)
-    lowered = lower(g, Optimize.SIZE)
+    lowered = lower(g, Optimize.SIZE, rounding)
     calls: dict[int, list[KernelCall]] = {}
     for c in lowered.calls:
         calls.setdefault(c.op_index, []).append(c)
@@ -132,16 +142,16 @@ def run(tflite: bytes, x: np.ndarray) -> np.ndarray:
                                              for flat in range(t.size)], np.int8).reshape(t.shape)
             continue
         if call.kernel in _EXPLAINED:
-            out = np.array([call.rule.recompute(g, op, call, values, flat).rules[0].value
+            out = np.array([_rule_value(call.rule.recompute(g, op, call, values, flat), rounding)
                             for flat in range(out_t.size)], np.int8)
         elif call.kernel == "tq_lut":
             out = _array(call, "_table")[values[op.inputs[0]].astype(np.int64).reshape(-1) + 128]
         elif call.kernel in ("tq_add_broadcast", "tq_sub", "tq_mul", "tq_maximum", "tq_minimum"):
-            out = _binary(call, values[op.inputs[0]], values[op.inputs[1]], out_t.shape)
+            out = _binary(call, values[op.inputs[0]], values[op.inputs[1]], out_t.shape, rounding)
         elif call.kernel == "tq_mean":
-            out = _mean(call, values[op.inputs[0]], out_t.shape)
+            out = _mean(call, values[op.inputs[0]], out_t.shape, rounding)
         elif call.kernel == "tq_transpose_conv":
-            out = _transpose_conv(call, values[op.inputs[2]], out_t.shape)
+            out = _transpose_conv(call, values[op.inputs[2]], out_t.shape, rounding)
         else:
             out = _movement(g, call, values, out_t.shape)
         values[op.outputs[0]] = np.asarray(out, np.int8).reshape(out_t.shape)

@@ -25,7 +25,7 @@ def test_engine_renders_deterministically(case):
         a = generate(read_graph(tflite), "net", engine_host.BANNER, optimize)
         b = generate(read_graph(bytes(tflite)), "net", engine_host.BANNER, optimize)
         assert [(f.name, f.text) for f in a.files] == [(f.name, f.text) for f in b.files]
-        assert [f.name for f in a.files] == ["net_model.h", "net_model.c"]
+        assert [f.name for f in a.files] == ["net_model.h", "net_model.c", "tq_rounding.h"]
         header, source = a.files[0].text, a.files[1].text
         assert f"#define NET_ARENA_BYTES {a.arena_bytes}\n" in header
         assert f"#define NET_INPUT_BYTES {a.input_bytes}\n" in header

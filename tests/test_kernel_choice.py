@@ -29,7 +29,7 @@ def test_size_keeps_the_generic_kernels(cnn_q):
 
 def _fake_fc_variant(scratch: int, extra_values: int = 0):
     """A chooser that re-lays the FC weights (reversed) under another kernel name and asks for scratch."""
-    def choose(fields, arrays, name):
+    def choose(fields, arrays, name, rounding=None):
         w = arrays["weights"].values[::-1].copy()
         w = np.concatenate([w, np.zeros(extra_values, np.int8)])
         count = fields["in_depth"] * fields["out_depth"]

@@ -77,8 +77,8 @@ def clamp_folder(case, tmp_path_factory):
     too)."""
     choose = depthwise.RULE.choose
 
-    def clamping(fields, arrays, name):
-        v = choose(fields, arrays, name)
+    def clamping(fields, arrays, name, rounding):
+        v = choose(fields, arrays, name, rounding)
         if v is None or not v.kernel.startswith("tq_dw_conv3x3"):
             return v
         return replace(v, fields=tuple((k, 1 if k == "clamp" else x) for k, x in v.fields))

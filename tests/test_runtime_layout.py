@@ -7,7 +7,7 @@ import re
 from tinyq import resources
 
 RUNTIME = resources.runtime_dir()
-SHARED = {"tq_common.h", "tq_path.h", "tq_simd.h", "tq_requant.h", "tq_requant.c", "tinyq_trace.h"}
+SHARED = {"tq_common.h", "tq_path.h", "tq_simd.h", "tq_requant.h", "tq_requant.c", "tq_rounding.h", "tinyq_trace.h"}
 
 
 def _code_lines(path):

@@ -20,7 +20,7 @@ from .render import c_identifier, check_name
 from .errors import TinyqError
 from .findings import diagnose
 from .targets.firmware_cmd import run_firmware
-from .engine import Optimize
+from .engine import Optimize, Rounding
 from .models import c_name, demo_model, load_model
 from .native import Runtime, Workers, native_quiet
 from .outdir import claim, disk_error
@@ -105,6 +105,10 @@ def _common(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="test samples streamed through the Cortex-M4 in QEMU (default 1000)")
     p.add_argument("--optimize", choices=["speed", "size"], default="speed",
                    help="C engine kernels: specialised per layer (speed, default) or the generic ones (size)")
+    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=Rounding.DOUBLE.value,
+                   help="requantization rule of the C engine and golden vectors: double (default: as pip TFLM and "
+                        "TFLite's reference kernels) or single (as a TFLM or CMSIS-NN built with "
+                        "TFLITE_SINGLE_ROUNDING; golden outputs from the C engine built so)")
     p.add_argument("--sanitize", action="store_true", help="host C engine under -fsanitize=address,undefined")
     p.add_argument("--no-analysis", action="store_true",
                    help="skip the quantization analysis (report.html: settings sweep, per-layer error)")
@@ -252,6 +256,7 @@ def _pipeline_config(args, default_name: str = "mnist"):
         analysis=not args.no_analysis,
         overwrite=args.force,
         optimize=Optimize(args.optimize),
+        rounding=Rounding(args.rounding),
         timeout=args.timeout,
     )
 

@@ -30,7 +30,7 @@ from .quantize import QuantizedModel, inspect_tflite
 from .verify import quantize_input
 from .native import Runtime as NativeRuntime, Workers, session
 from .engine import Graph, KernelCall, Lowered, Optimize, lower, read_graph
-from .engine.explain import Explanation, explain
+from .engine.explain import Explanation, RoundingUse, explain, rounding_followed
 
 Progress = Callable[[str], None]
 CHUNK = 1000  # inputs traced and compared at a time: bounds memory at CHUNK x (bytes of every op output)
@@ -99,6 +99,10 @@ class DiffResult:
                 same[b] = a
         return same
 
+    def rounding(self) -> tuple[RoundingUse, ...]:
+        """Which requantization rule (double or single rounding) each runtime followed, from the divergences."""
+        return rounding_followed((d.op_name, d.explanation) for d in self.divergences)
+
     def op_row(self, op_index: int) -> tuple[OpPair, ...]:
         return tuple(o for o in self.ops if o.op_index == op_index)
 
@@ -110,6 +114,7 @@ class DiffResult:
             "images": len(self.images),
             "agree": self.agree,
             "modified_files": list(self.modified_files),
+            "rounding": [{"runtime": u.runtime, "rule": u.rule, "ops": list(u.ops)} for u in self.rounding()],
             "pairs": [{"pair": list(p.pair), "images": p.images, "identical": p.identical, "max_lsb": p.max_lsb}
                       for p in self.pairs],
             "divergences": [{"image": d.image, "pair": list(d.pair), "op_index": d.op_index, "op_name": d.op_name,
@@ -358,6 +363,10 @@ def summary_lines(result: DiffResult, per_pair: int = 3) -> list[str]:
             lines.append(f"      {d.explanation.text}")
         if len(mine) > per_pair:
             lines.append(f"    ... and {len(mine) - per_pair} more (diff.json)")
+    uses = result.rounding()
+    if uses:
+        lines += ["", "requantization rule each runtime followed where the two rules part:"]
+        lines += [f"  {u.text()}" for u in uses]
     inside = len(result.layout.ops) - len(agreeing)
     if result.agree and inside:
         lines += ["", f"final outputs agree in every pair; {inside} of {len(result.layout.ops)} ops differ inside "
@@ -430,5 +439,6 @@ def quick_note(q: QuickDiff) -> str | None:
     parts = [f"op #{op} {name} for {pair} ({len(imgs)} input{'s' if len(imgs) > 1 else ''})"
              for (op, name, pair), imgs in sorted(firsts.items())]
     same = "".join(f"; {a} equals {b} at every op" for a, b in twins.items())
+    same += "".join(f"; {u.text()}" for u in q.diff.rounding())
     return (f"diff: {q.disagreeing} test inputs disagree between some pair of runtimes; first divergent op in "
             f"{len(q.diff.images)} of them: {'; '.join(parts)}{same} (diff.json; `tinyq diff` for all inputs)")

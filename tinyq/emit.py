@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import MNIST_PREPROCESSING
-from .engine import Optimize, generate
+from .engine import Optimize, Rounding, generate
+from .engine.cengine import ROUNDING_DESCRIPTION
 from .errors import EmitError
 from .fwfolder import FolderFigures, folder_files
 from .render import (GeneratedFile, byte_rows, c_float, c_identifier, c_string, environment,
@@ -35,6 +36,9 @@ class TensorValues:
 
 
 ARENA_MARGIN_BYTES = 1024
+# Who computed golden outputs not TFLM's (the `expected_outputs` of prepare), per requantization rule.
+EXPECTED_FROM = {Rounding.SINGLE: "tinyq's C engine built with single rounding (TFLITE_SINGLE_ROUNDING)",
+                 Rounding.DOUBLE: "tinyq's C engine"}
 CLASS_LABELS = tuple(str(d) for d in range(10))
 
 
@@ -93,21 +97,29 @@ class Emission:
 
 def emit(quantized, verify_result, out_dir: str | os.PathLike, name: str = "mnist", golden_count: int = 10,
          overwrite: bool = False, c_engine: bool = True, class_labels: tuple[str, ...] | None = CLASS_LABELS,
-         preprocessing=None, uint8_source: bool = True, optimize: Optimize = Optimize.SPEED) -> list[Path]:
+         preprocessing=None, uint8_source: bool = True, optimize: Optimize = Optimize.SPEED,
+         rounding: Rounding = Rounding.DOUBLE, expected_outputs: np.ndarray | None = None) -> list[Path]:
     """Render every firmware file of one model into `out_dir` (all or nothing) and return their paths."""
     emission = prepare(quantized, verify_result, name, golden_count, c_engine, class_labels, preprocessing,
-                       uint8_source, optimize)
+                       uint8_source, optimize, rounding, expected_outputs)
     return write_files(list(emission.files), out_dir, overwrite=overwrite)
 
 
 def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 10, c_engine: bool = True,
             class_labels: tuple[str, ...] | None = CLASS_LABELS, preprocessing=None,
-            uint8_source: bool = True, optimize: Optimize = Optimize.SPEED) -> Emission:
+            uint8_source: bool = True, optimize: Optimize = Optimize.SPEED, rounding: Rounding = Rounding.DOUBLE,
+            expected_outputs: np.ndarray | None = None) -> Emission:
     """Render every firmware file of one model in memory; raises before anything is written.
 
     `class_labels` None: no label names (unknown, or not a classifier); `preprocessing` (default the MNIST
     0..1) goes into the settings header, with a raw-uint8 -> int8 input table when `uint8_source`; `optimize`
-    picks the C engine's kernels (specialised per layer for speed, or the generic ones for size)."""
+    picks the C engine's kernels (specialised per layer for speed, or the generic ones for size) and `rounding`
+    their requantization rule. The golden outputs are TFLM's unless `expected_outputs` (one row per test input)
+    gives them: a single-rounding engine's golden vectors cannot come from pip TFLM, which rounds twice."""
+    rounding = Rounding(rounding)
+    if rounding is Rounding.SINGLE and (expected_outputs is None or not c_engine):
+        raise EmitError("single rounding needs the C engine and its expected outputs (expected_outputs): the "
+                        "verification's TFLM outputs are double-rounded, so golden vectors from them would not match")
     if golden_count < 1:
         raise EmitError(f"golden_count must be >= 1, got {golden_count}")
     ident = c_identifier(name)
@@ -141,13 +153,17 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         preprocessing=pre,
                         op_count=len(quantized.ops), op_list=", ".join(quantized.op_names),
                         macs=verify_result.macs, arena_measured=verify_result.tflm_arena_bytes,
-                        arena_margin=ARENA_MARGIN_BYTES, **common))
+                        arena_margin=ARENA_MARGIN_BYTES, rounding=rounding.value,
+                        rounding_description=ROUNDING_DESCRIPTION[rounding], **common))
     resolver = resolver_values(graph, ident)
     files.append(render(env, "op_resolver.h.j2", f"{ident}_op_resolver.h", banner, **resolver))
     idx = golden_indices(verify_result.labels, golden_count)
     inputs = verify_result.int8_inputs.reshape(len(verify_result.int8_inputs), -1)
-    outputs = verify_result.tflm_outputs.reshape(len(verify_result.tflm_outputs), -1)
+    outputs = np.asarray(verify_result.tflm_outputs if expected_outputs is None else expected_outputs)
+    outputs = outputs.reshape(len(verify_result.int8_inputs), -1)
+    expected_from = None if expected_outputs is None else EXPECTED_FROM[rounding]
     golden = dict(count=len(idx), input_bytes=inp.bytes, output_bytes=out.bytes, test_index=idx,
+                  expected_from=expected_from,
                   labels=[int(verify_result.labels[i]) for i in idx],
                   inputs=[int_rows(inputs[i], 16) for i in idx], outputs=[int_rows(outputs[i], 16) for i in idx])
     files.append(render(env, "golden.h.j2", f"{ident}_golden.h", banner, guard=guard(f"{ident}_golden.h"),
@@ -155,7 +171,7 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
     files.append(render(env, "golden.c.j2", f"{ident}_golden.c", banner, **golden, **common))
     engine = None
     if c_engine:
-        engine = generate(graph, ident, banner, optimize)
+        engine = generate(graph, ident, banner, optimize, rounding)
         files.extend(engine.files)
     files.append(render(env, "tinyq_stub.h.j2", "tinyq_stub.h", banner, has_c_engine=engine is not None,
                         resolver_type=resolver["type_name"], **common))
@@ -184,7 +200,7 @@ def prepare(quantized, verify_result, name: str = "mnist", golden_count: int = 1
                         "c_engine": engine.arena_bytes if engine else None},
         "golden": {"count": len(idx), "test_index": idx},
         "c_engine": None if engine is None else {
-            "optimize": engine.optimize.value, "arena_bytes": engine.arena_bytes,
+            "optimize": engine.optimize.value, "rounding": engine.rounding.value, "arena_bytes": engine.arena_bytes,
             "scratch_bytes": engine.scratch_bytes,
             "calls": [{"op": op, "kernel": kernel} for op, kernel in engine.kernels]},
         "files": [{"name": f.name, "bytes": len(f.text.encode()), "sha256": f.sha256} for f in files],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .engine.cengine import ROUNDING_HEADER
 from .errors import EmitError
 from .render import Banner, GeneratedFile, environment, render
 from .resources import firmware_stub_dir, runtime_dir
@@ -64,10 +65,11 @@ def family_headers() -> list[str]:
 
 def runtime_files(env, banner: Banner) -> list[GeneratedFile]:
     """Every C engine runtime source and header, flat in the folder (the Arduino library layout wants that), and
-    tinyq_kernels.h, the one header that includes every family's."""
+    tinyq_kernels.h, the one header that includes every family's. Not tq_rounding.h: the engine renders the
+    model's own (engine/cengine.py)."""
     root = runtime_dir()
     copied = [render(env, "copied_source.j2", p.name, banner, origin=f"runtime/{p.relative_to(root).as_posix()}",
-                     text=p.read_text()) for p in runtime_sources()]
+                     text=p.read_text()) for p in runtime_sources() if p.name != ROUNDING_HEADER]
     umbrella = render(env, "tinyq_kernels.h.j2", "tinyq_kernels.h", banner, family_headers=family_headers())
     return copied + [umbrella]
 

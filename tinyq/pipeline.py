@@ -20,7 +20,7 @@ from .emit import prepare
 from .render import write_into
 from .errors import BuildError, TinyqError
 from .findings import Findings, diagnose
-from .engine import Graph, Optimize
+from .engine import Graph, Optimize, Rounding
 from .models import TfliteModel, input_shape
 from .native import Runtime, Workers, session
 from .outdir import Claim, check_folder, claimed
@@ -52,6 +52,8 @@ class PipelineConfig:
     preprocessing: Preprocessing | None = None  # None: raw 0..255 -> 0..1 for uint8 data, else as stored
     task: Task | None = None  # None: from the labels (integer: classification, float: regression, none)
     optimize: Optimize = Optimize.SPEED  # the C engine's kernels: specialised per layer, or generic (size)
+    rounding: Rounding = Rounding.DOUBLE  # the requantization rule of the C engine and golden vectors (SINGLE:
+    # TFLITE_SINGLE_ROUNDING's, golden outputs from the host C engine built so, since pip TFLM rounds twice)
     timeout: float | None = None  # seconds each native call may take when run() starts the workers (None: per call,
     # native.default_limit of the model's size and inputs); a caller's `workers` carry their own
 
@@ -111,13 +113,24 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
                      "error): " + "; ".join(report_pre.c_engine_blockers))
         say(notes[-1])
     names = dataset.class_names if task is Task.CLASSIFICATION else None
+    rounding = Rounding(config.rounding)
+    if rounding is Rounding.SINGLE and not engine_on:
+        raise TinyqError("--rounding single needs the C engine (its golden vectors come from the C engine built "
+                         "with single rounding; pip TFLM rounds twice), which is "
+                         + ("off" if config.c_engine_mode is CEngineMode.OFF else
+                            "blocked: " + "; ".join(report_pre.c_engine_blockers)))
     with held.staged() as tmp:
         (tmp / "model_int8.tflite").write_bytes(quantized.tflite)
         save_test_vectors(tmp, result)
+        uint8_source = np.asarray(dataset.test_x).dtype == np.uint8
+        expected = None
+        if rounding is Rounding.SINGLE:
+            expected = _single_rounding_outputs(quantized, result, config, tmp / "build" / "single", say,
+                                                workers.timeout)
         say("emitting firmware files")
         fw = tmp / "firmware"
         emission = prepare(quantized, result, config.name, config.golden_count, engine_on, names, pre,
-                           np.asarray(dataset.test_x).dtype == np.uint8, config.optimize)
+                           uint8_source, config.optimize, rounding, expected)
         files = write_into(list(emission.files), fw)
         rel = [str(p.relative_to(tmp)) for p in files]
         c_fig = None
@@ -126,7 +139,7 @@ def _run(model, dataset: Dataset, held: Claim, config: PipelineConfig, say: Prog
         m_fig = None
         if config.cortex_m and emission.engine is not None:
             try:
-                m_fig = _cortex_m(fw, tmp / "build", result, config, say, quantized.graph)
+                m_fig = _cortex_m(fw, tmp / "build", result, config, say, quantized.graph, expected)
             except BuildError as exc:
                 notes.append(f"Cortex-M4 step not run: {exc}")
                 say(f"Cortex-M4 step not run: {exc}")
@@ -196,7 +209,8 @@ def run_section(pre: Preprocessing, preflight: PreflightReport, mode: CEngineMod
     status = "generated" if engine_on else ("off" if mode is CEngineMode.OFF else "blocked")
     c_engine = {"mode": mode.value, "status": status, "blocked_by": list(preflight.c_engine_blockers)}
     if engine is not None:
-        c_engine.update(optimize=engine.optimize.value, scratch_bytes=engine.scratch_bytes,
+        c_engine.update(optimize=engine.optimize.value, rounding=engine.rounding.value,
+                        scratch_bytes=engine.scratch_bytes,
                         kernels=[{"op_index": op, "kernel": kernel} for op, kernel in engine.kernels])
     return {"preprocessing": pre.as_dict(), "preflight": preflight.as_dict(), "c_engine": c_engine,
             "class_names": None if class_names is None else list(class_names)}
@@ -269,6 +283,7 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
             say(f"running {result.test_images} test images through the C engine (-O3 library)")
             outputs = firmware.run_library(library.result(), inputs, result.tflm_outputs[0].size, workers)
     vs_tflm = agreement(outputs, result.tflm_outputs)
+    vs_ref = agreement(outputs, result.litert_ref_outputs)
     float_pred = (None if result.float_outputs is None
                   else result.float_outputs.reshape(result.test_images, -1).argmax(axis=1))
     return CEngineFigures(
@@ -288,18 +303,39 @@ def _host_c_engine(engine, result: VerifyResult, fw: Path, build: Path, config: 
         scratch_bytes=engine.scratch_bytes,
         optimize=engine.optimize.value,
         kernels=engine.kernels,
+        rounding=engine.rounding.value,
+        bitexact_vs_litert_ref=vs_ref.bitexact,
     )
 
 
+def _single_rounding_outputs(quantized: QuantizedModel, result: VerifyResult, config: PipelineConfig, build: Path,
+                             say: Progress, timeout: float | None = None) -> np.ndarray:
+    """Every test input's outputs from the C engine built on the host with single rounding (its -O3 library): the
+    golden and expected outputs of a single-rounding build, which pip TFLM (double rounding) cannot give. The
+    engine's kernels are checked against the exact integer model in tinyq's tests, and the run's outputs against
+    LiteRT's reference kernels in the report."""
+    say("single rounding: running the test set through the C engine built with TQ_SINGLE_ROUNDING (golden outputs)")
+    emission = prepare(quantized, result, config.name, 1, True, None, None, False, config.optimize,
+                       Rounding.SINGLE, result.tflm_outputs)
+    fw = build / "firmware"
+    build.mkdir(parents=True, exist_ok=True)
+    write_into(list(emission.files), fw)
+    inputs = result.int8_inputs.reshape(result.test_images, -1)
+    with Workers(timeout) as workers:
+        library = firmware.build_library(fw, build / "host-lib")
+        return firmware.run_library(library, inputs, result.tflm_outputs[0].size, workers)
+
+
 def _cortex_m(fw: Path, build: Path, result: VerifyResult, config: PipelineConfig, say: Progress,
-              graph: Graph) -> CortexMFigures:
+              graph: Graph, golden: np.ndarray | None = None) -> CortexMFigures:
     """Cross-compile for the Cortex-M4, run golden vectors and test images in QEMU, measure flash/RAM/instructions;
-    then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs."""
+    then per-op instructions from a second, profiled build over the first `cortex_m_profile_images` inputs. The
+    outputs are compared with TFLM's, or with `golden` (the single-rounding reference) when given."""
     check_toolchain()
     n = min(config.cortex_m_images, result.test_images)
     say(f"Cortex-M4: cross-compiling and running {n} images in QEMU")
     inputs = result.int8_inputs.reshape(result.test_images, -1)
-    expected = result.tflm_outputs.reshape(result.test_images, -1)
+    expected = (result.tflm_outputs if golden is None else golden).reshape(result.test_images, -1)
     measured = measure_cortex_m(fw, build / "cortex-m4", inputs[:n], expected[:n], progress=say, cycles=True)
     k = min(config.cortex_m_profile_images, result.test_images)
     if k < 1:

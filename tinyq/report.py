@@ -33,6 +33,8 @@ class CEngineFigures:
     scratch_bytes: int = 0  # the largest kernel scratch, planned inside the arena
     optimize: str = "speed"  # the kernel choice: specialised per layer (speed) or generic (size)
     kernels: tuple[tuple[int, str], ...] = ()  # (op index, C kernel) of every kernel call
+    rounding: str = "double"  # the requantization rule (engine.Rounding): double as pip TFLM, or single
+    bitexact_vs_litert_ref: float | None = None  # share of outputs equal to LiteRT's reference kernels'
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def report_dict(quantized: QuantizedModel, result: VerifyResult, files: list[str
             report["accuracy"]["c_int8"] = c_engine.accuracy
         report["agreement"]["c_vs_tflm_bitexact"] = c_engine.bitexact_vs_tflm
         report["agreement"]["c_vs_tflm_images"] = c_engine.images
+        report["agreement"]["c_vs_litert_ref_bitexact"] = c_engine.bitexact_vs_litert_ref
+        report["rounding"] = c_engine.rounding
         report["arena_bytes"]["c"] = c_engine.arena_bytes
         report["arena_bytes"]["lower_bound"] = c_engine.lower_bound_bytes
         report["arena_bytes"]["c_scratch"] = c_engine.scratch_bytes

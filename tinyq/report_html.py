@@ -135,9 +135,16 @@ def _summary(chain: ChainReport) -> list[tuple[str, str]]:
                         else "none here (the .tflite came already quantized)"),
     ]
     if c is not None:
+        rows.append(("C engine requantization", f"{c.rounding} rounding" + (
+            " (TFLITE_SINGLE_ROUNDING; golden vectors from the C engine built so)" if c.rounding == "single"
+            else " (as pip TFLM)")))
         rows.append(("C engine vs TFLM, bit-exact", f"{round(c.bitexact_vs_tflm * c.images)} / {c.images} test inputs"))
+        if c.bitexact_vs_litert_ref is not None:
+            rows.append(("C engine vs LiteRT reference kernels, bit-exact",
+                         f"{round(c.bitexact_vs_litert_ref * c.images)} / {c.images} test inputs"))
     if m is not None:
-        rows.append((f"{m.target} (QEMU) vs TFLM, bit-exact", f"{m.bitexact_images} / {m.images} test inputs"))
+        golden = "golden vectors" if c is not None and c.rounding == "single" else "TFLM"
+        rows.append((f"{m.target} (QEMU) vs {golden}, bit-exact", f"{m.bitexact_images} / {m.images} test inputs"))
         rows.append((f"{m.target} instructions per inference", f"{m.instructions_per_inference}"))
         if m.cycles_per_inference is not None:
             rows.append((f"{m.target} modelled cycles per inference ({m.cycle_model})", f"{m.cycles_per_inference}"))

@@ -8,16 +8,29 @@
    collapse into floor((x * multiplier + 2^30) / 2^31): for a negative product, truncating (p + 1 - 2^30) / 2^31
    towards zero is flooring (p + 1 - 2^30 + 2^31 - 1) / 2^31. The saturating case of the doubling high multiply
    needs multiplier == INT32_MIN, which a non-negative multiplier never is. So the whole is one 32x32->64
-   multiply-accumulate and a few 32-bit operations, no 64-bit division. */
+   multiply-accumulate and a few 32-bit operations, no 64-bit division.
+
+   TQ_SINGLE_ROUNDING (tq_rounding.h; the emitted folder's copy states the model's mode) selects TFLite's other
+   rule, that of a TFLM built with TFLITE_SINGLE_ROUNDING (common.cc): one 64-bit product rounded once,
+   (x * multiplier + 2^(30 - shift)) >> (31 - shift), ties upward, no wrap of x << left. Each form below has a
+   whole definition per mode. */
 #ifndef TQ_REQUANT_H_
 #define TQ_REQUANT_H_
 
 #include <stdint.h>
 
 #include "tq_path.h"
+#include "tq_rounding.h"
 
 /* MultiplyByQuantizedMultiplier(x, multiplier, shift) with the shift split as the kernels keep it per channel:
    left = max(shift, 0), right = max(-shift, 0). */
+#if TQ_SINGLE_ROUNDING
+static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t left, int32_t right)
+{
+    const int32_t total = 31 - left + right;
+    return (int32_t)(((int64_t)x * multiplier + ((int64_t)1 << (total - 1))) >> total);
+}
+#else
 static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t left, int32_t right)
 {
     const int64_t product = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + ((int64_t)1 << 30);
@@ -27,6 +40,7 @@ static inline int32_t tq_requantize_lr(int32_t x, int32_t multiplier, int32_t le
     const int32_t threshold = (int32_t)(mask >> 1) + (high < 0 ? 1 : 0);
     return (high >> right) + (remainder > threshold ? 1 : 0);
 }
+#endif
 
 /* MultiplyByQuantizedMultiplier(x, multiplier, shift): shift > 0 left, < 0 right, as TFLite stores it. */
 static inline int32_t tq_requantize(int32_t x, int32_t multiplier, int32_t shift)
@@ -46,12 +60,21 @@ int32_t tq_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
    2^31 inside the floor, and two floors make one. [x < 0] stands for [h < 0]: they differ only where x < 0 and
    h == 0, which is no tie. The shift by 31 + r >= 32 reads the high word only (shifted by `shift_high` = r - 1),
    and subtracting 2^31 from the 64-bit sum borrows from it exactly when the low word's top bit is clear. */
+#if TQ_SINGLE_ROUNDING
+/* Single rounding: c = 2^(30 + r) + zero_point * 2^(31 + r) and no sign correction, (x * multiplier + c) >> (31 + r)
+   read as the high word shifted by r - 1. */
+static inline int32_t tq_requantize_fused(int32_t x, int32_t multiplier, int64_t c, int32_t shift_high)
+{
+    return (int32_t)((c + (int64_t)x * multiplier) >> 32) >> shift_high;
+}
+#else
 static inline int32_t tq_requantize_fused(int32_t x, int32_t multiplier, int64_t c, int32_t shift_high)
 {
     const int64_t t = c + (int64_t)x * multiplier;
     const uint32_t borrow = ((uint32_t)x & ~(uint32_t)t) >> 31;
     return (int32_t)((uint32_t)(t >> 32) - borrow) >> shift_high;
 }
+#endif
 
 /* The fused form's 64-bit constant c from the two words the kernels' tables store it as (low, high). A macro:
    as an inline function GCC allocates the registers of the loops around it differently (0.2% more instructions

@@ -122,6 +122,14 @@ static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
     return (int32_t)r;
 }
 
+/* acc + the high word of x * y, truncated: bits 63..32 of acc * 2^32 + x * y (SMMLA, no ACLE name). */
+static inline int32_t tq_smmla(int32_t x, int32_t y, int32_t acc)
+{
+    uint32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"((uint32_t)x), "r"((uint32_t)y), "r"((uint32_t)acc));
+    return (int32_t)r;
+}
+
 #else
 
 static inline int32_t tq_sxtb16(int32_t x)
@@ -220,6 +228,12 @@ static inline int32_t tq_min_s8x4(int32_t a, int32_t b)
 static inline int32_t tq_smmlar(int32_t x, int32_t y, int32_t acc)
 {
     const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + 0x80000000u;
+    return (int32_t)(uint32_t)(sum >> 32);
+}
+
+static inline int32_t tq_smmla(int32_t x, int32_t y, int32_t acc)
+{
+    const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y);
     return (int32_t)(uint32_t)(sum >> 32);
 }
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..render import Banner, GeneratedFile, comment_safe, environment, int_rows, render
+from .fixedpoint import Rounding
 from .graph import Graph
 from .lower import Optimize, lower
 from .plan import plan
+
+ROUNDING_HEADER = "tq_rounding.h"  # generated per model; the runtime's own copy is the in-place default
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class CEngine:
     scratch_bytes: int = 0  # the largest kernel scratch, inside the arena
     optimize: Optimize = Optimize.SPEED
     kernels: tuple[tuple[int, str], ...] = ()  # (op index, C kernel) of every call, in order
+    rounding: Rounding = Rounding.DOUBLE  # the requantization rule (tq_rounding.h)
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,18 @@ def _call_name(calls, k: int) -> str:
     return f"op{calls[k].op_index}" if j == 0 else f"op{calls[k].op_index}_out{j}"
 
 
-def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED) -> CEngine:
-    """Lower (kernels chosen for `optimize`) and plan the checked graph, then render the engine; raises
-    UnsupportedOpError before anything exists."""
-    lowered = lower(graph, optimize)
+ROUNDING_DESCRIPTION = {
+    Rounding.DOUBLE: "double rounding, as pip TFLM (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT)",
+    Rounding.SINGLE: "single rounding, as TFLITE_SINGLE_ROUNDING builds (one 64-bit product, one rounding shift)",
+}
+
+
+def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optimize.SPEED,
+             rounding: Rounding = Rounding.DOUBLE) -> CEngine:
+    """Lower (kernels chosen for `optimize`, requantizing under `rounding`) and plan the checked graph, then render
+    the engine and its tq_rounding.h; raises UnsupportedOpError before anything exists."""
+    rounding = Rounding(rounding)
+    lowered = lower(graph, optimize, rounding)
     memory = plan(graph, lowered)
     arrays = [a for call in lowered.calls for a in call.arrays]
     array_values = [ArrayValues(a.name, a.ctype, int(a.values.size), int_rows(a.values.reshape(-1), 16))
@@ -90,11 +102,13 @@ def generate(graph: Graph, name: str, banner: Banner, optimize: Optimize = Optim
                   calls=calls, arena_bytes=memory.arena_bytes, lower_bound_bytes=memory.lower_bound_bytes,
                   input_bytes=in_bytes, output_bytes=out_bytes, op_count=len(graph.operators))
     files = (render(env, "model.h.j2", f"{name}_model.h", banner, **values),
-             render(env, "model.c.j2", f"{name}_model.c", banner, **values))
+             render(env, "model.c.j2", f"{name}_model.c", banner, **values),
+             render(env, "tq_rounding.h.j2", ROUNDING_HEADER, banner, single=int(rounding is Rounding.SINGLE),
+                    description=ROUNDING_DESCRIPTION[rounding]))
     blocks = tuple(ArenaBlock(graph.layer(p.tensor) if p.tensor >= 0
                               else f"scratch of op #{lowered.calls[p.first].op_index}", p.offset, p.size, p.first,
                               p.last)
                    for p in sorted(memory.placements, key=lambda p: (p.first, p.offset)))
     return CEngine(files, memory.arena_bytes, memory.lower_bound_bytes, sum(a.nbytes for a in arrays),
                    in_bytes, out_bytes, blocks, len(lowered.calls), memory.scratch_bytes, Optimize(optimize),
-                   tuple((c.op_index, c.kernel) for c in lowered.calls))
+                   tuple((c.op_index, c.kernel) for c in lowered.calls), rounding)

@@ -18,6 +18,7 @@ import numpy as np
 from .fixedpoint import round_half_away
 from .graph import Graph, Operator
 from .ops.base import KernelCall
+from .ops.rounding import DOUBLE, SINGLE
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,31 @@ def explain(graph: Graph, op: Operator, call: KernelCall | None, inputs: dict[in
             text += f" {up} and {down} follow different arithmetic here, not just a different tie-break."
     exact = None if el.exact is None else float(el.exact)
     return Explanation(text, el.coords, el.accumulator, exact, values, matches)
+
+
+@dataclass(frozen=True)
+class RoundingUse:
+    """A runtime whose values, on elements where TFLite's two requantization rules give different results,
+    matched `rule` ("double" or "single") and not the other, in the ops named."""
+
+    runtime: str
+    rule: str
+    ops: tuple[str, ...]
+
+    def text(self) -> str:
+        return f"{self.runtime} follows {self.rule} rounding in {', '.join(self.ops)}"
+
+
+def rounding_followed(items) -> tuple[RoundingUse, ...]:
+    """Which rule each runtime followed, from (op name, Explanation) pairs: only elements where a runtime's value
+    matches exactly one of the double- and single-rounding rules count."""
+    seen: set[tuple[str, str, str]] = set()
+    for op_name, ex in items:
+        for runtime, rules in ex.matches:
+            double = DOUBLE in rules
+            single = any(r.startswith(SINGLE) for r in rules)
+            if double != single:
+                seen.add((runtime, "double" if double else "single", op_name))
+    keys = sorted({(runtime, rule) for runtime, rule, _ in seen})
+    return tuple(RoundingUse(runtime, rule, tuple(sorted(op for r, u, op in seen if (r, u) == (runtime, rule))))
+                 for runtime, rule in keys)

@@ -6,6 +6,7 @@ are unbounded, so every step that wraps or saturates in C does so here explicitl
 
 from __future__ import annotations
 
+import enum
 import math
 
 import numpy as np
@@ -85,3 +86,26 @@ def mul_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
     """MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31) with TFLite's double rounding."""
     left, right = max(shift, 0), max(-shift, 0)
     return rounding_divide_by_pot(srdhm(wrap32(x * (1 << left)), multiplier), right)
+
+
+def mul_by_quantized_multiplier_single(x: int, multiplier: int, shift: int) -> int:
+    """MultiplyByQuantizedMultiplier as a TFLM built with TFLITE_SINGLE_ROUNDING runs it (common.cc): one 64-bit
+    product, one shift by 31 - shift rounding ties upward; x << shift is not wrapped to int32 first."""
+    total = 31 - shift
+    return (x * multiplier + (1 << (total - 1))) >> total
+
+
+class Rounding(str, enum.Enum):
+    """TFLite's two requantization rules. DOUBLE: SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, as
+    pip TFLM and TFLite's reference kernels by default; SINGLE: a TFLM (or CMSIS-NN) built with
+    TFLITE_SINGLE_ROUNDING. Every kernel that calls MultiplyByQuantizedMultiplier (or its SmallerThanOneExp /
+    GreaterThanOne forms) follows the rule; the C engine selects it with TQ_SINGLE_ROUNDING."""
+
+    DOUBLE = "double"
+    SINGLE = "single"
+
+    def multiply(self, x: int, multiplier: int, shift: int) -> int:
+        """MultiplyByQuantizedMultiplier(x, multiplier, shift) under this rule."""
+        if self is Rounding.SINGLE:
+            return mul_by_quantized_multiplier_single(x, multiplier, shift)
+        return mul_by_quantized_multiplier(x, multiplier, shift)

@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from ..errors import UnsupportedOpError
+from .fixedpoint import Rounding
 from .graph import Graph, Operator
 from .ops import c_engine_ops, definition
 from .ops.base import ConstArray, KernelCall
@@ -49,7 +50,7 @@ def specialize(ctx: LowerContext, op: Operator, generic: KernelCall) -> KernelCa
         return generic
     fields = {k: int(v) for k, v in generic.fields if k not in rule.pointer_fields}
     arrays: dict[str, ConstArray] = dict(zip(rule.pointer_fields, generic.arrays))
-    variant = rule.choose(fields, arrays, f"op{op.index}")
+    variant = rule.choose(fields, arrays, f"op{op.index}", ctx.rounding)
     if variant is None:
         return generic
     for field, arr, count in zip(variant.pointer_fields, variant.arrays, variant.counts):
@@ -65,11 +66,11 @@ def specialize(ctx: LowerContext, op: Operator, generic: KernelCall) -> KernelCa
                    arrays=tuple(variant.arrays), scratch_bytes=(variant.scratch_bytes + 3) // 4 * 4)
 
 
-def lower(graph: Graph, optimize: Optimize = Optimize.SPEED) -> Lowered:
-    """Kernel calls for every op, specialised per layer for `optimize`; raises UnsupportedOpError naming the op,
-    its index and layer otherwise."""
+def lower(graph: Graph, optimize: Optimize = Optimize.SPEED, rounding: Rounding = Rounding.DOUBLE) -> Lowered:
+    """Kernel calls for every op, specialised per layer for `optimize`, their tables and fused constants under
+    `rounding`; raises UnsupportedOpError naming the op, its index and layer otherwise."""
     optimize = Optimize(optimize)
-    ctx = LowerContext(graph)
+    ctx = LowerContext(graph, rounding)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UnsupportedOpError(f"the C engine runs graphs of one input and one output; this one has "
                                  f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs")

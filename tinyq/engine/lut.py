@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .fixedpoint import (f32, mul_by_quantized_multiplier, quantize_multiplier, round_half_away,
+from .fixedpoint import (Rounding, f32, quantize_multiplier, round_half_away,
                          rounding_divide_by_pot, saturating_rounding_mul_by_pot, srdhm, trunc_div, wrap32)
 
 INT8_RANGE = range(-128, 128)
@@ -21,17 +21,19 @@ def _table(fn) -> np.ndarray:
     return np.array([max(-128, min(127, fn(x))) for x in INT8_RANGE], dtype=np.int8)
 
 
-def requantize(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+def requantize(in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """QUANTIZE int8 -> int8 (reference Requantize)."""
     mult, shift = quantize_multiplier(f32(in_scale) / f32(out_scale))
-    return _table(lambda x: mul_by_quantized_multiplier(x - in_zp, mult, shift) + out_zp)
+    return _table(lambda x: rounding.multiply(x - in_zp, mult, shift) + out_zp)
 
 
-def relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+def relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+         rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """RELU: rescale to the output, then clamp at the output's zero."""
     mult, shift = quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
     lo = max(-128, out_zp)
-    return _table(lambda x: max(lo, out_zp + mul_by_quantized_multiplier(x - in_zp, mult, shift)))
+    return _table(lambda x: max(lo, out_zp + rounding.multiply(x - in_zp, mult, shift)))
 
 
 def relu6(in_scale: float, in_zp: int) -> np.ndarray:
@@ -40,7 +42,8 @@ def relu6(in_scale: float, in_zp: int) -> np.ndarray:
     return _table(lambda x: min(six, max(in_zp, x)))
 
 
-def leaky_relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float) -> np.ndarray:
+def leaky_relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float,
+               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """LEAKY_RELU: identity and alpha multipliers from float32 products, as TFLM's Prepare computes them."""
     s_in, s_out, a = np.float32(in_scale), np.float32(out_scale), np.float32(alpha)
     m_alpha, sh_alpha = quantize_multiplier(float(s_in * a / s_out))
@@ -51,8 +54,8 @@ def leaky_relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha
     def f(x: int) -> int:
         v = x - in_zp
         if v >= 0:
-            return out_zp + mul_by_quantized_multiplier(v, m_id, sh_id)
-        scaled = mul_by_quantized_multiplier(v, m_alpha, sh_alpha)
+            return out_zp + rounding.multiply(v, m_id, sh_id)
+        scaled = rounding.multiply(v, m_alpha, sh_alpha)
         return out_zp + (-scaled if negative else scaled)
     return _table(f)
 
@@ -133,7 +136,8 @@ def _sigmoid_params(in_scale: float) -> tuple[int, int, int]:
     return multiplier, left_shift, radius
 
 
-def _sigmoid_table(in_scale: float, in_zp: int, q4_function, out_shift: int, out_offset: int) -> np.ndarray:
+def _sigmoid_table(in_scale: float, in_zp: int, q4_function, out_shift: int, out_offset: int,
+                   rounding: Rounding) -> np.ndarray:
     """LOGISTIC and TANH share TFLM's int8 path: saturate outside the radius, else a Q4 input into the Q0.31
     function, rounded down to the output's bits."""
     multiplier, left_shift, radius = _sigmoid_params(in_scale)
@@ -144,19 +148,19 @@ def _sigmoid_table(in_scale: float, in_zp: int, q4_function, out_shift: int, out
             return -128
         if v >= radius:
             return 127
-        q4 = mul_by_quantized_multiplier(v, multiplier, left_shift)
+        q4 = rounding.multiply(v, multiplier, left_shift)
         return rounding_divide_by_pot(q4_function(q4), out_shift) + out_offset
     return _table(f)
 
 
-def logistic(in_scale: float, in_zp: int) -> np.ndarray:
+def logistic(in_scale: float, in_zp: int, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """LOGISTIC: output fixed at scale 1/256, zero point -128."""
-    return _sigmoid_table(in_scale, in_zp, _logistic_q4, 31 - 8, -128)
+    return _sigmoid_table(in_scale, in_zp, _logistic_q4, 31 - 8, -128, rounding)
 
 
-def tanh(in_scale: float, in_zp: int) -> np.ndarray:
+def tanh(in_scale: float, in_zp: int, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """TANH: output fixed at scale 1/128, zero point 0."""
-    return _sigmoid_table(in_scale, in_zp, _tanh_q4, 31 - 7, 0)
+    return _sigmoid_table(in_scale, in_zp, _tanh_q4, 31 - 7, 0, rounding)
 
 
 # ---- HARD_SWISH: int16 fixed point ----

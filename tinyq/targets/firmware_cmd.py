@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import Preprocessing, PreprocessingKind, default_preprocessing, preprocess
+from ..engine import Rounding
 from ..userdata import load_data
 from ..errors import BuildError, TinyqError
 from ..native import Workers
@@ -21,6 +22,7 @@ from ..report import target_section
 from ..runtimes import run_tflm
 from ..verify import quantize_input
 from .cortex_m import measure_cortex_m, profile_ops
+from .firmware import build_library, run_library
 from .registry import get
 
 
@@ -61,10 +63,10 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
             n = min(images, len(ds.test_x))
             pre = _saved_preprocessing(report, ds.test_x)
             x = quantize_input(preprocess(ds.test_x[:n], tuple(q.input.shape[1:]), pre), q.input)
-        say(f"TFLM reference outputs for {n} test samples")
-        expected = run_tflm(q.tflite, x, workers).reshape(n, -1)
-        say(f"{target}: cross-compiling ({opt}) and running in QEMU")
+        single = report.get("rounding") == Rounding.SINGLE.value
         with tempfile.TemporaryDirectory(prefix="tinyq_fw_") as tmp:
+            expected = _reference_outputs(q, fw, x.reshape(n, -1), single, Path(tmp), say, workers)
+            say(f"{target}: cross-compiling ({opt}) and running in QEMU")
             m = measure_cortex_m(fw, Path(tmp) / target, x.reshape(n, -1), expected, opt=opt, progress=say,
                                  target=target, cycles=True)
             k = min(n, PipelineConfig.cortex_m_profile_images)
@@ -85,13 +87,26 @@ def run_firmware(out_dir: str | os.PathLike, target: str, data_path: str | None,
             ("instructions/inference", str(fig.instructions_per_inference)),
             ("modelled cycles/inference", "no cycle table for this core" if fig.cycles_per_inference is None
              else f"{fig.cycles_per_inference} ({fig.cycle_model})"),
-            ("bit-exact with TFLM", f"{m.bitexact_images} / {m.images} images"),
+            ("bit-exact with " + ("the single-rounding reference" if single else "TFLM"),
+             f"{m.bitexact_images} / {m.images} images"),
             ("per-op instructions, sum", "not measured" if profile is None else
              f"{profile.instructions:.0f} over {len(profile.ops)} kernel calls "
              f"({profile.bitexact_images} / {profile.images} images bit-exact)")]
     if changes:
         rows.append(("modified files (allowed)", ", ".join(f"{c.name} ({c.change})" for c in changes)))
     return rows
+
+
+def _reference_outputs(q, fw: Path, x: np.ndarray, single: bool, tmp: Path, say,
+                       workers: Workers | None = None) -> np.ndarray:
+    """What the target must give: TFLM's outputs, or for a folder made with --rounding single (whose golden vectors
+    pip TFLM cannot give) the folder's own C engine built on the host, as `tinyq convert` made them."""
+    if not single:
+        say(f"TFLM reference outputs for {len(x)} test samples")
+        return run_tflm(q.tflite, x.reshape((len(x),) + tuple(q.input.shape[1:])), workers).reshape(len(x), -1)
+    say(f"single rounding: reference outputs for {len(x)} test samples from the folder's C engine on the host")
+    library = build_library(fw, tmp / "host-lib")
+    return run_library(library, x, int(np.prod(q.output.shape[1:])), workers)
 
 
 def _saved_preprocessing(report: dict, samples) -> Preprocessing:

@@ -226,11 +226,20 @@ void tq_dw_conv(const tq_dw_params *p, const int8_t *input, int8_t *output)
 
 /* Channel sum (doubled, offset folded) to int8: the fused requantization of tq_requant.h for 2x with c doubled,
    so that the borrow of its -[x < 0] * 2^31 becomes -[x < 0] on the high word; q = (c lo, c hi, mult, r). */
+#if TQ_SINGLE_ROUNDING
+/* Single rounding: no sign correction (tq_requantize_fused's single form with c doubled). */
+TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
+{
+    const int32_t hi = (int32_t)((TQ_FUSED_CONSTANT(q) + (int64_t)acc * q[2]) >> 32);
+    return tq_sat_s8(hi >> (q[3] & 0xFF));
+}
+#else
 TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
 {
     const int32_t hi = (int32_t)((TQ_FUSED_CONSTANT(q) + (int64_t)acc * q[2]) >> 32) + (acc < 0 ? -1 : 0);
     return tq_sat_s8(hi >> (q[3] & 0xFF));
 }
+#endif
 
 #if TQ_DSP_ASM
 /* One tap: the input word at r9 (+ at), the group's next two weight words, four SMLAxy into r0..r3. */
@@ -244,7 +253,16 @@ TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
     "smlabb r1, r4, r8, r1\n\t"                                                                                \
     "smlatt r3, r4, r8, r3\n\t"
 #define DW3_ROW DW3_TAP("") DW3_TAP(", r11") DW3_TAP(", r11, lsl #1")
-/* dw3_requant of channel sum `a` with the record at r10 (one LDM), stored at lr++. */
+/* dw3_requant of channel sum `a` with the record at r10 (one LDM), stored at lr++ (single rounding: without the
+   sign correction). */
+#if TQ_SINGLE_ROUNDING
+#define DW3_REQ(a)                                                                                             \
+    "ldm r10!, {r4, r5, r6, r8}\n\t"                                                                           \
+    "smlal r4, r5, " a ", r6\n\t"                                                                              \
+    "asr r5, r5, r8\n\t"                                                                                       \
+    "ssat r5, #8, r5\n\t"                                                                                      \
+    "strb r5, [lr], #1\n\t"
+#else
 #define DW3_REQ(a)                                                                                             \
     "ldm r10!, {r4, r5, r6, r8}\n\t"                                                                           \
     "smlal r4, r5, " a ", r6\n\t"                                                                              \
@@ -252,6 +270,7 @@ TQ_INLINE int32_t dw3_requant(int32_t acc, const int32_t *q)
     "asr r5, r5, r8\n\t"                                                                                       \
     "ssat r5, #8, r5\n\t"                                                                                      \
     "strb r5, [lr], #1\n\t"
+#endif
 
 /* Every group of one output pixel as one assembly loop over the stream: biases by one LDM into the four sums,
    nine taps, four requantizations; the last record's flag ends it. Registers are fixed so the LDMs fill them in

@@ -30,13 +30,24 @@ void tq_add(const tq_add_params *p, const int8_t *input1, const int8_t *input2, 
    SMMLAR(2s, m, acc) = acc + h, the output zero point folded into acc; the generator checks that 2s and acc + h
    fit int32. */
 
-/* The requantized sum of one element plus the output zero point, before the activation clamp. */
+/* The requantized sum of one element plus the output zero point, before the activation clamp. Single rounding
+   (tq_requant.h): floor((s * m + 2^(30 + r)) / 2^(31 + r)) + zero point; with the same acc, 2^(r-1) + zero point *
+   2^r, that is (acc + floor(2s * m / 2^32)) >> r, as acc * 2^32 is a multiple of 2^(31 + r) for r >= 1: the
+   truncating SMMLA and no sign correction. */
+#if TQ_SINGLE_ROUNDING
+static inline int32_t add_one(const int32_t *t1, const int32_t *t2, int8_t x1, int8_t x2, int32_t m, int32_t acc,
+                              int32_t shift)
+{
+    return tq_smmla(t1[x1] + t2[x2], m, acc) >> shift;
+}
+#else
 static inline int32_t add_one(const int32_t *t1, const int32_t *t2, int8_t x1, int8_t x2, int32_t m, int32_t acc,
                               int32_t shift)
 {
     const int32_t s2 = t1[x1] + t2[x2];
     return (tq_smmlar(s2, m, acc) - (int32_t)((uint32_t)s2 >> 31)) >> shift;
 }
+#endif
 
 /* The element loop of both kernels; `clamp` is a constant at each call: the activation range narrower than int8's
    (else a saturation to 8 bits). */

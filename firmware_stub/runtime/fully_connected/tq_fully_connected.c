@@ -308,28 +308,46 @@ static void tq_fc_pairs3_v6m(int32_t c[11])
    with 0 <= mh < 2^15) is summed from four 16 x 16-bit products that each fit 32 bits: xl * ml unsigned, xl * mh
    in [0, 2^31), xh * ml signed, xh * mh; the middle two added at bit 16 with carries, the first unsigned, the
    second sign-extended. */
+#define TQ_V6M_PRODUCT                                                                                         \
+    "uxth %[xl], %[xh]\n\t"                                                                                    \
+    "asr %[xh], %[xh], #16\n\t"                                                                                \
+    "uxth %[ml], %[mh]\n\t"                                                                                    \
+    "lsr %[mh], %[mh], #16\n\t"                                                                                \
+    "mov %[lo], %[xl]\n\t"                                                                                     \
+    "mul %[lo], %[ml]\n\t"                                                                                     \
+    "mov %[hi], %[xh]\n\t"                                                                                     \
+    "mul %[hi], %[mh]\n\t"                                                                                     \
+    "mul %[xl], %[mh]\n\t"                                                                                     \
+    "mul %[xh], %[ml]\n\t"                                                                                     \
+    "lsl %[ml], %[xl], #16\n\t"                                                                                \
+    "lsr %[xl], %[xl], #16\n\t"                                                                                \
+    "add %[lo], %[lo], %[ml]\n\t"                                                                              \
+    "adc %[hi], %[xl]\n\t"                                                                                     \
+    "lsl %[ml], %[xh], #16\n\t"                                                                                \
+    "asr %[xh], %[xh], #16\n\t"                                                                                \
+    "add %[lo], %[lo], %[ml]\n\t"                                                                              \
+    "adc %[hi], %[xh]"
+
+#if TQ_SINGLE_ROUNDING
+/* Single rounding (tq_requant.h): c + x * m without the sign correction. */
 static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uint32_t c_hi, int32_t shift_high)
 {
     uint32_t xl, ml, lo, hi, t_lo, t_hi;
     int32_t xh = x, mh = m;
-    __asm__("uxth %[xl], %[xh]\n\t"
-            "asr %[xh], %[xh], #16\n\t"
-            "uxth %[ml], %[mh]\n\t"
-            "lsr %[mh], %[mh], #16\n\t"
-            "mov %[lo], %[xl]\n\t"
-            "mul %[lo], %[ml]\n\t"
-            "mov %[hi], %[xh]\n\t"
-            "mul %[hi], %[mh]\n\t"
-            "mul %[xl], %[mh]\n\t"
-            "mul %[xh], %[ml]\n\t"
-            "lsl %[ml], %[xl], #16\n\t"
-            "lsr %[xl], %[xl], #16\n\t"
-            "add %[lo], %[lo], %[ml]\n\t"
-            "adc %[hi], %[xl]\n\t"
-            "lsl %[ml], %[xh], #16\n\t"
-            "asr %[xh], %[xh], #16\n\t"
-            "add %[lo], %[lo], %[ml]\n\t"
-            "adc %[hi], %[xh]"
+    __asm__(TQ_V6M_PRODUCT
+            : [xh] "+l"(xh), [mh] "+l"(mh), [xl] "=&l"(xl), [ml] "=&l"(ml), [lo] "=&l"(lo), [hi] "=&l"(hi)
+            :
+            : "cc");
+    t_lo = c_lo + lo;
+    t_hi = c_hi + hi + (t_lo < lo ? 1u : 0u);
+    return (int32_t)t_hi >> shift_high;
+}
+#else
+static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uint32_t c_hi, int32_t shift_high)
+{
+    uint32_t xl, ml, lo, hi, t_lo, t_hi;
+    int32_t xh = x, mh = m;
+    __asm__(TQ_V6M_PRODUCT
             : [xh] "+l"(xh), [mh] "+l"(mh), [xl] "=&l"(xl), [ml] "=&l"(ml), [lo] "=&l"(lo), [hi] "=&l"(hi)
             :
             : "cc");
@@ -337,6 +355,7 @@ static inline int32_t requant_fused_v6m(int32_t x, int32_t m, uint32_t c_lo, uin
     t_hi = c_hi + hi + (t_lo < lo ? 1u : 0u);
     return (int32_t)(t_hi - (((uint32_t)x & ~t_lo) >> 31)) >> shift_high;
 }
+#endif
 
 /* One column of four rows on ARMv6-M: the input x (r0) by LDRSB at index r2 from r3, each row's weight (r1) by
    LDRSB at the same index from the rows' bases r4, r6, r7, r5, MUL and an ADD into the row's sum (r8..r11). */

@@ -123,6 +123,16 @@ static int32_t count_leading_zeros(uint32_t x)
     return n;
 }
 
+/* A row's difference from its maximum in Q5.26: MultiplyByQuantizedMultiplierGreaterThanOne, which is the doubling
+   high multiply of diff << left under double rounding and the single-rounding MultiplyByQuantizedMultiplier
+   under TQ_SINGLE_ROUNDING (tq_requant.h). A macro: the double form expands to the very expression the kernel had,
+   so its code is unchanged. */
+#if TQ_SINGLE_ROUNDING
+#define TQ_RESCALE_DIFF(diff, p) tq_requantize_lr((diff), (p)->input_multiplier, (p)->input_left_shift, 0)
+#else
+#define TQ_RESCALE_DIFF(diff, p) srdhm((int32_t)((uint32_t)(diff) << (p)->input_left_shift), (p)->input_multiplier)
+#endif
+
 void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
 {
     int32_t r, c;
@@ -138,7 +148,7 @@ void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
         for (c = 0; c < p->depth; c++) {
             const int32_t diff = (int32_t)in[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t rescaled = srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+                const int32_t rescaled = TQ_RESCALE_DIFF(diff, p);
                 sum_of_exps += saturating_rounding_mul_by_pot(exp_on_negative_values(rescaled), -ACCUM_INTEGER_BITS);
             }
         }
@@ -149,7 +159,7 @@ void tq_softmax(const tq_softmax_params *p, const int8_t *input, int8_t *output)
         for (c = 0; c < p->depth; c++) {
             const int32_t diff = (int32_t)in[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t rescaled = srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+                const int32_t rescaled = TQ_RESCALE_DIFF(diff, p);
                 const int32_t exp_in_0 = exp_on_negative_values(rescaled);
                 const int32_t unsat = rounding_divide_by_pot(srdhm(shifted_scale, exp_in_0), num_bits_over_unit + 31 - 8);
                 out[c] = tq_clamp_s8(unsat - 128, -128, 127);

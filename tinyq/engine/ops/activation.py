@@ -51,11 +51,11 @@ def _logistic(ctx: LowerContext, op: Operator, i: Tensor, o: Tensor) -> np.ndarr
     if o.zero_points[0] != -128:
         raise ctx.fail(op, f"int8 logistic output must have zero point -128 (TFLM's requirement), has "
                            f"{o.zero_points[0]}")
-    return lut.logistic(*_q(i))
+    return lut.logistic(*_q(i), ctx.rounding)
 
 
 def _leaky_relu(ctx: LowerContext, op: Operator, i: Tensor, o: Tensor) -> np.ndarray:
-    return lut.leaky_relu(*_q(i), *_q(o), ctx.options(op, LeakyReluOptions).alpha)
+    return lut.leaky_relu(*_q(i), *_q(o), ctx.options(op, LeakyReluOptions).alpha, ctx.rounding)
 
 
 def _leaky_relu_check(g: Graph, op: Operator) -> str | None:
@@ -73,11 +73,11 @@ _ONE_IN = OpSpec((1, 1), same_dtype=(0,), check=same_shape_check)
 
 OPS = (
     _table_op(BuiltinOperator.LOGISTIC, _logistic, spec=_ONE_IN),
-    _table_op(BuiltinOperator.TANH, lambda ctx, op, i, o: lut.tanh(*_q(i)), spec=_ONE_IN),
+    _table_op(BuiltinOperator.TANH, lambda ctx, op, i, o: lut.tanh(*_q(i), ctx.rounding), spec=_ONE_IN),
     _table_op(BuiltinOperator.HARD_SWISH, lambda ctx, op, i, o: lut.hard_swish(*_q(i), *_q(o)), spec=_ONE_IN),
     _table_op(BuiltinOperator.LEAKY_RELU, _leaky_relu, lambda o: LeakyReluOptions(float(o.alpha)),
               OpSpec((1, 1), options="LeakyReluOptionsT", options_required=True, same_dtype=(0,),
                      check=_leaky_relu_check)),
-    _table_op(BuiltinOperator.RELU, lambda ctx, op, i, o: lut.relu(*_q(i), *_q(o)), spec=_ONE_IN),
+    _table_op(BuiltinOperator.RELU, lambda ctx, op, i, o: lut.relu(*_q(i), *_q(o), ctx.rounding), spec=_ONE_IN),
     _table_op(BuiltinOperator.RELU6, lambda ctx, op, i, o: lut.relu6(*_q(i)), spec=_ONE_IN),
 )

@@ -86,7 +86,7 @@ class KernelRule:
 
     `extents(fields, arrays)` gives the bytes read per input, bytes written and elements indexed of each constant
     array (pointer-field order), or None for the tensors' sizes; `overflow(fields, arrays)` what could overflow
-    int32 over every int8 input, or None; `choose(fields, arrays, name)` the specialised variant, or None;
+    int32 over every int8 input, or None; `choose(fields, arrays, name, rounding)` the specialised variant, or None;
     `recompute(graph, op, call, inputs, flat)` one output element under each rounding rule."""
 
     kernel: str
@@ -94,7 +94,7 @@ class KernelRule:
     pointer_fields: tuple[str, ...] = ()
     extents: Callable[[Mapping[str, int], Mapping[str, np.ndarray]], Extents | None] | None = None
     overflow: Callable[[Mapping[str, int], Mapping[str, np.ndarray]], str | None] | None = None
-    choose: Callable[[Mapping[str, int], Mapping[str, ConstArray], str], Variant | None] | None = None
+    choose: Callable[..., Variant | None] | None = None  # (fields, arrays, name, rounding)
     recompute: Callable[..., Element] | None = None
 
 

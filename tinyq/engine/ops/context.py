@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import UnsupportedOpError
-from ..fixedpoint import f32, quantize_multiplier, round_half_away
+from ..fixedpoint import Rounding, f32, quantize_multiplier, round_half_away
 from ..graph import Activation, Graph, Operator, Padding, Tensor
 from .base import ConstArray, KernelCall, KernelRule
 
@@ -89,8 +89,9 @@ def int32_values(values: np.ndarray, where: str) -> np.ndarray:
 class LowerContext:
     """One graph's lowering state shared by the families: the graph, and operand checks that raise naming the op."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, rounding: Rounding = Rounding.DOUBLE) -> None:
         self.g = graph
+        self.rounding = Rounding(rounding)  # the requantization rule tables and fused constants follow
 
     def fail(self, op: Operator, what: str) -> UnsupportedOpError:
         return UnsupportedOpError(f"{self.g.where(op)}: {what}")

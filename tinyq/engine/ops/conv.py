@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..fixedpoint import Rounding
 from ..graph import Activation, ConvOptions, Graph, Operator, Padding
 from ..schema import BuiltinOperator
 from .base import (ConstArray, Element, KernelCall, KernelRule, OpDef, OpSpec, Variant, bias_check, enum_field,
@@ -86,7 +87,8 @@ def shallow_weights(weights: np.ndarray, out_c: int) -> np.ndarray:
     return np.ascontiguousarray(packed & 0xFFFFFFFF).astype(np.uint32).view(np.int32).reshape(-1)
 
 
-def shallow_requant(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
+def shallow_requant(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, output_offset: int,
+                    rounding: Rounding = Rounding.DOUBLE) -> np.ndarray | None:
     """Per output channel (an odd count completed by a copy of the last row) the constants of tq_requantize_fused:
     the 64-bit c (requant.fused_constant) as low and high words, bias, multiplier, r - 1 for the right shift
     r = -shift, and INT32_MIN ([(out_c + 1) / 2 * 2][6] int32); None unless every channel has the fused form."""
@@ -94,7 +96,7 @@ def shallow_requant(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, outpu
     rows = np.zeros(((out_c + 1) // 2 * 2, SHALLOW_ROW), dtype=np.int64)
     for ch in range(out_c):
         m, s = int(mult[ch]), int(shift[ch])
-        c = fused_constant(m, s, output_offset)
+        c = fused_constant(m, s, output_offset, rounding)
         if c is None:
             return None
         rows[ch] = (c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(bias[ch]) & 0xFFFFFFFF, m, -s - 1, 1 << 31)
@@ -111,12 +113,13 @@ def tap_offsets(fields: Mapping[str, int]) -> np.ndarray:
     return off.reshape(-1).astype(np.int32)
 
 
-def choose_shallow(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose_shallow(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+                   rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_conv2d_shallow for an input of 1 to 3 channels whose requantization fits the fused form, else None."""
     if fields["in_c"] > SHALLOW_MAX_IN_C:
         return None
     requant = shallow_requant(arrays["bias"].values, arrays["mult"].values, arrays["shift"].values,
-                              fields["output_offset"])
+                              fields["output_offset"], rounding)
     if requant is None:
         return None
     out_c = fields["out_c"]
@@ -141,14 +144,15 @@ def is_pointwise(fields: Mapping[str, int]) -> bool:
             and fields["in_c"] % 4 == 0 and fields["input_offset"] == 0)
 
 
-def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+           rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """The shallow-input variant where it applies, else the 2x2-block matrix-product variant, or None (generic
     kernel) when the requantization's multipliers or shifts are outside what its division-free form handles
     exactly."""
     mult, shift = arrays["mult"].values, arrays["shift"].values
     if (mult < 0).any() or (shift < SHIFT_RANGE[0]).any() or (shift > SHIFT_RANGE[1]).any():
         return None
-    shallow = choose_shallow(fields, arrays, name)
+    shallow = choose_shallow(fields, arrays, name, rounding)
     if shallow is not None:
         return shallow
     out_c = fields["out_c"]
@@ -156,7 +160,7 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
     packed = pair_weights(arrays["weights"].values, out_c, k_padded)
     weights = ConstArray(f"{name}_weights_mm", "int8_t", packed)
     bias, shift = arrays["bias"].values, arrays["shift"].values
-    rows = shallow_requant(bias, mult, shift, fields["output_offset"])
+    rows = shallow_requant(bias, mult, shift, fields["output_offset"], rounding)
     fused = rows is not None
     if not fused:
         rows = requant_rows(bias, mult, shift)

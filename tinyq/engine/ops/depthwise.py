@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..fixedpoint import Rounding
 from ..graph import MAX_WINDOW, Activation, ConvOptions, Graph, Operator, Padding
 from ..schema import BuiltinOperator
 from .base import ConstArray, KernelRule, OpDef, OpSpec, Variant, bias_check, enum_field, window_check
@@ -42,15 +43,15 @@ def grouped_weights(weights: np.ndarray, taps: int, channels: int) -> np.ndarray
     return np.ascontiguousarray((lo | (hi << 16)).astype(np.int32)).reshape(-1)
 
 
-def requant_records(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
-                    output_offset: int) -> tuple[np.ndarray, bool]:
+def requant_records(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, output_offset: int,
+                    rounding: Rounding = Rounding.DOUBLE) -> tuple[np.ndarray, bool]:
     """Per channel the record (c low word, c high word, mult, r - 1, bias) of tq_requantize_fused, the output
     offset folded into c (requant.fused_constant), as int32 [channels][REQUANT_SIZE]; a channel without the fused
     form gets (shift, 0, mult, -1, bias) for the two-step tq_requantize. Also whether every channel is fused."""
     rows = np.zeros((len(bias), REQUANT_SIZE), np.int64)
     fused = True
     for ch, (b, m, s) in enumerate(zip(bias.tolist(), mult.tolist(), shift.tolist())):
-        c = fused_constant(int(m), int(s), output_offset)
+        c = fused_constant(int(m), int(s), output_offset, rounding)
         if c is None:
             fused = False
             rows[ch] = (s, 0, m, -1, b)
@@ -60,7 +61,7 @@ def requant_records(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
 
 
 def dw3_stream(weights: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, input_offset: int,
-               output_offset: int) -> np.ndarray | None:
+               output_offset: int, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray | None:
     """The 3x3 kernels' stream, int32 [channels / 4][GROUP_WORDS]: per group the four sums' start values
     2 * (bias + input_offset * sum of the channel's weights), the nine taps' doubled weights as grouped_weights
     lays them out, and per channel (c lo, c hi, mult, r) with c = 2 * fused_constant, LAST set in the final r.
@@ -77,7 +78,7 @@ def dw3_stream(weights: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: n
     start = 2 * (bias.astype(np.int64) + input_offset * w.sum(axis=0))
     records = np.zeros((channels, 4), np.int64)
     for ch, (m, s) in enumerate(zip(mult.tolist(), shift.tolist())):
-        c = fused_constant(int(m), int(s), output_offset)
+        c = fused_constant(int(m), int(s), output_offset, rounding)
         if c is None or abs(2 * c) >= 1 << 61:
             return None
         records[ch] = ((2 * c) & 0xFFFFFFFF, ((2 * c) >> 32) & 0xFFFFFFFF, m, -s)
@@ -96,7 +97,8 @@ def _inside(fields: Mapping[str, int]) -> bool:
         and (fields["out_w"] - 1) * fields["stride_w"] + 3 <= fields["in_w"]
 
 
-def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+           rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_dw_conv3x3(_pad) / tq_dw_conv for depth multiplier 1 without dilation; None (the generic kernel) else."""
     if fields["depth_multiplier"] != 1 or fields["dil_h"] != 1 or fields["dil_w"] != 1:
         return None
@@ -108,7 +110,7 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
         return None
     if fields["k_h"] == 3 and fields["k_w"] == 3:
         stream = dw3_stream(arrays["weights"].values, arrays["bias"].values, mult, shift, fields["input_offset"],
-                            fields["output_offset"])
+                            fields["output_offset"], rounding)
         if stream is not None:
             inside = _inside(fields)
             clamp = int(fields["act_min"] > -128 or fields["act_max"] < 127)
@@ -119,7 +121,7 @@ def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: st
                            counts=(channels // GROUP * GROUP_WORDS,), scratch_bytes=0 if inside else 9 * channels)
     taps = fields["k_h"] * fields["k_w"]
     weights = ConstArray(f"{name}_weights_dw", "int32_t", grouped_weights(arrays["weights"].values, taps, channels))
-    records, _ = requant_records(arrays["bias"].values, mult, shift, fields["output_offset"])
+    records, _ = requant_records(arrays["bias"].values, mult, shift, fields["output_offset"], rounding)
     requant = ConstArray(f"{name}_requant_dw", "int32_t", records)
     return Variant("tq_dw_conv", "tq_dw_params",
                    fields=tuple((k, int(fields[k])) for k in _PARAMS) + (("channels", channels),),

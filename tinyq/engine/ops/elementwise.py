@@ -15,7 +15,7 @@ import numpy as np
 
 from fractions import Fraction
 
-from ..fixedpoint import INT32_MAX, f32, mul_by_quantized_multiplier, quantize_multiplier, round_half_away, wrap32
+from ..fixedpoint import INT32_MAX, Rounding, f32, quantize_multiplier, round_half_away, wrap32
 from ..graph import Activation, ActivationOptions, AddOptions, Graph, Operator
 from ..schema import BuiltinOperator
 from .base import (ConstArray, Element, KernelCall, KernelRule, OpDef, OpSpec, Rule, Variant, broadcast_check,
@@ -28,10 +28,12 @@ ADD_LEFT_SHIFT = 20
 TABLE_SIZE = 256  # one int32 per int8 input value, index x + 128
 
 
-def input_table(offset: int, mult: int, shift: int, left_shift: int) -> np.ndarray:
+def input_table(offset: int, mult: int, shift: int, left_shift: int,
+                rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """The generic tq_add's rescaled input for every int8 x, as int64 [256] indexed by x + 128: TFLite's
-    MultiplyByQuantizedMultiplier of (x + offset) << left_shift, wrapped to int32 as the C shift wraps."""
-    return np.array([mul_by_quantized_multiplier(wrap32((x + offset) << left_shift), mult, shift)
+    MultiplyByQuantizedMultiplier (under `rounding`) of (x + offset) << left_shift, wrapped to int32 as the C
+    shift wraps."""
+    return np.array([rounding.multiply(wrap32((x + offset) << left_shift), mult, shift)
                      for x in range(-128, 128)], np.int64)
 
 
@@ -49,12 +51,14 @@ def output_acc(mult: int, shift: int, output_offset: int, max_sum: int) -> int |
     return acc
 
 
-def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+           rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_add_lut (full int8 output range) or tq_add_lut_clamp (a fused activation narrows it) when the output
     rescale has output_acc's exact form; None (the generic kernel) else. The tables hold twice the generic's
-    rescaled inputs, so the kernel's SMMLAR yields the doubling high multiply with its rounding."""
+    rescaled inputs, so the kernel's SMMLAR yields the doubling high multiply with its rounding (single rounding:
+    SMMLA, the truncated high word, with the same accumulator; tq_elementwise.c)."""
     tables = [input_table(int(fields[f"in{k}_offset"]), int(fields[f"in{k}_mult"]), int(fields[f"in{k}_shift"]),
-                          int(fields["left_shift"])) for k in (1, 2)]
+                          int(fields["left_shift"]), rounding) for k in (1, 2)]
     max_sum = int(sum(np.abs(t).max() for t in tables))
     acc = output_acc(int(fields["out_mult"]), int(fields["out_shift"]), int(fields["out_offset"]), max_sum)
     if acc is None:

@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..fixedpoint import Rounding
 from ..graph import Activation, FullyConnectedOptions, Graph, Operator
 from ..schema import BuiltinOperator
 from .base import ConstArray, Element, KernelCall, KernelRule, OpDef, OpSpec, Variant, bias_check, enum_field
@@ -64,12 +65,13 @@ def stack(half: np.ndarray) -> np.ndarray:
 REQUANT_ROW = 4  # per output row: tq_requantize_fused's c as low and high words, the multiplier, right shift - 1
 
 
-def fused_requant(mult: np.ndarray, shift: np.ndarray, output_offset: int) -> np.ndarray | None:
+def fused_requant(mult: np.ndarray, shift: np.ndarray, output_offset: int,
+                  rounding: Rounding = Rounding.DOUBLE) -> np.ndarray | None:
     """Per output row the constants of tq_requantize_fused (output zero point folded into c), [out][4] int32, or
     None unless every row has the fused form (a right shift of at least 1, see requant.fused_constant)."""
     rows = []
     for m, sh in zip(mult.tolist(), shift.tolist()):
-        c = fused_constant(int(m), int(sh), output_offset)
+        c = fused_constant(int(m), int(sh), output_offset, rounding)
         if c is None:
             return None
         rows.append((c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, int(m), -int(sh) - 1))
@@ -85,11 +87,12 @@ def padded_rows(weights: np.ndarray) -> np.ndarray:
     return np.frombuffer(w.tobytes(), dtype="<i4").astype(np.int32)
 
 
-def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+           rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_fc_stacked4 with its stacked weights, else (weights stacked_halfwords rejects) tq_fc_rows4 with its padded
     rows; either with the fused requantization constants and an int16 scratch of one input row. None for the
     generic kernel where some row's requantization lacks the fused form."""
-    requant = fused_requant(arrays["mult"].values, arrays["shift"].values, fields["output_offset"])
+    requant = fused_requant(arrays["mult"].values, arrays["shift"].values, fields["output_offset"], rounding)
     if requant is None:
         return None
     in_depth, out_depth = fields["in_depth"], fields["out_depth"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from fractions import Fraction
 
-from ..fixedpoint import round_half_away, trunc_div
+from ..fixedpoint import Rounding, round_half_away, trunc_div
 from ..graph import Activation, Graph, Operator, Padding, PoolOptions
 from ..schema import BuiltinOperator
 from .base import ConstArray, Element, KernelCall, KernelRule, OpDef, OpSpec, Rule, Variant, enum_field, window_check
@@ -32,12 +32,14 @@ def _variant(kernel: str, fields: Mapping[str, int]) -> Variant:
     return Variant(kernel, "tq_pool_params", tuple((k, int(fields[k])) for k in FIELDS), (), (), ())
 
 
-def choose_max(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose_max(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+               rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_max_pool_c4 for every max pool: the window cut once per pixel, four channels per word."""
     return _variant("tq_max_pool_c4", fields)
 
 
-def choose_average(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str) -> Variant | None:
+def choose_average(fields: Mapping[str, int], arrays: Mapping[str, ConstArray], name: str,
+                   rounding: Rounding = Rounding.DOUBLE) -> Variant | None:
     """tq_global_average_pool when the window is the whole input; else tq_average_pool_c4 when a window's sum fits
     16-bit lanes; else None (the generic kernel)."""
     if is_global(fields):

@@ -12,6 +12,7 @@ OPS = (
     OpDef(BuiltinOperator.QUANTIZE, "quantize", OpSpec((1, 1), check=same_shape_check), None,
           lambda ctx, op: lower_table(ctx, op, lambda c, o, i, out: lut.requantize(i.scales[0], i.zero_points[0],
                                                                                     out.scales[0],
-                                                                                    out.zero_points[0]))),
+                                                                                    out.zero_points[0],
+                                                                                    c.rounding))),
     OpDef(BuiltinOperator.DEQUANTIZE, "quantize", OpSpec((1, 1), check=same_shape_check)),
 )

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..fixedpoint import mul_by_quantized_multiplier, round_half_away
+from ..fixedpoint import mul_by_quantized_multiplier, mul_by_quantized_multiplier_single, round_half_away
 from ..graph import Graph, Operator
 from .base import Rule
 
@@ -23,8 +23,7 @@ def multiply_double_rounding(x: int, multiplier: int, shift: int) -> int:
 
 def multiply_single_rounding(x: int, multiplier: int, shift: int) -> int:
     """The TFLITE_SINGLE_ROUNDING variant: one 64-bit product, one round-half-up shift."""
-    total = 31 - shift
-    return (x * multiplier + (1 << (total - 1))) >> total
+    return mul_by_quantized_multiplier_single(x, multiplier, shift)
 
 
 def rint_f32(value: float) -> int:

@@ -10,12 +10,12 @@ import numpy as np
 
 from ..fixedpoint import (INT32_MAX, quantize_multiplier, round_half_away, rounding_divide_by_pot,
                           saturating_rounding_mul_by_pot, srdhm, trunc_div, wrap32)
-from ..fixedpoint import f32
+from ..fixedpoint import Rounding, f32
 from ..graph import Graph, Operator, SoftmaxOptions
 from ..schema import BuiltinOperator
 from .base import Element, KernelCall, KernelRule, OpDef, OpSpec, Rule, same_shape_check
 from .context import LowerContext, fields_of
-from .rounding import clamp
+from .rounding import SINGLE, clamp
 
 SCALED_DIFF_INTEGER_BITS = 5
 MAX_DEPTH = (1 << 12) - 1  # each exponential is < 2^19 in the kernel's Q12.19 sum, which must fit int32
@@ -94,14 +94,17 @@ def _one_over_one_plus_x(a: int) -> int:
 
 
 def softmax_fixed_point(row: np.ndarray, multiplier: int, left_shift: int, diff_min: int,
-                        integer_bits: int = 5, accum_bits: int = 12) -> list[int]:
-    """One softmax row in gemmlowp fixed point, int8 in, int8 out (scale 1/256, zero point -128)."""
+                        integer_bits: int = 5, accum_bits: int = 12,
+                        rounding: Rounding = Rounding.DOUBLE) -> list[int]:
+    """One softmax row in gemmlowp fixed point, int8 in, int8 out (scale 1/256, zero point -128). The input
+    difference is rescaled by MultiplyByQuantizedMultiplierGreaterThanOne, the one step `rounding` changes."""
     top = int(row.max())
     exps = []
     for v in row.astype(np.int64):
         diff = int(v) - top
-        exps.append(None if diff < diff_min else
-                    _exp_on_negative_values(srdhm(wrap32(diff << left_shift), multiplier), integer_bits))
+        rescaled = (rounding.multiply(diff, multiplier, left_shift) if rounding is Rounding.SINGLE
+                    else srdhm(wrap32(diff << left_shift), multiplier))
+        exps.append(None if diff < diff_min else _exp_on_negative_values(rescaled, integer_bits))
     total = sum(saturating_rounding_mul_by_pot(e, -accum_bits) for e in exps if e is not None)
     headroom = 32 - total.bit_length() if total > 0 else 32
     scale = _one_over_one_plus_x(wrap32(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
@@ -117,6 +120,8 @@ def _recompute(graph: Graph, op: Operator, call: KernelCall, inputs: dict, flat:
     r, c = flat // depth, flat % depth
     row = inputs[op.inputs[0]].reshape(-1, depth)[r]
     fixed = softmax_fixed_point(row, f["input_multiplier"], f["input_left_shift"], f["diff_min"])[c]
+    single = softmax_fixed_point(row, f["input_multiplier"], f["input_left_shift"], f["diff_min"],
+                                 rounding=Rounding.SINGLE)[c]
     t_in = graph.tensors[op.inputs[0]]
     beta = op.options.beta
     logits = beta * float(np.float32(t_in.scales[0])) * (row.astype(np.float64) - row.max())
@@ -124,7 +129,8 @@ def _recompute(graph: Graph, op: Operator, call: KernelCall, inputs: dict, flat:
     exact = float(probs[c]) * 256.0 - 128.0
     rules = (Rule("fixed point, gemmlowp exp and reciprocal (TFLite reference, TFLM, tinyq C)", fixed),
              Rule("float, ties away from zero", clamp(round_half_away(exact), -128, 127)),
-             Rule("float, ties to even", clamp(int(np.rint(exact)), -128, 127)))
+             Rule("float, ties to even", clamp(int(np.rint(exact)), -128, 127)),
+             Rule(f"{SINGLE}: fixed point, the input rescale rounded once", single))
     return Element((r, c), rules, exact, None, f"row of {depth} inputs, maximum {int(row.max())}")
 
 
