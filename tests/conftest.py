@@ -76,8 +76,13 @@ def dataset():
 
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory):
-    """A fresh model cache for this run, shared by the fixtures and the CLI tests (which then reuse models)."""
-    path = tmp_path_factory.mktemp("model_cache")
+    """A fresh model cache for this run, shared by the fixtures and the CLI tests (which then reuse models), and
+    by pytest-xdist's workers (`-n 2`), which then train each demo model once between them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "model_cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("model_cache")
     old = os.environ.get(CACHE_ENV_VAR)
     os.environ[CACHE_ENV_VAR] = str(path)
     yield path

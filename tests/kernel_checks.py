@@ -11,10 +11,11 @@ from tinyq.targets import cortex_m, firmware
 from tinyq.quantize import QuantizeConfig, quantize
 
 QEMU_SAMPLES = 40
-HOST_BUILDS = pytest.mark.parametrize("opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False),
-                                                       ("-O1 -DTQ_EMULATE_DSP", True)],
-                                      ids=["simd-O3", "portable", "emulated-asan-ubsan"])
-QEMU_TARGETS = pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3"])
+HOST_BUILDS = pytest.mark.parametrize(
+    "opt,sanitize", [("-O3", False), ("-O2 -DTQ_PORTABLE", False),
+                     pytest.param("-O1 -DTQ_EMULATE_DSP", True, marks=pytest.mark.slow)],
+    ids=["simd-O3", "portable", "emulated-asan-ubsan"])
+QEMU_TARGETS = pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow)])
 
 
 def assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:

@@ -24,3 +24,8 @@ def stop_self(*_args):
             json.dump({"pid": os.getpid(), "time": time.time()}, f)
     os.kill(os.getpid(), signal.SIGSTOP)
     return None
+
+
+def echo_pid(value):
+    """The worker's pid and `value`: a call whose unpickling imports nothing heavy (timed tests warm up with it)."""
+    return os.getpid(), value

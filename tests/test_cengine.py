@@ -73,6 +73,7 @@ def test_demo_models_bitexact_with_tflm_on_full_test_set(which, request, tmp_pat
 
 @pytest.mark.integration
 @pytest.mark.parametrize("which", ["cnn", "mlp", "dsres"])
+@pytest.mark.slow
 def test_demo_models_bitexact_under_address_and_ub_sanitizers(which, request, tmp_path):
     q = request.getfixturevalue(f"{which}_q")
     r = request.getfixturevalue(f"{which}_verify")

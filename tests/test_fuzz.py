@@ -78,6 +78,7 @@ def test_structure_aware_mutants_of_every_op_family_give_typed_errors(synthetic_
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_accepted_structure_aware_mutants_run_clean_under_sanitizers(synthetic_outcomes, tmp_path):
     chosen = {}
     for o in synthetic_outcomes:
@@ -95,6 +96,7 @@ def test_mutants_are_reproducible_from_their_seed(seeds):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_accepted_mutants_run_clean_under_address_and_ub_sanitizers(outcomes, tmp_path):
     """One build per distinct generated engine, for the first accepted mutants of each seed model."""
     chosen = {}

@@ -214,7 +214,8 @@ def _qemu_samples(target: str) -> int:
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])  # DSP, ARMv7-M, ARMv6-M
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow),
+                                    "cortex-m0"])  # DSP, ARMv7-M, ARMv6-M
 def test_fc_bitexact_in_qemu(fc_case, target, tmp_path):
     folder, xs, tflm = fc_case
     check_qemu(folder, xs, tflm, tmp_path / "build", target, _qemu_samples(target))
@@ -229,7 +230,7 @@ def test_fc_rows_bitexact_on_host(rows_case, opt, sanitize, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow), "cortex-m0"])
 def test_fc_rows_bitexact_in_qemu(rows_case, target, tmp_path):
     folder, xs, tflm = rows_case
     check_qemu(folder, xs, tflm, tmp_path / "build", target, _qemu_samples(target))

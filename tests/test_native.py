@@ -350,7 +350,8 @@ def small_files(tmp_path_factory):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("model, extra", [("small.keras", []), ("small.tflite", ["--no-analysis"])],
+@pytest.mark.parametrize("model, extra", [("small.keras", []), pytest.param("small.tflite", ["--no-analysis"],
+                                                                           marks=pytest.mark.slow)],
                          ids=["keras", "tflite"])
 def test_no_native_kernels_run_in_tinyqs_process(small_files, tmp_path, model, extra):
     code, err, report, _ = run_tinyq(tmp_path, ["--quiet", "convert", str(small_files / model), "--data",
@@ -380,6 +381,7 @@ def _one_error_line(code: int, err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_lstm_that_crashes_the_converter_in_preflight_is_one_line(tmp_path):
     _lstm_files(tmp_path)
     code, err, report, _ = run_tinyq(tmp_path, ["--quiet", "convert", "lstm.keras", "--data", "x.npz", "--out", "d"])
@@ -424,6 +426,7 @@ def test_a_worker_that_stops_responding_ends_the_run_at_its_limit(small_files, t
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_firmware_timeout_limits_its_tflm_reference_run(small_files, tmp_path):
     """`tinyq firmware --timeout`: a TFLM reference run that stops responding ends the command at the limit with
     one line, and report.json is left as it was."""
@@ -446,12 +449,12 @@ def test_stopped_worker_times_out_and_the_next_call_gets_a_new_one():
     import native_hooks
 
     with native.Workers(timeout=1.5) as w:
-        first, _ = w.call(native.Runtime.TFLM, "warm-up", echo_pid, 1)
+        first, _ = w.call(native.Runtime.TFLM, "warm-up", native_hooks.echo_pid, 1)
         start = time.monotonic()
         with pytest.raises(NativeTimeout, match=r"^TFLM did not finish a stopped call within its time limit of 1.5 s"):
             w.call(native.Runtime.TFLM, "a stopped call", native_hooks.stop_self)
         assert 1.5 <= time.monotonic() - start < 4
-        second, value = w.call(native.Runtime.TFLM, "after", echo_pid, 2)
+        second, value = w.call(native.Runtime.TFLM, "after", native_hooks.echo_pid, 2)
         assert value == 2 and second != first
 
 
@@ -478,6 +481,7 @@ def test_commands_without_a_timeout_get_one_and_its_expiry_is_one_line():
     assert str(err.value) == "sleep did not finish within 0.5 s and was killed: sleep 30"
 
 
+@pytest.mark.slow
 def test_a_model_the_worker_cannot_load_is_converted_there_from_a_saved_model(monkeypatch):
     import tensorflow as tf
 

@@ -150,7 +150,7 @@ def _assert_bitexact(outs: np.ndarray, tflm: np.ndarray) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+@pytest.mark.parametrize("sanitize", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["O2", "asan-ubsan"])
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
 def test_family_bitexact_with_tflm_on_host(family, sanitize, emitted, tmp_path):
     e = emitted[family.name]

@@ -356,7 +356,7 @@ def tflm_outputs(random_models) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+@pytest.mark.parametrize("sanitize", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["O2", "asan-ubsan"])
 def test_random_layouts_bitexact_with_tflm(random_models, tflm_outputs, tmp_path, sanitize):
     host = engine_host.build(random_models, tmp_path, ONE_BUILD, sanitize=sanitize)
     elements = 0
@@ -379,7 +379,7 @@ def _random_tile(rng, q) -> bytes:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+@pytest.mark.parametrize("sanitize", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["O2", "asan-ubsan"])
 def test_random_tiles_match_numpy(tmp_path, sanitize):
     """TILE against np.tile (pip TFLM has no TILE kernel to compare with)."""
     rng = np.random.default_rng(22)

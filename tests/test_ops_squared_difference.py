@@ -95,7 +95,7 @@ def test_an_overflowing_output_scale_is_refused():
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sanitize", [False, True], ids=["O2", "asan-ubsan"])
+@pytest.mark.parametrize("sanitize", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["O2", "asan-ubsan"])
 def test_every_pair_bitexact_with_tflm(models, tmp_path, sanitize):
     from tinyq import emit, verify
     from tinyq import runtimes

@@ -53,6 +53,7 @@ def test_wheel_holds_templates_and_firmware_sources(wheel):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_wheel_in_a_fresh_venv_converts_and_builds(wheel, tmp_path, model_cache):
     """--system-site-packages lends the venv TensorFlow and friends; tinyq itself must come from the wheel."""
     venv = tmp_path / "venv"

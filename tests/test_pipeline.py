@@ -189,6 +189,7 @@ def test_demo_report_html_renders_in_headless_chromium(demo, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_demo_retrained_from_scratch_is_byte_identical(tmp_path, cnn_q):
     out = tmp_path / "again"
     assert cli.main(["--quiet", "demo", "--no-cache", "--no-c-engine", "--no-cortex-m", "--no-analysis",

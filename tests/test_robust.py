@@ -499,7 +499,8 @@ def test_a_quiet_child_and_its_children_die_with_tinyq(sig):
 
 @pytest.mark.integration
 @pytest.mark.qemu
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGKILL],
+                         ids=["SIGTERM", "SIGKILL"])
 def test_killed_firmware_run_leaves_no_children_and_the_output_whole(emitted, tmp_path, sig):
     out = _copy(emitted, tmp_path)
     before = _contents(out)

@@ -97,7 +97,7 @@ def test_diff_names_the_rule_each_runtime_follows(runs):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("mode", ["double", "single"])
+@pytest.mark.parametrize("mode", [pytest.param("double", marks=pytest.mark.slow), "single"])
 def test_cortex_m4_matches_its_mode_in_qemu(runs, mode):
     """`tinyq firmware` builds the folder for the M4 and compares with TFLM (double) or with the folder's C engine
     on the host (single); the golden vectors pass in both."""

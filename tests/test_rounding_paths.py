@@ -56,7 +56,7 @@ def test_single_rounding_on_the_host_builds(case, opt, sanitize, tmp_path):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m3", "cortex-m0"])
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow), "cortex-m0"])
 def test_single_rounding_in_qemu(case, target, tmp_path):
     folder, x, single, _ = case
     check_qemu(folder, x, single, tmp_path / target, target, samples=SAMPLES)
