@@ -7,6 +7,7 @@ the fixtures use are imported inside the fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -65,6 +66,32 @@ def pytest_sessionfinish(session, exitstatus):
             reporter.write_line("FAILED fast lane: tensorflow was imported (the fast lane must not need it)",
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_converter(request):
+    """Conversions a test runs without workers of its own share one converter worker per test process, so
+    TensorFlow is imported there once, not once per conversion (about 8 s each); a crashed or stopped worker is
+    replaced as in any session, and calls with their own workers or time limit keep them."""
+    if _fast_lane(request.config):
+        yield None
+        return
+    from tinyq import native, quantize
+
+    real = quantize.session
+    shared = native.Workers()
+
+    @contextlib.contextmanager
+    def session(workers=None, timeout=None):
+        with real(shared if workers is None and timeout is None else workers, timeout) as w:
+            yield w
+
+    quantize.session = session
+    try:
+        yield shared
+    finally:
+        quantize.session = real
+        shared.close()
 
 
 @pytest.fixture(scope="session")

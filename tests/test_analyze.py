@@ -84,6 +84,7 @@ def test_dynamic_range_of_a_model_with_only_small_weights_is_plain_float_and_tfl
     assert dynamic.note.startswith("weights: ") and "int8" not in dynamic.note and "float32" in dynamic.note
 
 
+@pytest.mark.slow
 def test_report_html_is_byte_identical_for_the_same_model_and_data(mlp_keras, dataset, tmp_path):
     from tinyq import data
     from tinyq.analyze import analyze

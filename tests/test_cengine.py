@@ -55,7 +55,8 @@ def _assert_bitexact(outs, tflm):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("which", ["cnn", "mlp", "dsres"])
+@pytest.mark.parametrize("which", [pytest.param("cnn", marks=pytest.mark.slow),  # test_pipeline's demo checks it
+                                   pytest.param("mlp", marks=pytest.mark.slow), "dsres"])
 def test_demo_models_bitexact_with_tflm_on_full_test_set(which, request, tmp_path):
     """The stub executable (-O2, through files) and the engine library (-O3, in worker processes) give TFLM's
     bytes on every test image."""
@@ -174,7 +175,7 @@ def test_float_model_rejected_naming_op(cnn_keras):
 
 def test_engine_figures(cnn_q):
     e = cengine.generate(read_graph(cnn_q.tflite), "mnist", make_banner(cnn_q.name, cnn_q.sha256))
-    assert [f.name for f in e.files] == ["mnist_model.h", "mnist_model.c"]
+    assert [f.name for f in e.files] == ["mnist_model.h", "mnist_model.c", "tq_rounding.h"]
     weights = sum(t.nbytes for t in read_graph(cnn_q.tflite).tensors if t.is_constant and t.dtype == "int8")
     assert weights < e.const_bytes < weights + 4096
     assert "#define MNIST_ARENA_BYTES %d" % e.arena_bytes in e.files[0].text

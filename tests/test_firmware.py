@@ -91,7 +91,7 @@ def test_wrong_sizes_are_refused_naming_both(broken_lib, in_bytes, out_bytes):
         firmware.run_library(broken_lib, x, out_bytes)
 
 
-@pytest.mark.parametrize("sanitize", [False, True], ids=["library", "sanitized-stub"])
+@pytest.mark.parametrize("sanitize", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["library", "sanitized-stub"])
 def test_pipeline_host_check_is_bitexact_on_the_whole_test_set(sanitize, mlp_q, mlp_verify, tmp_path):
     """Both ways the pipeline runs the test set through the C engine: the -O3 library, or the sanitized stub."""
     fw = tmp_path / "fw"

@@ -178,6 +178,7 @@ def test_a_signal_in_the_golden_run_is_named(tmp_path):
         firmware.run_golden(exe)
 
 
+@pytest.mark.slow
 def test_real_tflm_segfaults_in_the_arena_search_of_an_autoencoder_are_survived():
     """TFLM itself (tflite-micro as installed) segfaults at some arena sizes just below the minimum of a
     640-input fully-connected autoencoder; the search treats those sizes as failing and finds the minimum."""

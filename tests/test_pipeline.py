@@ -217,6 +217,7 @@ def test_convert_user_model(tmp_path, dsres_keras, capsys):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_convert_with_percentile_ranges_stays_bit_exact(tmp_path, mlp_keras, mlp_q):
     out, r = _convert(mlp_keras, tmp_path, "--percentile", "99.9")
     assert r["quantization"]["calibration_method"] == "percentile 99.9"

@@ -60,6 +60,7 @@ def test_counts_are_checked():
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_demo_stderr_holds_only_tinyq_lines(tmp_path, model_cache):
     proc = subprocess.run([sys.executable, "-m", "tinyq.cli", "demo", "--model", "mnist_mlp", "--out",
                            str(tmp_path / "o"), "--no-analysis", "--no-cortex-m"],

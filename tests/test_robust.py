@@ -455,7 +455,8 @@ def _alive(children) -> list[procs.Proc]:
     return procs.alive(children)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
+                         ids=["SIGINT", "SIGTERM"])
 def test_interrupted_demo_keeps_the_old_output_and_leaves_nothing(tmp_path, sig, code):
     out = _old_output(tmp_path)
     args = [sys.executable, "-m", "tinyq.cli", "demo", "--force", "--no-cortex-m", "--out", str(out)]
